@@ -1,0 +1,28 @@
+"""sda: the Deep Learning Tutorials' stacked denoising autoencoder on PyTensor.
+
+The tutorial's modules keep their names: ``sda.logistic_sgd``, ``sda.mlp``, ``sda.dA`` and
+``sda.SdA``.  The main classes are importable from the package itself; they are loaded on
+first use, so that ``python -m sda.SdA`` does not import its own module twice.
+"""
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "LogisticRegression": "sda.logistic_sgd",
+    "HiddenLayer": "sda.mlp",
+    "MLP": "sda.mlp",
+    "dA": "sda.dA",
+    "SdA": "sda.SdA",
+    "load_data": "sda.data",
+    "load_mnist": "sda.data",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sda' has no attribute {name!r}")

@@ -1,0 +1,215 @@
+"""Command line of ``python -m sda.SdA``: flags -> a plain-dict configuration -> train -> report.
+
+Presets are plain dictionaries; a flag given on the command line overrides its preset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["PRESETS", "build_parser", "config_from_args", "main"]
+
+#: Every hyperparameter of a run, by preset.  ``tutorial`` is the Deep Learning Tutorials'
+#: protocol; ``quick`` is a first run of a minute or two on a laptop.
+PRESETS = {
+    "tutorial": {
+        "hidden_layers_sizes": [1000, 1000, 1000],
+        "corruption_levels": [0.1, 0.2, 0.3],
+        "pretraining_epochs": 15,
+        "pretrain_lr": 0.001,
+        "pretrain_batch_size": 1,
+        "training_epochs": 1000,
+        "finetune_lr": 0.1,
+        "finetune_batch_size": 1,
+        "seed": 89677,
+    },
+    "quick": {
+        "hidden_layers_sizes": [1000, 1000, 1000],
+        "corruption_levels": [0.1, 0.2, 0.3],
+        "pretraining_epochs": 1,
+        "pretrain_lr": 0.01,
+        "pretrain_batch_size": 20,
+        "training_epochs": 1,
+        "finetune_lr": 0.1,
+        "finetune_batch_size": 20,
+        "seed": 89677,
+    },
+}
+DEFAULT_PRESET = "tutorial"
+
+log = logging.getLogger("sda")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sda.data import DEFAULT_DATA_DIR
+    from sda.modes import MODES
+
+    p = argparse.ArgumentParser(
+        prog="python -m sda.SdA",
+        description="Pretrain a stacked denoising autoencoder layer by layer, fine-tune it with "
+                    "early stopping, and report the validation and test error.",
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                   help=f"starting values for every hyperparameter (default {DEFAULT_PRESET})")
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden-layers", dest="hidden_layers_sizes", type=int, nargs="+", metavar="N",
+                   help="units per hidden layer, e.g. 1000 1000 1000")
+    g.add_argument("--corruption", dest="corruption_levels", type=float, nargs="+", metavar="P",
+                   help="masking probability of each layer's dA, in [0, 1)")
+    g.add_argument("--seed", type=int, help="seed for weights and noise")
+    g = p.add_argument_group("training")
+    g.add_argument("--pretraining-epochs", type=int, help="epochs of dA training per layer (0 skips)")
+    g.add_argument("--pretrain-lr", type=float, help="pretraining learning rate")
+    g.add_argument("--pretrain-batch-size", type=int, help="pretraining minibatch size")
+    g.add_argument("--training-epochs", type=int, help="maximum fine-tuning epochs")
+    g.add_argument("--finetune-lr", type=float, help="fine-tuning learning rate")
+    g.add_argument("--finetune-batch-size", type=int, help="fine-tuning minibatch size")
+    g.add_argument("--batch-size", type=int, help="set both batch sizes")
+    g = p.add_argument_group("data and output")
+    g.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                   help="folder with the four MNIST-format IDX files, gzipped or not "
+                        "(default: the repository's data/mnist)")
+    g.add_argument("--valid-size", type=int, default=10_000,
+                   help="validation = the last this many training images (default 10000)")
+    g.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip the MNIST sha256 check (for Fashion-MNIST or your own data)")
+    g.add_argument("--download", action="store_true", help="download missing MNIST files first")
+    g.add_argument("--output-dir", type=Path,
+                   help="where results.json goes (default runs/sda-<date>-<time>)")
+    g = p.add_argument_group("execution")
+    g.add_argument("--mode", default="auto", type=str.upper, choices=["AUTO", *MODES],
+                   help="PyTensor compile mode (default: the fastest available)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> dict:
+    """The run's configuration: the preset, overridden by the flags that were given."""
+    config = dict(PRESETS[args.preset])
+    for key in config:
+        value = getattr(args, key, None)
+        if value is not None:
+            config[key] = value
+    if args.batch_size is not None:
+        config["pretrain_batch_size"] = config["finetune_batch_size"] = args.batch_size
+    return config
+
+
+def validate_config(config: dict) -> None:
+    """Raise ValueError/TypeError naming the first bad hyperparameter."""
+    from sda.validation import check_corruption, check_layer_sizes, check_positive, check_positive_int
+
+    sizes = check_layer_sizes("--hidden-layers", config["hidden_layers_sizes"])
+    levels = config["corruption_levels"]
+    if len(levels) != len(sizes):
+        raise ValueError(f"--corruption needs one value per hidden layer ({len(sizes)}), got {len(levels)}")
+    for level in levels:
+        check_corruption("--corruption", level)
+    check_positive("--pretrain-lr", config["pretrain_lr"])
+    check_positive("--finetune-lr", config["finetune_lr"])
+    check_positive_int("--pretraining-epochs", config["pretraining_epochs"], minimum=0)
+    check_positive_int("--training-epochs", config["training_epochs"])
+    check_positive_int("--pretrain-batch-size", config["pretrain_batch_size"])
+    check_positive_int("--finetune-batch-size", config["finetune_batch_size"])
+
+
+def _versions() -> dict:
+    import numpy
+    import pytensor
+
+    import sda
+
+    return {"sda": sda.__version__, "pytensor": pytensor.__version__, "numpy": numpy.__version__,
+            "python": sys.version.split()[0]}
+
+
+def prepare(args: argparse.Namespace):
+    """Everything that can be wrong before training starts: ``(config, mode, datasets)``.
+
+    Raises ValueError, TypeError, :class:`~sda.data.DataError` or :class:`~sda.modes.ModeError`.
+    """
+    import pytensor
+
+    from sda.data import load_data, n_batches
+    from sda.modes import resolve_mode
+
+    pytensor.config.floatX = "float32"
+    config = config_from_args(args)
+    validate_config(config)
+    mode = resolve_mode(args.mode)
+    datasets = load_data(args.data_dir, n_valid=args.valid_size, verify=args.verify,
+                         download=args.download)
+    for key in ("pretrain_batch_size", "finetune_batch_size"):
+        try:
+            n_batches(datasets[0][0], config[key])
+        except ValueError as exc:
+            raise ValueError(f"--{key.replace('_', '-')}: {exc}") from None
+    return config, mode, datasets
+
+
+def run(args: argparse.Namespace, config: dict, mode: str, datasets) -> dict:
+    """Train, print the summary and write ``results.json``; returns the results."""
+    import pytensor
+
+    from sda.modes import device_description
+    from sda.SdA import train_SdA
+    from sda.utils import write_json
+
+    output_dir = args.output_dir or Path("runs") / datetime.datetime.now().strftime("sda-%Y%m%d-%H%M%S")
+    log.info("compile mode %s on %s; pytensor %s; data %s; output %s",
+             mode, device_description(mode), pytensor.__version__, args.data_dir, output_dir)
+    log.info("configuration: %s", config)
+
+    start = time.perf_counter()
+    _, pretrain, finetune = train_SdA(datasets, mode=mode, progress=not args.quiet,
+                                      log=None if args.quiet else log.info, **config)
+    results = {
+        "config": config,
+        "mode": mode,
+        "device": device_description(mode),
+        "versions": _versions(),
+        "data_dir": str(args.data_dir),
+        "pretraining": {"costs": pretrain.costs, "seconds_per_layer": pretrain.seconds,
+                        "seconds": sum(pretrain.seconds)},
+        "finetuning": {"best_validation_error": finetune.best_validation_error,
+                       "test_error": finetune.test_error, "best_iteration": finetune.best_iteration,
+                       "epochs": finetune.epochs, "seconds": finetune.seconds,
+                       "history": finetune.history},
+        "total_seconds": time.perf_counter() - start,
+    }
+    write_json(Path(output_dir) / "results.json", results)
+    print(f"best validation error {finetune.best_validation_error:.2%}, test error at that point "
+          f"{finetune.test_error:.2%}; pretraining {sum(pretrain.seconds) / 60:.1f} min, "
+          f"fine-tuning {finetune.seconds / 60:.1f} min ({finetune.epochs} epochs); "
+          f"results in {output_dir / 'results.json'}")
+    return results
+
+
+def main(argv=None) -> int:
+    """Entry point; returns the exit status (2 for bad arguments or data, 1 for divergence)."""
+    from sda.data import DataError
+    from sda.modes import ModeError
+    from sda.training import DivergenceError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not log.handlers:  # our messages only: PyTensor's own logging stays as the user set it
+        log.addHandler(logging.StreamHandler(sys.stdout))
+        log.propagate = False
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        config, mode, datasets = prepare(args)
+    except (DataError, ModeError, ValueError, TypeError) as exc:
+        print(f"sda: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        run(args, config, mode, datasets)
+    except DivergenceError as exc:
+        print(f"sda: training diverged: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,160 @@
+"""The denoising autoencoder (the tutorial's ``dA.py``; Vincent et al., ICML 2008).
+
+An input :math:`x \\in [0, 1]^d` is corrupted by zeroing each component with probability
+:math:`\\nu` (masking noise): :math:`\\tilde x = x \\odot m,\\ m_j \\sim \\mathrm{Bernoulli}(1 - \\nu)`.
+It is encoded and decoded with tied weights :math:`W' = W^T`:
+
+.. math::  y = s(\\tilde x W + b), \\qquad z = s(y W^T + b')
+
+and trained to reconstruct the *clean* input, minimising the cross-entropy
+
+.. math::  L(x, z) = -\\sum_j \\left[ x_j \\log z_j + (1 - x_j) \\log (1 - z_j) \\right]
+
+averaged over the minibatch.  With :math:`a = y W^T + b'` and :math:`z = s(a)` this equals
+:math:`\\sum_j \\mathrm{softplus}(a_j) - x_j a_j`, which is how it is computed: finite even
+where :math:`z` rounds to 0 or 1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytensor.tensor.random as ptr
+
+from sda.data import DEFAULT_DATA_DIR, load_data, minibatch, n_batches
+from sda.validation import check_positive_int
+from sda.modes import compile_function, resolve_mode
+from sda.training import pretrain_layers, sgd_updates
+
+__all__ = ["dA", "train_dA"]
+
+
+def new_pytensor_rng(numpy_rng):
+    """A shared PyTensor random generator seeded from ``numpy_rng`` (the tutorial's
+    ``RandomStreams(numpy_rng.randint(2 ** 30))``)."""
+    return ptr.shared_rng(seed=int(numpy_rng.randint(2 ** 30)), name="corruption_rng")
+
+
+class dA:
+    """Denoising autoencoder with tied weights and masking corruption.
+
+    Parameters
+    ----------
+    numpy_rng : numpy.random.RandomState, initialises W (and seeds the noise if needed).
+    pytensor_rng : shared PyTensor random generator for the corruption mask
+        (``pytensor.tensor.random.shared_rng``); made from ``numpy_rng`` when None.
+    input : symbolic matrix (n_examples, n_visible); a new ``pt.matrix`` when None.
+    n_visible, n_hidden : number of visible and hidden units.
+    W, bhid, bvis : optional shared variables.  Passing a sigmoid layer's ``W`` and ``b``
+        makes the dA train exactly those weights (this is how the SdA pretrains).
+
+    W starts uniform in :math:`\\pm 4\\sqrt{6 / (n_{hidden} + n_{visible})}`; the biases at 0.
+    ``params`` is ``[W, b, b_prime]``.
+    """
+
+    def __init__(self, numpy_rng, pytensor_rng=None, input=None, n_visible: int = 784,
+                 n_hidden: int = 500, W=None, bhid=None, bvis=None):
+        self.n_visible = check_positive_int("n_visible", n_visible)
+        self.n_hidden = check_positive_int("n_hidden", n_hidden)
+        floatX = pytensor.config.floatX
+        if pytensor_rng is None:
+            pytensor_rng = new_pytensor_rng(numpy_rng)
+        if W is None:
+            bound = 4 * np.sqrt(6.0 / (n_hidden + n_visible))
+            W = pytensor.shared(numpy_rng.uniform(-bound, bound, size=(n_visible, n_hidden)).astype(floatX),
+                                name="W", borrow=True)
+        if bvis is None:
+            bvis = pytensor.shared(np.zeros(n_visible, dtype=floatX), name="b_prime", borrow=True)
+        if bhid is None:
+            bhid = pytensor.shared(np.zeros(n_hidden, dtype=floatX), name="b", borrow=True)
+        if tuple(W.get_value(borrow=True).shape) != (self.n_visible, self.n_hidden):
+            raise ValueError(f"W must have shape ({n_visible}, {n_hidden}), got {W.get_value(borrow=True).shape}")
+        self.W, self.b, self.b_prime = W, bhid, bvis
+        self.W_prime = self.W.T
+        self.pytensor_rng = pytensor_rng
+        self.x = pt.matrix("x") if input is None else input
+        self.params = [self.W, self.b, self.b_prime]
+
+    def get_corrupted_input(self, input, corruption_level):
+        """``(next_rng, corrupted)``: ``input`` with each entry kept with probability
+        ``1 - corruption_level``, else set to 0.
+
+        The Bernoulli mask is drawn from ``pytensor_rng``; pass ``(self.pytensor_rng, next_rng)``
+        in a function's ``updates`` so that each call draws a fresh mask (PyTensor's explicit
+        form of the tutorial's ``RandomStreams``).
+        """
+        keep = 1 - pt.as_tensor_variable(corruption_level)
+        next_rng, mask = self.pytensor_rng.bernoulli(p=keep, size=input.shape)
+        return next_rng, input * pt.cast(mask, input.dtype)
+
+    def get_hidden_values(self, input):
+        """The code :math:`y = s(x W + b)`."""
+        return pt.sigmoid(pt.dot(input, self.W) + self.b)
+
+    def get_reconstruction_logits(self, hidden):
+        """Pre-sigmoid reconstruction :math:`a = y W^T + b'`."""
+        return pt.dot(hidden, self.W_prime) + self.b_prime
+
+    def get_reconstructed_input(self, hidden):
+        """The reconstruction :math:`z = s(y W^T + b')`."""
+        return pt.sigmoid(self.get_reconstruction_logits(hidden))
+
+    def reconstruction_cost(self, corrupted_input):
+        """Mean cross-entropy between the clean input ``self.x`` and the reconstruction of
+        ``corrupted_input``."""
+        logits = self.get_reconstruction_logits(self.get_hidden_values(corrupted_input))
+        L = pt.sum(pt.softplus(logits) - self.x * logits, axis=1)
+        return pt.mean(L)
+
+    def get_cost_updates(self, corruption_level, learning_rate):
+        """``(cost, updates)`` for one SGD step on a minibatch ``self.x`` corrupted at
+        ``corruption_level`` (both arguments may be symbolic scalars).  The updates advance
+        the noise generator too."""
+        next_rng, corrupted = self.get_corrupted_input(self.x, corruption_level)
+        cost = self.reconstruction_cost(corrupted)
+        return cost, [(self.pytensor_rng, next_rng), *sgd_updates(cost, self.params, learning_rate)]
+
+
+def train_dA(learning_rate: float = 0.1, training_epochs: int = 15, dataset=DEFAULT_DATA_DIR,
+             batch_size: int = 20, n_hidden: int = 500, corruption_levels=(0.0, 0.3),
+             output_folder="dA_plots", seed: int = 123, mode: str | None = None, datasets=None,
+             progress: bool = True, log=print):
+    """The tutorial's ``test_dA``: train a 784-500 dA on MNIST once per corruption level and
+    save each one's filters as ``filters_corruption_<percent>.png`` in ``output_folder``.
+
+    Returns ``{corruption_level: (dA, PretrainResult)}``.
+    """
+    from sda.utils import save_filters
+
+    mode = resolve_mode(mode)
+    if datasets is None:
+        datasets = load_data(dataset)
+    train_x = datasets[0][0]
+    count = n_batches(train_x, batch_size)
+    n_visible = train_x.get_value(borrow=True).shape[1]
+    output_folder = Path(output_folder)
+    os.makedirs(output_folder, exist_ok=True)
+    index = pt.iscalar("index")
+    corruption, lr = pt.scalar("corruption"), pt.scalar("lr")
+    trained = {}
+    for level in corruption_levels:
+        rng = np.random.RandomState(seed)
+        da = dA(numpy_rng=rng, pytensor_rng=new_pytensor_rng(rng),
+                n_visible=n_visible, n_hidden=n_hidden)
+        cost, updates = da.get_cost_updates(corruption, lr)
+        train_da = compile_function([index, corruption, lr], cost, mode, updates=updates,
+                                    givens={da.x: minibatch(train_x, index, batch_size)})
+        result = pretrain_layers([train_da], count, training_epochs, [level], learning_rate,
+                                 progress=progress, log=log)
+        save_filters(da.W.get_value(), output_folder / f"filters_corruption_{round(level * 100)}.png")
+        trained[level] = (da, result)
+    return trained
+
+
+if __name__ == "__main__":
+    pytensor.config.floatX = "float32"
+    train_dA()

@@ -1,0 +1,87 @@
+"""Pictures of weights and digits, and writing files without ever leaving half a file.
+
+``tile_raster_images`` lays out many small images (one per row of a matrix) in a grid, as
+in the tutorial's ``utils.py``, so that the filters a layer learned can be looked at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["scale_to_unit_interval", "tile_raster_images", "save_filters", "atomic_write", "write_json"]
+
+
+def scale_to_unit_interval(ndar, eps: float = 1e-8) -> np.ndarray:
+    """Affinely map ``ndar`` to [0, 1]: ``(x - min) / (max - min + eps)``."""
+    ndar = np.asarray(ndar, dtype=np.float64)
+    ndar = ndar - ndar.min()
+    return ndar / (ndar.max() + eps)
+
+
+def tile_raster_images(X, img_shape, tile_shape, tile_spacing=(0, 0),
+                       scale_rows_to_unit_interval: bool = True, output_pixel_vals: bool = True):
+    """Arrange the rows of ``X`` as ``img_shape`` images on a ``tile_shape`` grid.
+
+    Parameters
+    ----------
+    X : array (n_images, rows * cols); row ``i`` goes to grid cell ``i`` (row-major).
+        Cells beyond ``n_images`` stay black.
+    img_shape : (rows, cols) of each image.
+    tile_shape : (grid rows, grid columns).
+    tile_spacing : pixels of black between cells (vertical, horizontal).
+    scale_rows_to_unit_interval : rescale each image to [0, 1] on its own first.
+    output_pixel_vals : return uint8 in 0..255 instead of floats in [0, 1].
+
+    Returns a 2-d array of shape
+    ``((rows + sv) * grid_rows - sv, (cols + sh) * grid_cols - sh)``.
+    """
+    X = np.asarray(X)
+    (h, w), (th, tw), (sv, sh) = img_shape, tile_shape, tile_spacing
+    if X.ndim != 2 or X.shape[1] != h * w:
+        raise ValueError(f"X must have shape (n, {h * w}) for images of {img_shape}, got {X.shape}")
+    out = np.zeros(((h + sv) * th - sv, (w + sh) * tw - sh), dtype=np.float64)
+    for i in range(min(th * tw, X.shape[0])):
+        image = X[i].reshape(h, w).astype(np.float64)
+        if scale_rows_to_unit_interval:
+            image = scale_to_unit_interval(image)
+        r, c = divmod(i, tw)
+        out[r * (h + sv): r * (h + sv) + h, c * (w + sh): c * (w + sh) + w] = image
+    if output_pixel_vals:
+        return np.clip(np.round(out * 255), 0, 255).astype(np.uint8)
+    return out
+
+
+def atomic_write(path, write) -> Path:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over
+    ``path``: a crash never leaves a partial file, and an old file stays until the new one is whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def write_json(path, obj) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def save_filters(W, path, img_shape=(28, 28), tile_shape=(10, 10)) -> Path:
+    """Save the first ``tile_shape`` filters (columns of ``W``) as a PNG."""
+    from PIL import Image
+
+    image = Image.fromarray(tile_raster_images(np.asarray(W).T, img_shape, tile_shape, (1, 1)))
+    return atomic_write(path, lambda f: image.save(f, format="PNG"))

@@ -1,0 +1,32 @@
+"""Install with ``pip install -e .`` (add ``[jax,dev]`` for the JAX backend and the tests)."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "sda" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="sda",
+    version=VERSION,
+    description="Stacked denoising autoencoders (the Deep Learning Tutorials' SdA) on PyTensor",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.11",
+    packages=find_packages(include=["sda", "sda.*"]),
+    install_requires=[
+        "pytensor>=3.0.7",
+        "numpy>=1.26",
+        "scipy>=1.11",
+        "tqdm>=4.66",
+        "Pillow>=10",
+    ],
+    extras_require={
+        "jax": ["jax>=0.4.30"],
+        "dev": ["pytest>=8", "hypothesis>=6.100"],
+    },
+    entry_points={"console_scripts": ["sda-train=sda.cli:main"]},
+)

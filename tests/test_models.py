@@ -1,0 +1,206 @@
+"""The models' maths: gradients, weight sharing, corruption, learning."""
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+from sda.dA import dA
+from sda.data import shared_dataset
+from sda.logistic_sgd import LogisticRegression
+from sda.mlp import MLP, HiddenLayer
+from sda.SdA import SdA
+from sda.training import fit_early_stopping, pretrain_layers
+
+MODE = "FAST_RUN"  # C backend with the default rewrites; what every test below compiles with
+
+
+def numeric_gradient_check(cost_fn, grad_fns, params, rng, n_entries=8, eps=1e-6):
+    """Compare the symbolic gradient of ``cost_fn()`` w.r.t. each shared param with
+    central differences on a few random entries of it."""
+    for param, grad_fn in zip(params, grad_fns):
+        analytic = grad_fn()
+        value = param.get_value()
+        for flat in rng.choice(value.size, size=min(n_entries, value.size), replace=False):
+            idx = np.unravel_index(flat, value.shape)
+            shifted = value.copy()
+            shifted[idx] += eps
+            param.set_value(shifted)
+            up = cost_fn()
+            shifted[idx] -= 2 * eps
+            param.set_value(shifted)
+            down = cost_fn()
+            param.set_value(value)
+            numeric = (up - down) / (2 * eps)
+            assert analytic[idx] == pytest.approx(numeric, rel=1e-4, abs=1e-7), (param.name, idx)
+
+
+def test_dA_cost_gradient_matches_finite_differences(float64):
+    rng = np.random.RandomState(0)
+    x_data = rng.uniform(size=(6, 7))
+    mask = (rng.uniform(size=(6, 7)) > 0.3).astype("float64")
+    da = dA(rng, n_visible=7, n_hidden=5)
+    da.b.set_value(rng.normal(size=5))
+    da.b_prime.set_value(rng.normal(size=7))
+    cost = da.reconstruction_cost(da.x * mask)
+    givens = {da.x: pytensor.shared(x_data)}
+    cost_fn = pytensor.function([], cost, givens=givens, mode=MODE)
+    grad_fns = [pytensor.function([], g, givens=givens, mode=MODE) for g in pt.grad(cost, da.params)]
+    numeric_gradient_check(cost_fn, grad_fns, da.params, rng)
+
+
+def test_dA_cost_is_the_cross_entropy(float64):
+    rng = np.random.RandomState(1)
+    x_data = rng.uniform(size=(4, 6))
+    da = dA(rng, n_visible=6, n_hidden=3)
+    cost = pytensor.function([], da.reconstruction_cost(da.x), givens={da.x: pytensor.shared(x_data)},
+                             mode=MODE)()
+    W, b, bp = (p.get_value() for p in da.params)
+    z = 1 / (1 + np.exp(-((1 / (1 + np.exp(-(x_data @ W + b)))) @ W.T + bp)))
+    expected = np.mean(-np.sum(x_data * np.log(z) + (1 - x_data) * np.log(1 - z), axis=1))
+    assert cost == pytest.approx(expected, rel=1e-10)
+
+
+def test_finetune_cost_gradient_matches_finite_differences(float64):
+    rng = np.random.RandomState(2)
+    sda = SdA(rng, n_ins=6, hidden_layers_sizes=[5, 4], n_outs=3, corruption_levels=[0.1, 0.2])
+    sda.logLayer.W.set_value(rng.normal(size=(4, 3)))
+    sda.logLayer.b.set_value(rng.normal(size=3))
+    givens = {sda.x: pytensor.shared(rng.uniform(size=(8, 6))),
+              sda.y: pytensor.shared(rng.randint(3, size=8).astype("int32"))}
+    cost_fn = pytensor.function([], sda.finetune_cost, givens=givens, mode=MODE)
+    grad_fns = [pytensor.function([], g, givens=givens, mode=MODE)
+                for g in pt.grad(sda.finetune_cost, sda.params)]
+    numeric_gradient_check(cost_fn, grad_fns, sda.params, rng)
+
+
+def test_sigmoid_layers_and_dAs_share_the_same_shared_variables(float32):
+    sda = SdA(np.random.RandomState(3), n_ins=10, hidden_layers_sizes=[8, 6, 4], n_outs=3,
+              corruption_levels=[0.1, 0.2, 0.3])
+    assert len(sda.sigmoid_layers) == len(sda.dA_layers) == 3
+    for layer, da in zip(sda.sigmoid_layers, sda.dA_layers):
+        assert da.W is layer.W and da.b is layer.b
+        assert da.b_prime not in sda.params
+    assert sda.params == [p for layer in sda.sigmoid_layers for p in layer.params] + sda.logLayer.params
+    # each dA reads the output of the layer below
+    assert sda.dA_layers[1].x is sda.sigmoid_layers[0].output
+
+
+def test_pretraining_step_changes_the_mlp_hidden_output(float32):
+    rng = np.random.RandomState(4)
+    data = rng.uniform(size=(40, 10)).astype("float32")
+    sda = SdA(rng, n_ins=10, hidden_layers_sizes=[8, 6], n_outs=3, corruption_levels=[0.1, 0.2])
+    train_x, _ = shared_dataset((data, np.zeros(40, np.int32)))
+    hidden = pytensor.function([sda.x], sda.sigmoid_layers[1].output, mode=MODE)
+    before = hidden(data)
+    fns = sda.pretraining_functions(train_x, batch_size=10, mode="CVM")
+    fns[1](0, 0.2, 0.5)
+    after = hidden(data)
+    assert np.abs(after - before).max() > 1e-4
+
+
+def test_corruption_zero_keeps_input_and_level_c_zeroes_about_c(float64):
+    da = dA(np.random.RandomState(5), n_visible=4, n_hidden=2)
+    x = pt.matrix("x")
+    level = pt.scalar("level")
+    next_rng, corrupted = da.get_corrupted_input(x, level)
+    corrupt = pytensor.function([x, level], corrupted, updates=[(da.pytensor_rng, next_rng)], mode=MODE)
+    data = np.random.RandomState(6).uniform(0.1, 1.0, size=(500, 200))
+    np.testing.assert_array_equal(corrupt(data, 0.0), data)
+    for c in (0.1, 0.3, 0.75):
+        out = corrupt(data, c)
+        zeroed = out == 0
+        assert zeroed.mean() == pytest.approx(c, abs=0.01)
+        np.testing.assert_array_equal(out[~zeroed], data[~zeroed])  # kept entries untouched
+    # the noise advances between calls
+    assert not np.array_equal(corrupt(data, 0.5), corrupt(data, 0.5))
+
+
+def test_pretraining_lowers_reconstruction_cost(float32):
+    rng = np.random.RandomState(7)
+    prototypes = (rng.uniform(size=(4, 20)) > 0.5).astype("float32")
+    data = prototypes[rng.randint(4, size=400)]
+    train_x, _ = shared_dataset((data, np.zeros(400, np.int32)))
+    sda = SdA(rng, n_ins=20, hidden_layers_sizes=[12, 8], n_outs=4, corruption_levels=[0.2, 0.2])
+    fns = sda.pretraining_functions(train_x, batch_size=10, mode="CVM")
+    result = pretrain_layers(fns, 40, n_epochs=8, corruption_levels=[0.2, 0.2], learning_rate=0.1,
+                             progress=False, log=None)
+    for costs in result.costs:
+        assert costs[-1] < 0.8 * costs[0]
+
+
+def separable_datasets(rng, n=600, n_in=12, n_classes=3):
+    centers = rng.uniform(size=(n_classes, n_in))
+    def make(m):
+        y = rng.randint(n_classes, size=m).astype(np.int32)
+        x = np.clip(centers[y] + 0.05 * rng.normal(size=(m, n_in)), 0, 1).astype("float32")
+        return shared_dataset((x, y))
+    return [make(n), make(200), make(200)]
+
+
+def test_finetuning_learns_a_separable_problem(float32):
+    rng = np.random.RandomState(8)
+    datasets = separable_datasets(rng)
+    sda = SdA(rng, n_ins=12, hidden_layers_sizes=[16, 16], n_outs=3, corruption_levels=[0.1, 0.1])
+    train_fn, valid_fn, test_fn = sda.build_finetune_functions(datasets, batch_size=10,
+                                                               learning_rate=0.5, mode="CVM")
+    start_error = float(test_fn())
+    result = fit_early_stopping(train_fn, 60, valid_fn, test_fn, n_epochs=30, patience=10 * 60,
+                                params=sda.params, progress=False, log=None)
+    assert start_error > 0.3
+    assert result.best_validation_error < 0.02
+    assert result.test_error < 0.02
+    assert float(test_fn()) == result.test_error  # the best parameters were restored
+
+
+def test_logistic_regression_and_mlp_learn(float32):
+    rng = np.random.RandomState(9)
+    datasets = separable_datasets(rng)
+    from sda.logistic_sgd import sgd_optimization_mnist
+    from sda.mlp import train_mlp
+    _, fit = sgd_optimization_mnist(learning_rate=0.5, n_epochs=20, batch_size=20, n_out=3,
+                                    mode="CVM", datasets=datasets, progress=False, log=None)
+    assert fit.test_error < 0.05
+    _, fit = train_mlp(learning_rate=0.1, n_epochs=20, batch_size=20, n_hidden=10, n_out=3,
+                       mode="CVM", datasets=datasets, progress=False, log=None)
+    assert fit.test_error < 0.05
+
+
+@pytest.mark.parametrize("y", [pt.imatrix("y"), pt.vector("y", dtype="float64"), np.zeros(3)])
+def test_logistic_regression_rejects_bad_labels(y, float32):
+    layer = LogisticRegression(pt.matrix("x"), 4, 3)
+    with pytest.raises(TypeError, match="y must"):
+        layer.negative_log_likelihood(y)
+    with pytest.raises(TypeError, match="y must"):
+        layer.errors(y)
+
+
+def test_logistic_regression_probabilities_normalise_per_row(float64):
+    x = pt.matrix("x")
+    layer = LogisticRegression(x, 4, 3, W=pytensor.shared(np.random.RandomState(0).normal(size=(4, 3))))
+    p = pytensor.function([x], layer.p_y_given_x, mode=MODE)(np.random.RandomState(1).normal(size=(5, 4)))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+
+
+def test_hidden_layer_initialisation_bounds(float64):
+    rng = np.random.RandomState(10)
+    tanh_layer = HiddenLayer(rng, pt.matrix(), 300, 200)
+    sig_layer = HiddenLayer(rng, pt.matrix(), 300, 200, activation=pt.sigmoid)
+    bound = np.sqrt(6 / 500)
+    assert np.abs(tanh_layer.W.get_value()).max() <= bound
+    assert np.abs(tanh_layer.W.get_value()).max() > 0.95 * bound
+    assert np.abs(sig_layer.W.get_value()).max() > 0.95 * 4 * bound
+    mlp = MLP(rng, pt.matrix(), 5, 4, 3)
+    assert len(mlp.params) == 4
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"hidden_layers_sizes": []}, "must not be empty"),
+    ({"hidden_layers_sizes": [5, 0]}, r"hidden_layers_sizes\[1\]"),
+    ({"corruption_levels": [0.1, 1.0]}, r"corruption_levels\[1\]"),
+    ({"corruption_levels": [0.1]}, "corruption_levels has 1"),
+])
+def test_sda_rejects_bad_arguments(kwargs, message):
+    args = {"n_ins": 4, "hidden_layers_sizes": [5, 3], "corruption_levels": [0.1, 0.2]} | kwargs
+    with pytest.raises(ValueError, match=message):
+        SdA(np.random.RandomState(0), **args)
