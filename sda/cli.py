@@ -10,6 +10,7 @@ import datetime
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 __all__ = ["PRESETS", "build_parser", "config_from_args", "main"]
@@ -133,12 +134,9 @@ def prepare(args: argparse.Namespace):
 
     Raises ValueError, TypeError, :class:`~sda.data.DataError` or :class:`~sda.modes.ModeError`.
     """
-    import pytensor
-
     from sda.data import load_data, n_batches
     from sda.modes import resolve_mode
 
-    pytensor.config.floatX = "float32"
     config = config_from_args(args)
     validate_config(config)
     mode = resolve_mode(args.mode)
@@ -192,6 +190,8 @@ def run(args: argparse.Namespace, config: dict, mode: str, datasets) -> dict:
 
 def main(argv=None) -> int:
     """Entry point; returns the exit status (2 for bad arguments or data, 1 for divergence)."""
+    import pytensor
+
     from sda.data import DataError
     from sda.modes import ModeError
     from sda.training import DivergenceError
@@ -202,14 +202,17 @@ def main(argv=None) -> int:
         log.addHandler(logging.StreamHandler(sys.stdout))
         log.propagate = False
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    try:
-        config, mode, datasets = prepare(args)
-    except (DataError, ModeError, ValueError, TypeError) as exc:
-        print(f"sda: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        run(args, config, mode, datasets)
-    except DivergenceError as exc:
-        print(f"sda: training diverged: {exc}", file=sys.stderr)
-        return 1
+    # JAX runs in 32 bits, as asked; its notice that int64 indices become int32 is noise here
+    warnings.filterwarnings("ignore", message="Explicitly requested dtype")
+    with pytensor.config.change_flags(floatX="float32"):
+        try:
+            config, mode, datasets = prepare(args)
+        except (DataError, ModeError, ValueError, TypeError) as exc:
+            print(f"sda: error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            run(args, config, mode, datasets)
+        except DivergenceError as exc:
+            print(f"sda: training diverged: {exc}", file=sys.stderr)
+            return 1
     return 0

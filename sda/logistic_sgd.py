@@ -79,7 +79,7 @@ class LogisticRegression:
     def errors(self, y):
         """Fraction of the minibatch whose predicted class differs from ``y`` (zero-one loss)."""
         check_labels(y)
-        return pt.mean(pt.neq(self.y_pred, y))
+        return pt.mean(pt.neq(self.y_pred, y), dtype=pytensor.config.floatX)
 
 
 def sgd_optimization_mnist(

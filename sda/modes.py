@@ -85,8 +85,8 @@ def available_modes() -> list[str]:
 def default_mode() -> str:
     """The fastest available mode, by the measurements in docs/RESULTS.md.
 
-    JAX on a GPU beats everything; on a CPU, CVM with a BLAS is fastest at the
-    tutorial's batch size of 1, then JAX, then NUMBA.
+    JAX on a GPU beats everything; on a CPU, CVM with a BLAS was fastest at batch 1 and
+    at batch 20 (``python bench/bench_modes.py``), then JAX, then NUMBA.
     """
     available = available_modes()
     if "JAX" in available and _jax_has_gpu():

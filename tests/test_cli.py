@@ -1,0 +1,77 @@
+"""The script end to end on tiny synthetic data, and its refusals of bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sda.cli import PRESETS, main
+
+TINY = ["--hidden-layers", "12", "8", "--corruption", "0.1", "0.2", "--pretraining-epochs", "2",
+        "--pretrain-lr", "0.05", "--training-epochs", "15", "--finetune-lr", "0.2", "--batch-size", "10",
+        "--valid-size", "50", "--no-verify", "--mode", "CVM", "--quiet"]
+
+
+def test_script_trains_and_writes_results(tiny_mnist_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(TINY + ["--data-dir", str(tiny_mnist_dir), "--output-dir", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["hidden_layers_sizes"] == [12, 8]
+    assert results["config"]["pretrain_batch_size"] == results["config"]["finetune_batch_size"] == 10
+    assert results["mode"] == "CVM" and results["device"] == "cpu"
+    assert len(results["pretraining"]["costs"]) == 2
+    assert all(len(c) == 2 for c in results["pretraining"]["costs"])
+    ft = results["finetuning"]
+    assert ft["best_validation_error"] < 0.1 and ft["test_error"] < 0.15  # learnable synthetic digits
+    assert 1 <= ft["epochs"] <= 15 and len(ft["history"]) == ft["epochs"]
+    summary = capsys.readouterr().out
+    assert "best validation error" in summary and "test error" in summary
+
+
+def test_flags_override_the_preset(tiny_mnist_dir):
+    from sda.cli import build_parser, config_from_args
+    args = build_parser().parse_args(["--preset", "quick", "--finetune-lr", "0.3"])
+    config = config_from_args(args)
+    assert config["finetune_lr"] == 0.3
+    assert config["pretraining_epochs"] == PRESETS["quick"]["pretraining_epochs"]
+    assert build_parser().parse_args([]).preset == "tutorial"
+    assert config_from_args(build_parser().parse_args([])) == PRESETS["tutorial"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--pretrain-lr", "-0.1"], "--pretrain-lr must be a finite number > 0"),
+    (["--finetune-lr", "0"], "--finetune-lr must be a finite number > 0"),
+    (["--corruption", "0.1", "1.0"], "--corruption must be in [0, 1)"),
+    (["--corruption", "0.1"], "--corruption needs one value per hidden layer"),
+    (["--hidden-layers", "12", "0"], "--hidden-layers[1] must be >= 1"),
+    (["--batch-size", "1000"], "--pretrain-batch-size: batch_size=1000"),
+    (["--training-epochs", "0"], "--training-epochs must be >= 1"),
+])
+def test_bad_values_exit_nonzero_with_one_line(flags, message, tiny_mnist_dir, tmp_path, capsys):
+    args = TINY + ["--data-dir", str(tiny_mnist_dir), "--output-dir", str(tmp_path)] + flags
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_missing_data_directory_and_checksum_are_explained(tmp_path, tiny_mnist_dir, capsys):
+    assert main(["--data-dir", str(tmp_path / "absent"), "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["--data-dir", str(tiny_mnist_dir), "--valid-size", "50", "--quiet"]) == 2
+    assert "sha256" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs_as_a_subprocess(tiny_mnist_dir, tmp_path):
+    for entry in (["-m", "sda.SdA"], ["sda/SdA.py"]):
+        proc = subprocess.run([sys.executable, *entry, "--data-dir", str(tmp_path / "absent")],
+                              capture_output=True, text=True, timeout=120,
+                              cwd=__import__("pathlib").Path(__file__).parent.parent)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "sda.SdA", *TINY, "--training-epochs", "2",
+                           "--data-dir", str(tiny_mnist_dir), "--output-dir", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o" / "results.json").exists()

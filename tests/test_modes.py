@@ -1,0 +1,80 @@
+"""Every installed compile mode computes the same numbers from the same graph code."""
+
+import os
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+from sda.dA import dA
+from sda.data import shared_dataset
+from sda.modes import MODES, ModeError, available_modes, compile_function, default_mode, resolve_mode
+from sda.SdA import SdA
+
+INSTALLED = available_modes()
+
+
+def test_resolve_mode_validates_names():
+    assert resolve_mode("fast_compile") == "FAST_COMPILE"
+    assert resolve_mode(None) == default_mode() == resolve_mode("auto")
+    assert default_mode() in INSTALLED
+    with pytest.raises(ModeError, match="unknown compile mode 'GPU'"):
+        resolve_mode("GPU")
+
+
+def test_cvm_without_blas_says_how_to_fix_it():
+    with pytensor.config.change_flags(blas__ldflags=""):
+        with pytest.raises(ModeError, match="needs a BLAS.*libopenblas-dev"):
+            resolve_mode("CVM")
+        assert "CVM" not in available_modes()
+
+
+@pytest.mark.skipif(not os.environ.get("CI"), reason="only CI promises a BLAS, numba and jax")
+def test_ci_exercises_the_three_fast_modes():
+    # .ci/run installs a BLAS, numba and jax: all three fast paths must be tested there
+    for mode in ("CVM", "NUMBA", "JAX"):
+        assert mode in INSTALLED, f"{mode} unavailable: {set(MODES) - set(INSTALLED)}"
+
+
+def mode_costs(mode):
+    rng = np.random.RandomState(0)
+    x_data = rng.uniform(size=(20, 30)).astype("float32")
+    mask = (rng.uniform(size=(20, 30)) > 0.25).astype("float32")
+    da = dA(np.random.RandomState(1), n_visible=30, n_hidden=16)
+    cost = da.reconstruction_cost(da.x * mask)
+    grads = pt.grad(cost, da.params)
+    fn = compile_function([da.x], [cost, *grads], mode)
+    sda = SdA(np.random.RandomState(2), n_ins=30, hidden_layers_sizes=[16, 8], n_outs=4,
+              corruption_levels=[0.1, 0.2])
+    ft = compile_function([sda.x, sda.y], [sda.finetune_cost, sda.errors], mode)
+    return [np.asarray(v) for v in fn(x_data)] + [np.asarray(v) for v in
+                                                  ft(x_data, rng.randint(4, size=20).astype("int32"))]
+
+
+def test_every_installed_mode_gives_the_same_cost_and_gradients(float32):
+    reference = mode_costs("FAST_COMPILE")
+    for mode in INSTALLED:
+        for got, want in zip(mode_costs(mode), reference):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6, err_msg=mode)
+
+
+@pytest.mark.parametrize("mode", INSTALLED)
+def test_pretraining_and_finetuning_functions_compile_and_learn_in_each_mode(mode, float32):
+    rng = np.random.RandomState(3)
+    x = (rng.uniform(size=(60, 12)) > 0.5).astype("float32")
+    y = (x[:, 0] > 0.5).astype("int32")
+    datasets = [shared_dataset((x, y))] * 3
+    sda = SdA(rng, n_ins=12, hidden_layers_sizes=[10, 6], n_outs=2, corruption_levels=[0.2, 0.3])
+    fns = sda.pretraining_functions(datasets[0][0], batch_size=10, mode=mode)
+    for fn in fns:
+        first = [float(fn(i, 0.2, 0.1)) for i in range(6)]
+        for _ in range(10):
+            last = [float(fn(i, 0.2, 0.1)) for i in range(6)]
+        assert np.mean(last) < np.mean(first)
+    train_fn, valid_fn, _ = sda.build_finetune_functions(datasets, 10, 0.5, mode)
+    before = float(valid_fn())
+    for _ in range(40):
+        for i in range(6):
+            train_fn(i)
+    assert float(valid_fn()) < before
