@@ -204,3 +204,34 @@ def test_sda_rejects_bad_arguments(kwargs, message):
     args = {"n_ins": 4, "hidden_layers_sizes": [5, 3], "corruption_levels": [0.1, 0.2]} | kwargs
     with pytest.raises(ValueError, match=message):
         SdA(np.random.RandomState(0), **args)
+
+
+def test_dA_cost_and_gradients_match_the_numpy_reference(float64):
+    from numpy_reference import dA_cost_and_grads
+    rng = np.random.RandomState(11)
+    x_data = rng.uniform(size=(9, 13))
+    mask = (rng.uniform(size=(9, 13)) > 0.3).astype("float64")
+    da = dA(rng, n_visible=13, n_hidden=7)
+    da.b.set_value(rng.normal(size=7))
+    da.b_prime.set_value(rng.normal(size=13))
+    cost = da.reconstruction_cost(da.x * mask)
+    got = pytensor.function([da.x], [cost, *pt.grad(cost, da.params)], mode=MODE)(x_data)
+    want_cost, want_grads = dA_cost_and_grads(x_data, mask, *(p.get_value() for p in da.params))
+    assert got[0] == pytest.approx(want_cost, rel=1e-5)
+    for g, w in zip(got[1:], want_grads):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-10)
+
+
+def test_one_pretraining_step_moves_parameters_by_minus_lr_times_gradient(float64):
+    from numpy_reference import dA_cost_and_grads
+    rng = np.random.RandomState(12)
+    data = rng.uniform(size=(10, 6))
+    sda = SdA(rng, n_ins=6, hidden_layers_sizes=[4], n_outs=2, corruption_levels=[0.0])
+    train_x, _ = shared_dataset((data, np.zeros(10, np.int32)))
+    da = sda.dA_layers[0]
+    before = [p.get_value() for p in da.params]
+    cost, grads = dA_cost_and_grads(data[:5], np.ones((5, 6)), *before)
+    step_cost = sda.pretraining_functions(train_x, batch_size=5, mode="CVM")[0](0, 0.0, 0.25)
+    assert step_cost == pytest.approx(cost, rel=1e-6)
+    for p, old, g in zip(da.params, before, grads):
+        np.testing.assert_allclose(p.get_value(), old - 0.25 * g, rtol=1e-6, atol=1e-12)
