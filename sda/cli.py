@@ -27,6 +27,9 @@ PRESETS = {
         "training_epochs": 1000,
         "finetune_lr": 0.1,
         "finetune_batch_size": 1,
+        "finetune_momentum": 0.0,
+        "finetune_lr_decay": 1.0,
+        "patience_epochs": 10,
         "seed": 89677,
     },
     "quick": {
@@ -38,6 +41,9 @@ PRESETS = {
         "training_epochs": 1,
         "finetune_lr": 0.1,
         "finetune_batch_size": 20,
+        "finetune_momentum": 0.0,
+        "finetune_lr_decay": 1.0,
+        "patience_epochs": 10,
         "seed": 89677,
     },
 }
@@ -70,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--training-epochs", type=int, help="maximum fine-tuning epochs")
     g.add_argument("--finetune-lr", type=float, help="fine-tuning learning rate")
     g.add_argument("--finetune-batch-size", type=int, help="fine-tuning minibatch size")
+    g.add_argument("--finetune-momentum", type=float, help="classical momentum in [0, 1) for fine-tuning")
+    g.add_argument("--finetune-lr-decay", type=float,
+                   help="multiply the fine-tuning learning rate by this after every epoch")
+    g.add_argument("--patience-epochs", type=float,
+                   help="early stopping looks at least this many epochs ahead (tutorial: 10)")
     g.add_argument("--batch-size", type=int, help="set both batch sizes")
     g = p.add_argument_group("data and output")
     g.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
@@ -81,7 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the MNIST sha256 check (for Fashion-MNIST or your own data)")
     g.add_argument("--download", action="store_true", help="download missing MNIST files first")
     g.add_argument("--output-dir", type=Path,
-                   help="where results.json goes (default runs/sda-<date>-<time>)")
+                   help="where results.json, checkpoint.npz and best_model.npz go "
+                        "(default runs/sda-<date>-<time>)")
+    g.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the run whose output directory is DIR from its last checkpoint "
+                        "(its configuration is taken from the checkpoint)")
+    g.add_argument("--evaluate", type=Path, metavar="MODEL",
+                   help="do not train: print the test error of a saved model (e.g. best_model.npz)")
     g = p.add_argument_group("execution")
     g.add_argument("--mode", default="auto", type=str.upper, choices=["AUTO", *MODES],
                    help="PyTensor compile mode (default: the fastest available)")
@@ -117,6 +134,10 @@ def validate_config(config: dict) -> None:
     check_positive_int("--training-epochs", config["training_epochs"])
     check_positive_int("--pretrain-batch-size", config["pretrain_batch_size"])
     check_positive_int("--finetune-batch-size", config["finetune_batch_size"])
+    if not 0 <= config["finetune_momentum"] < 1:
+        raise ValueError(f"--finetune-momentum must be in [0, 1), got {config['finetune_momentum']}")
+    check_positive("--finetune-lr-decay", config["finetune_lr_decay"])
+    check_positive("--patience-epochs", config["patience_epochs"])
 
 
 def _versions() -> dict:
@@ -137,7 +158,14 @@ def prepare(args: argparse.Namespace):
     from sda.data import load_data, n_batches
     from sda.modes import resolve_mode
 
-    config = config_from_args(args)
+    if args.resume is not None:
+        from sda.checkpoint import load_checkpoint
+
+        config = load_checkpoint(args.resume / "checkpoint.npz").config
+        config = {k: v for k, v in config.items() if k in PRESETS[DEFAULT_PRESET]}
+        args.output_dir = args.resume
+    else:
+        config = config_from_args(args)
     validate_config(config)
     mode = resolve_mode(args.mode)
     datasets = load_data(args.data_dir, n_valid=args.valid_size, verify=args.verify,
@@ -165,7 +193,9 @@ def run(args: argparse.Namespace, config: dict, mode: str, datasets) -> dict:
 
     start = time.perf_counter()
     _, pretrain, finetune = train_SdA(datasets, mode=mode, progress=not args.quiet,
-                                      log=None if args.quiet else log.info, **config)
+                                      log=None if args.quiet else log.info,
+                                      checkpoint_dir=output_dir, resume=args.resume is not None,
+                                      **config)
     results = {
         "config": config,
         "mode": mode,
@@ -188,12 +218,29 @@ def run(args: argparse.Namespace, config: dict, mode: str, datasets) -> dict:
     return results
 
 
+def evaluate(args: argparse.Namespace, mode: str) -> float:
+    """Print and return the test error of the saved model ``args.evaluate``."""
+    import numpy as np
+
+    from sda.data import load_mnist
+    from sda.persistence import load_model
+
+    model, header = load_model(args.evaluate)
+    if header["class"] != "SdA":
+        raise ValueError(f"--evaluate needs an SdA model file, {args.evaluate} holds a {header['class']}")
+    test_x, test_y = load_mnist(args.data_dir, n_valid=args.valid_size, verify=args.verify).test
+    predictions = model.predict_function(mode)(test_x.astype(model.logLayer.W.dtype))
+    error = float(np.mean(predictions != test_y))
+    print(f"{args.evaluate}: test error {error:.2%} on {len(test_y)} images")
+    return error
+
+
 def main(argv=None) -> int:
     """Entry point; returns the exit status (2 for bad arguments or data, 1 for divergence)."""
     import pytensor
 
     from sda.data import DataError
-    from sda.modes import ModeError
+    from sda.modes import ModeError, resolve_mode
     from sda.training import DivergenceError
 
     parser = build_parser()
@@ -206,13 +253,17 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message="Explicitly requested dtype")
     with pytensor.config.change_flags(floatX="float32"):
         try:
+            if args.evaluate is not None:
+                evaluate(args, resolve_mode(args.mode))
+                return 0
             config, mode, datasets = prepare(args)
-        except (DataError, ModeError, ValueError, TypeError) as exc:
+        except (DataError, ModeError, ValueError, TypeError, FileNotFoundError) as exc:
             print(f"sda: error: {exc}", file=sys.stderr)
             return 2
         try:
             run(args, config, mode, datasets)
         except DivergenceError as exc:
-            print(f"sda: training diverged: {exc}", file=sys.stderr)
+            print(f"sda: training diverged: {exc}. The last checkpoint and best model "
+                  f"are kept in the output directory", file=sys.stderr)
             return 1
     return 0

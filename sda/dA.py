@@ -27,7 +27,8 @@ import pytensor.tensor.random as ptr
 
 from sda.data import DEFAULT_DATA_DIR, load_data, minibatch, n_batches
 from sda.validation import check_positive_int
-from sda.modes import compile_function, resolve_mode
+from sda.persistence import SaveLoadMixin
+from sda.modes import compile_function, keep_on_device, resolve_mode
 from sda.training import pretrain_layers, sgd_updates
 
 __all__ = ["dA", "train_dA"]
@@ -39,7 +40,7 @@ def new_pytensor_rng(numpy_rng):
     return ptr.shared_rng(seed=int(numpy_rng.randint(2 ** 30)), name="corruption_rng")
 
 
-class dA:
+class dA(SaveLoadMixin):
     """Denoising autoencoder with tied weights and masking corruption.
 
     Parameters
@@ -134,6 +135,7 @@ def train_dA(learning_rate: float = 0.1, training_epochs: int = 15, dataset=DEFA
     if datasets is None:
         datasets = load_data(dataset)
     train_x = datasets[0][0]
+    keep_on_device([train_x], mode)
     count = n_batches(train_x, batch_size)
     n_visible = train_x.get_value(borrow=True).shape[1]
     output_folder = Path(output_folder)

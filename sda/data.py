@@ -193,7 +193,7 @@ def _atomic_download(url: str, target: Path, sha256: str | None, progress: bool)
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=target.name,
-                      disable=not progress, leave=False) as bar:
+                      disable=None if progress else True, leave=False) as bar:
                 while chunk := response.read(1 << 16):
                     out.write(chunk)
                     bar.update(len(chunk))

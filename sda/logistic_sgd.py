@@ -18,6 +18,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
 from sda.data import DEFAULT_DATA_DIR, load_data, n_batches
+from sda.persistence import SaveLoadMixin
 from sda.modes import compile_function, resolve_mode
 from sda.training import fit_early_stopping, supervised_functions
 from sda.validation import check_positive, check_positive_int
@@ -35,7 +36,7 @@ def check_labels(y):
         raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
 
 
-class LogisticRegression:
+class LogisticRegression(SaveLoadMixin):
     """Softmax regression layer: ``p_y_given_x = softmax(input @ W + b)``.
 
     Parameters
@@ -69,12 +70,15 @@ class LogisticRegression:
     def negative_log_likelihood(self, y):
         """Mean over the minibatch of :math:`-\\log P(Y = y_k \\mid x_k)`.
 
-        Computed from ``log_softmax`` of the logits, which stays finite where the
-        probability itself would underflow to 0.
+        Computed from the logits as :math:`\\log\\sum_j e^{z_j} - z_{y}` (shifted by the row
+        maximum), which stays finite where the probability itself would underflow to 0.
         """
         check_labels(y)
-        log_p = pt.special.log_softmax(self.logits, axis=-1)
-        return -pt.mean(log_p[pt.arange(y.shape[0]), y])
+        # log P(y|x) = logit_y - logsumexp(logits); written with elementwise ops and a
+        # reduction (not pt.special.log_softmax, which the C backend runs in Python)
+        peak = pt.max(self.logits, axis=1, keepdims=True)
+        log_norm = pt.log(pt.sum(pt.exp(self.logits - peak), axis=1)) + peak[:, 0]
+        return pt.mean(log_norm - self.logits[pt.arange(y.shape[0]), y])
 
     def errors(self, y):
         """Fraction of the minibatch whose predicted class differs from ``y`` (zero-one loss)."""

@@ -15,6 +15,7 @@ import pytensor.tensor as pt
 
 from sda.data import DEFAULT_DATA_DIR, load_data, n_batches
 from sda.logistic_sgd import LogisticRegression
+from sda.persistence import SaveLoadMixin
 from sda.modes import resolve_mode
 from sda.training import fit_early_stopping, supervised_functions
 from sda.validation import check_positive, check_positive_int
@@ -55,7 +56,7 @@ class HiddenLayer:
         self.params = [self.W, self.b]
 
 
-class MLP:
+class MLP(SaveLoadMixin):
     """Hidden layer + logistic regression output layer.
 
     Attributes: ``hiddenLayer``, ``logRegressionLayer``, ``params``, ``L1`` (sum of absolute
@@ -64,6 +65,10 @@ class MLP:
     """
 
     def __init__(self, rng, input, n_in: int, n_hidden: int, n_out: int, activation=pt.tanh):
+        names = {pt.tanh: "tanh", pt.sigmoid: "sigmoid"}
+        if activation not in names:
+            raise ValueError(f"activation must be pt.tanh or pt.sigmoid, got {activation!r}")
+        self.activation_name = names[activation]
         self.hiddenLayer = HiddenLayer(rng, input, n_in, n_hidden, activation=activation)
         self.logRegressionLayer = LogisticRegression(self.hiddenLayer.output, n_hidden, n_out)
         self.L1 = abs(self.hiddenLayer.W).sum() + abs(self.logRegressionLayer.W).sum()

@@ -34,6 +34,7 @@ __all__ = [
     "default_mode",
     "resolve_mode",
     "device_description",
+    "keep_on_device",
     "compile_function",
 ]
 
@@ -126,6 +127,23 @@ def device_description(mode: str) -> str:
         kind = getattr(device, "device_kind", "") or ""
         return f"{device.platform} ({kind})" if kind and kind != device.platform else device.platform
     return "cpu"
+
+
+def keep_on_device(shared_variables, mode: str) -> None:
+    """For JAX, move the values of ``shared_variables`` (datasets) onto JAX's default device
+    once, so that no compiled call copies them from the host again.
+
+    PyTensor's shared-variable filter would turn a JAX array back into numpy, so the value
+    is placed in the variable's storage directly (as PyTensor itself does with the results
+    of updates).  Other modes need nothing.  A variable placed so can still be read with
+    ``get_value()``, but only JAX-compiled functions should compute with it afterwards.
+    """
+    if mode != "JAX":
+        return
+    import jax
+
+    for variable in shared_variables:
+        variable.container.storage[0] = jax.device_put(variable.get_value(borrow=True))
 
 
 def compile_function(inputs, outputs, mode: str, **kwargs):

@@ -16,17 +16,19 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 from tqdm.auto import tqdm
 
 from sda.data import minibatch
-from sda.modes import compile_function
+from sda.modes import compile_function, keep_on_device
 
 __all__ = [
     "DivergenceError",
     "sgd_updates",
     "supervised_functions",
     "EarlyStopping",
+    "FitState",
     "FitResult",
     "fit_early_stopping",
     "PretrainResult",
@@ -38,14 +40,32 @@ class DivergenceError(FloatingPointError):
     """A cost became NaN or infinite: training stopped, lower the learning rate."""
 
 
-def sgd_updates(cost, params, learning_rate):
-    """Plain gradient descent: ``[(p, p - learning_rate * d cost / d p) for p in params]``."""
+def sgd_updates(cost, params, learning_rate, momentum: float = 0.0):
+    """Gradient descent updates for ``params``.
+
+    Without momentum: :math:`p \\leftarrow p - \\eta \\, \\partial C / \\partial p`.
+    With momentum :math:`\\mu > 0` (classical momentum), each parameter gets a velocity
+    :math:`v` (a new shared variable, starting at 0):
+    :math:`v \\leftarrow \\mu v - \\eta \\, \\partial C / \\partial p,\\ p \\leftarrow p + v`.
+    ``learning_rate`` may be a number, a symbolic scalar or a shared variable (for a schedule).
+    """
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     grads = pt.grad(cost, params)
-    return [(p, p - pt.cast(learning_rate, p.dtype) * g) for p, g in zip(params, grads)]
+    updates = []
+    for p, g in zip(params, grads):
+        step = pt.cast(learning_rate, p.dtype) * g
+        if momentum == 0:
+            updates.append((p, p - step))
+            continue
+        velocity = pytensor.shared(np.zeros_like(p.get_value(borrow=True)), name=f"velocity_{p.name}")
+        new_velocity = pt.cast(momentum, p.dtype) * velocity - step
+        updates += [(velocity, new_velocity), (p, p + new_velocity)]
+    return updates
 
 
 def supervised_functions(x, y, cost, errors, params, datasets, batch_size: int,
-                         learning_rate, mode: str):
+                         learning_rate, mode: str, momentum: float = 0.0):
     """Compile ``(train_fn, validate_fn, test_fn)`` for a classifier with input ``x`` and
     labels ``y`` on shared ``datasets = [(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]``.
 
@@ -54,10 +74,11 @@ def supervised_functions(x, y, cost, errors, params, datasets, batch_size: int,
     in one call so that no example is dropped.
     """
     (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
+    keep_on_device([train_x, train_y, valid_x, valid_y, test_x, test_y], mode)
     index = pt.iscalar("index")
     train_fn = compile_function(
         [index], cost, mode,
-        updates=sgd_updates(cost, params, learning_rate),
+        updates=sgd_updates(cost, params, learning_rate, momentum),
         givens={x: minibatch(train_x, index, batch_size), y: minibatch(train_y, index, batch_size)},
     )
     validate_fn = compile_function([], errors, mode, givens={x: valid_x, y: valid_y})
@@ -125,6 +146,37 @@ class EarlyStopping:
 
 
 @dataclass
+class FitState:
+    """Where :func:`fit_early_stopping` stands after an epoch: enough to continue from there.
+
+    ``best_params`` holds the parameter values of the best validation error so far.
+    """
+
+    epoch: int = 0
+    patience: int = 0
+    best_loss: float = math.inf
+    best_iteration: int = -1
+    test_error: float | None = None
+    done: bool = False
+    seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+    best_params: list = field(default_factory=list)
+
+    def scalars(self) -> dict:
+        """Everything but ``best_params``, JSON-ready (infinity as None)."""
+        return {"epoch": self.epoch, "patience": self.patience,
+                "best_loss": None if math.isinf(self.best_loss) else self.best_loss,
+                "best_iteration": self.best_iteration, "test_error": self.test_error,
+                "done": self.done, "seconds": self.seconds, "history": self.history}
+
+    @classmethod
+    def from_scalars(cls, scalars: dict, best_params) -> "FitState":
+        values = dict(scalars)
+        values["best_loss"] = math.inf if values["best_loss"] is None else values["best_loss"]
+        return cls(**values, best_params=list(best_params))
+
+
+@dataclass
 class FitResult:
     """Outcome of :func:`fit_early_stopping`; errors are fractions (0.013 = 1.3 %)."""
 
@@ -139,7 +191,8 @@ class FitResult:
 def fit_early_stopping(train_fn, n_train_batches: int, validate, test=None, *, n_epochs: int,
                        patience: int, patience_increase: float = 2.0,
                        improvement_threshold: float = 0.995, params=(), learning_rate=None,
-                       progress: bool = True, log=print, name: str = "fine-tuning") -> FitResult:
+                       progress: bool = True, log=print, name: str = "fine-tuning",
+                       on_epoch_end=None, resume: FitState | None = None) -> FitResult:
     """Minibatch training with early stopping: the one loop every model here uses.
 
     Parameters
@@ -149,6 +202,10 @@ def fit_early_stopping(train_fn, n_train_batches: int, validate, test=None, *, n
     params : shared variables to snapshot at the best validation error and restore at the end.
     progress : show a progress bar within each epoch.
     log : called with one line per epoch (``None`` for silence).
+    on_epoch_end : called with the :class:`FitState` after each epoch (to checkpoint, or to
+        change the learning rate).
+    resume : a :class:`FitState` from ``on_epoch_end`` to continue from (the caller restores
+        the parameters and optimiser state that go with it).
 
     Returns a :class:`FitResult`; the test error is the one measured when the
     validation error was at its best.
@@ -156,14 +213,13 @@ def fit_early_stopping(train_fn, n_train_batches: int, validate, test=None, *, n
     if n_epochs < 1:
         raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
     rule = EarlyStopping(patience, n_train_batches, patience_increase, improvement_threshold)
-    best_params = [p.get_value() for p in params]
-    test_error, history, start = None, [], time.perf_counter()
-    epoch, done = 0, False
-    while epoch < n_epochs and not done:
-        epoch += 1
+    state = resume or FitState(patience=rule.patience, best_params=[p.get_value() for p in params])
+    rule.patience, rule.best_loss, rule.best_iteration = state.patience, state.best_loss, state.best_iteration
+    while state.epoch < n_epochs and not state.done:
+        epoch = state.epoch + 1
         epoch_start, costs, val_error, improved = time.perf_counter(), [], None, False
         for minibatch_index in tqdm(range(n_train_batches), desc=f"{name} epoch {epoch}",
-                                    leave=False, disable=not progress, mininterval=0.5):
+                                    leave=False, disable=None if progress else True, mininterval=0.5):
             costs.append(train_fn(minibatch_index))
             iteration = (epoch - 1) * n_train_batches + minibatch_index
             if rule.should_validate(iteration):
@@ -171,65 +227,84 @@ def fit_early_stopping(train_fn, n_train_batches: int, validate, test=None, *, n
                 val_error = float(validate())
                 if rule.report(iteration, val_error):
                     improved = True
-                    best_params = [p.get_value() for p in params]
+                    state.best_params = [p.get_value() for p in params]
                     if test is not None:
-                        test_error = float(test())
+                        state.test_error = float(test())
             if rule.should_stop(iteration):
-                done = True
+                state.done = True
                 break
         mean_cost = _check_finite(np.mean(costs), f"{name}, epoch {epoch}", learning_rate)
         record = {"epoch": epoch, "cost": mean_cost, "validation_error": val_error,
-                  "test_error": test_error if improved else None,
+                  "test_error": state.test_error if improved else None,
                   "seconds": time.perf_counter() - epoch_start}
-        history.append(record)
+        state.epoch, state.seconds = epoch, state.seconds + record["seconds"]
+        state.patience, state.best_loss, state.best_iteration = rule.patience, rule.best_loss, rule.best_iteration
+        state.history.append(record)
         if log:
             line = f"{name} epoch {epoch}: cost {mean_cost:.5f}"
             if val_error is not None:
                 line += f", validation error {val_error:.2%}"
-            if improved and test_error is not None:
-                line += f", test error of best model {test_error:.2%}"
+            if improved and state.test_error is not None:
+                line += f", test error of best model {state.test_error:.2%}"
             log(line + f" ({record['seconds']:.1f} s)")
-    for p, value in zip(params, best_params):
+        if on_epoch_end is not None:
+            on_epoch_end(state)
+    for p, value in zip(params, state.best_params):
         p.set_value(value)
-    return FitResult(rule.best_loss, rule.best_iteration, test_error, epoch,
-                     time.perf_counter() - start, history)
+    return FitResult(state.best_loss, state.best_iteration, state.test_error, state.epoch,
+                     state.seconds, state.history)
 
 
 @dataclass
 class PretrainResult:
-    """Mean reconstruction cost per epoch for each layer, and the seconds each layer took."""
+    """Mean reconstruction cost per epoch for each layer, and the seconds each layer took.
 
-    costs: list[list[float]]
-    seconds: list[float]
+    Also the progress of an unfinished run: layer ``k`` has done ``len(costs[k])`` epochs.
+    """
+
+    costs: list[list[float]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
 
 
 def pretrain_layers(pretraining_fns, n_train_batches: int, n_epochs: int, corruption_levels,
-                    learning_rate: float, progress: bool = True, log=print) -> PretrainResult:
+                    learning_rate: float, progress: bool = True, log=print,
+                    on_epoch_end=None, resume: PretrainResult | None = None) -> PretrainResult:
     """Greedy layer-wise pretraining: train each layer's dA for ``n_epochs`` in turn.
 
     ``pretraining_fns[i](index, corruption, lr)`` does one SGD step of layer ``i`` on
-    minibatch ``index`` and returns its reconstruction cost.
+    minibatch ``index`` and returns its reconstruction cost.  A function with a ``prepare()``
+    method (the SdA's cached-input layers) has it called once, just before its layer trains,
+    when the layers below it are final.  ``on_epoch_end(result)`` is called after every
+    epoch with the progress so far, which ``resume`` takes to continue from.
     """
     if len(corruption_levels) != len(pretraining_fns):
         raise ValueError(
             f"need one corruption level per layer ({len(pretraining_fns)}), got {len(corruption_levels)}"
         )
-    costs, seconds = [], []
+    result = resume or PretrainResult()
     for layer, (fn, corruption) in enumerate(zip(pretraining_fns, corruption_levels)):
-        layer_start, layer_costs = time.perf_counter(), []
-        for epoch in range(1, n_epochs + 1):
+        if layer == len(result.costs):
+            result.costs.append([])
+            result.seconds.append(0.0)
+        done = len(result.costs[layer])
+        if done >= n_epochs:
+            continue
+        if hasattr(fn, "prepare"):
+            fn.prepare()
+        for epoch in range(done + 1, n_epochs + 1):
             epoch_start = time.perf_counter()
             batch_costs = [
                 fn(index, corruption, learning_rate)
                 for index in tqdm(range(n_train_batches), desc=f"pretraining layer {layer} epoch {epoch}",
-                                  leave=False, disable=not progress, mininterval=0.5)
+                                  leave=False, disable=None if progress else True, mininterval=0.5)
             ]
             mean_cost = _check_finite(np.mean(batch_costs),
                                       f"pretraining layer {layer}, epoch {epoch}", learning_rate)
-            layer_costs.append(mean_cost)
+            seconds = time.perf_counter() - epoch_start
+            result.costs[layer].append(mean_cost)
+            result.seconds[layer] += seconds
             if log:
-                log(f"pretraining layer {layer} epoch {epoch}: cost {mean_cost:.4f} "
-                    f"({time.perf_counter() - epoch_start:.1f} s)")
-        costs.append(layer_costs)
-        seconds.append(time.perf_counter() - layer_start)
-    return PretrainResult(costs, seconds)
+                log(f"pretraining layer {layer} epoch {epoch}: cost {mean_cost:.4f} ({seconds:.1f} s)")
+            if on_epoch_end is not None:
+                on_epoch_end(result)
+    return result

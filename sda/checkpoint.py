@@ -1,0 +1,95 @@
+"""Checkpoints: everything a training run needs to continue exactly where it stopped.
+
+A checkpoint is an archive in the same safe format as model files (``.npz`` of numeric
+arrays + JSON header, never a pickle, written atomically) holding
+
+* ``state_<i>``: the values of the run's shared variables, in an order the run defines
+  (model parameters, then optimiser state such as momentum velocities and the learning rate);
+* ``best_<i>``: the parameters at the best validation error so far (fine-tuning only);
+* the header: the run's configuration, the state of each corruption noise generator, the
+  pretraining progress (:class:`~sda.training.PretrainResult`) and the fine-tuning state
+  (:class:`~sda.training.FitState`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sda.persistence import FORMAT_VERSION, ModelFileError, read_archive, write_archive
+from sda.training import FitState, PretrainResult
+
+__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "restore_state"]
+
+FORMAT = "sda-checkpoint"
+
+
+class CheckpointError(ModelFileError):
+    """A checkpoint is unreadable or does not fit the run that tries to resume from it."""
+
+
+@dataclass
+class Checkpoint:
+    config: dict
+    state: list[np.ndarray]
+    rng_states: list[dict]
+    pretrain: PretrainResult
+    fit: FitState | None
+
+
+def _rng_state(shared_rng) -> dict:
+    return shared_rng.get_value(borrow=True).bit_generator.state
+
+
+def save_checkpoint(path, config: dict, state_vars, rngs, pretrain: PretrainResult,
+                    fit: FitState | None = None) -> Path:
+    """Write a checkpoint of a run atomically (the previous one stays until this one is whole)."""
+    arrays = {f"state_{i}": np.asarray(v.get_value()) for i, v in enumerate(state_vars)}
+    if fit is not None:
+        arrays.update({f"best_{i}": np.asarray(a) for i, a in enumerate(fit.best_params)})
+    header = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "config": config,
+        "n_state": len(state_vars), "rngs": [_rng_state(r) for r in rngs],
+        "pretrain": dataclasses.asdict(pretrain),
+        "fit": None if fit is None else fit.scalars(),
+    }
+    return write_archive(path, header, arrays)
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`."""
+    header, arrays = read_archive(path, FORMAT, CheckpointError)
+    try:
+        n_state = int(header["n_state"])
+        state = [arrays[f"state_{i}"] for i in range(n_state)]
+        fit = None
+        if header["fit"] is not None:
+            n_best = len([k for k in arrays if k.startswith("best_")])
+            fit = FitState.from_scalars(header["fit"], [arrays[f"best_{i}"] for i in range(n_best)])
+        return Checkpoint(config=dict(header["config"]), state=state, rng_states=list(header["rngs"]),
+                          pretrain=PretrainResult(**header["pretrain"]), fit=fit)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: incomplete checkpoint ({exc!r})") from None
+
+
+def restore_state(checkpoint: Checkpoint, state_vars, rngs) -> None:
+    """Set the run's shared variables and noise generators to the checkpoint's values."""
+    if len(checkpoint.state) != len(state_vars) or len(checkpoint.rng_states) != len(rngs):
+        raise CheckpointError(
+            f"checkpoint holds {len(checkpoint.state)} variables and {len(checkpoint.rng_states)} "
+            f"generators; this run has {len(state_vars)} and {len(rngs)}"
+        )
+    for i, (var, value) in enumerate(zip(state_vars, checkpoint.state)):
+        expected = np.shape(var.get_value(borrow=True))
+        if value.shape != expected:
+            raise CheckpointError(f"checkpoint variable {i} ({var.name}) has shape {value.shape}, expected {expected}")
+        var.set_value(value.astype(var.dtype, copy=False))
+    for rng, state in zip(rngs, checkpoint.rng_states):
+        if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+            raise CheckpointError(f"unsupported noise generator state {state!r:.80}")
+        generator = np.random.Generator(np.random.PCG64())
+        generator.bit_generator.state = state
+        rng.set_value(generator)

@@ -1,0 +1,146 @@
+"""Model files: round trips that predict identically, and refusal of anything that could run code."""
+
+import io
+import json
+import pickle
+import zipfile
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+from sda.dA import dA
+from sda.logistic_sgd import LogisticRegression
+from sda.mlp import MLP
+from sda.persistence import ModelFileError, load_model, read_model_file, save_model
+from sda.SdA import SdA
+
+
+def small_sda(seed=0):
+    sda = SdA(np.random.RandomState(seed), n_ins=6, hidden_layers_sizes=[5, 4], n_outs=3,
+              corruption_levels=[0.1, 0.25])
+    rng = np.random.RandomState(seed + 1)
+    for p in sda.params + [d.b_prime for d in sda.dA_layers]:
+        p.set_value(rng.normal(size=p.get_value().shape).astype(p.dtype))
+    return sda
+
+
+def test_sda_round_trip_predicts_bit_identically(tmp_path, float32):
+    sda = small_sda()
+    path = sda.save(tmp_path / "model.npz", training_state={"epoch": 3})
+    loaded = SdA.load(path)
+    assert loaded.hidden_layers_sizes == [5, 4] and loaded.corruption_levels == [0.1, 0.25]
+    images = np.random.RandomState(2).uniform(size=(50, 6)).astype("float32")
+    probs = lambda m: pytensor.function([m.x], m.logLayer.p_y_given_x, mode="CVM")(images)
+    np.testing.assert_array_equal(probs(loaded), probs(sda))
+    np.testing.assert_array_equal(loaded.predict_function("CVM")(images), sda.predict_function("CVM")(images))
+    for a, b in zip(loaded.dA_layers, sda.dA_layers):  # pretraining state too
+        np.testing.assert_array_equal(a.b_prime.get_value(), b.b_prime.get_value())
+    header, _ = read_model_file(path)
+    assert header["training_state"] == {"epoch": 3} and header["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("make", [
+    lambda: dA(np.random.RandomState(0), n_visible=6, n_hidden=4),
+    lambda: MLP(np.random.RandomState(0), pt.matrix(), 6, 5, 3, activation=pt.sigmoid),
+    lambda: LogisticRegression(pt.matrix(), 6, 3, W=pytensor.shared(np.random.RandomState(0).normal(size=(6, 3)))),
+])
+def test_every_model_class_round_trips(make, tmp_path, float64):
+    model = make()
+    save_model(model, tmp_path / "m.npz")
+    loaded, header = load_model(tmp_path / "m.npz")
+    assert type(loaded) is type(model) and header["class"] == type(model).__name__
+    for a, b in zip(loaded.params, model.params):
+        np.testing.assert_array_equal(a.get_value(), b.get_value())
+        assert a.dtype == b.dtype == "float64"
+
+
+def test_loading_the_wrong_class_is_refused(tmp_path, float32):
+    small_sda().save(tmp_path / "m.npz")
+    with pytest.raises(ModelFileError, match="holds a SdA, not a dA"):
+        dA.load(tmp_path / "m.npz")
+
+
+def write_npz(path, **arrays):
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def valid_arrays(tmp_path):
+    small_sda().save(tmp_path / "ok.npz")
+    with np.load(tmp_path / "ok.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_pickled_object_array_is_refused_without_running_it(tmp_path, float32):
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+    arrays = valid_arrays(tmp_path)
+    arrays["param_0"] = np.array([Boom()], dtype=object)
+    path = tmp_path / "evil.npz"
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # numpy pickles object arrays
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(ModelFileError, match="refused|pickle|object"):
+        load_model(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_plain_pickle_file_is_refused(tmp_path):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"W": np.zeros(3)}))
+    with pytest.raises(ModelFileError):
+        load_model(path)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda a: a.pop("__header__"), "no __header__"),
+    (lambda a: a.update(__header__=np.frombuffer(b"{not json", np.uint8)), "not valid JSON"),
+    (lambda a: a.update(param_0=a["param_0"][:-1]), "has shape"),
+    (lambda a: a.update(param_1=a["param_1"].astype(np.int64)), "dtype int64"),
+    (lambda a: a.update(param_2=np.full_like(a["param_2"], np.nan)), "NaN"),
+    (lambda a: a.pop("param_3"), "do not match n_params"),
+])
+def test_inconsistent_files_get_a_clear_error(mutate, message, tmp_path, float32):
+    arrays = valid_arrays(tmp_path)
+    mutate(arrays)
+    with pytest.raises(ModelFileError, match=message):
+        load_model(write_npz(tmp_path / "bad.npz", **arrays))
+
+
+def test_header_with_unknown_class_or_bad_config(tmp_path, float32):
+    arrays = valid_arrays(tmp_path)
+    header = json.loads(arrays["__header__"].tobytes())
+    for change, message in (({"class": "os.system"}, "unknown model class"),
+                            ({"config": {**header["config"], "hidden_layers_sizes": [0]}}, "invalid")):
+        bad = dict(arrays, __header__=np.frombuffer(json.dumps({**header, **change}).encode(), np.uint8))
+        with pytest.raises(ModelFileError, match=message):
+            load_model(write_npz(tmp_path / "bad.npz", **bad))
+
+
+def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, float32, monkeypatch):
+    path = small_sda(0).save(tmp_path / "m.npz")
+    before = path.read_bytes()
+
+    def broken_savez(f, **arrays):
+        f.write(b"partial")
+        raise OSError("disk full")
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        small_sda(5).save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_not_a_zip_and_truncated_zip(tmp_path, float32):
+    (tmp_path / "junk.npz").write_bytes(b"\x00" * 100)
+    with pytest.raises(ModelFileError, match="not a readable|refused"):
+        load_model(tmp_path / "junk.npz")
+    data = small_sda().save(tmp_path / "m.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError):
+        load_model(tmp_path / "cut.npz")

@@ -1,0 +1,74 @@
+"""A run killed with SIGKILL and resumed ends with the parameters of an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from sda.checkpoint import CheckpointError, load_checkpoint
+from sda.persistence import read_model_file
+
+RUN = ["--hidden-layers", "300", "300", "--corruption", "0.1", "0.2", "--pretraining-epochs", "3",
+       "--pretrain-lr", "0.05", "--training-epochs", "120", "--finetune-lr", "0.1",
+       "--finetune-momentum", "0.5", "--finetune-lr-decay", "0.99", "--patience-epochs", "1000",
+       "--batch-size", "10", "--valid-size", "50", "--no-verify", "--mode", "CVM", "--quiet", "--seed", "7"]
+
+
+def sda_command(*args):
+    return [sys.executable, "-m", "sda.SdA", *RUN, *args]
+
+
+def progress(path):
+    """(pretraining epochs done over all layers, fine-tuning epochs done), or None."""
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError:  # not written yet
+        return None
+    return (sum(len(c) for c in checkpoint.pretrain.costs),
+            0 if checkpoint.fit is None else checkpoint.fit.epoch)
+
+
+@pytest.mark.parametrize("kill_at", [(2, 0), (6, 3)], ids=["during-pretraining", "during-finetuning"])
+def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, tiny_mnist_dir, tmp_path):
+    data = ["--data-dir", str(tiny_mnist_dir)]
+    reference = tmp_path / "reference"
+    subprocess.run(sda_command(*data, "--output-dir", str(reference)), check=True, timeout=300)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(sda_command(*data, "--output-dir", str(killed)))
+    deadline = time.time() + 240
+    while (progress(killed / "checkpoint.npz") or (0, 0)) < kill_at and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    stopped_at = progress(killed / "checkpoint.npz")
+    assert kill_at <= stopped_at < (6, 120)
+    assert not (killed / "results.json").exists()
+
+    subprocess.run([sys.executable, "-m", "sda.SdA", "--resume", str(killed), *data, "--no-verify",
+                    "--valid-size", "50", "--mode", "CVM", "--quiet"], check=True, timeout=300)
+    want = json.loads((reference / "results.json").read_text())["finetuning"]
+    got = json.loads((killed / "results.json").read_text())["finetuning"]
+    assert got["epochs"] == want["epochs"] == 120
+    assert got["best_validation_error"] == want["best_validation_error"]
+    assert got["test_error"] == want["test_error"]
+    _, want_params = read_model_file(reference / "best_model.npz")
+    _, got_params = read_model_file(killed / "best_model.npz")
+    for g, w in zip(got_params, want_params):
+        np.testing.assert_array_equal(g, w)
+    final_ref, final_resumed = load_checkpoint(reference / "checkpoint.npz"), load_checkpoint(killed / "checkpoint.npz")
+    for g, w in zip(final_resumed.state, final_ref.state):  # parameters, velocities, learning rate
+        np.testing.assert_array_equal(g, w)
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
+    from sda.cli import main
+    assert main(["--resume", str(tmp_path), "--quiet"]) == 2
+    assert "checkpoint.npz" in capsys.readouterr().err
