@@ -28,7 +28,8 @@ from sda.mlp import HiddenLayer
 from sda.persistence import SaveLoadMixin
 from sda.modes import compile_function, keep_on_device, resolve_mode
 from sda.training import fit_early_stopping, pretrain_layers, supervised_functions
-from sda.validation import check_corruption, check_layer_sizes, check_positive, check_positive_int
+from sda.validation import (check_corruption, check_labels_in_range, check_layer_sizes, check_positive,
+                            check_positive_int, check_unit_interval)
 
 __all__ = ["SdA", "train_SdA"]
 
@@ -99,6 +100,7 @@ class SdA(SaveLoadMixin):
         which recompute the lower layers at every step.
         """
         mode = resolve_mode(mode)
+        check_unit_interval("train_set_x", train_set_x)
         keep_on_device([train_set_x], mode)
         index = pt.iscalar("index")
         corruption_level, learning_rate = pt.scalar("corruption"), pt.scalar("lr")
@@ -127,6 +129,8 @@ class SdA(SaveLoadMixin):
         ``learning_rate`` may be a shared variable (to change it between epochs);
         ``momentum`` > 0 adds classical momentum.
         """
+        for part, (_, labels) in zip(("train", "valid", "test"), datasets):
+            check_labels_in_range(f"{part} labels", labels, self.n_outs)
         return supervised_functions(self.x, self.y, self.finetune_cost, self.errors, self.params,
                                     datasets, batch_size, learning_rate, resolve_mode(mode), momentum)
 

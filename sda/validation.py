@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["check_positive_int", "check_positive", "check_corruption", "check_layer_sizes"]
+__all__ = ["check_positive_int", "check_positive", "check_corruption", "check_layer_sizes",
+           "check_unit_interval", "check_labels_in_range"]
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -48,3 +49,29 @@ def check_layer_sizes(name: str, sizes) -> list[int]:
     if not sizes:
         raise ValueError(f"{name} must not be empty")
     return [check_positive_int(f"{name}[{i}]", s) for i, s in enumerate(sizes)]
+
+
+def _values(data):
+    """The numpy values of an array or a shared variable."""
+    import numpy as np
+
+    return np.asarray(data.get_value(borrow=True) if hasattr(data, "get_value") else data)
+
+
+def check_unit_interval(name: str, data) -> None:
+    """Inputs of a cross-entropy reconstruction must lie in [0, 1]."""
+    values = _values(data)
+    if values.size and (values.min() < 0 or values.max() > 1):
+        raise ValueError(
+            f"{name} must hold values in [0, 1] for the cross-entropy reconstruction, "
+            f"found {values.min():g} .. {values.max():g} (scale the data, e.g. pixels / 255)"
+        )
+
+
+def check_labels_in_range(name: str, labels, n_classes: int) -> None:
+    """Class labels must be integers in 0 .. n_classes - 1."""
+    values = _values(labels)
+    if values.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class labels, got dtype {values.dtype}")
+    if values.size and (values.min() < 0 or values.max() >= n_classes):
+        raise ValueError(f"{name} must be in 0 .. {n_classes - 1}, found {values.min()} .. {values.max()}")

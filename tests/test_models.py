@@ -235,3 +235,16 @@ def test_one_pretraining_step_moves_parameters_by_minus_lr_times_gradient(float6
     assert step_cost == pytest.approx(cost, rel=1e-6)
     for p, old, g in zip(da.params, before, grads):
         np.testing.assert_allclose(p.get_value(), old - 0.25 * g, rtol=1e-6, atol=1e-12)
+
+
+def test_pretraining_refuses_inputs_outside_unit_interval_and_finetuning_bad_labels(float32):
+    sda = SdA(np.random.RandomState(0), n_ins=4, hidden_layers_sizes=[3], n_outs=2, corruption_levels=[0.1])
+    data = np.full((10, 4), 255.0, dtype="float32")
+    with pytest.raises(ValueError, match=r"train_set_x must hold values in \[0, 1\].*255"):
+        sda.pretraining_functions(shared_dataset((data, np.zeros(10, np.int32)))[0], 5, "FAST_COMPILE")
+    good = shared_dataset((data / 255, np.zeros(10, np.int32)))
+    bad = shared_dataset((data / 255, np.full(10, 2, np.int32)))
+    with pytest.raises(ValueError, match=r"valid labels must be in 0 \.\. 1, found 2"):
+        sda.build_finetune_functions([good, bad, good], 5, 0.1, "FAST_COMPILE")
+    with pytest.raises(ValueError, match="batch_size=11"):
+        sda.pretraining_functions(good[0], 11, "FAST_COMPILE")
