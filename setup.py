@@ -26,7 +26,11 @@ setup(
     ],
     extras_require={
         "jax": ["jax>=0.4.30"],
-        "dev": ["pytest>=8", "hypothesis>=6.100"],
+        "sklearn": ["scikit-learn>=1.6"],
+        "plot": ["matplotlib>=3.8"],
+        "notebook": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "matplotlib>=3.8"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.6", "matplotlib>=3.8",
+                "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
     },
     entry_points={"console_scripts": ["sda-train=sda.cli:main"]},
 )

@@ -15,6 +15,8 @@ _EXPORTS = {
     "SdA": "sda.SdA",
     "load_data": "sda.data",
     "load_mnist": "sda.data",
+    "SdAClassifier": "sda.estimators",
+    "DenoisingAutoencoder": "sda.estimators",
 }
 
 __all__ = ["__version__", *_EXPORTS]

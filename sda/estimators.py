@@ -1,0 +1,244 @@
+"""scikit-learn estimators over the tutorial classes: ``SdAClassifier`` and ``DenoisingAutoencoder``.
+
+They take plain numpy arrays of any shape ``(n_samples, n_features)``, follow scikit-learn's
+conventions (hyperparameters in ``__init__``, learned state in attributes ending in ``_``,
+``get_params`` / ``set_params``, ``random_state``) and so work inside ``Pipeline`` and
+``GridSearchCV``.  They need the optional extra ``pip install -e .[sklearn]``.
+
+Inputs are mapped to [0, 1] (the range the cross-entropy reconstruction needs) by one affine
+map fitted on the training data, ``(X - min) / (max - min)`` over all its values, clipped at
+prediction time; data already in [0, 1] with both ends present (MNIST) is left unchanged.
+Set ``scale_inputs=False`` to feed data that is in [0, 1] as it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
+
+from sda.dA import dA, new_pytensor_rng
+from sda.data import shared_dataset
+from sda.modes import compile_function, resolve_mode
+from sda.SdA import SdA
+from sda.training import fit_early_stopping, pretrain_layers
+
+__all__ = ["SdAClassifier", "DenoisingAutoencoder"]
+
+FLOATX = "float32"
+
+
+class _UnitScaler:
+    """The affine map of all training values onto [0, 1] (identity for constant data)."""
+
+    def __init__(self, X, enabled: bool):
+        low, high = (float(X.min()), float(X.max())) if enabled else (0.0, 1.0)
+        self.low, self.span = low, (high - low) if high > low else 1.0
+        self.enabled = enabled
+
+    def __call__(self, X):
+        scaled = (X - self.low) / self.span if self.enabled else X
+        return np.clip(scaled, 0.0, 1.0).astype(FLOATX)
+
+
+def _batch_size(requested: int, n_samples: int) -> int:
+    return max(1, min(int(requested), n_samples))
+
+
+def _log(verbose):
+    return print if verbose else None
+
+
+class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
+    """Stacked denoising autoencoder classifier: greedy dA pretraining, then fine-tuning.
+
+    Parameters
+    ----------
+    hidden_layers_sizes : units per sigmoid hidden layer.
+    corruption_levels : masking probability of each layer's dA in [0, 1); one number means
+        the same for every layer.
+    pretraining_epochs, pretrain_lr, pretrain_batch_size : greedy layer-wise dA training.
+    training_epochs, finetune_lr, finetune_batch_size, finetune_momentum : supervised SGD.
+    validation_fraction : if > 0, that share of the training data is held out and the model
+        keeps the parameters of its best validation error (early stopping with
+        ``patience_epochs``); if 0, all data trains and the lowest training error is kept.
+    patience_epochs : early-stopping patience, in epochs.
+    scale_inputs : map the inputs onto [0, 1] (see the module docstring).
+    random_state : int, RandomState or None.
+    mode : PyTensor compile mode (None = the fastest available).
+    verbose : 0 silent, 1 one line per epoch.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, model_ (the fitted :class:`sda.SdA.SdA`), pretrain_result_,
+    fit_result_.
+    """
+
+    def __init__(self, hidden_layers_sizes=(500, 500), corruption_levels=(0.1, 0.2),
+                 pretraining_epochs=5, pretrain_lr=0.05, pretrain_batch_size=20,
+                 training_epochs=30, finetune_lr=0.1, finetune_batch_size=20, finetune_momentum=0.0,
+                 validation_fraction=0.0, patience_epochs=10, scale_inputs=True,
+                 random_state=None, mode=None, verbose=0):
+        self.hidden_layers_sizes = hidden_layers_sizes
+        self.corruption_levels = corruption_levels
+        self.pretraining_epochs = pretraining_epochs
+        self.pretrain_lr = pretrain_lr
+        self.pretrain_batch_size = pretrain_batch_size
+        self.training_epochs = training_epochs
+        self.finetune_lr = finetune_lr
+        self.finetune_batch_size = finetune_batch_size
+        self.finetune_momentum = finetune_momentum
+        self.validation_fraction = validation_fraction
+        self.patience_epochs = patience_epochs
+        self.scale_inputs = scale_inputs
+        self.random_state = random_state
+        self.mode = mode
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        """Pretrain and fine-tune on ``X`` (n_samples, n_features) and labels ``y``."""
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        rng = check_random_state(self.random_state)
+        sizes = list(self.hidden_layers_sizes)
+        levels = self.corruption_levels
+        levels = [float(levels)] * len(sizes) if np.ndim(levels) == 0 else list(levels)
+        mode = resolve_mode(self.mode)
+        with pytensor.config.change_flags(floatX=FLOATX):
+            self._scaler = _UnitScaler(X, self.scale_inputs)
+            Xs, y_index = self._scaler(X), y_index.astype(np.int32)
+            order = rng.permutation(len(Xs))
+            n_valid = int(round(self.validation_fraction * len(Xs)))
+            if n_valid >= len(Xs):
+                raise ValueError("validation_fraction leaves no training data")
+            valid_idx, train_idx = order[:n_valid], order[n_valid:]
+            train = shared_dataset((Xs[train_idx], y_index[train_idx]))
+            valid = shared_dataset((Xs[valid_idx], y_index[valid_idx])) if n_valid else train
+            self.model_ = SdA(rng, n_ins=X.shape[1], hidden_layers_sizes=sizes,
+                              n_outs=max(len(self.classes_), 2), corruption_levels=levels)
+            pre_bs = _batch_size(self.pretrain_batch_size, len(train_idx))
+            self.pretrain_result_ = pretrain_layers(
+                self.model_.pretraining_functions(train[0], pre_bs, mode), len(train_idx) // pre_bs,
+                self.pretraining_epochs, self.model_.corruption_levels, self.pretrain_lr,
+                progress=False, log=_log(self.verbose))
+            ft_bs = _batch_size(self.finetune_batch_size, len(train_idx))
+            n_batches = len(train_idx) // ft_bs
+            train_fn, valid_fn, _ = self.model_.build_finetune_functions(
+                [train, valid, valid], ft_bs, self.finetune_lr, mode, momentum=self.finetune_momentum)
+            self.fit_result_ = fit_early_stopping(
+                train_fn, n_batches, valid_fn, n_epochs=self.training_epochs,
+                patience=max(1, int(self.patience_epochs * n_batches)), params=self.model_.params,
+                learning_rate=self.finetune_lr, progress=False, log=_log(self.verbose))
+            self._predict_proba = compile_function([self.model_.x], self.model_.logLayer.p_y_given_x, mode)
+            self._transform = compile_function([self.model_.x], self.model_.sigmoid_layers[-1].output, mode)
+        return self
+
+    def _scaled(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self._scaler(X)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
+        X = self._scaled(X)
+        proba = np.asarray(self._predict_proba(X), dtype=np.float64)
+        return proba[:, : len(self.classes_)] / proba[:, : len(self.classes_)].sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """The most probable class of each row."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def transform(self, X):
+        """The top hidden layer's activations, shape (n_samples, hidden_layers_sizes[-1])."""
+        X = self._scaled(X)
+        return np.asarray(self._transform(X), dtype=np.float64)
+
+
+class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
+    """One denoising autoencoder (tied weights, masking noise, cross-entropy) as a transformer.
+
+    Parameters
+    ----------
+    n_hidden : code size.
+    corruption_level : masking probability in [0, 1).
+    learning_rate, batch_size, n_epochs : SGD.
+    scale_inputs, random_state, mode, verbose : as in :class:`SdAClassifier`.
+
+    ``transform`` gives the code :math:`s(xW + b)`, ``inverse_transform`` the reconstruction
+    :math:`s(hW^T + b')` (in the scaled [0, 1] space), and ``score`` minus the mean
+    cross-entropy reconstruction cost of clean inputs (higher is better, as scikit-learn expects).
+
+    Attributes: ``model_`` (the :class:`sda.dA.dA`), ``components_`` (W transposed, one row per
+    hidden unit), ``costs_`` (mean cost per epoch), ``n_features_in_``.
+    """
+
+    def __init__(self, n_hidden=500, corruption_level=0.3, learning_rate=0.1, batch_size=20,
+                 n_epochs=15, scale_inputs=True, random_state=None, mode=None, verbose=0):
+        self.n_hidden = n_hidden
+        self.corruption_level = corruption_level
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.n_epochs = n_epochs
+        self.scale_inputs = scale_inputs
+        self.random_state = random_state
+        self.mode = mode
+        self.verbose = verbose
+
+    def fit(self, X, y=None):
+        """Train the autoencoder on the rows of ``X``."""
+        import pytensor.tensor as pt
+
+        from sda.data import minibatch
+        from sda.validation import check_corruption
+
+        X = validate_data(self, X, dtype=np.float64)
+        check_corruption("corruption_level", self.corruption_level)
+        rng = check_random_state(self.random_state)
+        mode = resolve_mode(self.mode)
+        with pytensor.config.change_flags(floatX=FLOATX):
+            self._scaler = _UnitScaler(X, self.scale_inputs)
+            data, _ = shared_dataset((self._scaler(X), np.zeros(len(X), np.int32)))
+            self.model_ = dA(rng, new_pytensor_rng(rng), n_visible=X.shape[1], n_hidden=self.n_hidden)
+            index, corruption, lr = pt.iscalar("index"), pt.scalar("corruption"), pt.scalar("lr")
+            cost, updates = self.model_.get_cost_updates(corruption, lr)
+            bs = _batch_size(self.batch_size, len(X))
+            step = compile_function([index, corruption, lr], cost, mode, updates=updates,
+                                    givens={self.model_.x: minibatch(data, index, bs)})
+            result = pretrain_layers([step], len(X) // bs, self.n_epochs, [self.corruption_level],
+                                     self.learning_rate, progress=False, log=_log(self.verbose))
+            self.costs_ = result.costs[0]
+            x = self.model_.x
+            self._encode = compile_function([x], self.model_.get_hidden_values(x), mode)
+            h = pt.matrix("h")
+            self._decode = compile_function([h], self.model_.get_reconstructed_input(h), mode)
+            self._cost = compile_function([x], self.model_.reconstruction_cost(x), mode)
+        self.components_ = np.asarray(self.model_.W.get_value()).T
+        return self
+
+    def _scaled(self, X):
+        check_is_fitted(self)
+        return self._scaler(validate_data(self, X, reset=False, dtype=np.float64))
+
+    def transform(self, X):
+        """Hidden code of each row, shape (n_samples, n_hidden)."""
+        X = self._scaled(X)
+        return np.asarray(self._encode(X), dtype=np.float64)
+
+    def inverse_transform(self, X):
+        """Reconstruction (in the scaled [0, 1] input space) of codes ``X`` (n_samples, n_hidden)."""
+        check_is_fitted(self)
+        X = np.asarray(X, dtype=FLOATX)
+        if X.ndim != 2 or X.shape[1] != self.n_hidden:
+            raise ValueError(f"X must have shape (n_samples, {self.n_hidden}), got {X.shape}")
+        return np.asarray(self._decode(X), dtype=np.float64)
+
+    def score(self, X, y=None):
+        """Minus the mean cross-entropy reconstruction cost of ``X`` (higher is better)."""
+        X = self._scaled(X)
+        return -float(self._cost(X))
