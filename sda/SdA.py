@@ -172,7 +172,7 @@ def train_SdA(datasets, hidden_layers_sizes=(1000, 1000, 1000), corruption_level
               finetune_momentum: float = 0.0, finetune_lr_decay: float = 1.0,
               patience_epochs: float = 10, n_outs: int = 10, seed: int = 89677,
               mode: str | None = None, progress: bool = True, log=print,
-              checkpoint_dir=None, resume: bool = False):
+              checkpoint_dir=None, resume: bool = False, on_epoch_end=None):
     """Pretrain then fine-tune an SdA on shared ``datasets`` (the tutorial's ``test_SdA``).
 
     Defaults are the tutorial's (plain SGD, constant learning rate, patience of 10 epochs).
@@ -184,6 +184,9 @@ def train_SdA(datasets, hidden_layers_sizes=(1000, 1000, 1000), corruption_level
     improves; ``resume=True`` continues from that checkpoint, giving the same final
     parameters as an uninterrupted run (in the CVM and NUMBA modes; JAX keeps its own copy
     of the noise generators, so a resumed JAX run draws different masks).
+
+    ``on_epoch_end(pretrain_result, fit_state)`` is called after every epoch of either phase
+    (``fit_state`` is None while pretraining), e.g. to write a metrics file.
 
     Returns ``(sda, pretrain_result, finetune_result)``; the model holds the parameters of
     its best validation error.
@@ -230,6 +233,8 @@ def train_SdA(datasets, hidden_layers_sizes=(1000, 1000, 1000), corruption_level
     def pretrain_checkpoint(progress_so_far):
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, config, state_vars, rngs, progress_so_far)
+        if on_epoch_end is not None:
+            on_epoch_end(progress_so_far, None)
 
     pretrain_result = pretrain_layers(
         pretraining_fns, n_pretrain_batches, pretraining_epochs, sda.corruption_levels,
@@ -239,6 +244,8 @@ def train_SdA(datasets, hidden_layers_sizes=(1000, 1000, 1000), corruption_level
 
     def finetune_epoch_end(state):
         lr.set_value(np.asarray(finetune_lr * finetune_lr_decay ** state.epoch, dtype=lr.dtype))
+        if on_epoch_end is not None:
+            on_epoch_end(pretrain_result, state)
         if checkpoint_path is None:
             return
         if state.history[-1]["test_error"] is not None:  # improved in this epoch

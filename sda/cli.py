@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import sys
 import time
@@ -103,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mode", default="auto", type=str.upper, choices=["AUTO", *MODES],
                    help="PyTensor compile mode (default: the fastest available)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    g.add_argument("--no-pictures", dest="pictures", action="store_false",
+                   help="do not write the filter, reconstruction and learning-curve PNGs")
     return p
 
 
@@ -182,9 +185,11 @@ def run(args: argparse.Namespace, config: dict, mode: str, datasets) -> dict:
     """Train, print the summary and write ``results.json``; returns the results."""
     import pytensor
 
+    import numpy as np
+
     from sda.modes import device_description
     from sda.SdA import train_SdA
-    from sda.utils import write_json
+    from sda.utils import atomic_write, write_json
 
     output_dir = args.output_dir or Path("runs") / datetime.datetime.now().strftime("sda-%Y%m%d-%H%M%S")
     log.info("compile mode %s on %s; pytensor %s; data %s; output %s",
@@ -192,10 +197,19 @@ def run(args: argparse.Namespace, config: dict, mode: str, datasets) -> dict:
     log.info("configuration: %s", config)
 
     start = time.perf_counter()
-    _, pretrain, finetune = train_SdA(datasets, mode=mode, progress=not args.quiet,
-                                      log=None if args.quiet else log.info,
-                                      checkpoint_dir=output_dir, resume=args.resume is not None,
-                                      **config)
+    def write_metrics(pretrain_progress, fit_state):
+        lines = [{"phase": "pretraining", "layer": layer, "epoch": epoch, "cost": cost}
+                 for layer, costs in enumerate(pretrain_progress.costs)
+                 for epoch, cost in enumerate(costs, start=1)]
+        if fit_state is not None:
+            lines += [{"phase": "fine-tuning", **record} for record in fit_state.history]
+        text = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        atomic_write(Path(output_dir) / "metrics.jsonl", lambda f: f.write(text))
+
+    sda, pretrain, finetune = train_SdA(datasets, mode=mode, progress=not args.quiet,
+                                        log=None if args.quiet else log.info,
+                                        checkpoint_dir=output_dir, resume=args.resume is not None,
+                                        on_epoch_end=write_metrics, **config)
     results = {
         "config": config,
         "mode": mode,
@@ -211,6 +225,13 @@ def run(args: argparse.Namespace, config: dict, mode: str, datasets) -> dict:
         "total_seconds": time.perf_counter() - start,
     }
     write_json(Path(output_dir) / "results.json", results)
+    if args.pictures:
+        from sda.plots import save_run_pictures
+
+        test_images = datasets[2][0].get_value(borrow=True)[:10]
+        for path in save_run_pictures(sda, results, np.asarray(test_images), output_dir, mode=mode,
+                                      log=log.info):
+            log.info("wrote %s", path)
     print(f"best validation error {finetune.best_validation_error:.2%}, test error at that point "
           f"{finetune.test_error:.2%}; pretraining {sum(pretrain.seconds) / 60:.1f} min, "
           f"fine-tuning {finetune.seconds / 60:.1f} min ({finetune.epochs} epochs); "

@@ -129,7 +129,7 @@ def train_dA(learning_rate: float = 0.1, training_epochs: int = 15, dataset=DEFA
 
     Returns ``{corruption_level: (dA, PretrainResult)}``.
     """
-    from sda.utils import save_filters
+    from sda.plots import filters_image, save_png
 
     mode = resolve_mode(mode)
     if datasets is None:
@@ -152,7 +152,10 @@ def train_dA(learning_rate: float = 0.1, training_epochs: int = 15, dataset=DEFA
                                     givens={da.x: minibatch(train_x, index, batch_size)})
         result = pretrain_layers([train_da], count, training_epochs, [level], learning_rate,
                                  progress=progress, log=log)
-        save_filters(da.W.get_value(), output_folder / f"filters_corruption_{round(level * 100)}.png")
+        side = int(round(np.sqrt(n_visible)))
+        shape = (side, side) if side * side == n_visible else (1, n_visible)
+        save_png(filters_image(np.asarray(da.W.get_value()).T, shape),
+                 output_folder / f"filters_corruption_{round(level * 100)}.png")
         trained[level] = (da, result)
     return trained
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["scale_to_unit_interval", "tile_raster_images", "save_filters", "atomic_write", "write_json"]
+__all__ = ["scale_to_unit_interval", "tile_raster_images", "atomic_write", "write_json"]
 
 
 def scale_to_unit_interval(ndar, eps: float = 1e-8) -> np.ndarray:
@@ -77,11 +77,3 @@ def write_json(path, obj) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
     return atomic_write(path, lambda f: f.write(data))
-
-
-def save_filters(W, path, img_shape=(28, 28), tile_shape=(10, 10)) -> Path:
-    """Save the first ``tile_shape`` filters (columns of ``W``) as a PNG."""
-    from PIL import Image
-
-    image = Image.fromarray(tile_raster_images(np.asarray(W).T, img_shape, tile_shape, (1, 1)))
-    return atomic_write(path, lambda f: image.save(f, format="PNG"))
