@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from sda.data import minibatch
 from sda.modes import compile_function, keep_on_device
