@@ -29,6 +29,8 @@ setup(
         "sklearn": ["scikit-learn>=1.6"],
         "plot": ["matplotlib>=3.8"],
         "notebook": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "matplotlib>=3.8"],
+        # a CPU build on the CI machine; a looser pin pulls a multi-GB CUDA build
+        "bench": ["torch==2.13.0"],
         "dev": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.6", "matplotlib>=3.8",
                 "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
     },

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.graph.replace import graph_replace
 
 from sda.dA import dA, new_pytensor_rng
 from sda.data import minibatch, n_batches
@@ -27,7 +28,8 @@ from sda.logistic_sgd import LogisticRegression
 from sda.mlp import HiddenLayer
 from sda.persistence import SaveLoadMixin
 from sda.modes import compile_function, keep_on_device, resolve_mode
-from sda.training import fit_early_stopping, pretrain_layers, supervised_functions
+from sda.training import (compile_steps, fit_early_stopping, pretrain_layers, steps_per_call_for,
+                          supervised_functions)
 from sda.validation import (check_corruption, check_labels_in_range, check_layer_sizes, check_positive,
                             check_positive_int, check_unit_interval)
 
@@ -87,7 +89,7 @@ class SdA(SaveLoadMixin):
         self.errors = self.logLayer.errors(self.y)
 
     def pretraining_functions(self, train_set_x, batch_size: int, mode: str | None = None,
-                              cache_inputs: bool = True):
+                              cache_inputs: bool = True, steps_per_call: int = 1):
         """One function per layer: ``f(index, corruption, lr) -> cost`` takes one SGD step of
         that layer's dA on minibatch ``index`` of the shared ``train_set_x`` and returns the
         mean reconstruction cost.
@@ -98,41 +100,54 @@ class SdA(SaveLoadMixin):
         minibatches from that.  :func:`sda.training.pretrain_layers` calls ``prepare()``
         just before the layer trains.  ``cache_inputs=False`` gives the tutorial's functions,
         which recompute the lower layers at every step.
+
+        ``steps_per_call > 1`` fuses that many minibatches into one call
+        (:class:`sda.training.FusedSteps`: ``f(first_index, corruption, lr) -> costs``).
         """
         mode = resolve_mode(mode)
         check_unit_interval("train_set_x", train_set_x)
         keep_on_device([train_set_x], mode)
         index = pt.iscalar("index")
         corruption_level, learning_rate = pt.scalar("corruption"), pt.scalar("lr")
+        steps = steps_per_call_for(n_batches(train_set_x, batch_size), steps_per_call)
         fns = []
         for k, layer in enumerate(self.dA_layers):
             cost, updates = layer.get_cost_updates(corruption_level, learning_rate)
             if k == 0 or not cache_inputs:
-                fns.append(compile_function(
-                    [index, corruption_level, learning_rate], cost, mode, updates=updates,
-                    givens={self.x: minibatch(train_set_x, index, batch_size)},
-                ))
+                fns.append(compile_steps(index, [corruption_level, learning_rate], cost, updates,
+                                         {self.x: minibatch(train_set_x, index, batch_size)}, steps, mode))
             else:
                 fns.append(CachedInputPretraining(
                     self.x, layer, train_set_x, batch_size, mode,
-                    [index, corruption_level, learning_rate], cost, updates,
+                    index, [corruption_level, learning_rate], cost, updates, steps,
                 ))
         return fns
 
     def build_finetune_functions(self, datasets, batch_size: int, learning_rate, mode: str | None = None,
-                                 momentum: float = 0.0):
+                                 momentum: float = 0.0, steps_per_call: int = 1, corruption: float = 0.0):
         """``(train_fn, valid_score, test_score)`` for fine-tuning on shared ``datasets``
         ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]``.
 
         ``train_fn(index)`` takes one SGD step on minibatch ``index`` and returns the cost;
         ``valid_score()`` / ``test_score()`` return the error rate on the whole set.
         ``learning_rate`` may be a shared variable (to change it between epochs);
-        ``momentum`` > 0 adds classical momentum.
+        ``momentum`` > 0 adds classical momentum; ``steps_per_call > 1`` makes ``train_fn`` a
+        :class:`sda.training.FusedSteps` running that many minibatches per call.
+        ``corruption > 0`` trains on inputs with that masking noise (drawn by the first dA's
+        generator), as the first dA saw them in pretraining; scores use clean inputs.
         """
         for part, (_, labels) in zip(("train", "valid", "test"), datasets):
             check_labels_in_range(f"{part} labels", labels, self.n_outs)
-        return supervised_functions(self.x, self.y, self.finetune_cost, self.errors, self.params,
-                                    datasets, batch_size, learning_rate, resolve_mode(mode), momentum)
+        check_corruption("corruption", corruption)
+        cost, extra_updates = self.finetune_cost, []
+        if corruption > 0:
+            first = self.dA_layers[0]
+            next_rng, noisy_x = first.get_corrupted_input(self.x, corruption)
+            cost = graph_replace(self.finetune_cost, {self.x: noisy_x}, strict=False)
+            extra_updates = [(first.pytensor_rng, next_rng)]
+        return supervised_functions(self.x, self.y, cost, self.errors, self.params,
+                                    datasets, batch_size, learning_rate, resolve_mode(mode), momentum,
+                                    steps_per_call, extra_updates)
 
     def predict_function(self, mode: str | None = None):
         """Compiled ``f(images) -> predicted labels``."""
@@ -148,15 +163,16 @@ class CachedInputPretraining:
     ``prepare()`` again if the layers below change.
     """
 
-    def __init__(self, x, layer, train_set_x, batch_size, mode, inputs, cost, updates):
-        self.mode = mode
+    def __init__(self, x, layer, train_set_x, batch_size, mode, index, other_inputs, cost, updates,
+                 steps_per_call=1):
+        self.mode, self.steps_per_call = mode, steps_per_call
         n_examples = train_set_x.get_value(borrow=True).shape[0]
         # zeros from calloc: no memory is touched until prepare() fills it
         self.inputs = pytensor.shared(np.zeros((n_examples, layer.n_visible), dtype=pytensor.config.floatX),
                                       name=f"layer_input_{layer.n_visible}", borrow=True)
         self._encode = compile_function([], layer.x, mode, givens={x: train_set_x})
-        self._step = compile_function(inputs, cost, mode, updates=updates,
-                                      givens={layer.x: minibatch(self.inputs, inputs[0], batch_size)})
+        self._step = compile_steps(index, other_inputs, cost, updates,
+                                   {layer.x: minibatch(self.inputs, index, batch_size)}, steps_per_call, mode)
 
     def prepare(self):
         self.inputs.set_value(np.asarray(self._encode(), dtype=self.inputs.dtype), borrow=True)
@@ -165,19 +181,25 @@ class CachedInputPretraining:
     def __call__(self, index, corruption_level, learning_rate):
         return self._step(index, corruption_level, learning_rate)
 
+    def get_shared(self):
+        return [v for v in self._step.get_shared() if v is not self.inputs]
+
 
 def train_SdA(datasets, hidden_layers_sizes=(1000, 1000, 1000), corruption_levels=(0.1, 0.2, 0.3),
               pretraining_epochs: int = 15, pretrain_lr: float = 0.001, pretrain_batch_size: int = 1,
               training_epochs: int = 1000, finetune_lr: float = 0.1, finetune_batch_size: int = 1,
               finetune_momentum: float = 0.0, finetune_lr_decay: float = 1.0,
-              patience_epochs: float = 10, n_outs: int = 10, seed: int = 89677,
+              finetune_corruption: float = 0.0, patience_epochs: float = 10, n_outs: int = 10,
+              seed: int = 89677, steps_per_call: int = 1,
               mode: str | None = None, progress: bool = True, log=print,
               checkpoint_dir=None, resume: bool = False, on_epoch_end=None):
     """Pretrain then fine-tune an SdA on shared ``datasets`` (the tutorial's ``test_SdA``).
 
     Defaults are the tutorial's (plain SGD, constant learning rate, patience of 10 epochs).
     ``finetune_momentum`` adds classical momentum; the fine-tuning learning rate of epoch
-    ``e`` (from 1) is ``finetune_lr * finetune_lr_decay ** (e - 1)``.
+    ``e`` (from 1) is ``finetune_lr * finetune_lr_decay ** (e - 1)``; ``finetune_corruption``
+    masks that share of the input pixels in each fine-tuning step.  ``steps_per_call`` fuses
+    that many minibatches into each compiled call (see :class:`sda.training.FusedSteps`).
 
     With ``checkpoint_dir``, ``checkpoint.npz`` there is rewritten (atomically) after every
     pretraining and fine-tuning epoch, and ``best_model.npz`` whenever the validation error
@@ -206,10 +228,12 @@ def train_SdA(datasets, hidden_layers_sizes=(1000, 1000, 1000), corruption_level
     sda = SdA(np.random.RandomState(seed), n_ins=train_x.get_value(borrow=True).shape[1],
               hidden_layers_sizes=hidden_layers_sizes, n_outs=n_outs,
               corruption_levels=corruption_levels)
-    pretraining_fns = sda.pretraining_functions(train_x, pretrain_batch_size, mode)
+    pretraining_fns = sda.pretraining_functions(train_x, pretrain_batch_size, mode,
+                                                steps_per_call=steps_per_call)
     lr = pytensor.shared(np.asarray(finetune_lr, dtype=pytensor.config.floatX), name="finetune_lr")
     train_fn, validate_fn, test_fn = sda.build_finetune_functions(
-        datasets, finetune_batch_size, lr, mode, momentum=finetune_momentum)
+        datasets, finetune_batch_size, lr, mode, momentum=finetune_momentum,
+        steps_per_call=steps_per_call, corruption=finetune_corruption)
 
     # what a checkpoint must hold: the model, then the optimiser's own shared variables
     model_vars = model_parameters(sda)
@@ -268,7 +292,8 @@ def train_SdA(datasets, hidden_layers_sizes=(1000, 1000, 1000), corruption_level
 
 _RUN_CONFIG_KEYS = ("hidden_layers_sizes", "corruption_levels", "pretraining_epochs", "pretrain_lr",
                     "pretrain_batch_size", "training_epochs", "finetune_lr", "finetune_batch_size",
-                    "finetune_momentum", "finetune_lr_decay", "patience_epochs", "n_outs", "seed")
+                    "finetune_momentum", "finetune_lr_decay", "finetune_corruption", "patience_epochs",
+                    "n_outs", "seed")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ PRESETS = {
         "finetune_batch_size": 1,
         "finetune_momentum": 0.0,
         "finetune_lr_decay": 1.0,
+        "finetune_corruption": 0.0,
         "patience_epochs": 10,
         "seed": 89677,
     },
@@ -44,6 +45,7 @@ PRESETS = {
         "finetune_batch_size": 20,
         "finetune_momentum": 0.0,
         "finetune_lr_decay": 1.0,
+        "finetune_corruption": 0.0,
         "patience_epochs": 10,
         "seed": 89677,
     },
@@ -80,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--finetune-momentum", type=float, help="classical momentum in [0, 1) for fine-tuning")
     g.add_argument("--finetune-lr-decay", type=float,
                    help="multiply the fine-tuning learning rate by this after every epoch")
+    g.add_argument("--finetune-corruption", type=float,
+                   help="masking noise on the inputs during fine-tuning, in [0, 1)")
     g.add_argument("--patience-epochs", type=float,
                    help="early stopping looks at least this many epochs ahead (tutorial: 10)")
     g.add_argument("--batch-size", type=int, help="set both batch sizes")
@@ -103,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("execution")
     g.add_argument("--mode", default="auto", type=str.upper, choices=["AUTO", *MODES],
                    help="PyTensor compile mode (default: the fastest available)")
+    g.add_argument("--steps-per-call", type=int, default=1,
+                   help="minibatches per compiled call (a scan loop; pays off with JAX)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     g.add_argument("--no-pictures", dest="pictures", action="store_false",
                    help="do not write the filter, reconstruction and learning-curve PNGs")
@@ -141,6 +147,7 @@ def validate_config(config: dict) -> None:
         raise ValueError(f"--finetune-momentum must be in [0, 1), got {config['finetune_momentum']}")
     check_positive("--finetune-lr-decay", config["finetune_lr_decay"])
     check_positive("--patience-epochs", config["patience_epochs"])
+    check_corruption("--finetune-corruption", config["finetune_corruption"])
 
 
 def _versions() -> dict:
@@ -160,6 +167,7 @@ def prepare(args: argparse.Namespace):
     """
     from sda.data import load_data, n_batches
     from sda.modes import resolve_mode
+    from sda.validation import check_positive_int
 
     if args.resume is not None:
         from sda.checkpoint import load_checkpoint
@@ -170,6 +178,7 @@ def prepare(args: argparse.Namespace):
     else:
         config = config_from_args(args)
     validate_config(config)
+    check_positive_int("--steps-per-call", args.steps_per_call)
     mode = resolve_mode(args.mode)
     datasets = load_data(args.data_dir, n_valid=args.valid_size, verify=args.verify,
                          download=args.download)
@@ -209,7 +218,8 @@ def run(args: argparse.Namespace, config: dict, mode: str, datasets) -> dict:
     sda, pretrain, finetune = train_SdA(datasets, mode=mode, progress=not args.quiet,
                                         log=None if args.quiet else log.info,
                                         checkpoint_dir=output_dir, resume=args.resume is not None,
-                                        on_epoch_end=write_metrics, **config)
+                                        on_epoch_end=write_metrics,
+                                        steps_per_call=args.steps_per_call, **config)
     results = {
         "config": config,
         "mode": mode,

@@ -20,13 +20,17 @@ import pytensor
 import pytensor.tensor as pt
 from tqdm import tqdm
 
-from sda.data import minibatch
+from sda.data import minibatch, n_batches
 from sda.modes import compile_function, keep_on_device
 
 __all__ = [
     "DivergenceError",
     "sgd_updates",
     "supervised_functions",
+    "FusedSteps",
+    "fuse_steps",
+    "compile_steps",
+    "steps_per_call_for",
     "EarlyStopping",
     "FitState",
     "FitResult",
@@ -65,25 +69,97 @@ def sgd_updates(cost, params, learning_rate, momentum: float = 0.0):
 
 
 def supervised_functions(x, y, cost, errors, params, datasets, batch_size: int,
-                         learning_rate, mode: str, momentum: float = 0.0):
+                         learning_rate, mode: str, momentum: float = 0.0, steps_per_call: int = 1,
+                         extra_updates=()):
     """Compile ``(train_fn, validate_fn, test_fn)`` for a classifier with input ``x`` and
     labels ``y`` on shared ``datasets = [(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]``.
 
     ``train_fn(index)`` takes one SGD step on minibatch ``index`` and returns the cost;
     ``validate_fn()`` and ``test_fn()`` return the error rate over the whole set, computed
-    in one call so that no example is dropped.
+    in one call so that no example is dropped.  With ``steps_per_call > 1`` the training
+    function is a :class:`FusedSteps` (reduced to a divisor of the number of minibatches).
+    ``extra_updates`` (e.g. a noise generator's) are applied with each training step.
     """
     (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
     keep_on_device([train_x, train_y, valid_x, valid_y, test_x, test_y], mode)
     index = pt.iscalar("index")
-    train_fn = compile_function(
-        [index], cost, mode,
-        updates=sgd_updates(cost, params, learning_rate, momentum),
-        givens={x: minibatch(train_x, index, batch_size), y: minibatch(train_y, index, batch_size)},
-    )
+    updates = [*extra_updates, *sgd_updates(cost, params, learning_rate, momentum)]
+    givens = {x: minibatch(train_x, index, batch_size), y: minibatch(train_y, index, batch_size)}
+    steps = steps_per_call_for(n_batches(train_x, batch_size), steps_per_call)
+    train_fn = compile_steps(index, [], cost, updates, givens, steps, mode)
     validate_fn = compile_function([], errors, mode, givens={x: valid_x, y: valid_y})
     test_fn = compile_function([], errors, mode, givens={x: test_x, y: test_y})
     return train_fn, validate_fn, test_fn
+
+
+class FusedSteps:
+    """``steps_per_call`` consecutive SGD steps in one compiled call (a ``scan`` loop).
+
+    ``fused(first_index, *args)`` runs minibatches ``first_index .. first_index +
+    steps_per_call - 1`` and returns their costs as an array.  It computes what as many calls
+    of the one-step function would, with one call's overhead; under JAX the whole loop runs
+    on the device without returning to Python.
+    """
+
+    def __init__(self, function, steps_per_call: int):
+        self.function, self.steps_per_call = function, steps_per_call
+
+    def __call__(self, first_index, *args):
+        return self.function(first_index, *args)
+
+    def get_shared(self):
+        return self.function.get_shared()
+
+
+def fuse_steps(index, other_inputs, cost, updates, givens, steps_per_call: int, mode: str) -> FusedSteps:
+    """Compile ``steps_per_call`` steps of the one-step function ``(index, *other_inputs) -> cost``
+    with ``updates`` and ``givens`` (as they would be given to ``pytensor.function``).
+
+    Every shared variable that ``updates`` changes (parameters, momentum velocities, noise
+    generators) becomes a state carried from step to step by ``pytensor.scan``; the final
+    states are written back once per call.
+    """
+    from pytensor.graph.replace import clone_replace
+
+    targets = [target for target, _ in updates]
+    step_outputs = clone_replace([cost] + [value for _, value in updates], replace=dict(givens))
+
+    def step(i, *states):
+        return clone_replace(step_outputs, replace={index: i, **dict(zip(targets, states))})
+
+    first = pt.iscalar("first_index")
+    # arange of a constant length, shifted: a static loop length, as JAX requires
+    indices = pt.arange(steps_per_call, dtype="int32") + first
+    outputs = pytensor.scan(step, sequences=[indices], outputs_info=[None, *targets],
+                            return_updates=False)
+    costs, finals = outputs[0], outputs[1:]
+    fused_updates = [(target, final if not hasattr(final, "ndim") else final[-1])
+                     for target, final in zip(targets, finals)]
+    return FusedSteps(compile_function([first, *other_inputs], costs, mode, updates=fused_updates),
+                      steps_per_call)
+
+
+def compile_steps(index, other_inputs, cost, updates, givens, steps_per_call: int, mode: str):
+    """The one-step function ``(index, *other_inputs) -> cost``, or its :class:`FusedSteps`
+    version when ``steps_per_call > 1``."""
+    if steps_per_call > 1:
+        return fuse_steps(index, other_inputs, cost, updates, givens, steps_per_call, mode)
+    return compile_function([index, *other_inputs], cost, mode, updates=updates, givens=givens)
+
+
+def steps_per_call_for(count: int, requested: int) -> int:
+    """The largest divisor of ``count`` minibatches not above ``requested`` (so every call is full)."""
+    requested = max(1, min(int(requested), count))
+    return max(d for d in range(1, requested + 1) if count % d == 0)
+
+
+def run_minibatches(fn, n_train_batches: int, args=(), desc: str = "", progress: bool = True):
+    """Yield ``(first_index, costs)`` for one pass over the minibatches, calling ``fn`` once per
+    minibatch, or once per ``fn.steps_per_call`` minibatches for a :class:`FusedSteps`."""
+    step = getattr(fn, "steps_per_call", 1)
+    for first in tqdm(range(0, n_train_batches, step), desc=desc, leave=False,
+                      disable=None if progress else True, mininterval=0.5):
+        yield first, np.atleast_1d(fn(first, *args))
 
 
 def _check_finite(cost, where: str, learning_rate) -> float:
@@ -127,9 +203,11 @@ class EarlyStopping:
         self.best_loss = math.inf
         self.best_iteration = -1
 
-    def should_validate(self, iteration: int) -> bool:
-        """Whether to validate after minibatch ``iteration`` (counted from 0)."""
-        return (iteration + 1) % self.validation_frequency == 0
+    def should_validate(self, iteration: int, last: int | None = None) -> bool:
+        """Whether to validate after minibatch ``iteration`` (counted from 0), or after the
+        minibatches ``iteration .. last`` that one fused call ran."""
+        last = iteration if last is None else last
+        return (last + 1) // self.validation_frequency > iteration // self.validation_frequency
 
     def report(self, iteration: int, loss: float) -> bool:
         """Record a validation ``loss`` at ``iteration``; True if it is the best so far."""
@@ -218,11 +296,12 @@ def fit_early_stopping(train_fn, n_train_batches: int, validate, test=None, *, n
     while state.epoch < n_epochs and not state.done:
         epoch = state.epoch + 1
         epoch_start, costs, val_error, improved = time.perf_counter(), [], None, False
-        for minibatch_index in tqdm(range(n_train_batches), desc=f"{name} epoch {epoch}",
-                                    leave=False, disable=None if progress else True, mininterval=0.5):
-            costs.append(train_fn(minibatch_index))
-            iteration = (epoch - 1) * n_train_batches + minibatch_index
-            if rule.should_validate(iteration):
+        for first, chunk in run_minibatches(train_fn, n_train_batches, desc=f"{name} epoch {epoch}",
+                                            progress=progress):
+            costs.extend(chunk)
+            first_iteration = (epoch - 1) * n_train_batches + first
+            iteration = first_iteration + len(chunk) - 1
+            if rule.should_validate(first_iteration, iteration):
                 _check_finite(np.mean(costs), f"{name}, epoch {epoch}", learning_rate)
                 val_error = float(validate())
                 if rule.report(iteration, val_error):
@@ -293,11 +372,10 @@ def pretrain_layers(pretraining_fns, n_train_batches: int, n_epochs: int, corrup
             fn.prepare()
         for epoch in range(done + 1, n_epochs + 1):
             epoch_start = time.perf_counter()
-            batch_costs = [
-                fn(index, corruption, learning_rate)
-                for index in tqdm(range(n_train_batches), desc=f"pretraining layer {layer} epoch {epoch}",
-                                  leave=False, disable=None if progress else True, mininterval=0.5)
-            ]
+            batch_costs = np.concatenate([
+                chunk for _, chunk in run_minibatches(fn, n_train_batches, (corruption, learning_rate),
+                                                      f"pretraining layer {layer} epoch {epoch}", progress)
+            ])
             mean_cost = _check_finite(np.mean(batch_costs),
                                       f"pretraining layer {layer}, epoch {epoch}", learning_rate)
             seconds = time.perf_counter() - epoch_start

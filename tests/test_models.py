@@ -248,3 +248,22 @@ def test_pretraining_refuses_inputs_outside_unit_interval_and_finetuning_bad_lab
         sda.build_finetune_functions([good, bad, good], 5, 0.1, "FAST_COMPILE")
     with pytest.raises(ValueError, match="batch_size=11"):
         sda.pretraining_functions(good[0], 11, "FAST_COMPILE")
+
+
+def test_torch_reference_matches_the_numpy_reference():
+    torch = pytest.importorskip("torch")
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
+    from numpy_reference import dA_cost_and_grads
+    from torch_sda import dA_cost
+    rng = np.random.RandomState(13)
+    x, mask = rng.uniform(size=(9, 13)), (rng.uniform(size=(9, 13)) > 0.3).astype(float)
+    W, b, bp = rng.uniform(-0.5, 0.5, size=(13, 7)), rng.normal(size=7), rng.normal(size=13)
+    params = [torch.tensor(v, requires_grad=True) for v in (W, b, bp)]
+    cost = dA_cost(torch.tensor(x), torch.tensor(mask), *params)
+    cost.backward()
+    want_cost, want_grads = dA_cost_and_grads(x, mask, W, b, bp)
+    assert float(cost) == pytest.approx(want_cost, rel=1e-10)
+    for p, g in zip(params, want_grads):
+        np.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-5, atol=1e-12)

@@ -1,0 +1,171 @@
+"""sda against plain PyTorch on the SdA protocol, on this machine, in one run.
+
+    python bench/benchmark.py            # about 5-8 minutes on 2 cores
+    python bench/benchmark.py --quick    # fewer steps per measurement
+
+Prints two tables:
+
+1. Seconds per epoch (50,000 MNIST images) of pretraining each layer of a 784-1000-1000-1000
+   SdA and of fine-tuning it, at batch 1 and batch 20, for sda in each installed fast mode and
+   for PyTorch, with the ratio sda / PyTorch (below 1: sda is faster).  Each number is the
+   time of a run of minibatches (after a warm-up) scaled to the epoch's number of minibatches.
+2. Throughput of the pretraining step of layer 0 and of the fine-tuning step in GFLOP/s
+   (matrix products only) at batch 1, 20, 100 and 500, as a share of the machine's float32
+   matrix multiply rate (numpy GEMM, 2000x2000, all cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+
+N_TRAIN = 50_000
+SIZES = [784, 1000, 1000, 1000]
+
+
+def sgemm_gflops(n=2000, repeats=10):
+    a = np.random.rand(n, n).astype(np.float32)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ a
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def step_flops(phase, batch):
+    """Multiply-adds x 2 of the matrix products in one step."""
+    if phase.startswith("pretrain"):
+        k = int(phase[-1])
+        return 10 * batch * SIZES[k] * SIZES[k + 1]  # encode, decode, 3 gradient products
+    macs = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:])) + SIZES[-1] * 10
+    return 6 * batch * macs
+
+
+def timed(run_chunk, steps_per_chunk, min_steps, min_seconds):
+    """Seconds per step: warm up once, then run whole chunks until both minimums are met."""
+    run_chunk(0)
+    steps, start, chunk = 0, time.perf_counter(), 1
+    while steps < min_steps or time.perf_counter() - start < min_seconds:
+        run_chunk(chunk)
+        steps += steps_per_chunk
+        chunk += 1
+    return (time.perf_counter() - start) / steps
+
+
+def sda_timings(mode, batch, data, min_steps, min_seconds, steps_per_call,
+                phases=("pretrain layer 0", "pretrain layer 1", "pretrain layer 2", "fine-tune")):
+    import pytensor
+
+    from sda.data import shared_dataset
+    from sda.SdA import SdA
+
+    pytensor.config.floatX = "float32"
+    x, y = data
+    datasets = [shared_dataset((x, y))] * 3
+    model = SdA(np.random.RandomState(0), hidden_layers_sizes=SIZES[1:], corruption_levels=[0.1, 0.2, 0.3])
+    n_batches = len(x) // batch
+    out = {}
+    for k, fn in enumerate(model.pretraining_functions(datasets[0][0], batch, mode, steps_per_call=steps_per_call)):
+        if f"pretrain layer {k}" not in phases:
+            continue
+        if hasattr(fn, "prepare"):
+            fn.prepare()
+        per = getattr(fn, "steps_per_call", 1)
+        out[f"pretrain layer {k}"] = timed(
+            lambda c: np.asarray(fn((c * per) % n_batches, 0.1, 0.001)), per, min_steps, min_seconds)
+    train_fn = model.build_finetune_functions(datasets, batch, 0.1, mode, steps_per_call=steps_per_call)[0]
+    per = getattr(train_fn, "steps_per_call", 1)
+    out["fine-tune"] = timed(lambda c: np.asarray(train_fn((c * per) % n_batches)), per, min_steps, min_seconds)
+    return out
+
+
+def torch_timings(batch, data, min_steps, min_seconds, device="cpu"):
+    import torch
+    from torch_sda import TorchSdA, finetune_step, pretrain_step
+
+    x = torch.tensor(data[0], device=device)
+    y = torch.tensor(data[1], dtype=torch.long, device=device)
+    model = TorchSdA(device=device)
+    g = torch.Generator(device=device).manual_seed(0)
+    n_batches = len(x) // batch
+    sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
+    out = {}
+    for k in range(3):
+        inputs = model.layer_input(k, x)
+
+        def run(c, k=k, inputs=inputs):
+            i = c % n_batches
+            pretrain_step(model, k, inputs[i * batch:(i + 1) * batch], 0.1 * (k + 1), 0.001, g)
+            sync()
+        out[f"pretrain layer {k}"] = timed(run, 1, min_steps, min_seconds)
+
+    def run_ft(c):
+        i = c % n_batches
+        finetune_step(model, x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch], 0.1)
+        sync()
+    out["fine-tune"] = timed(run_ft, 1, min_steps, min_seconds)
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="shorter measurements")
+    parser.add_argument("--modes", nargs="+", help="sda modes to time (default: every installed fast one)")
+    parser.add_argument("--jax-steps-per-call", type=int, default=250,
+                        help="minibatches per compiled call for JAX (CVM and NUMBA use 1)")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    import pytensor
+
+    import sda
+    from sda.data import load_mnist
+    from sda.modes import available_modes, device_description
+
+    modes = args.modes or [m for m in ("CVM", "JAX", "NUMBA") if m in available_modes()]
+    min_steps, min_seconds = (100, 0.5) if args.quick else (300, 2.0)
+    train_x, train_y = load_mnist().train
+    data = (train_x[:N_TRAIN], train_y[:N_TRAIN])
+    peak = sgemm_gflops()
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    print(f"sda {sda.__version__}, pytensor {pytensor.__version__}, torch {torch_version}, "
+          f"{device_description('JAX' if 'JAX' in modes else 'CVM')}; numpy float32 GEMM {peak:.0f} GFLOP/s")
+
+    print("\nseconds per epoch of 50,000 images (ratio = sda / PyTorch)")
+    print(f"{'batch':>5}  {'phase':<17}" + "".join(f"{m:>9}" for m in modes) + f"{'PyTorch':>9}  ratio (best sda)")
+    for batch in (1, 20):
+        n_batches = N_TRAIN // batch
+        results = {m: sda_timings(m, batch, data, min_steps, min_seconds,
+                                  args.jax_steps_per_call if m == "JAX" else 1) for m in modes}
+        reference = torch_timings(batch, data, min_steps, min_seconds) if torch_version else None
+        for phase in next(iter(results.values())):
+            row = [results[m][phase] * n_batches for m in modes]
+            line = f"{batch:>5}  {phase:<17}" + "".join(f"{v:>9.2f}" for v in row)
+            if reference:
+                ref = reference[phase] * n_batches
+                line += f"{ref:>9.2f}  {min(row) / ref:.2f} ({modes[int(np.argmin(row))]})"
+            print(line, flush=True)
+
+    print(f"\nthroughput, GFLOP/s (share of the {peak:.0f} GFLOP/s GEMM rate)")
+    print(f"{'batch':>5}  {'phase':<17}" + "".join(f"{m:>16}" for m in modes))
+    for batch in (1, 20, 100, 500):
+        results = {m: sda_timings(m, batch, data, max(20, min_steps // batch), min_seconds / 2,
+                                  args.jax_steps_per_call if m == "JAX" and batch <= 20 else 1,
+                                  phases=("pretrain layer 0", "fine-tune"))
+                   for m in modes}
+        for phase in ("pretrain layer 0", "fine-tune"):
+            cells = []
+            for m in modes:
+                gflops = step_flops(phase, batch) / results[m][phase] / 1e9
+                cells.append(f"{gflops:>8.1f} ({gflops / peak:>4.0%})")
+            print(f"{batch:>5}  {phase:<17}" + "".join(f"{c:>16}" for c in cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Fused steps (several minibatches per compiled call, through scan) compute what one-step
+calls compute, in every fast mode: same parameters for the same seed."""
+
+import numpy as np
+import pytest
+
+from sda.data import shared_dataset
+from sda.modes import available_modes
+from sda.SdA import SdA
+from sda.training import fit_early_stopping, pretrain_layers, steps_per_call_for
+
+MODES = [m for m in ("CVM", "JAX", "NUMBA") if m in available_modes()]
+
+
+def train(mode, steps_per_call, momentum=0.5):
+    rng = np.random.RandomState(0)
+    x = (rng.uniform(size=(120, 12)) > 0.5).astype("float32")
+    y = (x[:, :3].sum(axis=1) > 1).astype("int32")
+    datasets = [shared_dataset((x, y)) for _ in range(3)]
+    sda = SdA(np.random.RandomState(1), n_ins=12, hidden_layers_sizes=[10, 8], n_outs=2,
+              corruption_levels=[0.2, 0.3])
+    fns = sda.pretraining_functions(datasets[0][0], 10, mode, steps_per_call=steps_per_call)
+    pre = pretrain_layers(fns, 12, 2, sda.corruption_levels, 0.1, progress=False, log=None)
+    train_fn, valid_fn, test_fn = sda.build_finetune_functions(datasets, 10, 0.2, mode, momentum=momentum,
+                                                               steps_per_call=steps_per_call)
+    fit = fit_early_stopping(train_fn, 12, valid_fn, test_fn, n_epochs=3, patience=1000,
+                             params=sda.params, progress=False, log=None)
+    return [np.asarray(p.get_value()) for p in sda.params + [d.b_prime for d in sda.dA_layers]], pre, fit
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fused_and_single_step_training_agree(mode, float32):
+    single, pre1, fit1 = train(mode, 1)
+    fused, pre4, fit4 = train(mode, 4)
+    for a, b in zip(fused, single):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(pre4.costs), np.concatenate(pre1.costs), rtol=1e-4)
+    assert [r["validation_error"] for r in fit4.history] == [r["validation_error"] for r in fit1.history]
+
+
+def test_fused_functions_return_one_cost_per_minibatch(float32):
+    rng = np.random.RandomState(0)
+    data = shared_dataset((rng.uniform(size=(60, 6)).astype("float32"), np.zeros(60, np.int32)))
+    sda = SdA(rng, n_ins=6, hidden_layers_sizes=[4], n_outs=2, corruption_levels=[0.1])
+    fn = sda.pretraining_functions(data[0], 5, MODES[0], steps_per_call=5)[0]
+    assert fn.steps_per_call == 4  # the largest divisor of 12 minibatches not above 5
+    assert np.asarray(fn(4, 0.1, 0.1)).shape == (4,)
+
+
+def test_steps_per_call_for():
+    assert steps_per_call_for(2500, 100) == 100
+    assert steps_per_call_for(12, 5) == 4
+    assert steps_per_call_for(7, 5) == 1
+    assert steps_per_call_for(3, 10) == 3
