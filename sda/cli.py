@@ -51,6 +51,7 @@ PRESETS = {
     },
 }
 DEFAULT_PRESET = "tutorial"
+DEFAULT_JAX_STEPS_PER_CALL = 250
 
 log = logging.getLogger("sda")
 
@@ -107,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("execution")
     g.add_argument("--mode", default="auto", type=str.upper, choices=["AUTO", *MODES],
                    help="PyTensor compile mode (default: the fastest available)")
-    g.add_argument("--steps-per-call", type=int, default=1,
-                   help="minibatches per compiled call (a scan loop; pays off with JAX)")
+    g.add_argument("--steps-per-call", type=int,
+                   help=f"minibatches per compiled call, a scan loop (default: {DEFAULT_JAX_STEPS_PER_CALL} "
+                        "under JAX, else 1)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     g.add_argument("--no-pictures", dest="pictures", action="store_false",
                    help="do not write the filter, reconstruction and learning-curve PNGs")
@@ -178,8 +180,10 @@ def prepare(args: argparse.Namespace):
     else:
         config = config_from_args(args)
     validate_config(config)
+    mode = resolve_mode(args.mode, min(config["pretrain_batch_size"], config["finetune_batch_size"]))
+    if args.steps_per_call is None:  # fused steps pay off under JAX only
+        args.steps_per_call = DEFAULT_JAX_STEPS_PER_CALL if mode == "JAX" else 1
     check_positive_int("--steps-per-call", args.steps_per_call)
-    mode = resolve_mode(args.mode)
     datasets = load_data(args.data_dir, n_valid=args.valid_size, verify=args.verify,
                          download=args.download)
     for key in ("pretrain_batch_size", "finetune_batch_size"):

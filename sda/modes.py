@@ -83,14 +83,19 @@ def available_modes() -> list[str]:
     return modes
 
 
-def default_mode() -> str:
-    """The fastest available mode, by the measurements in docs/RESULTS.md.
+#: From this minibatch size on, JAX (with fused steps) beat CVM on the CPU (docs/RESULTS.md).
+JAX_FROM_BATCH_SIZE = 10
 
-    JAX on a GPU beats everything; on a CPU, CVM with a BLAS was fastest at batch 1 and
-    at batch 20 (``python bench/bench_modes.py``), then JAX, then NUMBA.
+
+def default_mode(batch_size: int | None = None) -> str:
+    """The fastest available mode, by ``python bench/benchmark.py`` (docs/RESULTS.md).
+
+    JAX on a GPU beats everything.  On a CPU, JAX with fused steps was fastest at batch 20
+    and above; at batch 1 CVM with a BLAS was (for pretraining, the bulk of the tutorial's
+    protocol), then JAX, then NUMBA.  Without a ``batch_size`` the small-batch order holds.
     """
     available = available_modes()
-    if "JAX" in available and _jax_has_gpu():
+    if "JAX" in available and (_jax_has_gpu() or (batch_size or 1) >= JAX_FROM_BATCH_SIZE):
         return "JAX"
     for mode in ("CVM", "JAX", "NUMBA"):
         if mode in available:
@@ -98,13 +103,14 @@ def default_mode() -> str:
     return "FAST_COMPILE"
 
 
-def resolve_mode(name: str | None = None) -> str:
-    """Validate a mode name (case-insensitive); ``None`` or ``"auto"`` picks :func:`default_mode`.
+def resolve_mode(name: str | None = None, batch_size: int | None = None) -> str:
+    """Validate a mode name (case-insensitive); ``None`` or ``"auto"`` picks
+    :func:`default_mode` for ``batch_size``.
 
     Raises :class:`ModeError` for an unknown name or a mode this machine cannot run.
     """
     if name is None or str(name).lower() == "auto":
-        return default_mode()
+        return default_mode(batch_size)
     mode = str(name).upper()
     if mode not in MODES:
         raise ModeError(f"unknown compile mode {name!r}; choose one of {', '.join(MODES)} or auto")
