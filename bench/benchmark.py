@@ -2,6 +2,7 @@
 
     python bench/benchmark.py            # about 5-8 minutes on 2 cores
     python bench/benchmark.py --quick    # fewer steps per measurement
+    python bench/benchmark.py --modes JAX --torch-device cuda    # on a GPU machine
 
 Prints two tables:
 
@@ -120,6 +121,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter measurements")
     parser.add_argument("--modes", nargs="+", help="sda modes to time (default: every installed fast one)")
+    parser.add_argument("--torch-device", default="cpu",
+                        help="where PyTorch runs: cpu, or cuda to compare with sda's JAX on a GPU")
     parser.add_argument("--jax-steps-per-call", type=int, default=250,
                         help="minibatches per compiled call for JAX (CVM and NUMBA use 1)")
     args = parser.parse_args()
@@ -149,7 +152,7 @@ def main():
         n_batches = N_TRAIN // batch
         results = {m: sda_timings(m, batch, data, min_steps, min_seconds,
                                   args.jax_steps_per_call if m == "JAX" else 1) for m in modes}
-        reference = torch_timings(batch, data, min_steps, min_seconds) if torch_version else None
+        reference = torch_timings(batch, data, min_steps, min_seconds, args.torch_device) if torch_version else None
         for phase in next(iter(results.values())):
             row = [results[m][phase] * n_batches for m in modes]
             line = f"{batch:>5}  {phase:<17}" + "".join(f"{v:>9.2f}" for v in row)

@@ -187,6 +187,8 @@ def _atomic_download(url: str, target: Path, sha256: str | None, progress: bool)
     once the whole file arrived and (if ``sha256`` is given) its content checks out."""
     from tqdm import tqdm
 
+    from sda.utils import give_default_permissions
+
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
@@ -200,6 +202,7 @@ def _atomic_download(url: str, target: Path, sha256: str | None, progress: bool)
             out.flush()
             os.fsync(out.fileno())
         read_idx(tmp, sha256=sha256)  # raises DataError when the download is bad
+        give_default_permissions(tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

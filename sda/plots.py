@@ -65,6 +65,7 @@ def learning_curves_figure(pretraining_costs, finetune_history):
     """matplotlib Figure: pretraining cost per layer per epoch (left) and validation / test
     error per fine-tuning epoch (right)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(10, 4), layout="constrained")
     left, right = fig.subplots(1, 2)
@@ -82,6 +83,8 @@ def learning_curves_figure(pretraining_costs, finetune_history):
         right.plot(*zip(*tests), "o", label="test error at a new best validation")
     right.set(title="fine-tuning", xlabel="epoch", ylabel="error (%)")
     right.legend()
+    for axis in (left, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 

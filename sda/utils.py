@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["scale_to_unit_interval", "tile_raster_images", "atomic_write", "write_json"]
+__all__ = ["scale_to_unit_interval", "tile_raster_images", "give_default_permissions", "atomic_write",
+           "write_json"]
 
 
 def scale_to_unit_interval(ndar, eps: float = 1e-8) -> np.ndarray:
@@ -56,6 +57,14 @@ def tile_raster_images(X, img_shape, tile_shape, tile_spacing=(0, 0),
     return out
 
 
+def give_default_permissions(path) -> None:
+    """mkstemp makes files readable by their owner only; give ``path`` the permissions a
+    plain ``open(path, "w")`` would have (0666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def atomic_write(path, write) -> Path:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over
     ``path``: a crash never leaves a partial file, and an old file stays until the new one is whole."""
@@ -67,6 +76,7 @@ def atomic_write(path, write) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        give_default_permissions(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

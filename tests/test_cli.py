@@ -75,3 +75,26 @@ def test_module_entry_point_runs_as_a_subprocess(tiny_mnist_dir, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o" / "results.json").exists()
+
+
+def test_evaluate_scores_the_saved_best_model_exactly(tiny_mnist_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    data = ["--data-dir", str(tiny_mnist_dir), "--valid-size", "50", "--no-verify", "--mode", "CVM"]
+    assert main(TINY + ["--data-dir", str(tiny_mnist_dir), "--output-dir", str(out), "--no-pictures"]) == 0
+    capsys.readouterr()
+    assert main(["--evaluate", str(out / "best_model.npz"), *data]) == 0
+    printed = capsys.readouterr().out
+    want = json.loads((out / "results.json").read_text())["finetuning"]["test_error"]
+    assert f"test error {want:.2%}" in printed
+
+
+def test_divergence_stops_with_a_message_and_keeps_the_checkpoint(tiny_mnist_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = TINY + ["--data-dir", str(tiny_mnist_dir), "--output-dir", str(out), "--finetune-lr", "1e38"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "diverged" in err and "fine-tuning, epoch 1" in err and "1e+38" in err
+    from sda.checkpoint import load_checkpoint
+    kept = load_checkpoint(out / "checkpoint.npz")  # the last good one: pretraining finished
+    assert [len(c) for c in kept.pretrain.costs] == [2, 2] and kept.fit is None
+    assert not (out / "results.json").exists()

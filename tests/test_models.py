@@ -35,14 +35,19 @@ def numeric_gradient_check(cost_fn, grad_fns, params, rng, n_entries=8, eps=1e-6
             assert analytic[idx] == pytest.approx(numeric, rel=1e-4, abs=1e-7), (param.name, idx)
 
 
+def random_dA_problem(seed, n_examples, n_visible, n_hidden):
+    """(rng, inputs, mask, dA with random biases, its cost on the masked inputs), float64."""
+    rng = np.random.RandomState(seed)
+    x_data = rng.uniform(size=(n_examples, n_visible))
+    mask = (rng.uniform(size=(n_examples, n_visible)) > 0.3).astype("float64")
+    da = dA(rng, n_visible=n_visible, n_hidden=n_hidden)
+    da.b.set_value(rng.normal(size=n_hidden))
+    da.b_prime.set_value(rng.normal(size=n_visible))
+    return rng, x_data, mask, da, da.reconstruction_cost(da.x * mask)
+
+
 def test_dA_cost_gradient_matches_finite_differences(float64):
-    rng = np.random.RandomState(0)
-    x_data = rng.uniform(size=(6, 7))
-    mask = (rng.uniform(size=(6, 7)) > 0.3).astype("float64")
-    da = dA(rng, n_visible=7, n_hidden=5)
-    da.b.set_value(rng.normal(size=5))
-    da.b_prime.set_value(rng.normal(size=7))
-    cost = da.reconstruction_cost(da.x * mask)
+    rng, x_data, mask, da, cost = random_dA_problem(0, 6, 7, 5)
     givens = {da.x: pytensor.shared(x_data)}
     cost_fn = pytensor.function([], cost, givens=givens, mode=MODE)
     grad_fns = [pytensor.function([], g, givens=givens, mode=MODE) for g in pt.grad(cost, da.params)]
@@ -208,13 +213,7 @@ def test_sda_rejects_bad_arguments(kwargs, message):
 
 def test_dA_cost_and_gradients_match_the_numpy_reference(float64):
     from numpy_reference import dA_cost_and_grads
-    rng = np.random.RandomState(11)
-    x_data = rng.uniform(size=(9, 13))
-    mask = (rng.uniform(size=(9, 13)) > 0.3).astype("float64")
-    da = dA(rng, n_visible=13, n_hidden=7)
-    da.b.set_value(rng.normal(size=7))
-    da.b_prime.set_value(rng.normal(size=13))
-    cost = da.reconstruction_cost(da.x * mask)
+    _, x_data, mask, da, cost = random_dA_problem(11, 9, 13, 7)
     got = pytensor.function([da.x], [cost, *pt.grad(cost, da.params)], mode=MODE)(x_data)
     want_cost, want_grads = dA_cost_and_grads(x_data, mask, *(p.get_value() for p in da.params))
     assert got[0] == pytest.approx(want_cost, rel=1e-5)

@@ -144,3 +144,14 @@ def test_not_a_zip_and_truncated_zip(tmp_path, float32):
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelFileError):
         load_model(tmp_path / "cut.npz")
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path, float32):
+    import os
+    import stat
+    umask = os.umask(0o022)
+    try:
+        path = small_sda().save(tmp_path / "m.npz")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
