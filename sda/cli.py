@@ -302,8 +302,10 @@ def main(argv=None) -> int:
         log.addHandler(logging.StreamHandler(sys.stdout))
         log.propagate = False
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    # JAX runs in 32 bits, as asked; its notice that int64 indices become int32 is noise here
+    # JAX runs in 32 bits, as asked; its notice that int64 indices become int32 is noise here,
+    # as is PyTensor's that JAX drops the shape assertions it cannot trace
     warnings.filterwarnings("ignore", message="Explicitly requested dtype")
+    warnings.filterwarnings("ignore", message="Skipping Assert")
     with pytensor.config.change_flags(floatX="float32"):
         try:
             if args.evaluate is not None:
