@@ -263,6 +263,6 @@ def test_torch_reference_matches_the_numpy_reference():
     cost = dA_cost(torch.tensor(x), torch.tensor(mask), *params)
     cost.backward()
     want_cost, want_grads = dA_cost_and_grads(x, mask, W, b, bp)
-    assert float(cost) == pytest.approx(want_cost, rel=1e-10)
+    assert cost.item() == pytest.approx(want_cost, rel=1e-10)
     for p, g in zip(params, want_grads):
         np.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-5, atol=1e-12)
