@@ -93,22 +93,20 @@ def _build(kind: str, config: dict, seed: int = 0):
     classes = _classes()
     if kind not in classes:
         raise ModelFileError(f"unknown model class {kind!r} in header; expected one of {', '.join(classes)}")
+    config = dict(config)
+    if kind == "MLP":
+        activations = {"tanh": pt.tanh, "sigmoid": pt.sigmoid}
+        if config.get("activation", "tanh") not in activations:
+            raise ModelFileError(f"unknown activation {config['activation']!r} in header")
+        config["activation"] = activations[config.get("activation", "tanh")]
     rng = np.random.RandomState(seed)
     try:
-        if kind == "SdA":
-            return classes[kind](rng, **config)
-        if kind == "dA":
+        if kind in ("SdA", "dA"):
             return classes[kind](rng, **config)
         if kind == "MLP":
-            config = dict(config)
-            activation = {"tanh": pt.tanh, "sigmoid": pt.sigmoid}.get(config.pop("activation", "tanh"))
-            if activation is None:
-                raise ModelFileError("unknown activation in header")
-            return classes[kind](rng, pt.matrix("x"), activation=activation, **config)
+            return classes[kind](rng, pt.matrix("x"), **config)
         return classes[kind](pt.matrix("x"), **config)
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, ModelFileError):
-            raise
         raise ModelFileError(f"header's {kind} configuration {config} is invalid: {exc}") from None
 
 
