@@ -52,3 +52,17 @@ def test_steps_per_call_for():
     assert steps_per_call_for(12, 5) == 4
     assert steps_per_call_for(7, 5) == 1
     assert steps_per_call_for(3, 10) == 3
+
+
+def test_cached_layer_inputs_give_the_same_pretraining_as_recomputing_them(float32):
+    def pretrain(cache_inputs):
+        rng = np.random.RandomState(0)
+        data = shared_dataset(((rng.uniform(size=(60, 12)) > 0.5).astype("float32"), np.zeros(60, np.int32)))
+        sda = SdA(np.random.RandomState(1), n_ins=12, hidden_layers_sizes=[10, 8, 6], n_outs=2,
+                  corruption_levels=[0.1, 0.2, 0.3])
+        fns = sda.pretraining_functions(data[0], 10, "CVM", cache_inputs=cache_inputs)
+        assert [hasattr(f, "prepare") for f in fns] == [False, cache_inputs, cache_inputs]
+        pretrain_layers(fns, 6, 3, sda.corruption_levels, 0.1, progress=False, log=None)
+        return [p.get_value() for d in sda.dA_layers for p in d.params]
+    for cached, recomputed in zip(pretrain(True), pretrain(False)):
+        np.testing.assert_allclose(cached, recomputed, rtol=1e-5, atol=1e-6)
