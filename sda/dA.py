@@ -26,10 +26,10 @@ import pytensor.tensor as pt
 import pytensor.tensor.random as ptr
 
 from sda.data import DEFAULT_DATA_DIR, load_data, minibatch, n_batches
-from sda.validation import check_positive_int
-from sda.persistence import SaveLoadMixin
 from sda.modes import compile_function, keep_on_device, resolve_mode
+from sda.persistence import SaveLoadMixin
 from sda.training import pretrain_layers, sgd_updates
+from sda.validation import check_positive_int
 
 __all__ = ["dA", "train_dA"]
 
@@ -119,6 +119,17 @@ class dA(SaveLoadMixin):
         cost = self.reconstruction_cost(corrupted)
         return cost, [(self.pytensor_rng, next_rng), *sgd_updates(cost, self.params, learning_rate)]
 
+    def training_function(self, train_set_x, batch_size: int, mode: str | None = None):
+        """Compiled ``f(index, corruption, lr) -> cost``: one SGD step on minibatch ``index``
+        of the shared ``train_set_x`` (whose rows are this dA's input)."""
+        mode = resolve_mode(mode)
+        keep_on_device([train_set_x], mode)
+        index = pt.iscalar("index")
+        corruption, lr = pt.scalar("corruption"), pt.scalar("lr")
+        cost, updates = self.get_cost_updates(corruption, lr)
+        return compile_function([index, corruption, lr], cost, mode, updates=updates,
+                                givens={self.x: minibatch(train_set_x, index, batch_size)})
+
 
 def train_dA(learning_rate: float = 0.1, training_epochs: int = 15, dataset=DEFAULT_DATA_DIR,
              batch_size: int = 20, n_hidden: int = 500, corruption_levels=(0.0, 0.3),
@@ -135,22 +146,16 @@ def train_dA(learning_rate: float = 0.1, training_epochs: int = 15, dataset=DEFA
     if datasets is None:
         datasets = load_data(dataset)
     train_x = datasets[0][0]
-    keep_on_device([train_x], mode)
     count = n_batches(train_x, batch_size)
     n_visible = train_x.get_value(borrow=True).shape[1]
     output_folder = Path(output_folder)
     os.makedirs(output_folder, exist_ok=True)
-    index = pt.iscalar("index")
-    corruption, lr = pt.scalar("corruption"), pt.scalar("lr")
     trained = {}
     for level in corruption_levels:
         rng = np.random.RandomState(seed)
         da = dA(numpy_rng=rng, pytensor_rng=new_pytensor_rng(rng),
                 n_visible=n_visible, n_hidden=n_hidden)
-        cost, updates = da.get_cost_updates(corruption, lr)
-        train_da = compile_function([index, corruption, lr], cost, mode, updates=updates,
-                                    givens={da.x: minibatch(train_x, index, batch_size)})
-        result = pretrain_layers([train_da], count, training_epochs, [level], learning_rate,
+        result = pretrain_layers([da.training_function(train_x, batch_size, mode)], count, training_epochs, [level], learning_rate,
                                  progress=progress, log=log)
         side = int(round(np.sqrt(n_visible)))
         shape = (side, side) if side * side == n_visible else (1, n_visible)

@@ -194,7 +194,6 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
         """Train the autoencoder on the rows of ``X``."""
         import pytensor.tensor as pt
 
-        from sda.data import minibatch
         from sda.validation import check_corruption
 
         X = validate_data(self, X, dtype=np.float64)
@@ -205,11 +204,8 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
             self._scaler = _UnitScaler(X, self.scale_inputs)
             data, _ = shared_dataset((self._scaler(X), np.zeros(len(X), np.int32)))
             self.model_ = dA(rng, new_pytensor_rng(rng), n_visible=X.shape[1], n_hidden=self.n_hidden)
-            index, corruption, lr = pt.iscalar("index"), pt.scalar("corruption"), pt.scalar("lr")
-            cost, updates = self.model_.get_cost_updates(corruption, lr)
             bs = _batch_size(self.batch_size, len(X))
-            step = compile_function([index, corruption, lr], cost, mode, updates=updates,
-                                    givens={self.model_.x: minibatch(data, index, bs)})
+            step = self.model_.training_function(data, bs, mode)
             result = pretrain_layers([step], len(X) // bs, self.n_epochs, [self.corruption_level],
                                      self.learning_rate, progress=False, log=_log(self.verbose))
             self.costs_ = result.costs[0]

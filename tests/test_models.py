@@ -266,3 +266,29 @@ def test_torch_reference_matches_the_numpy_reference():
     assert cost.item() == pytest.approx(want_cost, rel=1e-10)
     for p, g in zip(params, want_grads):
         np.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-5, atol=1e-12)
+
+
+def test_dA_training_function_lowers_the_cost(float32):
+    rng = np.random.RandomState(14)
+    prototypes = (rng.uniform(size=(3, 16)) > 0.5).astype("float32")
+    data, _ = shared_dataset((prototypes[rng.randint(3, size=200)], np.zeros(200, np.int32)))
+    da = dA(rng, n_visible=16, n_hidden=8)
+    step = da.training_function(data, 10, "CVM")
+    first = np.mean([step(i, 0.2, 0.1) for i in range(20)])
+    for _ in range(10):
+        last = np.mean([step(i, 0.2, 0.1) for i in range(20)])
+    assert last < 0.8 * first
+
+
+def test_train_dA_writes_filters_for_each_corruption_level(tmp_path, float32):
+    from sda.dA import train_dA
+    rng = np.random.RandomState(15)
+    prototypes = (rng.uniform(size=(3, 16)) > 0.5).astype("float32")
+    data = shared_dataset((prototypes[rng.randint(3, size=200)], np.zeros(200, np.int32)))
+    trained = train_dA(learning_rate=0.1, training_epochs=4, batch_size=10, n_hidden=8,
+                       corruption_levels=(0.0, 0.3), output_folder=tmp_path, mode="CVM",
+                       datasets=[data] * 3, progress=False, log=None)
+    for level in (0.0, 0.3):
+        costs = trained[level][1].costs[0]
+        assert costs[-1] < costs[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["filters_corruption_0.png", "filters_corruption_30.png"]
