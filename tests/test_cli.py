@@ -6,11 +6,12 @@ import sys
 
 import pytest
 
+from support import CPU_MODE
 from sda.cli import PRESETS, main
 
 TINY = ["--hidden-layers", "12", "8", "--corruption", "0.1", "0.2", "--pretraining-epochs", "2",
         "--pretrain-lr", "0.05", "--training-epochs", "15", "--finetune-lr", "0.2", "--batch-size", "10",
-        "--valid-size", "50", "--no-verify", "--mode", "CVM", "--quiet"]
+        "--valid-size", "50", "--no-verify", "--mode", CPU_MODE, "--quiet"]
 
 
 def test_script_trains_and_writes_results(tiny_mnist_dir, tmp_path, capsys):
@@ -19,7 +20,7 @@ def test_script_trains_and_writes_results(tiny_mnist_dir, tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["hidden_layers_sizes"] == [12, 8]
     assert results["config"]["pretrain_batch_size"] == results["config"]["finetune_batch_size"] == 10
-    assert results["mode"] == "CVM" and results["device"] == "cpu"
+    assert results["mode"] == CPU_MODE and results["device"] == "cpu"
     assert len(results["pretraining"]["costs"]) == 2
     assert all(len(c) == 2 for c in results["pretraining"]["costs"])
     ft = results["finetuning"]
@@ -79,7 +80,7 @@ def test_module_entry_point_runs_as_a_subprocess(tiny_mnist_dir, tmp_path):
 
 def test_evaluate_scores_the_saved_best_model_exactly(tiny_mnist_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    data = ["--data-dir", str(tiny_mnist_dir), "--valid-size", "50", "--no-verify", "--mode", "CVM"]
+    data = ["--data-dir", str(tiny_mnist_dir), "--valid-size", "50", "--no-verify", "--mode", CPU_MODE]
     assert main(TINY + ["--data-dir", str(tiny_mnist_dir), "--output-dir", str(out), "--no-pictures"]) == 0
     capsys.readouterr()
     assert main(["--evaluate", str(out / "best_model.npz"), *data]) == 0

@@ -12,6 +12,7 @@ from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.linear_model import LogisticRegression as SkLogReg  # noqa: E402
 from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
 
+from support import CPU_MODE
 from sda.estimators import DenoisingAutoencoder, SdAClassifier  # noqa: E402
 
 # small but able to learn scikit-learn's test problems; FAST_COMPILE keeps ~100 fits quick
@@ -42,7 +43,7 @@ def test_classifier_learns_digits_and_transforms(digits):
     X_train, X_test, y_train, y_test = digits
     clf = SdAClassifier(hidden_layers_sizes=(100,), corruption_levels=0.2, pretraining_epochs=3,
                         training_epochs=30, finetune_lr=0.2, finetune_momentum=0.5,
-                        validation_fraction=0.1, mode="CVM", random_state=0)
+                        validation_fraction=0.1, mode=CPU_MODE, random_state=0)
     clf.fit(X_train, y_train)
     assert clf.score(X_test, y_test) > 0.93
     proba = clf.predict_proba(X_test[:5])
@@ -55,7 +56,7 @@ def test_classifier_learns_digits_and_transforms(digits):
 def test_string_labels_and_reproducibility(digits):
     X_train, X_test, y_train, _ = digits
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
-    params = dict(SMALL_CLASSIFIER, mode="CVM", training_epochs=3)
+    params = dict(SMALL_CLASSIFIER, mode=CPU_MODE, training_epochs=3)
     a = SdAClassifier(**params).fit(X_train, names[y_train])
     b = SdAClassifier(**params).fit(X_train, names[y_train])
     assert set(a.predict(X_test)) <= set(names)
@@ -64,7 +65,7 @@ def test_string_labels_and_reproducibility(digits):
 
 def test_autoencoder_in_a_pipeline_and_grid_search(digits):
     X_train, X_test, y_train, y_test = digits
-    pipe = Pipeline([("dae", DenoisingAutoencoder(n_hidden=64, n_epochs=5, learning_rate=0.1, mode="CVM",
+    pipe = Pipeline([("dae", DenoisingAutoencoder(n_hidden=64, n_epochs=5, learning_rate=0.1, mode=CPU_MODE,
                                                   random_state=0)),
                      ("clf", SkLogReg(max_iter=500))])
     search = GridSearchCV(pipe, {"dae__corruption_level": [0.0, 0.3]}, cv=2)
@@ -75,8 +76,8 @@ def test_autoencoder_in_a_pipeline_and_grid_search(digits):
 
 def test_autoencoder_score_rises_with_training_and_reconstructs(digits):
     X_train, X_test, _, _ = digits
-    short = DenoisingAutoencoder(n_hidden=32, n_epochs=1, mode="CVM", random_state=0).fit(X_train)
-    long = DenoisingAutoencoder(n_hidden=32, n_epochs=15, mode="CVM", random_state=0).fit(X_train)
+    short = DenoisingAutoencoder(n_hidden=32, n_epochs=1, mode=CPU_MODE, random_state=0).fit(X_train)
+    long = DenoisingAutoencoder(n_hidden=32, n_epochs=15, mode=CPU_MODE, random_state=0).fit(X_train)
     assert long.score(X_test) > short.score(X_test)
     assert long.costs_[-1] < long.costs_[0]
     recon = long.inverse_transform(long.transform(X_test))

@@ -4,6 +4,7 @@ calls compute, in every fast mode: same parameters for the same seed."""
 import numpy as np
 import pytest
 
+from support import CPU_MODE
 from sda.data import shared_dataset
 from sda.modes import available_modes
 from sda.SdA import SdA
@@ -60,7 +61,7 @@ def test_cached_layer_inputs_give_the_same_pretraining_as_recomputing_them(float
         data = shared_dataset(((rng.uniform(size=(60, 12)) > 0.5).astype("float32"), np.zeros(60, np.int32)))
         sda = SdA(np.random.RandomState(1), n_ins=12, hidden_layers_sizes=[10, 8, 6], n_outs=2,
                   corruption_levels=[0.1, 0.2, 0.3])
-        fns = sda.pretraining_functions(data[0], 10, "CVM", cache_inputs=cache_inputs)
+        fns = sda.pretraining_functions(data[0], 10, CPU_MODE, cache_inputs=cache_inputs)
         assert [hasattr(f, "prepare") for f in fns] == [False, cache_inputs, cache_inputs]
         pretrain_layers(fns, 6, 3, sda.corruption_levels, 0.1, progress=False, log=None)
         return [p.get_value() for d in sda.dA_layers for p in d.params]

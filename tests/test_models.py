@@ -5,6 +5,7 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
+from support import CPU_MODE
 from sda.dA import dA
 from sda.data import shared_dataset
 from sda.logistic_sgd import LogisticRegression
@@ -98,7 +99,7 @@ def test_pretraining_step_changes_the_mlp_hidden_output(float32):
     train_x, _ = shared_dataset((data, np.zeros(40, np.int32)))
     hidden = pytensor.function([sda.x], sda.sigmoid_layers[1].output, mode=MODE)
     before = hidden(data)
-    fns = sda.pretraining_functions(train_x, batch_size=10, mode="CVM")
+    fns = sda.pretraining_functions(train_x, batch_size=10, mode=CPU_MODE)
     fns[1](0, 0.2, 0.5)
     after = hidden(data)
     assert np.abs(after - before).max() > 1e-4
@@ -127,7 +128,7 @@ def test_pretraining_lowers_reconstruction_cost(float32):
     data = prototypes[rng.randint(4, size=400)]
     train_x, _ = shared_dataset((data, np.zeros(400, np.int32)))
     sda = SdA(rng, n_ins=20, hidden_layers_sizes=[12, 8], n_outs=4, corruption_levels=[0.2, 0.2])
-    fns = sda.pretraining_functions(train_x, batch_size=10, mode="CVM")
+    fns = sda.pretraining_functions(train_x, batch_size=10, mode=CPU_MODE)
     result = pretrain_layers(fns, 40, n_epochs=8, corruption_levels=[0.2, 0.2], learning_rate=0.1,
                              progress=False, log=None)
     for costs in result.costs:
@@ -148,7 +149,7 @@ def test_finetuning_learns_a_separable_problem(float32):
     datasets = separable_datasets(rng)
     sda = SdA(rng, n_ins=12, hidden_layers_sizes=[16, 16], n_outs=3, corruption_levels=[0.1, 0.1])
     train_fn, valid_fn, test_fn = sda.build_finetune_functions(datasets, batch_size=10,
-                                                               learning_rate=0.5, mode="CVM")
+                                                               learning_rate=0.5, mode=CPU_MODE)
     start_error = float(test_fn())
     result = fit_early_stopping(train_fn, 60, valid_fn, test_fn, n_epochs=30, patience=10 * 60,
                                 params=sda.params, progress=False, log=None)
@@ -164,10 +165,10 @@ def test_logistic_regression_and_mlp_learn(float32):
     from sda.logistic_sgd import sgd_optimization_mnist
     from sda.mlp import train_mlp
     _, fit = sgd_optimization_mnist(learning_rate=0.5, n_epochs=20, batch_size=20, n_out=3,
-                                    mode="CVM", datasets=datasets, progress=False, log=None)
+                                    mode=CPU_MODE, datasets=datasets, progress=False, log=None)
     assert fit.test_error < 0.05
     _, fit = train_mlp(learning_rate=0.1, n_epochs=20, batch_size=20, n_hidden=10, n_out=3,
-                       mode="CVM", datasets=datasets, progress=False, log=None)
+                       mode=CPU_MODE, datasets=datasets, progress=False, log=None)
     assert fit.test_error < 0.05
 
 
@@ -230,7 +231,7 @@ def test_one_pretraining_step_moves_parameters_by_minus_lr_times_gradient(float6
     da = sda.dA_layers[0]
     before = [p.get_value() for p in da.params]
     cost, grads = dA_cost_and_grads(data[:5], np.ones((5, 6)), *before)
-    step_cost = sda.pretraining_functions(train_x, batch_size=5, mode="CVM")[0](0, 0.0, 0.25)
+    step_cost = sda.pretraining_functions(train_x, batch_size=5, mode=CPU_MODE)[0](0, 0.0, 0.25)
     assert step_cost == pytest.approx(cost, rel=1e-6)
     for p, old, g in zip(da.params, before, grads):
         np.testing.assert_allclose(p.get_value(), old - 0.25 * g, rtol=1e-6, atol=1e-12)
@@ -273,7 +274,7 @@ def test_dA_training_function_lowers_the_cost(float32):
     prototypes = (rng.uniform(size=(3, 16)) > 0.5).astype("float32")
     data, _ = shared_dataset((prototypes[rng.randint(3, size=200)], np.zeros(200, np.int32)))
     da = dA(rng, n_visible=16, n_hidden=8)
-    step = da.training_function(data, 10, "CVM")
+    step = da.training_function(data, 10, CPU_MODE)
     first = np.mean([step(i, 0.2, 0.1) for i in range(20)])
     for _ in range(10):
         last = np.mean([step(i, 0.2, 0.1) for i in range(20)])
@@ -286,7 +287,7 @@ def test_train_dA_writes_filters_for_each_corruption_level(tmp_path, float32):
     prototypes = (rng.uniform(size=(3, 16)) > 0.5).astype("float32")
     data = shared_dataset((prototypes[rng.randint(3, size=200)], np.zeros(200, np.int32)))
     trained = train_dA(learning_rate=0.1, training_epochs=4, batch_size=10, n_hidden=8,
-                       corruption_levels=(0.0, 0.3), output_folder=tmp_path, mode="CVM",
+                       corruption_levels=(0.0, 0.3), output_folder=tmp_path, mode=CPU_MODE,
                        datasets=[data] * 3, progress=False, log=None)
     for level in (0.0, 0.3):
         costs = trained[level][1].costs[0]

@@ -10,6 +10,7 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
+from support import CPU_MODE
 from sda.dA import dA
 from sda.logistic_sgd import LogisticRegression
 from sda.mlp import MLP
@@ -32,9 +33,9 @@ def test_sda_round_trip_predicts_bit_identically(tmp_path, float32):
     loaded = SdA.load(path)
     assert loaded.hidden_layers_sizes == [5, 4] and loaded.corruption_levels == [0.1, 0.25]
     images = np.random.RandomState(2).uniform(size=(50, 6)).astype("float32")
-    probs = lambda m: pytensor.function([m.x], m.logLayer.p_y_given_x, mode="CVM")(images)
+    probs = lambda m: pytensor.function([m.x], m.logLayer.p_y_given_x, mode=CPU_MODE)(images)
     np.testing.assert_array_equal(probs(loaded), probs(sda))
-    np.testing.assert_array_equal(loaded.predict_function("CVM")(images), sda.predict_function("CVM")(images))
+    np.testing.assert_array_equal(loaded.predict_function(CPU_MODE)(images), sda.predict_function(CPU_MODE)(images))
     for a, b in zip(loaded.dA_layers, sda.dA_layers):  # pretraining state too
         np.testing.assert_array_equal(a.b_prime.get_value(), b.b_prime.get_value())
     header, _ = read_model_file(path)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from support import CPU_MODE
 from sda.plots import corrupt_and_reconstruct, filters_image, layer_filters, reconstructions_image
 from sda.SdA import SdA
 from sda.utils import scale_to_unit_interval, tile_raster_images
@@ -36,9 +37,9 @@ def test_layer_filters_are_products_of_weights(float64):
 def test_reconstructions(float32):
     sda = SdA(np.random.RandomState(0), n_ins=16, hidden_layers_sizes=[6], n_outs=2, corruption_levels=[0.5])
     images = np.random.RandomState(1).uniform(0.1, 1, size=(4, 16)).astype("float32")
-    corrupted, recon = corrupt_and_reconstruct(sda.dA_layers[0], images, 0.0, mode="CVM")
+    corrupted, recon = corrupt_and_reconstruct(sda.dA_layers[0], images, 0.0, mode=CPU_MODE)
     np.testing.assert_array_equal(corrupted, images)
-    corrupted, recon = corrupt_and_reconstruct(sda.dA_layers[0], images, 0.5, mode="CVM")
+    corrupted, recon = corrupt_and_reconstruct(sda.dA_layers[0], images, 0.5, mode=CPU_MODE)
     assert 0.3 < (corrupted == 0).mean() < 0.7
     assert recon.shape == images.shape and ((0 < recon) & (recon < 1)).all()
     assert reconstructions_image(images, corrupted, recon, (4, 4)).shape == (3 * 5 - 1, 4 * 5 - 1)

@@ -10,13 +10,14 @@ import time
 import numpy as np
 import pytest
 
+from support import CPU_MODE
 from sda.checkpoint import CheckpointError, load_checkpoint
 from sda.persistence import read_model_file
 
 RUN = ["--hidden-layers", "300", "300", "--corruption", "0.1", "0.2", "--pretraining-epochs", "3",
        "--pretrain-lr", "0.05", "--training-epochs", "120", "--finetune-lr", "0.1",
        "--finetune-momentum", "0.5", "--finetune-lr-decay", "0.99", "--patience-epochs", "1000",
-       "--batch-size", "10", "--valid-size", "50", "--no-verify", "--mode", "CVM", "--quiet", "--seed", "7"]
+       "--batch-size", "10", "--valid-size", "50", "--no-verify", "--mode", CPU_MODE, "--quiet", "--seed", "7"]
 
 
 def sda_command(*args):
@@ -53,7 +54,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, tiny_mnist_dir, t
     assert not (killed / "results.json").exists()
 
     subprocess.run([sys.executable, "-m", "sda.SdA", "--resume", str(killed), *data, "--no-verify",
-                    "--valid-size", "50", "--mode", "CVM", "--quiet"], check=True, timeout=300)
+                    "--valid-size", "50", "--mode", CPU_MODE, "--quiet"], check=True, timeout=300)
     want = json.loads((reference / "results.json").read_text())["finetuning"]
     got = json.loads((killed / "results.json").read_text())["finetuning"]
     assert got["epochs"] == want["epochs"] == 120
