@@ -5,7 +5,7 @@ The tutorial's modules keep their names: ``sda.logistic_sgd``, ``sda.mlp``, ``sd
 first use, so that ``python -m sda.SdA`` does not import its own module twice.
 """
 
-__version__ = "0.1.0"
+from sda.version import __version__
 
 _EXPORTS = {
     "LogisticRegression": "sda.logistic_sgd",
@@ -13,7 +13,8 @@ _EXPORTS = {
     "MLP": "sda.mlp",
     "dA": "sda.dA",
     "SdA": "sda.SdA",
-    "load_data": "sda.data",
+    "load_data": "sda.datasets",
+    "train_SdA": "sda.run",
     "load_mnist": "sda.data",
     "SdAClassifier": "sda.estimators",
     "DenoisingAutoencoder": "sda.estimators",

@@ -6,9 +6,12 @@ arrays + JSON header, never a pickle, written atomically) holding
 * ``state_<i>``: the values of the run's shared variables, in an order the run defines
   (model parameters, then optimiser state such as momentum velocities and the learning rate);
 * ``best_<i>``: the parameters at the best validation error so far (fine-tuning only);
-* the header: the run's configuration, the state of each corruption noise generator, the
-  pretraining progress (:class:`~sda.training.PretrainResult`) and the fine-tuning state
-  (:class:`~sda.training.FitState`).
+* the header: the run's configuration, the fingerprint of its data (shapes and sha256 of each
+  array, so that a resume on other data is refused) and where they came from, the state of
+  each corruption noise generator, the pretraining progress
+  (:class:`~sda.training.PretrainResult`) and the fine-tuning state (:class:`~sda.training.FitState`).
+
+Every field is checked on loading: a damaged or forged checkpoint raises :class:`CheckpointError`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class Checkpoint:
     rng_states: list[dict]
     pretrain: PretrainResult
     fit: FitState | None
+    data: dict | None = None
+    data_source: dict | None = None
 
 
 def _rng_state(shared_rng) -> dict:
@@ -45,7 +50,7 @@ def _rng_state(shared_rng) -> dict:
 
 
 def save_checkpoint(path, config: dict, state_vars, rngs, pretrain: PretrainResult,
-                    fit: FitState | None = None) -> Path:
+                    fit: FitState | None = None, data: dict | None = None, data_source: dict | None = None) -> Path:
     """Write a checkpoint of a run atomically (the previous one stays until this one is whole)."""
     arrays = {f"state_{i}": np.asarray(v.get_value()) for i, v in enumerate(state_vars)}
     if fit is not None:
@@ -55,24 +60,31 @@ def save_checkpoint(path, config: dict, state_vars, rngs, pretrain: PretrainResu
         "n_state": len(state_vars), "rngs": [_rng_state(r) for r in rngs],
         "pretrain": dataclasses.asdict(pretrain),
         "fit": None if fit is None else fit.scalars(),
+        "data": data, "data_source": data_source,
     }
     return write_archive(path, header, arrays)
 
 
 def load_checkpoint(path) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`."""
+    """Read a checkpoint written by :func:`save_checkpoint`; anything missing or of the wrong
+    kind raises :class:`CheckpointError` naming the file."""
     header, arrays = read_archive(path, FORMAT, CheckpointError)
     try:
-        n_state = int(header["n_state"])
+        n_state = header["n_state"]
+        if not isinstance(n_state, int) or not 0 <= n_state <= len(arrays):
+            raise ValueError(f"n_state {n_state!r} does not match the {len(arrays)} arrays")
         state = [arrays[f"state_{i}"] for i in range(n_state)]
         fit = None
         if header["fit"] is not None:
             n_best = len([k for k in arrays if k.startswith("best_")])
             fit = FitState.from_scalars(header["fit"], [arrays[f"best_{i}"] for i in range(n_best)])
+        if not isinstance(header["config"], dict) or not isinstance(header["rngs"], list):
+            raise TypeError("config must be an object and rngs a list")
         return Checkpoint(config=dict(header["config"]), state=state, rng_states=list(header["rngs"]),
-                          pretrain=PretrainResult(**header["pretrain"]), fit=fit)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: incomplete checkpoint ({exc!r})") from None
+                          pretrain=PretrainResult(**header["pretrain"]), fit=fit,
+                          data=header.get("data"), data_source=header.get("data_source"))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: damaged or incomplete checkpoint ({type(exc).__name__}: {exc})") from None
 
 
 def restore_state(checkpoint: Checkpoint, state_vars, rngs) -> None:
@@ -91,5 +103,8 @@ def restore_state(checkpoint: Checkpoint, state_vars, rngs) -> None:
         if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
             raise CheckpointError(f"unsupported noise generator state {state!r:.80}")
         generator = np.random.Generator(np.random.PCG64())
-        generator.bit_generator.state = state
+        try:
+            generator.bit_generator.state = state
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"damaged noise generator state ({exc})") from None
         rng.set_value(generator)

@@ -18,6 +18,7 @@ where :math:`z` rounds to 0 or 1.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,13 @@ import pytensor
 import pytensor.tensor as pt
 import pytensor.tensor.random as ptr
 
-from sda.data import DEFAULT_DATA_DIR, load_data, minibatch, n_batches
-from sda.modes import compile_function, keep_on_device, resolve_mode
+from sda.data import DEFAULT_DATA_DIR
+from sda.datasets import as_shared, load_data
+from sda.modes import resolve_mode
 from sda.persistence import SaveLoadMixin
-from sda.training import pretrain_layers, sgd_updates
+from sda.plots import filters_image, save_png
+from sda.steps import Step, compile_step, sgd_updates
+from sda.training import pretrain_layers
 from sda.validation import check_positive_int
 
 __all__ = ["dA", "train_dA"]
@@ -77,20 +81,25 @@ class dA(SaveLoadMixin):
         self.W, self.b, self.b_prime = W, bhid, bvis
         self.W_prime = self.W.T
         self.pytensor_rng = pytensor_rng
+        self.rng_update = None
         self.x = pt.matrix("x") if input is None else input
         self.params = [self.W, self.b, self.b_prime]
 
     def get_corrupted_input(self, input, corruption_level):
-        """``(next_rng, corrupted)``: ``input`` with each entry kept with probability
-        ``1 - corruption_level``, else set to 0.
+        """``input`` with each entry kept with probability ``1 - corruption_level``, else set to 0.
 
-        The Bernoulli mask is drawn from ``pytensor_rng``; pass ``(self.pytensor_rng, next_rng)``
-        in a function's ``updates`` so that each call draws a fresh mask (PyTensor's explicit
-        form of the tutorial's ``RandomStreams``).
+        The Bernoulli mask is drawn from ``pytensor_rng``.  PyTensor's generators are explicit
+        values: the draw also yields the generator's next state, kept here as
+        ``self.rng_update = (pytensor_rng, next_state)``.  A compiled function that puts this pair
+        in its ``updates`` draws a fresh mask at every call, as the tutorial's ``RandomStreams``
+        did (:meth:`get_cost_updates` does so); one that leaves it out draws the same mask each time.
         """
         keep = 1 - pt.as_tensor_variable(corruption_level)
-        next_rng, mask = self.pytensor_rng.bernoulli(p=keep, size=input.shape)
-        return next_rng, input * pt.cast(mask, input.dtype)
+        with warnings.catch_warnings():  # drawing again from the shared generator, for another graph, is meant
+            warnings.filterwarnings("ignore", message="RandomGeneratorVariable .* has already been used")
+            next_rng, mask = self.pytensor_rng.bernoulli(p=keep, size=input.shape)
+        self.rng_update = (self.pytensor_rng, next_rng)
+        return input * pt.cast(mask, input.dtype)
 
     def get_hidden_values(self, input):
         """The code :math:`y = s(x W + b)`."""
@@ -115,20 +124,36 @@ class dA(SaveLoadMixin):
         """``(cost, updates)`` for one SGD step on a minibatch ``self.x`` corrupted at
         ``corruption_level`` (both arguments may be symbolic scalars).  The updates advance
         the noise generator too."""
-        next_rng, corrupted = self.get_corrupted_input(self.x, corruption_level)
-        cost = self.reconstruction_cost(corrupted)
-        return cost, [(self.pytensor_rng, next_rng), *sgd_updates(cost, self.params, learning_rate)]
+        tilde_x = self.get_corrupted_input(self.x, corruption_level)
+        cost = self.reconstruction_cost(tilde_x)
+        return cost, [self.rng_update, *sgd_updates(cost, self.params, learning_rate)]
 
-    def training_function(self, train_set_x, batch_size: int, mode: str | None = None):
-        """Compiled ``f(index, corruption, lr) -> cost``: one SGD step on minibatch ``index``
-        of the shared ``train_set_x`` (whose rows are this dA's input)."""
-        mode = resolve_mode(mode)
-        keep_on_device([train_set_x], mode)
-        index = pt.iscalar("index")
-        corruption, lr = pt.scalar("corruption"), pt.scalar("lr")
+    def training_function(self, train_set_x, batch_size: int, mode: str | None = None,
+                          steps_per_call: int = 1) -> Step:
+        """``step(index, corruption, lr) -> cost``: one SGD step on minibatch ``index`` of
+        ``train_set_x`` (a shared variable or an array whose rows are this dA's input); a
+        :class:`sda.steps.Step`."""
+        index, corruption, lr = pt.iscalar("index"), pt.scalar("corruption"), pt.scalar("lr")
         cost, updates = self.get_cost_updates(corruption, lr)
-        return compile_function([index, corruption, lr], cost, mode, updates=updates,
-                                givens={self.x: minibatch(train_set_x, index, batch_size)})
+        return compile_step(index, [corruption, lr], cost, updates, {self.x: as_shared(train_set_x)},
+                            batch_size, resolve_mode(mode), steps_per_call)
+
+    # --- what a model file holds (sda.persistence) ---
+
+    def saved_config(self) -> dict:
+        return {"n_visible": self.n_visible, "n_hidden": self.n_hidden}
+
+    def saved_variables(self) -> list:
+        return list(self.params)
+
+    @classmethod
+    def variable_shapes(cls, config: dict) -> list:
+        n_visible, n_hidden = int(config["n_visible"]), int(config["n_hidden"])
+        return [(n_visible, n_hidden), (n_hidden,), (n_visible,)]
+
+    @classmethod
+    def from_config(cls, config: dict, rng):
+        return cls(rng, **config)
 
 
 def train_dA(learning_rate: float = 0.1, training_epochs: int = 15, dataset=DEFAULT_DATA_DIR,
@@ -140,13 +165,10 @@ def train_dA(learning_rate: float = 0.1, training_epochs: int = 15, dataset=DEFA
 
     Returns ``{corruption_level: (dA, PretrainResult)}``.
     """
-    from sda.plots import filters_image, save_png
-
     mode = resolve_mode(mode)
     if datasets is None:
         datasets = load_data(dataset)
     train_x = datasets[0][0]
-    count = n_batches(train_x, batch_size)
     n_visible = train_x.get_value(borrow=True).shape[1]
     output_folder = Path(output_folder)
     os.makedirs(output_folder, exist_ok=True)
@@ -155,8 +177,8 @@ def train_dA(learning_rate: float = 0.1, training_epochs: int = 15, dataset=DEFA
         rng = np.random.RandomState(seed)
         da = dA(numpy_rng=rng, pytensor_rng=new_pytensor_rng(rng),
                 n_visible=n_visible, n_hidden=n_hidden)
-        result = pretrain_layers([da.training_function(train_x, batch_size, mode)], count, training_epochs, [level], learning_rate,
-                                 progress=progress, log=log)
+        result = pretrain_layers([da.training_function(train_x, batch_size, mode)], training_epochs, [level],
+                                 learning_rate, progress=progress, log=log)
         side = int(round(np.sqrt(n_visible)))
         shape = (side, side) if side * side == n_visible else (1, n_visible)
         save_png(filters_image(np.asarray(da.W.get_value()).T, shape),

@@ -1,4 +1,5 @@
-"""MNIST on disk: reading IDX files, checking them, downloading them, splitting them.
+"""MNIST on disk: reading IDX files, checking them, downloading them, splitting them (numpy only;
+:mod:`sda.datasets` turns the arrays into the shared variables that compiled functions read).
 
 The IDX format (http://yann.lecun.com/exdb/mnist/) is a tiny header followed by a
 C-ordered array::
@@ -319,63 +320,3 @@ def load_mnist(
         )
     (x, y), cut = sets["train"], n_train_all - n_valid
     return Split(train=(x[:cut], y[:cut]), valid=(x[cut:], y[cut:]), test=sets["test"])
-
-
-# --- the datasets as PyTensor shared variables -------------------------------------
-
-
-def shared_dataset(data_xy, borrow: bool = True, name: str | None = None):
-    """Images and labels as shared variables, so that compiled functions index them
-    without a copy per call (the tutorial's ``shared_dataset``).
-
-    Images keep ``pytensor.config.floatX``; labels are int32 (the tutorial stored them as
-    floats and cast, because old GPUs held floats only).
-    """
-    import pytensor
-
-    data_x, data_y = data_xy
-    data_x = np.asarray(data_x, dtype=pytensor.config.floatX)
-    data_y = np.asarray(data_y)
-    if data_y.ndim != 1 or not np.issubdtype(data_y.dtype, np.integer):
-        raise TypeError(f"labels must be a 1-d integer array, got shape {data_y.shape} dtype {data_y.dtype}")
-    if data_x.ndim != 2 or data_x.shape[0] != data_y.shape[0]:
-        raise ValueError(
-            f"images must be (n, features) with one label each, got {data_x.shape} and {data_y.shape}"
-        )
-    prefix = f"{name}_" if name else ""
-    shared_x = pytensor.shared(data_x, name=prefix + "x", borrow=borrow)
-    shared_y = pytensor.shared(data_y.astype(np.int32), name=prefix + "y", borrow=borrow)
-    return shared_x, shared_y
-
-
-def load_data(dataset=DEFAULT_DATA_DIR, **kwargs):
-    """The tutorial's ``load_data``: ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]``
-    as shared variables. Keyword arguments go to :func:`load_mnist`."""
-    import pytensor
-
-    kwargs.setdefault("dtype", pytensor.config.floatX)
-    split = load_mnist(dataset, **kwargs)
-    return [shared_dataset(part, name=name) for part, name in zip(split, ("train", "valid", "test"))]
-
-
-def n_batches(shared_x, batch_size: int) -> int:
-    """How many whole minibatches of ``batch_size`` the shared dataset holds."""
-    n = shared_x.get_value(borrow=True).shape[0]
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size={batch_size} must be between 1 and the dataset size ({n})")
-    return n // batch_size
-
-
-def minibatch(shared_x, index, batch_size: int):
-    """Symbolic minibatch number ``index`` of a shared dataset, with a static shape.
-
-    The tutorial sliced ``x[index * batch_size:(index + 1) * batch_size]``; a slice with
-    symbolic bounds has a dynamic shape, which JAX cannot compile.  Viewing the data as
-    (n_batches, batch_size, ...) and taking ``[index]`` gives the same rows with a shape
-    known at compile time, in every mode.  The last incomplete minibatch is dropped, as in
-    the tutorial.
-    """
-    value = shared_x.get_value(borrow=True)
-    count = n_batches(shared_x, batch_size)
-    batched = shared_x[: count * batch_size].reshape((count, batch_size) + value.shape[1:])
-    return batched[index]

@@ -20,10 +20,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from sda.dA import dA, new_pytensor_rng
-from sda.data import shared_dataset
+from sda.datasets import shared_dataset
 from sda.modes import compile_function, resolve_mode
-from sda.SdA import SdA
-from sda.training import fit_early_stopping, pretrain_layers
+from sda.run import train_SdA
+from sda.training import pretrain_layers
 
 __all__ = ["SdAClassifier", "DenoisingAutoencoder"]
 
@@ -108,7 +108,6 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         sizes = list(self.hidden_layers_sizes)
         levels = self.corruption_levels
         levels = [float(levels)] * len(sizes) if np.ndim(levels) == 0 else list(levels)
-        mode = resolve_mode(self.mode)
         with pytensor.config.change_flags(floatX=FLOATX):
             self._scaler = _UnitScaler(X, self.scale_inputs)
             Xs, y_index = self._scaler(X), y_index.astype(np.int32)
@@ -119,21 +118,17 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             valid_idx, train_idx = order[:n_valid], order[n_valid:]
             train = shared_dataset((Xs[train_idx], y_index[train_idx]))
             valid = shared_dataset((Xs[valid_idx], y_index[valid_idx])) if n_valid else train
-            self.model_ = SdA(rng, n_ins=X.shape[1], hidden_layers_sizes=sizes,
-                              n_outs=max(len(self.classes_), 2), corruption_levels=levels)
-            pre_bs = _batch_size(self.pretrain_batch_size, len(train_idx))
-            self.pretrain_result_ = pretrain_layers(
-                self.model_.pretraining_functions(train[0], pre_bs, mode), len(train_idx) // pre_bs,
-                self.pretraining_epochs, self.model_.corruption_levels, self.pretrain_lr,
-                progress=False, log=_log(self.verbose))
-            ft_bs = _batch_size(self.finetune_batch_size, len(train_idx))
-            n_batches = len(train_idx) // ft_bs
-            train_fn, valid_fn, _ = self.model_.build_finetune_functions(
-                [train, valid, valid], ft_bs, self.finetune_lr, mode, momentum=self.finetune_momentum)
-            self.fit_result_ = fit_early_stopping(
-                train_fn, n_batches, valid_fn, n_epochs=self.training_epochs,
-                patience=max(1, int(self.patience_epochs * n_batches)), params=self.model_.params,
-                learning_rate=self.finetune_lr, progress=False, log=_log(self.verbose))
+            run = train_SdA(
+                [train, valid, None], mode=self.mode, progress=False, log=_log(self.verbose),
+                hidden_layers_sizes=sizes, corruption_levels=levels, n_outs=max(len(self.classes_), 2),
+                pretraining_epochs=self.pretraining_epochs, pretrain_lr=self.pretrain_lr,
+                pretrain_batch_size=_batch_size(self.pretrain_batch_size, len(train_idx)),
+                training_epochs=self.training_epochs, finetune_lr=self.finetune_lr,
+                finetune_batch_size=_batch_size(self.finetune_batch_size, len(train_idx)),
+                finetune_momentum=self.finetune_momentum, patience_epochs=self.patience_epochs,
+                seed=int(rng.randint(2 ** 31)))
+            self.model_, self.pretrain_result_, self.fit_result_ = run.model, run.pretraining, run.finetuning
+            mode = run.results["mode"]
             self._predict_proba = compile_function([self.model_.x], self.model_.logLayer.p_y_given_x, mode)
             self._transform = compile_function([self.model_.x], self.model_.sigmoid_layers[-1].output, mode)
         return self
@@ -206,8 +201,8 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
             self.model_ = dA(rng, new_pytensor_rng(rng), n_visible=X.shape[1], n_hidden=self.n_hidden)
             bs = _batch_size(self.batch_size, len(X))
             step = self.model_.training_function(data, bs, mode)
-            result = pretrain_layers([step], len(X) // bs, self.n_epochs, [self.corruption_level],
-                                     self.learning_rate, progress=False, log=_log(self.verbose))
+            result = pretrain_layers([step], self.n_epochs, [self.corruption_level], self.learning_rate,
+                                     progress=False, log=_log(self.verbose))
             self.costs_ = result.costs[0]
             x = self.model_.x
             self._encode = compile_function([x], self.model_.get_hidden_values(x), mode)

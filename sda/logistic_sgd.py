@@ -17,10 +17,12 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.tensor.variable import TensorVariable
 
-from sda.data import DEFAULT_DATA_DIR, load_data, n_batches
-from sda.persistence import SaveLoadMixin
+from sda.data import DEFAULT_DATA_DIR
+from sda.datasets import load_data
 from sda.modes import compile_function, resolve_mode
-from sda.training import fit_early_stopping, supervised_functions
+from sda.persistence import SaveLoadMixin
+from sda.steps import supervised_functions
+from sda.training import fit_early_stopping
 from sda.validation import check_positive, check_positive_int
 
 __all__ = ["LogisticRegression", "load_data", "sgd_optimization_mnist", "predict"]
@@ -85,6 +87,22 @@ class LogisticRegression(SaveLoadMixin):
         check_labels(y)
         return pt.mean(pt.neq(self.y_pred, y), dtype=pytensor.config.floatX)
 
+    # --- what a model file holds (sda.persistence) ---
+
+    def saved_config(self) -> dict:
+        return {"n_in": self.n_in, "n_out": self.n_out}
+
+    def saved_variables(self) -> list:
+        return list(self.params)
+
+    @classmethod
+    def variable_shapes(cls, config: dict) -> list:
+        return [(int(config["n_in"]), int(config["n_out"])), (int(config["n_out"]),)]
+
+    @classmethod
+    def from_config(cls, config: dict, rng=None):
+        return cls(pt.matrix("x"), **config)
+
 
 def sgd_optimization_mnist(
     learning_rate: float = 0.13,
@@ -110,7 +128,6 @@ def sgd_optimization_mnist(
     if datasets is None:
         datasets = load_data(dataset)
     train_x = datasets[0][0]
-    n_train_batches = n_batches(train_x, batch_size)
     x, y = pt.matrix("x"), pt.ivector("y")
     classifier = LogisticRegression(input=x, n_in=train_x.get_value(borrow=True).shape[1], n_out=n_out)
     cost = classifier.negative_log_likelihood(y)
@@ -119,8 +136,7 @@ def sgd_optimization_mnist(
     )
 
     result = fit_early_stopping(
-        train_model, n_train_batches, validate_model, test_model,
-        n_epochs=n_epochs, patience=5000, params=classifier.params, learning_rate=learning_rate,
+        train_model, validate_model, test_model, n_epochs=n_epochs, patience=5000, params=classifier.params, learning_rate=learning_rate,
         progress=progress, log=log, name="logistic regression",
     )
     return classifier, result

@@ -13,11 +13,13 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from sda.data import DEFAULT_DATA_DIR, load_data, n_batches
+from sda.data import DEFAULT_DATA_DIR
+from sda.datasets import load_data
 from sda.logistic_sgd import LogisticRegression
-from sda.persistence import SaveLoadMixin
 from sda.modes import resolve_mode
-from sda.training import fit_early_stopping, supervised_functions
+from sda.persistence import SaveLoadMixin
+from sda.steps import supervised_functions
+from sda.training import fit_early_stopping
 from sda.validation import check_positive, check_positive_int
 
 __all__ = ["HiddenLayer", "MLP", "train_mlp"]
@@ -65,7 +67,7 @@ class MLP(SaveLoadMixin):
     """
 
     def __init__(self, rng, input, n_in: int, n_hidden: int, n_out: int, activation=pt.tanh):
-        names = {pt.tanh: "tanh", pt.sigmoid: "sigmoid"}
+        names = {function: name for name, function in self._ACTIVATIONS.items()}
         if activation not in names:
             raise ValueError(f"activation must be pt.tanh or pt.sigmoid, got {activation!r}")
         self.activation_name = names[activation]
@@ -78,6 +80,30 @@ class MLP(SaveLoadMixin):
         self.y_pred = self.logRegressionLayer.y_pred
         self.params = self.hiddenLayer.params + self.logRegressionLayer.params
         self.input = input
+
+    # --- what a model file holds (sda.persistence) ---
+
+    _ACTIVATIONS = {"tanh": pt.tanh, "sigmoid": pt.sigmoid}
+
+    def saved_config(self) -> dict:
+        return {"n_in": self.hiddenLayer.n_in, "n_hidden": self.hiddenLayer.n_out,
+                "n_out": self.logRegressionLayer.n_out, "activation": self.activation_name}
+
+    def saved_variables(self) -> list:
+        return list(self.params)
+
+    @classmethod
+    def variable_shapes(cls, config: dict) -> list:
+        n_in, n_hidden, n_out = int(config["n_in"]), int(config["n_hidden"]), int(config["n_out"])
+        return [(n_in, n_hidden), (n_hidden,), (n_hidden, n_out), (n_out,)]
+
+    @classmethod
+    def from_config(cls, config: dict, rng):
+        config = dict(config)
+        name = config.pop("activation", "tanh")
+        if name not in cls._ACTIVATIONS:
+            raise ValueError(f"unknown activation {name!r}")
+        return cls(rng, pt.matrix("x"), activation=cls._ACTIVATIONS[name], **config)
 
 
 def train_mlp(learning_rate: float = 0.01, L1_reg: float = 0.0, L2_reg: float = 0.0001,
@@ -94,8 +120,6 @@ def train_mlp(learning_rate: float = 0.01, L1_reg: float = 0.0, L2_reg: float = 
     if datasets is None:
         datasets = load_data(dataset)
     train_x = datasets[0][0]
-    n_train_batches = n_batches(train_x, batch_size)
-
     x, y = pt.matrix("x"), pt.ivector("y")
     classifier = MLP(np.random.RandomState(seed), x, train_x.get_value(borrow=True).shape[1],
                      n_hidden, n_out)
@@ -104,7 +128,7 @@ def train_mlp(learning_rate: float = 0.01, L1_reg: float = 0.0, L2_reg: float = 
         x, y, cost, classifier.errors(y), classifier.params, datasets, batch_size, learning_rate, mode
     )
     result = fit_early_stopping(
-        train_model, n_train_batches, validate_model, test_model, n_epochs=n_epochs,
+        train_model, validate_model, test_model, n_epochs=n_epochs,
         patience=10000, params=classifier.params, learning_rate=learning_rate,
         progress=progress, log=log, name="mlp",
     )

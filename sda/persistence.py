@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pytensor
-import pytensor.tensor as pt
 
 from sda.utils import atomic_write
+from sda.version import __version__
 
 __all__ = ["ModelFileError", "FORMAT", "SaveLoadMixin", "model_config", "model_parameters",
            "save_model", "load_model", "read_model_file", "write_archive", "read_archive"]
@@ -40,7 +40,25 @@ class ModelFileError(ValueError):
 
 
 class SaveLoadMixin:
-    """``model.save(path)`` and ``Class.load(path)`` for the four model classes."""
+    """``model.save(path)`` and ``Class.load(path)``, for every model class that inherits this.
+
+    A subclass registers itself under its class name (the name a file's header records) and
+    describes itself to this module, which therefore imports no model:
+
+    * ``saved_config()``: the constructor arguments that rebuild its architecture (JSON-ready);
+    * ``saved_variables()``: the shared variables that define it, in a fixed order;
+    * ``variable_shapes(config)`` (classmethod): their shapes for a configuration, checked
+      against a file's arrays before any model is built (so a forged header cannot make us
+      allocate);
+    * ``from_config(config, rng)`` (classmethod): a new model of that architecture.
+    """
+
+    registry: dict[str, type] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__module__ != "__main__":  # a script's copy of a model module is not the model
+            SaveLoadMixin.registry[cls.__name__] = cls
 
     def save(self, path, training_state: dict | None = None) -> Path:
         """Write this model's architecture and parameters to ``path`` (an ``.npz`` file)."""
@@ -55,59 +73,39 @@ class SaveLoadMixin:
         return model
 
 
-def _classes():
-    from sda.dA import dA
-    from sda.logistic_sgd import LogisticRegression
-    from sda.mlp import MLP
-    from sda.SdA import SdA
-
-    return {"SdA": SdA, "dA": dA, "MLP": MLP, "LogisticRegression": LogisticRegression}
-
-
 def model_config(model) -> dict:
     """The constructor arguments that rebuild ``model``'s architecture."""
-    kind = type(model).__name__
-    if kind == "SdA":
-        return {"n_ins": model.n_ins, "hidden_layers_sizes": list(model.hidden_layers_sizes),
-                "n_outs": model.n_outs, "corruption_levels": list(model.corruption_levels)}
-    if kind == "dA":
-        return {"n_visible": model.n_visible, "n_hidden": model.n_hidden}
-    if kind == "MLP":
-        return {"n_in": model.hiddenLayer.n_in, "n_hidden": model.hiddenLayer.n_out,
-                "n_out": model.logRegressionLayer.n_out, "activation": model.activation_name}
-    if kind == "LogisticRegression":
-        return {"n_in": model.n_in, "n_out": model.n_out}
-    raise TypeError(f"cannot save a {kind}; sda saves {', '.join(_classes())}")
+    if not isinstance(model, SaveLoadMixin):
+        raise TypeError(f"cannot save a {type(model).__name__}; sda saves {', '.join(SaveLoadMixin.registry)}")
+    return model.saved_config()
 
 
 def model_parameters(model) -> list:
-    """Every shared variable that defines ``model``: for an SdA, the MLP's parameters then
-    each dA's decoder bias (so that pretraining can resume too)."""
-    if type(model).__name__ == "SdA":
-        return list(model.params) + [layer.b_prime for layer in model.dA_layers]
-    return list(model.params)
+    """Every shared variable that defines ``model`` (an SdA's include each dA's decoder bias,
+    so that pretraining can resume too)."""
+    return list(model.saved_variables())
 
 
-def _build(kind: str, config: dict, seed: int = 0):
-    """A new model of class ``kind`` with the architecture ``config`` (random weights)."""
-    classes = _classes()
-    if kind not in classes:
-        raise ModelFileError(f"unknown model class {kind!r} in header; expected one of {', '.join(classes)}")
-    config = dict(config)
-    if kind == "MLP":
-        activations = {"tanh": pt.tanh, "sigmoid": pt.sigmoid}
-        if config.get("activation", "tanh") not in activations:
-            raise ModelFileError(f"unknown activation {config['activation']!r} in header")
-        config["activation"] = activations[config.get("activation", "tanh")]
-    rng = np.random.RandomState(seed)
+def _model_class(header: dict, path):
+    kind = header["class"]
+    if kind not in SaveLoadMixin.registry:
+        raise ModelFileError(f"{path}: unknown model class {kind!r} in header; expected one of "
+                             f"{', '.join(SaveLoadMixin.registry)}")
+    return SaveLoadMixin.registry[kind]
+
+
+def _check_shapes(cls, header: dict, params, path) -> None:
+    """The file's arrays must have the shapes its header's architecture implies: checked before
+    building the model, so that a header claiming huge layers is refused without allocating."""
     try:
-        if kind in ("SdA", "dA"):
-            return classes[kind](rng, **config)
-        if kind == "MLP":
-            return classes[kind](rng, pt.matrix("x"), **config)
-        return classes[kind](pt.matrix("x"), **config)
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"header's {kind} configuration {config} is invalid: {exc}") from None
+        expected = [tuple(shape) for shape in cls.variable_shapes(header["config"])]
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ModelFileError(f"{path}: header's {header['class']} configuration is invalid: {exc}") from None
+    if len(expected) != len(params):
+        raise ModelFileError(f"{path}: {len(params)} parameters for a {header['class']} that has {len(expected)}")
+    for i, (shape, value) in enumerate(zip(expected, params)):
+        if value.shape != shape:
+            raise ModelFileError(f"{path}: param_{i} has shape {value.shape}, the architecture needs {shape}")
 
 
 def write_archive(path, header: dict, arrays: dict) -> Path:
@@ -171,12 +169,10 @@ def save_model(model, path, training_state: dict | None = None, values=None) -> 
     ``values`` replaces the parameters' current values (in :func:`model_parameters` order),
     e.g. to save the best parameters seen while training goes on.
     """
-    import sda
-
     params = model_parameters(model)
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "class": type(model).__name__,
-        "config": model_config(model), "dtype": str(params[0].dtype), "sda_version": sda.__version__,
+        "config": model_config(model), "dtype": str(params[0].dtype), "sda_version": __version__,
         "n_params": len(params), "training_state": training_state or {},
     }
     if values is None:
@@ -210,14 +206,13 @@ def load_model(path, seed: int = 0):
     so it predicts exactly as the saved one did.
     """
     header, params = read_model_file(path)
+    cls = _model_class(header, path)
+    _check_shapes(cls, header, params, path)
     with pytensor.config.change_flags(floatX=str(params[0].dtype) if params else pytensor.config.floatX):
-        model = _build(header["class"], header["config"], seed)
-    targets = model_parameters(model)
-    if len(targets) != len(params):
-        raise ModelFileError(f"{path}: {len(params)} parameters for a model that has {len(targets)}")
-    for i, (shared, value) in enumerate(zip(targets, params)):
-        expected = shared.get_value(borrow=True).shape
-        if value.shape != expected:
-            raise ModelFileError(f"{path}: param_{i} has shape {value.shape}, the architecture needs {expected}")
+        try:
+            model = cls.from_config(dict(header["config"]), np.random.RandomState(seed))
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: header's {header['class']} configuration is invalid: {exc}") from None
+    for shared, value in zip(model_parameters(model), params):
         shared.set_value(value.astype(shared.dtype, copy=False))
     return model, header

@@ -40,18 +40,21 @@ def filters_image(filters, img_shape=(28, 28), tile_shape=(10, 10)) -> np.ndarra
     return tile_raster_images(filters, img_shape, tile_shape, tile_spacing=(1, 1))
 
 
-def corrupt_and_reconstruct(da, images, corruption_level: float, seed: int = 0, mode=None):
-    """``(corrupted, reconstructed)``: ``images`` with masking noise, and what the dA makes of them.
+def corrupt_and_reconstruct(da, images, corruption_level: float, mode=None):
+    """``(corrupted, reconstructed)``: ``images`` corrupted by the dA's own noise
+    (:meth:`sda.dA.dA.get_corrupted_input`), and what the dA makes of them.
 
-    ``da`` is a :class:`sda.dA.dA` whose input is the images (an SdA's ``dA_layers[0]``).
+    ``da`` is a :class:`sda.dA.dA` whose input is the images (an SdA's ``dA_layers[0]``).  The
+    mask is drawn from the dA's generator as it stands, which is left unchanged: training that
+    follows draws exactly what it would have drawn.
     """
     images = np.asarray(images, dtype=da.W.dtype)
-    mask = np.random.RandomState(seed).uniform(size=images.shape) >= corruption_level
-    corrupted = images * mask.astype(images.dtype)
     x = pt.matrix("x", dtype=da.W.dtype)
-    reconstruct = compile_function([x], da.get_reconstructed_input(da.get_hidden_values(x)),
-                                   resolve_mode(mode))
-    return corrupted, np.asarray(reconstruct(corrupted))
+    corrupted = da.get_corrupted_input(x, corruption_level)
+    function = compile_function([x], [corrupted, da.get_reconstructed_input(da.get_hidden_values(corrupted))],
+                                resolve_mode(mode))
+    noisy, reconstructed = function(images)
+    return np.asarray(noisy), np.asarray(reconstructed)
 
 
 def reconstructions_image(images, corrupted, reconstructed, img_shape=(28, 28)) -> np.ndarray:

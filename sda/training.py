@@ -1,12 +1,19 @@
-"""Training loops shared by every model: SGD updates, greedy layer-wise pretraining, and
-the tutorial's patience-based early stopping (written once here; the tutorial repeated it
-in each of its scripts).
+"""The training loops every model here shares: greedy layer-wise pretraining and the tutorial's
+patience-based early stopping (written once here; the tutorial repeated it in each of its scripts).
+
+The loops are plain Python over :class:`sda.steps.Step` objects: a step knows how many
+minibatches make an epoch, and the loops only call it, validate, and keep the state needed to
+continue (:class:`FitState`, :class:`PretrainResult`).
 
 Early stopping, as in the Deep Learning Tutorials: the model is validated every
 ``validation_frequency`` minibatches.  Training may run until iteration ``patience``;
 each time the validation error drops below ``improvement_threshold`` times the best so
 far, patience grows to ``max(patience, iteration * patience_increase)``.  The best
 parameters seen are kept and restored at the end.
+
+Divergence: after every epoch the cost must be finite and every parameter (and momentum
+velocity) finite and below :data:`PARAMETER_LIMIT` in magnitude; otherwise
+:class:`DivergenceError` stops training before anything of that epoch is saved.
 """
 
 from __future__ import annotations
@@ -16,21 +23,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import pytensor
-import pytensor.tensor as pt
-from tqdm import tqdm
-
-from sda.data import minibatch, n_batches
-from sda.modes import compile_function, keep_on_device
 
 __all__ = [
     "DivergenceError",
-    "sgd_updates",
-    "supervised_functions",
-    "FusedSteps",
-    "fuse_steps",
-    "compile_steps",
-    "steps_per_call_for",
+    "PARAMETER_LIMIT",
     "EarlyStopping",
     "FitState",
     "FitResult",
@@ -39,137 +35,40 @@ __all__ = [
     "pretrain_layers",
 ]
 
+#: No weight of a sigmoid or softmax layer trained on inputs in [0, 1] gets anywhere near this;
+#: a parameter beyond it means SGD is running away, even while the cost stays finite.
+PARAMETER_LIMIT = 1e6
+
 
 class DivergenceError(FloatingPointError):
-    """A cost became NaN or infinite: training stopped, lower the learning rate."""
+    """A cost or a parameter became NaN, infinite or exploded: training stopped."""
 
 
-def sgd_updates(cost, params, learning_rate, momentum: float = 0.0):
-    """Gradient descent updates for ``params``.
-
-    Without momentum: :math:`p \\leftarrow p - \\eta \\, \\partial C / \\partial p`.
-    With momentum :math:`\\mu > 0` (classical momentum), each parameter gets a velocity
-    :math:`v` (a new shared variable, starting at 0):
-    :math:`v \\leftarrow \\mu v - \\eta \\, \\partial C / \\partial p,\\ p \\leftarrow p + v`.
-    ``learning_rate`` may be a number, a symbolic scalar or a shared variable (for a schedule).
-    """
-    if not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    grads = pt.grad(cost, params)
-    updates = []
-    for p, g in zip(params, grads):
-        step = pt.cast(learning_rate, p.dtype) * g
-        if momentum == 0:
-            updates.append((p, p - step))
-            continue
-        velocity = pytensor.shared(np.zeros_like(p.get_value(borrow=True)), name=f"velocity_{p.name}")
-        new_velocity = pt.cast(momentum, p.dtype) * velocity - step
-        updates += [(velocity, new_velocity), (p, p + new_velocity)]
-    return updates
+def _rate(learning_rate) -> str:
+    """The text " (learning rate 0.1)" for a rate given as a number or a shared variable."""
+    if learning_rate is None:
+        return ""
+    value = learning_rate.get_value() if hasattr(learning_rate, "get_value") else learning_rate
+    return f" (learning rate {float(value):g})"
 
 
-def supervised_functions(x, y, cost, errors, params, datasets, batch_size: int,
-                         learning_rate, mode: str, momentum: float = 0.0, steps_per_call: int = 1,
-                         extra_updates=()):
-    """Compile ``(train_fn, validate_fn, test_fn)`` for a classifier with input ``x`` and
-    labels ``y`` on shared ``datasets = [(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]``.
-
-    ``train_fn(index)`` takes one SGD step on minibatch ``index`` and returns the cost;
-    ``validate_fn()`` and ``test_fn()`` return the error rate over the whole set, computed
-    in one call so that no example is dropped.  With ``steps_per_call > 1`` the training
-    function is a :class:`FusedSteps` (reduced to a divisor of the number of minibatches).
-    ``extra_updates`` (e.g. a noise generator's) are applied with each training step.
-    """
-    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = datasets
-    keep_on_device([train_x, train_y, valid_x, valid_y, test_x, test_y], mode)
-    index = pt.iscalar("index")
-    updates = [*extra_updates, *sgd_updates(cost, params, learning_rate, momentum)]
-    givens = {x: minibatch(train_x, index, batch_size), y: minibatch(train_y, index, batch_size)}
-    steps = steps_per_call_for(n_batches(train_x, batch_size), steps_per_call)
-    train_fn = compile_steps(index, [], cost, updates, givens, steps, mode)
-    validate_fn = compile_function([], errors, mode, givens={x: valid_x, y: valid_y})
-    test_fn = compile_function([], errors, mode, givens={x: test_x, y: test_y})
-    return train_fn, validate_fn, test_fn
-
-
-class FusedSteps:
-    """``steps_per_call`` consecutive SGD steps in one compiled call (a ``scan`` loop).
-
-    ``fused(first_index, *args)`` runs minibatches ``first_index .. first_index +
-    steps_per_call - 1`` and returns their costs as an array.  It computes what as many calls
-    of the one-step function would, with one call's overhead; under JAX the whole loop runs
-    on the device without returning to Python.
-    """
-
-    def __init__(self, function, steps_per_call: int):
-        self.function, self.steps_per_call = function, steps_per_call
-
-    def __call__(self, first_index, *args):
-        return self.function(first_index, *args)
-
-    def get_shared(self):
-        return self.function.get_shared()
-
-
-def fuse_steps(index, other_inputs, cost, updates, givens, steps_per_call: int, mode: str) -> FusedSteps:
-    """Compile ``steps_per_call`` steps of the one-step function ``(index, *other_inputs) -> cost``
-    with ``updates`` and ``givens`` (as they would be given to ``pytensor.function``).
-
-    Every shared variable that ``updates`` changes (parameters, momentum velocities, noise
-    generators) becomes a state carried from step to step by ``pytensor.scan``; the final
-    states are written back once per call.
-    """
-    from pytensor.graph.replace import clone_replace
-
-    targets = [target for target, _ in updates]
-    step_outputs = clone_replace([cost] + [value for _, value in updates], replace=dict(givens))
-
-    def step(i, *states):
-        return clone_replace(step_outputs, replace={index: i, **dict(zip(targets, states))})
-
-    first = pt.iscalar("first_index")
-    # arange of a constant length, shifted: a static loop length, as JAX requires
-    indices = pt.arange(steps_per_call, dtype="int32") + first
-    outputs = pytensor.scan(step, sequences=[indices], outputs_info=[None, *targets],
-                            return_updates=False)
-    costs, finals = outputs[0], outputs[1:]
-    fused_updates = [(target, final if not hasattr(final, "ndim") else final[-1])
-                     for target, final in zip(targets, finals)]
-    return FusedSteps(compile_function([first, *other_inputs], costs, mode, updates=fused_updates),
-                      steps_per_call)
-
-
-def compile_steps(index, other_inputs, cost, updates, givens, steps_per_call: int, mode: str):
-    """The one-step function ``(index, *other_inputs) -> cost``, or its :class:`FusedSteps`
-    version when ``steps_per_call > 1``."""
-    if steps_per_call > 1:
-        return fuse_steps(index, other_inputs, cost, updates, givens, steps_per_call, mode)
-    return compile_function([index, *other_inputs], cost, mode, updates=updates, givens=givens)
-
-
-def steps_per_call_for(count: int, requested: int) -> int:
-    """The largest divisor of ``count`` minibatches not above ``requested`` (so every call is full)."""
-    requested = max(1, min(int(requested), count))
-    return max(d for d in range(1, requested + 1) if count % d == 0)
-
-
-def run_minibatches(fn, n_train_batches: int, args=(), desc: str = "", progress: bool = True):
-    """Yield ``(first_index, costs)`` for one pass over the minibatches, calling ``fn`` once per
-    minibatch, or once per ``fn.steps_per_call`` minibatches for a :class:`FusedSteps`."""
-    step = getattr(fn, "steps_per_call", 1)
-    for first in tqdm(range(0, n_train_batches, step), desc=desc, leave=False,
-                      disable=None if progress else True, mininterval=0.5):
-        yield first, np.atleast_1d(fn(first, *args))
-
-
-def _check_finite(cost, where: str, learning_rate) -> float:
+def _check_cost(cost, where: str, learning_rate) -> float:
     cost = float(cost)
     if not math.isfinite(cost):
-        raise DivergenceError(
-            f"{where}: the cost became {cost}; training stopped. "
-            f"Lower the learning rate (it is {learning_rate})"
-        )
+        raise DivergenceError(f"{where}: the cost became {cost}{_rate(learning_rate)}; lower the learning rate")
     return cost
+
+
+def _check_state(step, where: str, learning_rate) -> None:
+    """Every floating-point variable ``step`` updates must be finite and below PARAMETER_LIMIT."""
+    for variable in step.updated:
+        value = variable.get_value(borrow=True)
+        if not (hasattr(value, "dtype") and np.issubdtype(value.dtype, np.floating)) or value.size == 0:
+            continue
+        largest = float(np.max(np.abs(value)))
+        if not largest <= PARAMETER_LIMIT:  # NaN fails this too
+            raise DivergenceError(f"{where}: {variable.name} reached {largest:g}{_rate(learning_rate)}; "
+                                  "lower the learning rate")
 
 
 class EarlyStopping:
@@ -266,18 +165,20 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
 
 
-def fit_early_stopping(train_fn, n_train_batches: int, validate, test=None, *, n_epochs: int,
-                       patience: int, patience_increase: float = 2.0,
-                       improvement_threshold: float = 0.995, params=(), learning_rate=None,
-                       progress: bool = True, log=print, name: str = "fine-tuning",
+def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patience: int,
+                       patience_increase: float = 2.0, improvement_threshold: float = 0.995, params=(),
+                       learning_rate=None, progress: bool = True, log=print, name: str = "fine-tuning",
                        on_epoch_end=None, resume: FitState | None = None) -> FitResult:
     """Minibatch training with early stopping: the one loop every model here uses.
 
     Parameters
     ----------
-    train_fn : ``train_fn(minibatch_index) -> cost``, updating the parameters.
-    validate, test : ``() -> error`` on the whole validation / test set.
+    train_step : a :class:`sda.steps.Step`: ``train_step(index) -> cost`` updates the parameters.
+    validate, test : ``() -> error`` on the whole validation / test set (``test`` may be None).
+    n_epochs : at most this many passes over the training minibatches.
+    patience : look at least this many minibatch iterations ahead (the tutorial's rule).
     params : shared variables to snapshot at the best validation error and restore at the end.
+    learning_rate : number or shared variable, for messages only.
     progress : show a progress bar within each epoch.
     log : called with one line per epoch (``None`` for silence).
     on_epoch_end : called with the :class:`FitState` after each epoch (to checkpoint, or to
@@ -290,19 +191,20 @@ def fit_early_stopping(train_fn, n_train_batches: int, validate, test=None, *, n
     """
     if n_epochs < 1:
         raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
-    rule = EarlyStopping(patience, n_train_batches, patience_increase, improvement_threshold)
+    n_batches = train_step.n_batches
+    rule = EarlyStopping(patience, n_batches, patience_increase, improvement_threshold)
     state = resume or FitState(patience=rule.patience, best_params=[p.get_value() for p in params])
     rule.patience, rule.best_loss, rule.best_iteration = state.patience, state.best_loss, state.best_iteration
     while state.epoch < n_epochs and not state.done:
         epoch = state.epoch + 1
+        where = f"{name}, epoch {epoch}"
         epoch_start, costs, val_error, improved = time.perf_counter(), [], None, False
-        for first, chunk in run_minibatches(train_fn, n_train_batches, desc=f"{name} epoch {epoch}",
-                                            progress=progress):
+        for first, chunk in train_step.epoch(desc=f"{name} epoch {epoch}", progress=progress):
             costs.extend(chunk)
-            first_iteration = (epoch - 1) * n_train_batches + first
+            first_iteration = (epoch - 1) * n_batches + first
             iteration = first_iteration + len(chunk) - 1
             if rule.should_validate(first_iteration, iteration):
-                _check_finite(np.mean(costs), f"{name}, epoch {epoch}", learning_rate)
+                _check_cost(np.mean(costs), where, learning_rate)
                 val_error = float(validate())
                 if rule.report(iteration, val_error):
                     improved = True
@@ -312,7 +214,8 @@ def fit_early_stopping(train_fn, n_train_batches: int, validate, test=None, *, n
             if rule.should_stop(iteration):
                 state.done = True
                 break
-        mean_cost = _check_finite(np.mean(costs), f"{name}, epoch {epoch}", learning_rate)
+        mean_cost = _check_cost(np.mean(costs), where, learning_rate)
+        _check_state(train_step, where, learning_rate)
         record = {"epoch": epoch, "cost": mean_cost, "validation_error": val_error,
                   "test_error": state.test_error if improved else None,
                   "seconds": time.perf_counter() - epoch_start}
@@ -345,39 +248,37 @@ class PretrainResult:
     seconds: list[float] = field(default_factory=list)
 
 
-def pretrain_layers(pretraining_fns, n_train_batches: int, n_epochs: int, corruption_levels,
-                    learning_rate: float, progress: bool = True, log=print,
-                    on_epoch_end=None, resume: PretrainResult | None = None) -> PretrainResult:
+def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_rate: float,
+                    progress: bool = True, log=print, on_epoch_end=None,
+                    resume: PretrainResult | None = None) -> PretrainResult:
     """Greedy layer-wise pretraining: train each layer's dA for ``n_epochs`` in turn.
 
-    ``pretraining_fns[i](index, corruption, lr)`` does one SGD step of layer ``i`` on
-    minibatch ``index`` and returns its reconstruction cost.  A function with a ``prepare()``
-    method (the SdA's cached-input layers) has it called once, just before its layer trains,
-    when the layers below it are final.  ``on_epoch_end(result)`` is called after every
-    epoch with the progress so far, which ``resume`` takes to continue from.
+    ``pretraining_fns[i]`` is layer ``i``'s :class:`sda.steps.Step`: ``step(index, corruption,
+    lr)`` does one SGD step of its dA on minibatch ``index`` and returns the reconstruction
+    cost.  Each step's ``prepare()`` is called once, just before its layer trains, when the
+    layers below it are final.  ``on_epoch_end(result)`` is called after every epoch with the
+    progress so far, which ``resume`` takes to continue from.
     """
     if len(corruption_levels) != len(pretraining_fns):
         raise ValueError(
             f"need one corruption level per layer ({len(pretraining_fns)}), got {len(corruption_levels)}"
         )
     result = resume or PretrainResult()
-    for layer, (fn, corruption) in enumerate(zip(pretraining_fns, corruption_levels)):
+    for layer, (step, corruption) in enumerate(zip(pretraining_fns, corruption_levels)):
         if layer == len(result.costs):
             result.costs.append([])
             result.seconds.append(0.0)
         done = len(result.costs[layer])
         if done >= n_epochs:
             continue
-        if hasattr(fn, "prepare"):
-            fn.prepare()
+        step.prepare()
         for epoch in range(done + 1, n_epochs + 1):
+            where = f"pretraining layer {layer}, epoch {epoch}"
             epoch_start = time.perf_counter()
-            batch_costs = np.concatenate([
-                chunk for _, chunk in run_minibatches(fn, n_train_batches, (corruption, learning_rate),
-                                                      f"pretraining layer {layer} epoch {epoch}", progress)
-            ])
-            mean_cost = _check_finite(np.mean(batch_costs),
-                                      f"pretraining layer {layer}, epoch {epoch}", learning_rate)
+            batch_costs = np.concatenate([chunk for _, chunk in step.epoch(
+                (corruption, learning_rate), f"pretraining layer {layer} epoch {epoch}", progress)])
+            mean_cost = _check_cost(np.mean(batch_costs), where, learning_rate)
+            _check_state(step, where, learning_rate)
             seconds = time.perf_counter() - epoch_start
             result.costs[layer].append(mean_cost)
             result.seconds[layer] += seconds

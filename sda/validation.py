@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+
+import numpy as np
 
 __all__ = ["check_positive_int", "check_positive", "check_corruption", "check_layer_sizes",
-           "check_unit_interval", "check_labels_in_range"]
+           "check_unit_interval", "check_labels_in_range", "check_seed", "check_fits_in_memory"]
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -53,14 +56,14 @@ def check_layer_sizes(name: str, sizes) -> list[int]:
 
 def _values(data):
     """The numpy values of an array or a shared variable."""
-    import numpy as np
-
     return np.asarray(data.get_value(borrow=True) if hasattr(data, "get_value") else data)
 
 
 def check_unit_interval(name: str, data) -> None:
     """Inputs of a cross-entropy reconstruction must lie in [0, 1]."""
     values = _values(data)
+    if values.size and not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} holds NaN or infinite values")
     if values.size and (values.min() < 0 or values.max() > 1):
         raise ValueError(
             f"{name} must hold values in [0, 1] for the cross-entropy reconstruction, "
@@ -75,3 +78,24 @@ def check_labels_in_range(name: str, labels, n_classes: int) -> None:
         raise TypeError(f"{name} must hold integer class labels, got dtype {values.dtype}")
     if values.size and (values.min() < 0 or values.max() >= n_classes):
         raise ValueError(f"{name} must be in 0 .. {n_classes - 1}, found {values.min()} .. {values.max()}")
+
+
+def check_seed(name: str, value) -> int:
+    """``value`` as an int, if it can seed numpy's generators (0 .. 2**32 - 1)."""
+    value = check_positive_int(name, value, minimum=0)
+    if value >= 2 ** 32:
+        raise ValueError(f"{name} must be below 2**32 = {2 ** 32}, got {value}")
+    return value
+
+
+def available_memory() -> int:
+    """Bytes of physical memory on this machine."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_fits_in_memory(what: str, n_bytes: int) -> None:
+    """Refuse, before allocating, what could never fit in this machine's memory."""
+    total = available_memory()
+    if n_bytes > total:
+        raise ValueError(f"{what} would need {n_bytes / 2 ** 30:,.1f} GiB, more than this machine's "
+                         f"{total / 2 ** 30:,.1f} GiB of memory")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import idx_bytes, synthetic_digits, write_idx
 
-from sda.data import (MNIST_FILES, DataError, download_mnist, find_idx_file, load_mnist,
-                      minibatch, n_batches, read_idx)
+from sda.data import MNIST_FILES, DataError, download_mnist, find_idx_file, load_mnist, read_idx
+from sda.datasets import minibatch, n_batches
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -145,7 +145,7 @@ def test_minibatch_takes_rows_by_index_with_static_shape(float32):
     import pytensor
     import pytensor.tensor as pt
 
-    from sda.data import shared_dataset
+    from sda.datasets import shared_dataset
     data = np.arange(23 * 3, dtype=np.float32).reshape(23, 3)
     sx, sy = shared_dataset((data, np.arange(23)))
     assert n_batches(sx, 5) == 4

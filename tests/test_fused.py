@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from support import CPU_MODE
-from sda.data import shared_dataset
+from sda.datasets import shared_dataset
 from sda.modes import available_modes
 from sda.SdA import SdA
-from sda.training import fit_early_stopping, pretrain_layers, steps_per_call_for
+from sda.steps import steps_per_call_for
+from sda.training import fit_early_stopping, pretrain_layers
 
 MODES = [m for m in ("CVM", "JAX", "NUMBA") if m in available_modes()]
 
@@ -21,10 +22,10 @@ def train(mode, steps_per_call, momentum=0.5):
     sda = SdA(np.random.RandomState(1), n_ins=12, hidden_layers_sizes=[10, 8], n_outs=2,
               corruption_levels=[0.2, 0.3])
     fns = sda.pretraining_functions(datasets[0][0], 10, mode, steps_per_call=steps_per_call)
-    pre = pretrain_layers(fns, 12, 2, sda.corruption_levels, 0.1, progress=False, log=None)
+    pre = pretrain_layers(fns, 2, sda.corruption_levels, 0.1, progress=False, log=None)
     train_fn, valid_fn, test_fn = sda.build_finetune_functions(datasets, 10, 0.2, mode, momentum=momentum,
                                                                steps_per_call=steps_per_call)
-    fit = fit_early_stopping(train_fn, 12, valid_fn, test_fn, n_epochs=3, patience=1000,
+    fit = fit_early_stopping(train_fn, valid_fn, test_fn, n_epochs=3, patience=1000,
                              params=sda.params, progress=False, log=None)
     return [np.asarray(p.get_value()) for p in sda.params + [d.b_prime for d in sda.dA_layers]], pre, fit
 
@@ -62,8 +63,10 @@ def test_cached_layer_inputs_give_the_same_pretraining_as_recomputing_them(float
         sda = SdA(np.random.RandomState(1), n_ins=12, hidden_layers_sizes=[10, 8, 6], n_outs=2,
                   corruption_levels=[0.1, 0.2, 0.3])
         fns = sda.pretraining_functions(data[0], 10, CPU_MODE, cache_inputs=cache_inputs)
-        assert [hasattr(f, "prepare") for f in fns] == [False, cache_inputs, cache_inputs]
-        pretrain_layers(fns, 6, 3, sda.corruption_levels, 0.1, progress=False, log=None)
+        first_weights = sda.sigmoid_layers[0].W  # a cached layer's step no longer computes layer 0
+        assert [any(v is first_weights for v in f.function.get_shared()) for f in fns] == \
+            [True, not cache_inputs, not cache_inputs]
+        pretrain_layers(fns, 3, sda.corruption_levels, 0.1, progress=False, log=None)
         return [p.get_value() for d in sda.dA_layers for p in d.params]
     for cached, recomputed in zip(pretrain(True), pretrain(False)):
         np.testing.assert_allclose(cached, recomputed, rtol=1e-5, atol=1e-6)

@@ -7,7 +7,7 @@ import pytest
 
 from support import CPU_MODE
 from sda.dA import dA
-from sda.data import shared_dataset
+from sda.datasets import shared_dataset
 from sda.logistic_sgd import LogisticRegression
 from sda.mlp import MLP, HiddenLayer
 from sda.SdA import SdA
@@ -109,8 +109,8 @@ def test_corruption_zero_keeps_input_and_level_c_zeroes_about_c(float64):
     da = dA(np.random.RandomState(5), n_visible=4, n_hidden=2)
     x = pt.matrix("x")
     level = pt.scalar("level")
-    next_rng, corrupted = da.get_corrupted_input(x, level)
-    corrupt = pytensor.function([x, level], corrupted, updates=[(da.pytensor_rng, next_rng)], mode=MODE)
+    corrupted = da.get_corrupted_input(x, level)
+    corrupt = pytensor.function([x, level], corrupted, updates=[da.rng_update], mode=MODE)
     data = np.random.RandomState(6).uniform(0.1, 1.0, size=(500, 200))
     np.testing.assert_array_equal(corrupt(data, 0.0), data)
     for c in (0.1, 0.3, 0.75):
@@ -129,7 +129,7 @@ def test_pretraining_lowers_reconstruction_cost(float32):
     train_x, _ = shared_dataset((data, np.zeros(400, np.int32)))
     sda = SdA(rng, n_ins=20, hidden_layers_sizes=[12, 8], n_outs=4, corruption_levels=[0.2, 0.2])
     fns = sda.pretraining_functions(train_x, batch_size=10, mode=CPU_MODE)
-    result = pretrain_layers(fns, 40, n_epochs=8, corruption_levels=[0.2, 0.2], learning_rate=0.1,
+    result = pretrain_layers(fns, n_epochs=8, corruption_levels=[0.2, 0.2], learning_rate=0.1,
                              progress=False, log=None)
     for costs in result.costs:
         assert costs[-1] < 0.8 * costs[0]
@@ -151,7 +151,7 @@ def test_finetuning_learns_a_separable_problem(float32):
     train_fn, valid_fn, test_fn = sda.build_finetune_functions(datasets, batch_size=10,
                                                                learning_rate=0.5, mode=CPU_MODE)
     start_error = float(test_fn())
-    result = fit_early_stopping(train_fn, 60, valid_fn, test_fn, n_epochs=30, patience=10 * 60,
+    result = fit_early_stopping(train_fn, valid_fn, test_fn, n_epochs=30, patience=10 * 60,
                                 params=sda.params, progress=False, log=None)
     assert start_error > 0.3
     assert result.best_validation_error < 0.02

@@ -8,7 +8,7 @@ import pytensor.tensor as pt
 import pytest
 
 from sda.dA import dA
-from sda.data import shared_dataset
+from sda.datasets import shared_dataset
 from sda.modes import MODES, ModeError, available_modes, compile_function, default_mode, resolve_mode
 from sda.SdA import SdA
 

@@ -3,6 +3,8 @@
 import json
 
 import numpy as np
+import pytensor
+import pytensor.tensor as pt
 import pytest
 from PIL import Image
 
@@ -39,8 +41,16 @@ def test_reconstructions(float32):
     images = np.random.RandomState(1).uniform(0.1, 1, size=(4, 16)).astype("float32")
     corrupted, recon = corrupt_and_reconstruct(sda.dA_layers[0], images, 0.0, mode=CPU_MODE)
     np.testing.assert_array_equal(corrupted, images)
-    corrupted, recon = corrupt_and_reconstruct(sda.dA_layers[0], images, 0.5, mode=CPU_MODE)
+    da = sda.dA_layers[0]
+    state = da.pytensor_rng.get_value().bit_generator.state
+    corrupted, recon = corrupt_and_reconstruct(da, images, 0.5, mode=CPU_MODE)
     assert 0.3 < (corrupted == 0).mean() < 0.7
+    # the picture shows the model's own noise (the mask its generator draws), and leaves the generator
+    # where it was, so that training after a picture draws what it would have drawn
+    x = pt.matrix("x")
+    own_noise = pytensor.function([x], da.get_corrupted_input(x, 0.5), mode=CPU_MODE)
+    np.testing.assert_array_equal(corrupted, own_noise(images))
+    assert da.pytensor_rng.get_value().bit_generator.state == state
     assert recon.shape == images.shape and ((0 < recon) & (recon < 1)).all()
     assert reconstructions_image(images, corrupted, recon, (4, 4)).shape == (3 * 5 - 1, 4 * 5 - 1)
 

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from sda.steps import Step
 from sda.training import DivergenceError, EarlyStopping, fit_early_stopping, pretrain_layers
 
 
@@ -18,7 +19,7 @@ def run_scripted(curve, patience, n_train_batches, n_epochs=100):
         validations.append(value)
         return value
 
-    result = fit_early_stopping(lambda i: 1.0, n_train_batches, validate, lambda: -1.0,
+    result = fit_early_stopping(Step(lambda i: 1.0, n_train_batches), validate, lambda: -1.0,
                                 n_epochs=n_epochs, patience=patience, progress=False, log=None)
     return result, validations
 
@@ -66,11 +67,11 @@ def test_runs_all_epochs_while_improving():
 
 def test_nan_cost_stops_with_a_message_naming_phase_epoch_and_learning_rate():
     costs = iter([1.0] * 15 + [math.nan] * 100)
-    with pytest.raises(DivergenceError, match=r"fine-tuning, epoch 2.*learning rate \(it is 0.5\)"):
-        fit_early_stopping(lambda i: next(costs), 10, lambda: 0.5, n_epochs=5, patience=100,
+    with pytest.raises(DivergenceError, match=r"fine-tuning, epoch 2.*learning rate 0.5"):
+        fit_early_stopping(Step(lambda i: next(costs), 10), lambda: 0.5, n_epochs=5, patience=100,
                            learning_rate=0.5, progress=False, log=None)
     with pytest.raises(DivergenceError, match="pretraining layer 1, epoch 1"):
-        pretrain_layers([lambda *a: 1.0, lambda *a: np.inf], 3, 2, [0.1, 0.2], 0.3,
+        pretrain_layers([Step(lambda *a: 1.0, 3), Step(lambda *a: np.inf, 3)], 2, [0.1, 0.2], 0.3,
                         progress=False, log=None)
 
 
@@ -84,6 +85,6 @@ def test_best_parameters_are_restored():
         param.set_value(param.get_value() + 1)
         return 0.0
 
-    fit_early_stopping(train, 1, lambda: next(curve), n_epochs=7, patience=2, params=[param],
+    fit_early_stopping(Step(train, 1), lambda: next(curve), n_epochs=7, patience=2, params=[param],
                        progress=False, log=None)
     assert param.get_value()[0] == 2  # the value after the second step, where validation was best

@@ -1,0 +1,403 @@
+"""The run: the tutorial's ``test_SdA`` experiment as one function, :func:`train_SdA`.
+
+A run pretrains an :class:`sda.SdA.SdA` layer by layer, fine-tunes it with early stopping,
+and reports the best validation error and the test error at that point.  With an output
+directory it also makes the run safe to interrupt and to inspect:
+
+* ``checkpoint.npz`` after every epoch of either phase (parameters, momentum velocities,
+  learning rate, noise generators, progress, the configuration and the data's fingerprint);
+* ``best_model.npz`` whenever the validation error improves;
+* ``metrics.jsonl`` (one record per epoch), ``results.json`` at the end, and optionally the
+  pictures of :mod:`sda.plots`.
+
+Nothing is lost or mixed: a directory holding another run's files is refused unless the run
+continues it (``resume``) or replaces it (``overwrite``); a lock keeps a second process out
+while a run writes there; a resume takes its configuration from the checkpoint, refuses
+settings that contradict it, and refuses data that are not the data it was trained on.
+
+The command line (:mod:`sda.cli`), the scikit-learn estimator (:mod:`sda.estimators`) and
+sweeps all call :func:`train_SdA`; configurations are plain dictionaries (:data:`PRESETS`).
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytensor
+from pytensor.tensor.random.type import RandomType
+
+from sda.checkpoint import CheckpointError, load_checkpoint, restore_state, save_checkpoint
+from sda.datasets import shared_dataset
+from sda.modes import device_description, resolve_mode
+from sda.persistence import model_parameters, save_model
+from sda.plots import save_run_pictures
+from sda.SdA import SdA
+from sda.training import FitResult, PretrainResult, fit_early_stopping, pretrain_layers
+from sda.utils import atomic_write, write_json
+from sda.version import __version__
+from sda.validation import (check_corruption, check_fits_in_memory, check_labels_in_range, check_layer_sizes,
+                            check_positive, check_positive_int, check_seed, check_unit_interval)
+
+__all__ = ["TUTORIAL", "PRESETS", "RunError", "Run", "validate_config", "data_fingerprint", "train_SdA",
+           "RUN_FILES"]
+
+#: The Deep Learning Tutorials' protocol: every hyperparameter of a run.
+TUTORIAL = {
+    "hidden_layers_sizes": [1000, 1000, 1000],
+    "corruption_levels": [0.1, 0.2, 0.3],
+    "pretraining_epochs": 15,
+    "pretrain_lr": 0.001,
+    "pretrain_batch_size": 1,
+    "training_epochs": 1000,
+    "finetune_lr": 0.1,
+    "finetune_batch_size": 1,
+    "finetune_momentum": 0.0,
+    "finetune_lr_decay": 1.0,
+    "finetune_corruption": 0.0,
+    "patience_epochs": 10,
+    "n_outs": 10,
+    "seed": 89677,
+}
+
+#: Presets as the tutorial's values with what each changes.  ``fast`` is the best of the
+#: minibatch protocols tried in docs/RESULTS.md (it does not reach the tutorial's 1.30 %, so
+#: the tutorial stays the default); ``quick`` is a first run of a minute or two.
+PRESETS = {
+    "tutorial": TUTORIAL,
+    "fast": {**TUTORIAL, "pretraining_epochs": 5, "pretrain_lr": 0.1, "pretrain_batch_size": 100,
+             "training_epochs": 40, "finetune_batch_size": 100, "finetune_momentum": 0.9,
+             "finetune_lr_decay": 0.95, "patience_epochs": 100},
+    "quick": {**TUTORIAL, "pretraining_epochs": 1, "pretrain_lr": 0.01, "pretrain_batch_size": 20,
+              "training_epochs": 1, "finetune_batch_size": 20},
+}
+
+#: Minibatches per compiled call under JAX, when the caller does not choose (a scan loop).
+DEFAULT_JAX_STEPS_PER_CALL = 250
+
+#: The files a run writes into its output directory (what ``overwrite`` replaces).
+RUN_FILES = ("checkpoint.npz", "best_model.npz", "metrics.jsonl", "results.json", "reconstructions.png",
+             "learning_curves.png", "filters_layer*.png")
+_LOCK = ".sda.lock"
+
+
+class RunError(ValueError):
+    """A run cannot start as asked: its output directory, checkpoint or data do not fit."""
+
+
+@dataclass
+class Run:
+    """What :func:`train_SdA` returns: the model (at its best validation error), both phases'
+    results, and the JSON-ready summary also written to ``results.json``."""
+
+    model: SdA
+    pretraining: PretrainResult
+    finetuning: FitResult
+    results: dict
+
+
+def _display(names: dict | None):
+    return lambda key: (names or {}).get(key, key)
+
+
+def validate_config(config: dict, names: dict | None = None) -> dict:
+    """Check every hyperparameter of a run once; returns a normalised copy.
+
+    Raises ValueError / TypeError naming the first bad one (as ``names[key]`` when given, e.g.
+    the command line's flag).
+    """
+    name = _display(names)
+    unknown, missing = set(config) - set(TUTORIAL), set(TUTORIAL) - set(config)
+    if unknown or missing:
+        raise ValueError(f"configuration has unknown keys {sorted(unknown)} and lacks {sorted(missing)}")
+    config = copy.deepcopy(config)
+    sizes = check_layer_sizes(name("hidden_layers_sizes"), config["hidden_layers_sizes"])
+    levels = config["corruption_levels"]
+    if np.ndim(levels) != 1 or len(levels) != len(sizes):
+        raise ValueError(f"{name('corruption_levels')} needs one value per hidden layer ({len(sizes)}), "
+                         f"got {levels}")
+    config["hidden_layers_sizes"] = sizes
+    config["corruption_levels"] = [check_corruption(name("corruption_levels"), c) for c in levels]
+    for key in ("pretrain_lr", "finetune_lr", "patience_epochs"):
+        config[key] = check_positive(name(key), config[key])
+    config["pretraining_epochs"] = check_positive_int(name("pretraining_epochs"), config["pretraining_epochs"], 0)
+    for key in ("training_epochs", "pretrain_batch_size", "finetune_batch_size"):
+        config[key] = check_positive_int(name(key), config[key])
+    config["n_outs"] = check_positive_int(name("n_outs"), config["n_outs"], 2)
+    momentum = config["finetune_momentum"]
+    check_corruption(name("finetune_momentum"), momentum)  # the same interval, [0, 1)
+    config["finetune_lr_decay"] = check_positive(name("finetune_lr_decay"), config["finetune_lr_decay"])
+    if config["finetune_lr_decay"] > 1:
+        raise ValueError(f"{name('finetune_lr_decay')} must be in (0, 1] (the rate is multiplied by it "
+                         f"after every epoch), got {config['finetune_lr_decay']}")
+    config["finetune_corruption"] = check_corruption(name("finetune_corruption"), config["finetune_corruption"])
+    config["seed"] = check_seed(name("seed"), config["seed"])
+    return config
+
+
+def _check_datasets(datasets, config: dict, names: dict | None) -> int:
+    """Inputs in [0, 1], equal widths, labels in range, batches no larger than the training set;
+    returns the input width."""
+    n_outs, widths = config["n_outs"], {}
+    for part, pair in zip(("train", "valid", "test"), datasets):
+        if pair is None:
+            continue
+        images, labels = pair
+        check_unit_interval(f"{part} images", images)
+        check_labels_in_range(f"{part} labels", labels, n_outs)
+        widths[part] = images.get_value(borrow=True).shape[1]
+    if len(set(widths.values())) > 1:
+        raise ValueError(f"the images of the sets differ in width: {widths}")
+    n_train = datasets[0][0].get_value(borrow=True).shape[0]
+    for key in ("pretrain_batch_size", "finetune_batch_size"):
+        if config[key] > n_train:
+            raise ValueError(f"{_display(names)(key)} is {config[key]}, more than the {n_train} training examples")
+    return widths["train"]
+
+
+def data_fingerprint(datasets) -> dict:
+    """Shapes and sha256 of every array of ``datasets``: what a checkpoint records to make sure
+    a resumed run trains on the very data it started on."""
+    fingerprint = {}
+    for part, pair in zip(("train", "valid", "test"), datasets):
+        if pair is None:
+            continue
+        for kind, shared in zip(("x", "y"), pair):
+            value = np.ascontiguousarray(shared.get_value(borrow=True))
+            fingerprint[f"{part}_{kind}"] = {"shape": list(value.shape), "dtype": str(value.dtype),
+                                             "sha256": hashlib.sha256(value.data).hexdigest()}
+    return fingerprint
+
+
+def _learning_rate(config: dict, epochs_done: int) -> float:
+    """The fine-tuning learning rate after ``epochs_done`` epochs: ``lr * decay ** epochs_done``."""
+    return config["finetune_lr"] * config["finetune_lr_decay"] ** epochs_done
+
+
+class _OutputDir:
+    """An output directory held by one run: locked, and empty of other runs' files."""
+
+    def __init__(self, path, resume: bool, overwrite: bool):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"output directory {self.path} is a file")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.path / _LOCK, "a")
+        except OSError as exc:
+            raise RunError(f"cannot use output directory {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise RunError(f"output directory {self.path} is in use by another sda run") from None
+        try:
+            self._claim(resume, overwrite)
+        except BaseException:
+            self.release()
+            raise
+
+    def _claim(self, resume: bool, overwrite: bool) -> None:
+        checkpoint = self.path / "checkpoint.npz"
+        if resume:
+            if not checkpoint.is_file():
+                raise RunError(f"no checkpoint to resume from: {checkpoint} does not exist")
+            return
+        ours = [p for pattern in RUN_FILES for p in self.path.glob(pattern)]
+        if ours and not overwrite:
+            raise RunError(f"output directory {self.path} already holds a run: continue it with --resume "
+                           f"(resume=True) or replace it with --overwrite (overwrite=True)")
+        for path in ours:
+            path.unlink()
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def release(self) -> None:
+        self._lock.close()  # closing drops the lock (so does the death of the process)
+
+
+def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: bool = False,
+              mode: str | None = None, steps_per_call: int | None = None, progress: bool = True, log=print,
+              pictures: bool = False, data_source: dict | None = None, on_epoch_end=None,
+              names: dict | None = None, **config) -> Run:
+    """Pretrain then fine-tune an SdA (the tutorial's ``test_SdA``); returns a :class:`Run`.
+
+    Parameters
+    ----------
+    datasets : ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]`` as shared
+        variables (:func:`sda.datasets.load_data`) or arrays; the test pair may be None.
+    **config : hyperparameters, the keys of :data:`TUTORIAL` (missing ones take its values):
+        ``finetune_momentum`` adds classical momentum; the fine-tuning learning rate of epoch
+        ``e`` (from 1) is ``finetune_lr * finetune_lr_decay ** (e - 1)``; ``finetune_corruption``
+        masks that share of the input pixels in each fine-tuning step.
+    output_dir : where checkpoints, the best model, metrics and results go (None: nowhere).
+    resume : continue the run in ``output_dir`` from its checkpoint, with its configuration
+        (a value in ``config`` that differs from it is refused); the final parameters are those
+        of an uninterrupted run in the CVM and NUMBA modes (JAX keeps its own copy of the noise
+        generators, so a resumed JAX run draws other masks).
+    overwrite : replace the files of an earlier run in ``output_dir``.
+    mode, steps_per_call : how to compute (:mod:`sda.modes`; minibatches per compiled call,
+        by default 250 under JAX and 1 otherwise).  Not part of the configuration.
+    pictures : write filters, reconstructions and learning curves (PNG) at the end.
+    data_source : JSON-ready description of where the data came from, kept in the checkpoint
+        and results (the command line records its data flags there, to reuse on resume).
+    on_epoch_end : ``on_epoch_end(pretrain_result, fit_state)`` after every epoch of either
+        phase (``fit_state`` is None while pretraining), e.g. to report to a sweep.
+    names : how messages name each configuration key (the command line's flags).
+    """
+    mode = resolve_mode(mode, min(config.get("pretrain_batch_size", 1), config.get("finetune_batch_size", 1)))
+    if steps_per_call is None:
+        steps_per_call = DEFAULT_JAX_STEPS_PER_CALL if mode == "JAX" else 1
+    check_positive_int("steps_per_call", steps_per_call)
+    datasets = [pair if pair is None or isinstance(pair[0], pytensor.compile.SharedVariable)
+                else shared_dataset(pair) for pair in datasets]
+    out = None if output_dir is None else _OutputDir(output_dir, resume, overwrite)
+    try:
+        checkpoint = None
+        if out is not None and resume:
+            checkpoint = load_checkpoint(out.file("checkpoint.npz"))
+            config = _resumed_config(checkpoint, config, names)
+        config = validate_config({**TUTORIAL, **config}, names)
+        n_ins = _check_datasets(datasets, config, names)
+        check_fits_in_memory("the network", _parameter_bytes(n_ins, config))
+        fingerprint = data_fingerprint(datasets) if out is not None else None
+        if checkpoint is not None and checkpoint.data != fingerprint:
+            raise RunError(f"{out.file('checkpoint.npz')} was trained on other data; resume with the data "
+                           f"it started on (the same data folder and validation size)")
+        return _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, log, pictures,
+                      {"source": data_source, "fingerprint": fingerprint}, on_epoch_end)
+    finally:
+        if out is not None:
+            out.release()
+
+
+def _resumed_config(checkpoint, given: dict, names: dict | None) -> dict:
+    """The checkpoint's configuration; a given value that contradicts it is refused."""
+    saved, name = checkpoint.config, _display(names)
+    conflicts = [k for k, v in given.items() if _normal(v) != _normal(saved.get(k))]
+    if conflicts:
+        raise RunError("a resumed run keeps its configuration; the checkpoint's differs in "
+                       + ", ".join(f"{name(k)} (checkpoint: {saved.get(k)}, given: {given[k]})" for k in conflicts))
+    return dict(saved)
+
+
+def _normal(value):
+    """Values as JSON stores them, so that (1000, 1000) equals [1000, 1000]."""
+    return json.loads(json.dumps(value))
+
+
+def _parameter_bytes(n_ins: int, config: dict) -> int:
+    """Memory the network's parameters take, with the momentum velocities, the best parameters
+    kept by early stopping and the copy a checkpoint writes: four copies."""
+    sizes = [n_ins, *config["hidden_layers_sizes"], config["n_outs"]]
+    n_params = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    return 4 * n_params * np.dtype(pytensor.config.floatX).itemsize
+
+
+def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, log, pictures, data, on_epoch_end):
+    """The run proper, once everything is checked (see :func:`train_SdA`)."""
+    start = time.perf_counter()
+    model = SdA(np.random.RandomState(config["seed"]), n_ins=datasets[0][0].get_value(borrow=True).shape[1],
+                hidden_layers_sizes=config["hidden_layers_sizes"], n_outs=config["n_outs"],
+                corruption_levels=config["corruption_levels"])
+    pretraining_steps = model.pretraining_functions(datasets[0][0], config["pretrain_batch_size"], mode,
+                                                    steps_per_call=steps_per_call)
+    lr = pytensor.shared(np.asarray(config["finetune_lr"], dtype=pytensor.config.floatX), name="finetune_lr")
+    train_step, validate, test = model.build_finetune_functions(
+        datasets, config["finetune_batch_size"], lr, mode, momentum=config["finetune_momentum"],
+        steps_per_call=steps_per_call, corruption=config["finetune_corruption"])
+
+    # what a checkpoint holds: the model, then what the steps update beside it, and the rate
+    model_vars = model_parameters(model)
+    step_vars = [v for step in [*pretraining_steps, train_step] for v in step.updated
+                 if not isinstance(v.type, RandomType)]
+    state_vars = model_vars + [v for v in dict.fromkeys(step_vars) if v not in model_vars] + [lr]
+    rngs = [layer.pytensor_rng for layer in model.dA_layers]
+    pretrain_progress, fit_state = None, None
+    if checkpoint is not None:
+        restore_state(checkpoint, state_vars, rngs)
+        pretrain_progress, fit_state = checkpoint.pretrain, checkpoint.fit
+        if log:
+            log(f"resuming from {out.file('checkpoint.npz')}: pretraining epochs done per layer "
+                f"{[len(c) for c in pretrain_progress.costs]}, fine-tuning epochs done "
+                f"{0 if fit_state is None else fit_state.epoch}")
+
+    def save(pretrain, state=None):
+        if out is None:
+            return
+        save_checkpoint(out.file("checkpoint.npz"), config, state_vars, rngs, pretrain, state, data["fingerprint"],
+                        data["source"])
+        _write_metrics(out.file("metrics.jsonl"), pretrain, state)
+
+    def pretraining_epoch_end(pretrain):
+        save(pretrain)
+        if on_epoch_end is not None:
+            on_epoch_end(pretrain, None)
+
+    pretrain_result = pretrain_layers(pretraining_steps, config["pretraining_epochs"], model.corruption_levels,
+                                      config["pretrain_lr"], progress=progress, log=log,
+                                      on_epoch_end=pretraining_epoch_end, resume=pretrain_progress)
+
+    def finetuning_epoch_end(state):
+        lr.set_value(np.asarray(_learning_rate(config, state.epoch), dtype=lr.dtype))
+        if out is not None and state.history[-1]["test_error"] is not None:  # improved in this epoch
+            save_model(model, out.file("best_model.npz"),
+                       training_state={"epoch": state.epoch, "validation_error": state.best_loss,
+                                       "test_error": state.test_error, "config": config},
+                       values=state.best_params + [d.b_prime.get_value() for d in model.dA_layers])
+        save(pretrain_result, state)
+        if on_epoch_end is not None:
+            on_epoch_end(pretrain_result, state)
+
+    if fit_state is None:
+        lr.set_value(np.asarray(_learning_rate(config, 0), dtype=lr.dtype))
+    n_batches = train_step.n_batches
+    finetune_result = fit_early_stopping(
+        train_step, validate, test, n_epochs=config["training_epochs"],
+        patience=max(1, int(config["patience_epochs"] * n_batches)), params=model.params, learning_rate=lr,
+        progress=progress, log=log, name="fine-tuning", on_epoch_end=finetuning_epoch_end, resume=fit_state)
+    results = _results(config, mode, data["source"], pretrain_result, finetune_result, time.perf_counter() - start)
+    if out is not None:
+        write_json(out.file("results.json"), results)
+        if pictures:
+            sample = (datasets[2] or datasets[1])[0].get_value(borrow=True)[:10]
+            for path in save_run_pictures(model, results, np.asarray(sample), out.path, mode=mode, log=log):
+                if log:
+                    log(f"wrote {path}")
+    return Run(model, pretrain_result, finetune_result, results)
+
+
+def _write_metrics(path, pretrain: PretrainResult, state) -> None:
+    """``metrics.jsonl``: one JSON record per epoch of either phase, for any plotting tool."""
+    lines = [{"phase": "pretraining", "layer": layer, "epoch": epoch, "cost": cost}
+             for layer, costs in enumerate(pretrain.costs) for epoch, cost in enumerate(costs, start=1)]
+    if state is not None:
+        lines += [{"phase": "fine-tuning", **record} for record in state.history]
+    text = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    atomic_write(path, lambda f: f.write(text))
+
+
+def _results(config, mode, data_source, pretrain: PretrainResult, finetune: FitResult, seconds: float) -> dict:
+    """The run's summary, JSON-ready (``results.json``)."""
+    return {
+        "config": config,
+        "mode": mode,
+        "device": device_description(mode),
+        "versions": {"sda": __version__, "pytensor": pytensor.__version__, "numpy": np.__version__,
+                     "python": sys.version.split()[0]},
+        "data": data_source,
+        "pretraining": {"costs": pretrain.costs, "seconds_per_layer": pretrain.seconds,
+                        "seconds": sum(pretrain.seconds)},
+        "finetuning": {"best_validation_error": finetune.best_validation_error,
+                       "test_error": finetune.test_error, "best_iteration": finetune.best_iteration,
+                       "epochs": finetune.epochs, "seconds": finetune.seconds, "history": finetune.history},
+        "total_seconds": seconds,
+    }

@@ -1,0 +1,223 @@
+"""A careless or hostile user: reused folders, resumes on other data or settings, forged
+checkpoints, impossible values, exploding training. Each ends in the right result or one line
+on stderr with exit status 2 (1 for divergence), and nothing the user had is lost or mixed."""
+
+import fcntl
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import synthetic_digits, write_idx
+from support import CPU_MODE
+from test_cli import TINY
+from sda.checkpoint import load_checkpoint
+from sda.cli import main
+from sda.data import MNIST_FILES
+from sda.persistence import read_archive, write_archive
+from sda.run import RunError, train_SdA
+
+FAST = TINY + ["--no-pictures", "--training-epochs", "2"]
+
+
+def run_cli(capsys, *args):
+    """(exit status, stderr) of the command line; stderr must be one line when the run fails."""
+    status = main([*FAST, *map(str, args)])
+    err = capsys.readouterr().err.strip()
+    if status != 0:
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return status, err
+
+
+@pytest.fixture
+def data(tiny_mnist_dir):
+    return ["--data-dir", tiny_mnist_dir]
+
+
+def snapshot(directory):
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+
+
+# --- output folders ---
+
+def test_a_folder_holding_a_run_is_refused_and_left_as_it_was(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli(capsys, *data, "--output-dir", out)[0] == 0
+    before = snapshot(out)
+    status, err = run_cli(capsys, *data, "--output-dir", out, "--hidden-layers", "9", "7")
+    assert status == 2 and "--resume" in err and "--overwrite" in err
+    assert snapshot(out) == before
+
+
+def test_overwrite_replaces_the_whole_earlier_run(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli(capsys, *data, "--output-dir", out, "--training-epochs", "3")[0] == 0
+    (out / "notes.txt").write_text("mine")
+    assert run_cli(capsys, *data, "--output-dir", out, "--overwrite", "--hidden-layers", "9", "7")[0] == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["hidden_layers_sizes"] == [9, 7] and results["finetuning"]["epochs"] <= 2
+    assert load_checkpoint(out / "checkpoint.npz").config["hidden_layers_sizes"] == [9, 7]
+    assert json.loads(json.dumps(read_archive(out / "best_model.npz", "sda-model")[0]["config"]))[
+        "hidden_layers_sizes"] == [9, 7]
+    assert (out / "notes.txt").read_text() == "mine"  # not a file of the run: left alone
+
+
+def test_a_folder_in_use_by_another_run_is_refused(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".sda.lock", "a") as lock:  # what a running sda holds
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        status, err = run_cli(capsys, *data, "--output-dir", out)
+    assert status == 2 and "in use by another sda run" in err
+    assert not (out / "results.json").exists()
+    assert run_cli(capsys, *data, "--output-dir", out)[0] == 0  # free again once the other has ended
+
+
+@pytest.mark.parametrize("where", ["file", "below a file"])
+def test_an_output_dir_that_cannot_be_a_folder(where, data, tmp_path, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    out = blocker if where == "file" else blocker / "out"
+    assert run_cli(capsys, *data, "--output-dir", out)[0] == 2
+    assert blocker.read_text() == "x"
+
+
+def test_a_full_disk_is_one_line(data, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import sda.run
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "results.json"))
+    monkeypatch.setattr(sda.run, "write_json", full)
+    status, err = run_cli(capsys, *data, "--output-dir", tmp_path / "out")
+    assert status == 2 and "No space left on device" in err
+
+
+# --- resuming ---
+
+def other_data(tmp_path):
+    """The tiny dataset with other images: same shapes, other content."""
+    folder = tmp_path / "other"
+    folder.mkdir()
+    for key, (x, y) in (("train", synthetic_digits(300, seed=11)), ("test", synthetic_digits(100, seed=12))):
+        write_idx(folder / MNIST_FILES[f"{key}_images"], x)
+        write_idx(folder / MNIST_FILES[f"{key}_labels"], y)
+    return folder
+
+
+def stopped_run(data, tmp_path, capsys):
+    """A finished one-epoch run whose results.json is gone: a resume reads its checkpoint and ends."""
+    out = tmp_path / "out"
+    assert run_cli(capsys, *data, "--output-dir", out, "--training-epochs", "1")[0] == 0
+    (out / "results.json").unlink()
+    return out
+
+
+def test_resume_refuses_other_data_and_contradicting_settings(data, tmp_path, capsys):
+    out = stopped_run(data, tmp_path, capsys)
+    before = snapshot(out)
+    for flags, message in ((["--data-dir", other_data(tmp_path)], "other data"),
+                           (["--valid-size", "60"], "other data"),
+                           (["--hidden-layers", "9", "7"], "--hidden-layers (checkpoint: [12, 8], given: [9, 7])"),
+                           (["--finetune-lr", "0.3"], "--finetune-lr"),
+                           (["--corruption", "0.3", "0.3"], "--corruption")):
+        status = main(["--resume", str(out), "--quiet", "--no-pictures", *map(str, flags)])
+        err = capsys.readouterr().err
+        assert status == 2 and message in err and len(err.strip().splitlines()) == 1, (flags, err)
+    assert snapshot(out) == before
+
+
+def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, capsys):
+    out = stopped_run(data, tmp_path, capsys)
+    # no data flags: the checkpoint knows the folder, the validation size and --no-verify
+    assert main(["--resume", str(out), "--quiet", "--no-pictures", "--training-epochs", "5"]) == 2  # differs
+    capsys.readouterr()
+    assert main(["--resume", str(out), "--quiet", "--no-pictures", "--mode", CPU_MODE]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["training_epochs"] == 1 and results["data"]["valid_size"] == 50
+
+
+@pytest.mark.parametrize("forge, message", [
+    (lambda h, a: a.update(state_0=a["state_0"][:-1]), "has shape"),
+    (lambda h, a: h.pop("pretrain"), "KeyError"),
+    (lambda h, a: h.update(rngs=[{"bit_generator": "PCG64", "state": "x"}] * 2), "noise generator"),
+    (lambda h, a: h.update(n_state=10 ** 12), "n_state"),
+    (lambda h, a: h.update(config=[1, 2]), "config"),
+])
+def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys):
+    out = stopped_run(data, tmp_path, capsys)
+    header, arrays = read_archive(out / "checkpoint.npz", "sda-checkpoint")
+    forge(header, arrays)
+    write_archive(out / "checkpoint.npz", header, arrays)
+    status = main(["--resume", str(out), "--quiet", "--no-pictures"])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_python_api_refuses_what_the_command_line_refuses(tmp_path):
+    x, y = synthetic_digits(120, seed=3)
+    x = x.reshape(120, -1) / 255.0
+    sets = [(x[:80], y[:80].astype(np.int32)), (x[80:], y[80:].astype(np.int32)), None]
+    run = dict(mode=CPU_MODE, progress=False, log=None, hidden_layers_sizes=[6], corruption_levels=[0.1],
+               pretraining_epochs=1, training_epochs=1, pretrain_batch_size=10, finetune_batch_size=10)
+    bad_pixels = [(x[:80] * 2, sets[0][1]), sets[1], None]
+    with pytest.raises(ValueError, match="train images must hold values in"):
+        train_SdA(bad_pixels, **run)
+    bad_labels = [(sets[0][0], sets[0][1] + 10), sets[1], None]
+    with pytest.raises(ValueError, match=r"train labels must be in 0 \.\. 9"):
+        train_SdA(bad_labels, **run)
+    train_SdA(sets, output_dir=tmp_path / "a", **run)
+    with pytest.raises(RunError, match="already holds a run"):
+        train_SdA(sets, output_dir=tmp_path / "a", **run)
+    with pytest.raises(RunError, match="other data"):
+        train_SdA([(x[:80][::-1].copy(), sets[0][1]), sets[1], None], output_dir=tmp_path / "a", resume=True, **run)
+
+
+# --- impossible values and exploding training ---
+
+@pytest.mark.parametrize("flags, message", [
+    (["--seed", "-1"], "--seed must be >= 0"),
+    (["--seed", "4294967296"], "--seed must be below 2**32"),
+    (["--finetune-lr", "-inf"], "--finetune-lr must be a finite number > 0, got -inf"),
+    (["--finetune-lr-decay", "1e10"], "--finetune-lr-decay must be in (0, 1]"),
+    (["--hidden-layers", "1000000000", "10"], "GiB"),
+    (["--finetune-momentum", "1"], "--finetune-momentum must be in [0, 1)"),
+])
+def test_impossible_values_are_one_line(flags, message, data, tmp_path, capsys):
+    status, err = run_cli(capsys, *data, "--output-dir", tmp_path / "out", *flags)
+    assert status == 2 and message in err, err
+
+
+@pytest.mark.parametrize("flags, where", [
+    (["--pretrain-lr", "1e6"], "pretraining layer 0, epoch 1"),
+    (["--finetune-lr", "1e6"], "fine-tuning, epoch 1"),
+])
+def test_exploding_training_stops_and_keeps_only_finite_state(flags, where, data, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main([*FAST, *map(str, data), "--output-dir", str(out), *flags])
+    err = capsys.readouterr().err
+    assert status == 1 and "diverged" in err and where in err and len(err.strip().splitlines()) == 1, err
+    assert not (out / "results.json").exists()
+    if (out / "checkpoint.npz").exists():
+        assert all(np.isfinite(a).all() and np.abs(a).max() <= 1e6 for a in load_checkpoint(out / "checkpoint.npz").state)
+        assert "kept in" in err
+    else:
+        assert "nothing was saved" in err
+
+
+def test_divergence_before_any_checkpoint_says_nothing_was_saved(data, tmp_path, capsys):
+    status = main([*FAST, *map(str, data), "--output-dir", str(tmp_path / "o"), "--finetune-lr", "1e30",
+                   "--pretraining-epochs", "0"])
+    err = capsys.readouterr().err
+    assert status == 1 and "nothing was saved" in err and "learning rate 1e+30" in err
+
+
+def test_evaluate_refuses_a_model_of_another_width(data, tmp_path, capsys):
+    from sda.SdA import SdA
+    model = SdA(np.random.RandomState(0), n_ins=400, hidden_layers_sizes=[5], n_outs=10, corruption_levels=[0.1])
+    model.save(tmp_path / "m.npz")
+    status = main(["--evaluate", str(tmp_path / "m.npz"), *map(str, data), "--no-verify", "--valid-size", "50"])
+    err = capsys.readouterr().err
+    assert status == 2 and "takes 400 inputs" in err and len(err.strip().splitlines()) == 1
