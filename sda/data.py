@@ -166,8 +166,8 @@ def read_idx(path: str | os.PathLike, sha256: str | None = None) -> np.ndarray:
         if digest != sha256:
             raise DataError(
                 f"{path}: sha256 of the decompressed data is {digest}, expected {sha256}. "
-                "The file is corrupt or is another dataset (for a dataset of the same format, "
-                "such as Fashion-MNIST, turn checksum verification off)"
+                "The file is corrupt or is another dataset; for a dataset of the same format, "
+                "such as Fashion-MNIST, pass --no-verify (verify=False in Python)"
             )
     dtype, shape, header_len = _idx_header(payload, str(path))
     array = np.frombuffer(payload, dtype=dtype, offset=header_len).reshape(shape)
@@ -244,6 +244,36 @@ def download_mnist(
     return fetched
 
 
+def _check_labels(path: Path, labels: np.ndarray) -> None:
+    """Labels index classes, so they cannot be negative (uint8 IDX files cannot hold one, the
+    signed and float IDX types can); the model checks the upper bound against its outputs."""
+    if not (labels >= 0).all():  # NaN too, from a float IDX file
+        raise DataError(f"{path}: labels must be >= 0, found {labels.min()}")
+
+
+def _check_pixels(path: Path, images: np.ndarray) -> None:
+    """The scaled pixels must be finite and in [0, 1]: the cross-entropy reconstruction needs
+    it, and a NaN would otherwise surface much later as a diverging cost."""
+    low, high = (images.min(), images.max()) if images.size else (0, 0)
+    if 0 <= low and high <= 1:  # false for NaN, which min and max propagate
+        return
+    n_nan, n_inf = int(np.isnan(images).sum()), int(np.isinf(images).sum())
+    if n_nan or n_inf:
+        raise DataError(f"{path}: {n_nan} NaN and {n_inf} infinite pixel values (after / 255)")
+    raise DataError(f"{path}: pixels / 255 must lie in [0, 1], found {low:g} .. {high:g}")
+
+
+def _check_same_image_shape(paths: dict, arrays: dict) -> None:
+    """Train and test images must have one shape: the network's input width is fixed by the
+    training images, and a test set of another size would fail only after pretraining."""
+    train, test = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
+    if train != test:
+        raise DataError(
+            f"{paths['train_images']} holds images of shape {train} but {paths['test_images']} "
+            f"holds {test}; train and test images must have the same shape"
+        )
+
+
 @dataclass(frozen=True)
 class Split:
     """Images (n, pixels) float in [0, 1] and labels (n,) int32 for train, valid, test."""
@@ -308,15 +338,18 @@ def load_mnist(
             raise DataError(
                 f"{directory}: {part} set has {images.shape[0]} images but {labels.shape[0]} labels"
             )
+        _check_labels(paths[f"{part}_labels"], labels)
         sets[part] = (
             (images.reshape(images.shape[0], -1) / np.asarray(255, dtype)).astype(dtype),
             labels.astype(np.int32),
         )
+        _check_pixels(paths[f"{part}_images"], sets[part][0])
+    _check_same_image_shape(paths, arrays)
     n_train_all = sets["train"][0].shape[0]
     if not 0 < n_valid < n_train_all:
         raise DataError(
-            f"n_valid={n_valid} must be between 1 and the number of training images - 1 "
-            f"({n_train_all - 1})"
+            f"n_valid (--valid-size) must be between 1 and the number of training images - 1 "
+            f"({n_train_all - 1}), got {n_valid}"
         )
     (x, y), cut = sets["train"], n_train_all - n_valid
     return Split(train=(x[:cut], y[:cut]), valid=(x[cut:], y[cut:]), test=sets["test"])

@@ -13,15 +13,19 @@ Set ``scale_inputs=False`` to feed data that is in [0, 1] as it is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from numbers import Integral, Real
+
 import numpy as np
 import pytensor
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from sda.dA import dA, new_pytensor_rng
 from sda.datasets import shared_dataset
-from sda.modes import compile_function, resolve_mode
+from sda.modes import MODES, compile_function, resolve_mode
 from sda.run import train_SdA
 from sda.training import pretrain_layers
 
@@ -51,6 +55,55 @@ def _log(verbose):
     return print if verbose else None
 
 
+class _NonEmptySequenceOf(Interval):
+    """A non-empty 1-d sequence whose every item lies in the interval (layer sizes, one
+    corruption level per layer).
+
+    scikit-learn's constraints check a value as a whole; subclassing ``Interval`` lets this
+    per-item check take part in ``_validate_params`` and its messages.
+    """
+
+    def is_satisfied_by(self, val):
+        items = val.tolist() if isinstance(val, np.ndarray) and val.ndim == 1 else val
+        if isinstance(items, str) or not isinstance(items, Sequence) or not items:
+            return False
+        in_interval = super().is_satisfied_by
+        return all(in_interval(item) for item in items)
+
+    def __str__(self):
+        return f"a non-empty sequence, each item {super().__str__()}"
+
+
+class _ModeNames(StrOptions):
+    """Compile mode names, compared case-insensitively as :func:`sda.modes.resolve_mode` does."""
+
+    def is_satisfied_by(self, val):
+        return isinstance(val, str) and val.upper() in {option.upper() for option in self.options}
+
+    def __str__(self):
+        return f"a str among {', '.join(sorted(self.options))} (in any case)"
+
+
+def _check_one_level_per_layer(levels, sizes) -> None:
+    """A sequence of corruption levels must match the layers; the constraints check each
+    parameter alone, so this pair is checked in ``fit``."""
+    if np.ndim(levels) != 0 and len(levels) != len(sizes):
+        raise ValueError(
+            f"corruption_levels needs one value per hidden layer ({len(sizes)}), got {len(levels)}")
+
+
+_POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+_LEARNING_RATE = Interval(Real, 0, None, closed="neither")  # > 0 and finite
+_CORRUPTION = Interval(Real, 0, 1, closed="left")
+#: constraints that both estimators share
+_COMMON_CONSTRAINTS = {
+    "scale_inputs": ["boolean"],
+    "random_state": ["random_state"],
+    "mode": [None, _ModeNames({"auto", *MODES})],
+    "verbose": ["verbose"],
+}
+
+
 class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     """Stacked denoising autoencoder classifier: greedy dA pretraining, then fine-tuning.
 
@@ -76,6 +129,21 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     fit_result_.
     """
 
+    _parameter_constraints = {
+        "hidden_layers_sizes": [_NonEmptySequenceOf(Integral, 1, None, closed="left")],
+        "corruption_levels": [_CORRUPTION, _NonEmptySequenceOf(Real, 0, 1, closed="left")],
+        "pretraining_epochs": [Interval(Integral, 0, None, closed="left")],
+        "pretrain_lr": [_LEARNING_RATE],
+        "pretrain_batch_size": [_POSITIVE_INT],
+        "training_epochs": [_POSITIVE_INT],
+        "finetune_lr": [_LEARNING_RATE],
+        "finetune_batch_size": [_POSITIVE_INT],
+        "finetune_momentum": [Interval(Real, 0, 1, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "patience_epochs": [Interval(Real, 0, None, closed="neither")],
+        **_COMMON_CONSTRAINTS,
+    }
+
     def __init__(self, hidden_layers_sizes=(500, 500), corruption_levels=(0.1, 0.2),
                  pretraining_epochs=5, pretrain_lr=0.05, pretrain_batch_size=20,
                  training_epochs=30, finetune_lr=0.1, finetune_batch_size=20, finetune_momentum=0.0,
@@ -97,13 +165,13 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.mode = mode
         self.verbose = verbose
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Pretrain and fine-tune on ``X`` (n_samples, n_features) and labels ``y``."""
+        _check_one_level_per_layer(self.corruption_levels, self.hidden_layers_sizes)
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         rng = check_random_state(self.random_state)
         sizes = list(self.hidden_layers_sizes)
         levels = self.corruption_levels
@@ -173,6 +241,15 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
     hidden unit), ``costs_`` (mean cost per epoch), ``n_features_in_``.
     """
 
+    _parameter_constraints = {
+        "n_hidden": [_POSITIVE_INT],
+        "corruption_level": [_CORRUPTION],
+        "learning_rate": [_LEARNING_RATE],
+        "batch_size": [_POSITIVE_INT],
+        "n_epochs": [_POSITIVE_INT],
+        **_COMMON_CONSTRAINTS,
+    }
+
     def __init__(self, n_hidden=500, corruption_level=0.3, learning_rate=0.1, batch_size=20,
                  n_epochs=15, scale_inputs=True, random_state=None, mode=None, verbose=0):
         self.n_hidden = n_hidden
@@ -185,14 +262,12 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
         self.mode = mode
         self.verbose = verbose
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the autoencoder on the rows of ``X``."""
         import pytensor.tensor as pt
 
-        from sda.validation import check_corruption
-
         X = validate_data(self, X, dtype=np.float64)
-        check_corruption("corruption_level", self.corruption_level)
         rng = check_random_state(self.random_state)
         mode = resolve_mode(self.mode)
         with pytensor.config.change_flags(floatX=FLOATX):

@@ -7,17 +7,19 @@ import numpy as np
 import pytensor
 import pytest
 
-from sda.data import MNIST_FILES
+from sda.data import _IDX_DTYPES, MNIST_FILES
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    """``array`` (uint8) in IDX format."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+def idx_bytes(array: np.ndarray, dtype=np.uint8) -> bytes:
+    """``array`` in IDX format as ``dtype`` (uint8 by default; any type IDX has, e.g. float32)."""
+    dtype = np.dtype(dtype)
+    code = next(c for c, t in _IDX_DTYPES.items() if (t.kind, t.itemsize) == (dtype.kind, dtype.itemsize))
+    array = np.ascontiguousarray(array, dtype=_IDX_DTYPES[code])  # big-endian, as IDX stores it
+    return bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
 
 
-def write_idx(path, array, gz=True):
-    data = idx_bytes(array)
+def write_idx(path, array, gz=True, dtype=np.uint8):
+    data = idx_bytes(array, dtype)
     if gz:
         path = path.with_name(path.name + ".gz")
         data = gzip.compress(data)

@@ -106,7 +106,7 @@ def test_image_label_count_mismatch(tiny_mnist_dir):
 
 
 def test_valid_size_must_fit(tiny_mnist_dir):
-    with pytest.raises(DataError, match="n_valid"):
+    with pytest.raises(DataError, match=r"n_valid \(--valid-size\) must be between 1 and .* \(299\), got 300"):
         load_mnist(tiny_mnist_dir, n_valid=300, verify=False)
 
 
@@ -158,3 +158,43 @@ def test_minibatch_takes_rows_by_index_with_static_shape(float32):
     np.testing.assert_array_equal(yb, np.arange(10, 15))
     with pytest.raises(ValueError, match="batch_size"):
         n_batches(sx, 24)
+
+
+def test_checksum_error_says_how_to_turn_verification_off(tiny_mnist_dir):
+    with pytest.raises(DataError, match=r"pass --no-verify \(verify=False in Python\)"):
+        load_mnist(tiny_mnist_dir, n_valid=50)
+
+
+def test_train_and_test_images_of_different_shapes_are_refused(tiny_mnist_dir):
+    write_idx(tiny_mnist_dir / MNIST_FILES["test_images"], synthetic_digits(100, side=6, seed=2)[0])
+    with pytest.raises(DataError, match=r"shape \(8, 8\) but .* holds \(6, 6\)"):
+        load_mnist(tiny_mnist_dir, n_valid=50, verify=False)
+
+
+@pytest.mark.parametrize("part", ["train", "test"])
+def test_negative_labels_are_refused(tiny_mnist_dir, part):
+    n = 300 if part == "train" else 100
+    labels = np.arange(n) % 10
+    labels[3] = -1
+    write_idx(tiny_mnist_dir / MNIST_FILES[f"{part}_labels"], labels, dtype=np.int8)
+    with pytest.raises(DataError, match=MNIST_FILES[f"{part}_labels"] + r".*>= 0, found -1"):
+        load_mnist(tiny_mnist_dir, n_valid=50, verify=False)
+
+
+def test_float_idx_images_in_range_load(tiny_mnist_dir):
+    images = synthetic_digits(300, seed=1)[0]
+    write_idx(tiny_mnist_dir / MNIST_FILES["train_images"], images, dtype=np.float32)
+    split = load_mnist(tiny_mnist_dir, n_valid=50, verify=False)
+    np.testing.assert_allclose(split.train[0], images[:250].reshape(250, -1) / 255.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad, found", [(np.nan, "1 NaN and 0 infinite"), (np.inf, "0 NaN and 1 infinite"),
+                                        (510.0, r"\[0, 1\], found 0 \.\. 2"),
+                                        (-255.0, r"\[0, 1\], found -1 \.\. 1")])
+def test_float_idx_images_outside_0_1_are_refused(tiny_mnist_dir, dtype, bad, found):
+    images = synthetic_digits(100, seed=2)[0].astype(dtype)
+    images[7, 2, 3] = bad
+    write_idx(tiny_mnist_dir / MNIST_FILES["test_images"], images, dtype=dtype)
+    with pytest.raises(DataError, match=MNIST_FILES["test_images"] + ".*" + found):
+        load_mnist(tiny_mnist_dir, n_valid=50, verify=False)

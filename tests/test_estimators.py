@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
+from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.linear_model import LogisticRegression as SkLogReg  # noqa: E402
-from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
+from sklearn.utils.estimator_checks import check_estimator, check_param_validation  # noqa: E402
 
 from support import CPU_MODE
 from sda.estimators import DenoisingAutoencoder, SdAClassifier  # noqa: E402
@@ -83,3 +84,81 @@ def test_autoencoder_score_rises_with_training_and_reconstructs(digits):
     recon = long.inverse_transform(long.transform(X_test))
     assert recon.shape == X_test.shape and 0 <= recon.min() and recon.max() <= 1
     assert long.components_.shape == (32, 64)
+
+
+class _PastValidation(Exception):
+    """Raised by a stand-in for the first step of ``fit`` after the parameter checks."""
+
+
+@pytest.fixture
+def stop_after_validation(monkeypatch):
+    """``fit`` stops where it would start reading the data: a test can tell that a bad
+    parameter was refused before any training, and that a good one got past the checks."""
+    def stop(*args, **kwargs):
+        raise _PastValidation
+    monkeypatch.setattr("sda.estimators.validate_data", stop)
+
+
+INF, NAN = float("inf"), float("nan")
+BAD_CLASSIFIER_PARAMS = [
+    ("hidden_layers_sizes", (), ValueError), ("hidden_layers_sizes", (16, 0), ValueError),
+    ("hidden_layers_sizes", (16.5,), TypeError), ("hidden_layers_sizes", "16", TypeError),
+    ("hidden_layers_sizes", 16, TypeError),
+    ("corruption_levels", -0.1, ValueError), ("corruption_levels", 1.0, ValueError),
+    ("corruption_levels", (1.0,), ValueError), ("corruption_levels", (0.1, 0.2), ValueError),
+    ("corruption_levels", "0.1", TypeError),
+    ("pretraining_epochs", -1, ValueError), ("pretraining_epochs", 1.5, TypeError),
+    ("pretrain_lr", 0, ValueError), ("pretrain_lr", -0.1, ValueError), ("pretrain_lr", INF, ValueError),
+    ("pretrain_lr", NAN, ValueError), ("pretrain_batch_size", 0, ValueError),
+    ("pretrain_batch_size", -5, ValueError), ("training_epochs", 0, ValueError),
+    ("training_epochs", -1, ValueError), ("finetune_lr", -0.1, ValueError), ("finetune_lr", INF, ValueError),
+    ("finetune_batch_size", 0, ValueError), ("finetune_batch_size", 2.0, TypeError),
+    ("finetune_momentum", -0.1, ValueError), ("finetune_momentum", 1.0, ValueError),
+    ("validation_fraction", -0.1, ValueError), ("validation_fraction", 1.0, ValueError),
+    ("patience_epochs", 0, ValueError), ("patience_epochs", INF, ValueError),
+    ("scale_inputs", "yes", TypeError), ("random_state", "seed", TypeError),
+    ("mode", "GPU", ValueError), ("mode", 3, TypeError),
+    ("verbose", -1, ValueError), ("verbose", "loud", TypeError),
+]
+BAD_AUTOENCODER_PARAMS = [
+    ("n_hidden", 0, ValueError), ("n_hidden", 4.0, TypeError), ("corruption_level", -0.1, ValueError),
+    ("corruption_level", 1.0, ValueError), ("corruption_level", (0.1,), TypeError),
+    ("learning_rate", -1, ValueError), ("learning_rate", 0, ValueError), ("learning_rate", NAN, ValueError),
+    ("batch_size", 0, ValueError), ("batch_size", -1, ValueError), ("n_epochs", 0, ValueError),
+    ("n_epochs", -1, ValueError), ("scale_inputs", None, TypeError), ("random_state", "seed", TypeError),
+    ("mode", "GPU", ValueError), ("verbose", -1, ValueError),
+]
+
+
+def _bad_params():
+    for estimator, cases in ((SdAClassifier(**SMALL_CLASSIFIER), BAD_CLASSIFIER_PARAMS),
+                             (DenoisingAutoencoder(**SMALL_AUTOENCODER), BAD_AUTOENCODER_PARAMS)):
+        for name, value, error in cases:
+            yield pytest.param(estimator, name, value, error, id=f"{type(estimator).__name__}-{name}={value!r}")
+
+
+@pytest.mark.parametrize("estimator, name, value, error", list(_bad_params()))
+def test_impossible_parameters_are_refused_before_training(stop_after_validation, estimator, name, value, error):
+    estimator = clone(estimator).set_params(**{name: value})
+    with pytest.raises(error, match=name):
+        estimator.fit(np.zeros((4, 3)), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("estimator", [
+    SdAClassifier(hidden_layers_sizes=np.array([3, 2]), corruption_levels=[0.0, 0.5], pretraining_epochs=0,
+                  training_epochs=1, pretrain_batch_size=1, finetune_momentum=0.0, validation_fraction=0.0,
+                  patience_epochs=0.5, scale_inputs=False, random_state=np.random.RandomState(0), mode="numba",
+                  verbose=True),
+    SdAClassifier(corruption_levels=np.float32(0.3), mode="Auto", pretrain_lr=np.float32(1e-3), verbose=2),
+    DenoisingAutoencoder(n_hidden=np.int64(1), corruption_level=0, batch_size=10_000, mode="fast_compile"),
+], ids=["SdAClassifier-edges", "SdAClassifier-numpy", "DenoisingAutoencoder"])
+def test_possible_parameters_pass_the_checks(stop_after_validation, estimator):
+    with pytest.raises(_PastValidation):
+        estimator.fit(np.zeros((4, 3)), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("estimator", [SdAClassifier(**SMALL_CLASSIFIER), DenoisingAutoencoder(**SMALL_AUTOENCODER)],
+                         ids=["SdAClassifier", "DenoisingAutoencoder"])
+def test_scikit_learn_param_validation_check(stop_after_validation, estimator):
+    """scikit-learn's own check: a constraint for every parameter, and bad types and values refused."""
+    check_param_validation(type(estimator).__name__, estimator)
