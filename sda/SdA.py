@@ -170,10 +170,6 @@ class SdA(SaveLoadMixin):
         layers = [[(n_in, n_out), (n_out,)] for n_in, n_out in zip(sizes, sizes[1:])]
         return [shape for layer in layers for shape in layer] + [(n_in,) for n_in in sizes[:-2]]
 
-    @classmethod
-    def from_config(cls, config: dict, rng):
-        return cls(rng, **config)
-
 
 def _is_shared(pair) -> bool:
     return all(isinstance(v, pytensor.compile.SharedVariable) for v in pair)

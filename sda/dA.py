@@ -143,17 +143,10 @@ class dA(SaveLoadMixin):
     def saved_config(self) -> dict:
         return {"n_visible": self.n_visible, "n_hidden": self.n_hidden}
 
-    def saved_variables(self) -> list:
-        return list(self.params)
-
     @classmethod
     def variable_shapes(cls, config: dict) -> list:
         n_visible, n_hidden = int(config["n_visible"]), int(config["n_hidden"])
         return [(n_visible, n_hidden), (n_hidden,), (n_visible,)]
-
-    @classmethod
-    def from_config(cls, config: dict, rng):
-        return cls(rng, **config)
 
 
 def train_dA(learning_rate: float = 0.1, training_epochs: int = 15, dataset=DEFAULT_DATA_DIR,

@@ -18,6 +18,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import pytensor
+import pytensor.tensor as pt
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -104,6 +105,14 @@ _COMMON_CONSTRAINTS = {
 }
 
 
+def _set_common_params(estimator, scale_inputs, random_state, mode, verbose) -> None:
+    """The parameters both estimators share, stored as given (scikit-learn's rule for __init__)."""
+    estimator.scale_inputs = scale_inputs
+    estimator.random_state = random_state
+    estimator.mode = mode
+    estimator.verbose = verbose
+
+
 class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     """Stacked denoising autoencoder classifier: greedy dA pretraining, then fine-tuning.
 
@@ -160,10 +169,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.finetune_momentum = finetune_momentum
         self.validation_fraction = validation_fraction
         self.patience_epochs = patience_epochs
-        self.scale_inputs = scale_inputs
-        self.random_state = random_state
-        self.mode = mode
-        self.verbose = verbose
+        _set_common_params(self, scale_inputs, random_state, mode, verbose)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -252,21 +258,16 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
 
     def __init__(self, n_hidden=500, corruption_level=0.3, learning_rate=0.1, batch_size=20,
                  n_epochs=15, scale_inputs=True, random_state=None, mode=None, verbose=0):
+        _set_common_params(self, scale_inputs, random_state, mode, verbose)
         self.n_hidden = n_hidden
         self.corruption_level = corruption_level
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.n_epochs = n_epochs
-        self.scale_inputs = scale_inputs
-        self.random_state = random_state
-        self.mode = mode
-        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the autoencoder on the rows of ``X``."""
-        import pytensor.tensor as pt
-
         X = validate_data(self, X, dtype=np.float64)
         rng = check_random_state(self.random_state)
         mode = resolve_mode(self.mode)

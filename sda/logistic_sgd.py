@@ -92,9 +92,6 @@ class LogisticRegression(SaveLoadMixin):
     def saved_config(self) -> dict:
         return {"n_in": self.n_in, "n_out": self.n_out}
 
-    def saved_variables(self) -> list:
-        return list(self.params)
-
     @classmethod
     def variable_shapes(cls, config: dict) -> list:
         return [(int(config["n_in"]), int(config["n_out"])), (int(config["n_out"]),)]
@@ -124,15 +121,12 @@ def sgd_optimization_mnist(
     :class:`sda.training.FitResult`.
     """
     check_positive("learning_rate", learning_rate)
-    mode = resolve_mode(mode)
-    if datasets is None:
-        datasets = load_data(dataset)
-    train_x = datasets[0][0]
+    datasets = load_data(dataset) if datasets is None else datasets
     x, y = pt.matrix("x"), pt.ivector("y")
-    classifier = LogisticRegression(input=x, n_in=train_x.get_value(borrow=True).shape[1], n_out=n_out)
+    classifier = LogisticRegression(input=x, n_in=datasets[0][0].get_value(borrow=True).shape[1], n_out=n_out)
     cost = classifier.negative_log_likelihood(y)
     train_model, validate_model, test_model = supervised_functions(
-        x, y, cost, classifier.errors(y), classifier.params, datasets, batch_size, learning_rate, mode
+        x, y, cost, classifier.errors(y), classifier.params, datasets, batch_size, learning_rate, resolve_mode(mode)
     )
 
     result = fit_early_stopping(

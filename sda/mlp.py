@@ -89,9 +89,6 @@ class MLP(SaveLoadMixin):
         return {"n_in": self.hiddenLayer.n_in, "n_hidden": self.hiddenLayer.n_out,
                 "n_out": self.logRegressionLayer.n_out, "activation": self.activation_name}
 
-    def saved_variables(self) -> list:
-        return list(self.params)
-
     @classmethod
     def variable_shapes(cls, config: dict) -> list:
         n_in, n_hidden, n_out = int(config["n_in"]), int(config["n_hidden"]), int(config["n_out"])
@@ -116,16 +113,13 @@ def train_mlp(learning_rate: float = 0.01, L1_reg: float = 0.0, L2_reg: float = 
     10,000 iterations.  Returns ``(classifier, FitResult)``.
     """
     check_positive("learning_rate", learning_rate)
-    mode = resolve_mode(mode)
-    if datasets is None:
-        datasets = load_data(dataset)
-    train_x = datasets[0][0]
+    datasets = load_data(dataset) if datasets is None else datasets
     x, y = pt.matrix("x"), pt.ivector("y")
-    classifier = MLP(np.random.RandomState(seed), x, train_x.get_value(borrow=True).shape[1],
+    classifier = MLP(np.random.RandomState(seed), x, datasets[0][0].get_value(borrow=True).shape[1],
                      n_hidden, n_out)
     cost = classifier.negative_log_likelihood(y) + L1_reg * classifier.L1 + L2_reg * classifier.L2_sqr
     train_model, validate_model, test_model = supervised_functions(
-        x, y, cost, classifier.errors(y), classifier.params, datasets, batch_size, learning_rate, mode
+        x, y, cost, classifier.errors(y), classifier.params, datasets, batch_size, learning_rate, resolve_mode(mode)
     )
     result = fit_early_stopping(
         train_model, validate_model, test_model, n_epochs=n_epochs,

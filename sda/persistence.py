@@ -60,6 +60,15 @@ class SaveLoadMixin:
         if cls.__module__ != "__main__":  # a script's copy of a model module is not the model
             SaveLoadMixin.registry[cls.__name__] = cls
 
+    def saved_variables(self) -> list:
+        """The shared variables that define the model: by default its ``params``."""
+        return list(self.params)
+
+    @classmethod
+    def from_config(cls, config: dict, rng):
+        """A new model of the architecture ``config`` (random weights from ``rng``)."""
+        return cls(rng, **config)
+
     def save(self, path, training_state: dict | None = None) -> Path:
         """Write this model's architecture and parameters to ``path`` (an ``.npz`` file)."""
         return save_model(self, path, training_state)

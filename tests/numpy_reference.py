@@ -20,3 +20,15 @@ def dA_cost_and_grads(x, mask, W, b, b_prime):
     d_pre = (d_a @ W) * h * (1 - h)           # back through the encoder's sigmoid
     dW = x_tilde.T @ d_pre + d_a.T @ h        # encoder use of W + decoder use of W^T
     return cost, (dW, d_pre.sum(axis=0), d_a.sum(axis=0))
+
+
+def mlp_nll_and_error(x, y, layers):
+    """Mean negative log-likelihood and error rate of a sigmoid MLP with a softmax on top;
+    ``layers`` is ``[(W, b), ...]``, the last pair the softmax's."""
+    h = x
+    for W, b in layers[:-1]:
+        h = sigmoid(h @ W + b)
+    logits = h @ layers[-1][0] + layers[-1][1]
+    log_norm = np.log(np.sum(np.exp(logits - logits.max(axis=1, keepdims=True)), axis=1)) + logits.max(axis=1)
+    nll = np.mean(log_norm - logits[np.arange(len(y)), y])
+    return nll, np.mean(np.argmax(logits, axis=1) != y)

@@ -71,7 +71,13 @@ def test_autoencoder_in_a_pipeline_and_grid_search(digits):
                      ("clf", SkLogReg(max_iter=500))])
     search = GridSearchCV(pipe, {"dae__corruption_level": [0.0, 0.3]}, cv=2)
     search.fit(X_train, y_train)
-    assert search.best_params_["dae__corruption_level"] in (0.0, 0.3)
+    results = search.cv_results_
+    assert list(results["param_dae__corruption_level"]) == [0.0, 0.3]  # both values were tried
+    scores = results["mean_test_score"]
+    assert scores[0] != scores[1]  # and each trained its own autoencoder
+    best = [0.0, 0.3][int(np.argmax(scores))]
+    assert search.best_params_["dae__corruption_level"] == best
+    assert search.best_estimator_.named_steps["dae"].corruption_level == best
     assert search.score(X_test, y_test) > 0.85
 
 
