@@ -8,7 +8,12 @@ An SdA is an MLP with sigmoid hidden layers :math:`h^{(k)} = s(h^{(k-1)} W^{(k)}
    MLP layer hold the *same* shared variables ``W`` and ``b``, so training the dA trains
    the MLP layer; the dA's decoder bias ``b_prime`` belongs to the dA alone.
 2. **Fine-tuning**, supervised: the whole MLP is trained by SGD on the negative
-   log-likelihood of the labels, with early stopping on the validation error.
+   log-likelihood of the labels, with early stopping on the validation error.  Optional
+   regularisers (all off by default, as in the tutorial): masking noise on the input, dropout
+   (Srivastava et al. 2014) on the input and on each hidden layer with inverted scaling
+   (:math:`h \\odot m / (1 - p)`, so that nothing changes at evaluation, where no unit is
+   dropped), L2 weight decay :math:`\\tfrac{\\lambda}{2}\\sum \\|W\\|^2` on the weights, and a
+   max-norm constraint on each unit's incoming weights (:func:`sda.steps.max_norm`).
 
 This file holds the model.  Running it (``python sda/SdA.py`` or ``python -m sda.SdA``) runs
 the tutorial's experiment through the command line, :mod:`sda.cli` (``--help`` lists its
@@ -34,7 +39,9 @@ from sda.mlp import HiddenLayer
 from sda.modes import compile_function, resolve_mode
 from sda.persistence import SaveLoadMixin
 from sda.steps import compile_cached_input_step, compile_step, supervised_functions
-from sda.validation import check_corruption, check_labels_in_range, check_layer_sizes, check_positive_int, check_unit_interval
+from sda.steps import max_norm as clip_norms
+from sda.validation import (check_corruption, check_labels_in_range, check_layer_sizes, check_noise_level,
+                            check_positive_int, check_unit_interval)
 
 __all__ = ["SdA"]
 
@@ -49,7 +56,9 @@ class SdA(SaveLoadMixin):
     n_ins : input dimension (784 for MNIST).
     hidden_layers_sizes : units in each hidden layer, e.g. ``[1000, 1000, 1000]``.
     n_outs : number of classes.
-    corruption_levels : masking probability of each layer's dA, each in [0, 1).
+    corruption_levels : noise level of each layer's dA (for masking noise the probability of
+        zeroing an input, in [0, 1)).
+    corruption_type : the dAs' noise, one of :data:`sda.dA.CORRUPTION_TYPES`.
 
     Attributes
     ----------
@@ -59,19 +68,23 @@ class SdA(SaveLoadMixin):
     logLayer : the :class:`~sda.logistic_sgd.LogisticRegression` output layer.
     params : the MLP's parameters (what fine-tuning trains).
     finetune_cost, errors : symbolic negative log-likelihood and error rate of ``(x, y)``.
+    dropout_rng : the generator of the dropout masks (fine-tuning).
     """
 
     def __init__(self, numpy_rng, n_ins: int = 784,
-                 hidden_layers_sizes=(500, 500), n_outs: int = 10, corruption_levels=(0.1, 0.1)):
+                 hidden_layers_sizes=(500, 500), n_outs: int = 10, corruption_levels=(0.1, 0.1),
+                 corruption_type: str = "masking"):
         n_ins, n_outs = check_positive_int("n_ins", n_ins), check_positive_int("n_outs", n_outs)
         sizes = check_layer_sizes("hidden_layers_sizes", hidden_layers_sizes)
-        levels = [check_corruption(f"corruption_levels[{i}]", c) for i, c in enumerate(corruption_levels)]
+        levels = [check_noise_level(f"corruption_levels[{i}]", c, corruption_type)
+                  for i, c in enumerate(corruption_levels)]
         if len(levels) != len(sizes):
             raise ValueError(
                 f"corruption_levels has {len(levels)} entries but there are {len(sizes)} hidden layers"
             )
         self.n_ins, self.n_outs = n_ins, n_outs
         self.hidden_layers_sizes, self.corruption_levels = sizes, levels
+        self.corruption_type = corruption_type
         self.n_layers = len(sizes)
         self.x, self.y = pt.matrix("x"), pt.ivector("y")
         self.sigmoid_layers, self.dA_layers, self.params = [], [], []
@@ -83,13 +96,18 @@ class SdA(SaveLoadMixin):
             self.sigmoid_layers.append(sigmoid_layer)
             self.params.extend(sigmoid_layer.params)
             self.dA_layers.append(dA(numpy_rng, new_pytensor_rng(numpy_rng), input=layer_input,
-                                     n_visible=n_in, n_hidden=n_out,
-                                     W=sigmoid_layer.W, bhid=sigmoid_layer.b))
+                                     n_visible=n_in, n_hidden=n_out, W=sigmoid_layer.W,
+                                     bhid=sigmoid_layer.b, corruption_type=corruption_type))
 
         self.logLayer = LogisticRegression(self.sigmoid_layers[-1].output, sizes[-1], n_outs)
         self.params.extend(self.logLayer.params)
         self.finetune_cost = self.logLayer.negative_log_likelihood(self.y)
         self.errors = self.logLayer.errors(self.y)
+        self.dropout_rng = new_pytensor_rng(numpy_rng)  # drawn last: the weights are those of before
+
+    def noise_generators(self) -> list:
+        """Every noise generator of the model (what a checkpoint saves to resume exactly)."""
+        return [layer.pytensor_rng for layer in self.dA_layers] + [self.dropout_rng]
 
     def pretraining_functions(self, train_set_x, batch_size: int, mode: str | None = None,
                               steps_per_call: int = 1, cache_inputs: bool = True):
@@ -121,7 +139,9 @@ class SdA(SaveLoadMixin):
         return steps
 
     def build_finetune_functions(self, datasets, batch_size: int, learning_rate, mode: str | None = None,
-                                 momentum: float = 0.0, steps_per_call: int = 1, corruption: float = 0.0):
+                                 momentum: float = 0.0, steps_per_call: int = 1, corruption: float = 0.0,
+                                 dropout_input: float = 0.0, dropout_hidden: float = 0.0,
+                                 weight_decay: float = 0.0, max_norm: float = 0.0):
         """``(train_step, valid_score, test_score)`` for fine-tuning on ``datasets``
         ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]`` (shared variables or arrays;
         the test pair may be None).
@@ -130,23 +150,47 @@ class SdA(SaveLoadMixin):
         ``valid_score()`` / ``test_score()`` return the error rate on the whole set.
         ``learning_rate`` may be a shared variable (to change it between epochs);
         ``momentum`` > 0 adds classical momentum; ``steps_per_call > 1`` fuses minibatches.
-        ``corruption > 0`` trains on inputs with that masking noise (drawn by the first dA's
-        generator), as the first dA saw them in pretraining; scores use clean inputs.
+        ``corruption > 0`` trains on inputs with the first dA's noise at that level, as the
+        first dA saw them in pretraining; ``dropout_input`` and ``dropout_hidden`` drop units with
+        that probability; ``weight_decay`` (λ) adds :math:`\\tfrac{λ}{2}\\sum\\|W\\|^2`;
+        ``max_norm`` > 0 bounds each unit's incoming weight norm.  Scores use the clean network.
         """
         datasets = [None if pair is None else shared_dataset(pair) if not _is_shared(pair) else pair
                     for pair in datasets]
         for part, pair in zip(("train", "valid", "test"), datasets):
             if pair is not None:
                 check_labels_in_range(f"{part} labels", pair[1], self.n_outs)
-        check_corruption("corruption", corruption)
-        cost, extra_updates = self.finetune_cost, []
+        check_noise_level("corruption", corruption, self.corruption_type)
+        for name, value in (("dropout_input", dropout_input), ("dropout_hidden", dropout_hidden)):
+            check_corruption(name, value)  # a probability in [0, 1)
+        cost, extra_updates = self._training_cost(corruption, dropout_input, dropout_hidden)
+        weights = [layer.W for layer in self.sigmoid_layers] + [self.logLayer.W]
+        if weight_decay > 0:
+            cost = cost + pt.cast(weight_decay / 2, cost.dtype) * sum(pt.sum(pt.sqr(W)) for W in weights)
+        constraint = None
+        if max_norm > 0:
+            constraint = lambda param, value: clip_norms(value, max_norm) if any(param is W for W in weights) else value
+        return supervised_functions(self.x, self.y, cost, self.errors, self.params, datasets, batch_size,
+                                    learning_rate, resolve_mode(mode), momentum, steps_per_call, extra_updates,
+                                    constraint)
+
+    def _training_cost(self, corruption: float, dropout_input: float, dropout_hidden: float):
+        """``(cost, noise updates)``: the fine-tuning cost of the network with its training noise."""
+        if corruption == 0 and dropout_input == 0 and dropout_hidden == 0:
+            return self.finetune_cost, []
+        h, updates = self.x, []
         if corruption > 0:
             first = self.dA_layers[0]
-            noisy_x = first.get_corrupted_input(self.x, corruption)
-            cost = graph_replace(self.finetune_cost, {self.x: noisy_x}, strict=False)
-            extra_updates = [first.rng_update]
-        return supervised_functions(self.x, self.y, cost, self.errors, self.params, datasets, batch_size,
-                                    learning_rate, resolve_mode(mode), momentum, steps_per_call, extra_updates)
+            h = first.get_corrupted_input(h, corruption)
+            updates.append(first.rng_update)
+        if dropout_input == 0 and dropout_hidden == 0:  # noise on the input alone: the same graph
+            return graph_replace(self.finetune_cost, {self.x: h}, strict=False), updates
+        rng = self.dropout_rng
+        rng, h = _dropout(rng, h, dropout_input)
+        for layer in self.sigmoid_layers:
+            rng, h = _dropout(rng, pt.sigmoid(pt.dot(h, layer.W) + layer.b), dropout_hidden)
+        top = LogisticRegression(h, self.logLayer.n_in, self.n_outs, W=self.logLayer.W, b=self.logLayer.b)
+        return top.negative_log_likelihood(self.y), updates + [(self.dropout_rng, rng)]
 
     def predict_function(self, mode: str | None = None):
         """Compiled ``f(images) -> predicted labels``."""
@@ -156,7 +200,8 @@ class SdA(SaveLoadMixin):
 
     def saved_config(self) -> dict:
         return {"n_ins": self.n_ins, "hidden_layers_sizes": list(self.hidden_layers_sizes),
-                "n_outs": self.n_outs, "corruption_levels": list(self.corruption_levels)}
+                "n_outs": self.n_outs, "corruption_levels": list(self.corruption_levels),
+                "corruption_type": self.corruption_type}
 
     def saved_variables(self) -> list:
         """The MLP's parameters, then each dA's decoder bias (so that pretraining can resume)."""
@@ -169,6 +214,14 @@ class SdA(SaveLoadMixin):
                  check_positive_int("n_outs", config["n_outs"])]
         layers = [[(n_in, n_out), (n_out,)] for n_in, n_out in zip(sizes, sizes[1:])]
         return [shape for layer in layers for shape in layer] + [(n_in,) for n_in in sizes[:-2]]
+
+
+def _dropout(rng, h, p: float):
+    """``(next rng, h with each unit dropped with probability p, the rest scaled by 1 / (1 - p))``."""
+    if p == 0:
+        return rng, h
+    rng, keep = rng.bernoulli(p=1 - p, size=h.shape)
+    return rng, h * pt.cast(keep, h.dtype) / pt.cast(1 - p, h.dtype)
 
 
 def _is_shared(pair) -> bool:

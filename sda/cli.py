@@ -20,11 +20,12 @@ import numpy as np
 import pytensor
 
 from sda.checkpoint import load_checkpoint
+from sda.dA import CORRUPTION_TYPES
 from sda.data import DEFAULT_DATA_DIR, DataError
 from sda.datasets import load_data
 from sda.modes import MODES, ModeError, device_description, resolve_mode
 from sda.persistence import load_model
-from sda.run import PRESETS, TUTORIAL, RunError, train_SdA, validate_config
+from sda.run import LR_SCHEDULES, PRESETS, TUTORIAL, RunError, train_SdA, validate_config
 from sda.training import DivergenceError
 from sda.version import __version__
 
@@ -53,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hidden-layers", dest="hidden_layers_sizes", type=int, nargs="+", metavar="N",
                    help="units per hidden layer, e.g. 1000 1000 1000")
     g.add_argument("--corruption", dest="corruption_levels", type=float, nargs="+", metavar="P",
-                   help="masking probability of each layer's dA, in [0, 1)")
+                   help="noise level of each layer's dA: for masking and salt-and-pepper noise the share "
+                        "of inputs corrupted, in [0, 1); for Gaussian noise its standard deviation")
+    g.add_argument("--corruption-type", choices=CORRUPTION_TYPES,
+                   help="the dAs' noise (Vincent et al. 2010; tutorial: masking)")
     g.add_argument("--seed", type=int, help="seed for weights and noise, 0 .. 2**32 - 1")
     g = p.add_argument_group("training")
     g.add_argument("--pretraining-epochs", type=int, help="epochs of dA training per layer (0 skips)")
@@ -65,8 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--finetune-momentum", type=float, help="classical momentum in [0, 1) for fine-tuning")
     g.add_argument("--finetune-lr-decay", type=float,
                    help="multiply the fine-tuning learning rate by this, in (0, 1], after every epoch")
+    g.add_argument("--finetune-lr-schedule", choices=LR_SCHEDULES,
+                   help="exponential: times --finetune-lr-decay each epoch; linear: also falling "
+                        "linearly to 0 at --training-epochs")
     g.add_argument("--finetune-corruption", type=float,
-                   help="masking noise on the inputs during fine-tuning, in [0, 1)")
+                   help="the dAs' noise on the inputs during fine-tuning, at this level")
+    g.add_argument("--finetune-dropout-input", type=float,
+                   help="dropout probability of each input pixel while fine-tuning, in [0, 1)")
+    g.add_argument("--finetune-dropout-hidden", type=float,
+                   help="dropout probability of each hidden unit while fine-tuning, in [0, 1)")
+    g.add_argument("--finetune-weight-decay", type=float,
+                   help="L2 penalty lambda/2 * sum of squared weights while fine-tuning (0: off)")
+    g.add_argument("--finetune-max-norm", type=float,
+                   help="bound on the norm of each unit's incoming weights while fine-tuning (0: off)")
     g.add_argument("--patience-epochs", type=float,
                    help="early stopping looks at least this many epochs ahead (tutorial: 10)")
     g.add_argument("--batch-size", type=int, help="set both batch sizes")

@@ -1,7 +1,15 @@
-"""The denoising autoencoder (the tutorial's ``dA.py``; Vincent et al., ICML 2008).
+"""The denoising autoencoder (the tutorial's ``dA.py``; Vincent et al., ICML 2008 and JMLR 2010).
 
-An input :math:`x \\in [0, 1]^d` is corrupted by zeroing each component with probability
-:math:`\\nu` (masking noise): :math:`\\tilde x = x \\odot m,\\ m_j \\sim \\mathrm{Bernoulli}(1 - \\nu)`.
+An input :math:`x \\in [0, 1]^d` is corrupted into :math:`\\tilde x` by one of the noises of
+Vincent et al. (JMLR 2010, section 4.3), of level :math:`\\nu`:
+
+* ``masking`` (the tutorial's): each component is set to 0 with probability :math:`\\nu`,
+  :math:`\\tilde x = x \\odot m,\\ m_j \\sim \\mathrm{Bernoulli}(1 - \\nu)`;
+* ``salt_and_pepper``: each component is, with probability :math:`\\nu`, set to 0 or 1 (each
+  with probability 1/2), else kept;
+* ``gaussian``: additive isotropic noise, :math:`\\tilde x = x + \\epsilon,\\ \\epsilon_j \\sim
+  \\mathcal N(0, \\nu^2)` (:math:`\\nu` is the standard deviation).
+
 It is encoded and decoded with tied weights :math:`W' = W^T`:
 
 .. math::  y = s(\\tilde x W + b), \\qquad z = s(y W^T + b')
@@ -35,7 +43,10 @@ from sda.steps import Step, compile_step, sgd_updates
 from sda.training import pretrain_layers
 from sda.validation import check_positive_int
 
-__all__ = ["dA", "train_dA"]
+__all__ = ["dA", "train_dA", "CORRUPTION_TYPES"]
+
+#: The noises a dA can corrupt its input with (see the module docstring).
+CORRUPTION_TYPES = ("masking", "salt_and_pepper", "gaussian")
 
 
 def new_pytensor_rng(numpy_rng):
@@ -56,13 +67,17 @@ class dA(SaveLoadMixin):
     n_visible, n_hidden : number of visible and hidden units.
     W, bhid, bvis : optional shared variables.  Passing a sigmoid layer's ``W`` and ``b``
         makes the dA train exactly those weights (this is how the SdA pretrains).
+    corruption_type : one of :data:`CORRUPTION_TYPES`.
 
     W starts uniform in :math:`\\pm 4\\sqrt{6 / (n_{hidden} + n_{visible})}`; the biases at 0.
     ``params`` is ``[W, b, b_prime]``.
     """
 
     def __init__(self, numpy_rng, pytensor_rng=None, input=None, n_visible: int = 784,
-                 n_hidden: int = 500, W=None, bhid=None, bvis=None):
+                 n_hidden: int = 500, W=None, bhid=None, bvis=None, corruption_type: str = "masking"):
+        if corruption_type not in CORRUPTION_TYPES:
+            raise ValueError(f"corruption_type must be one of {', '.join(CORRUPTION_TYPES)}, got {corruption_type!r}")
+        self.corruption_type = corruption_type
         self.n_visible = check_positive_int("n_visible", n_visible)
         self.n_hidden = check_positive_int("n_hidden", n_hidden)
         floatX = pytensor.config.floatX
@@ -86,20 +101,31 @@ class dA(SaveLoadMixin):
         self.params = [self.W, self.b, self.b_prime]
 
     def get_corrupted_input(self, input, corruption_level):
-        """``input`` with each entry kept with probability ``1 - corruption_level``, else set to 0.
+        """``input`` corrupted by this dA's noise at ``corruption_level`` (see the module docstring);
+        for masking noise, each entry is kept with probability ``1 - corruption_level``, else set to 0.
 
-        The Bernoulli mask is drawn from ``pytensor_rng``.  PyTensor's generators are explicit
-        values: the draw also yields the generator's next state, kept here as
-        ``self.rng_update = (pytensor_rng, next_state)``.  A compiled function that puts this pair
-        in its ``updates`` draws a fresh mask at every call, as the tutorial's ``RandomStreams``
-        did (:meth:`get_cost_updates` does so); one that leaves it out draws the same mask each time.
+        The noise is drawn from ``pytensor_rng``.  PyTensor's generators are explicit values: the
+        draw also yields the generator's next state, kept here as ``self.rng_update =
+        (pytensor_rng, next_state)``.  A compiled function that puts this pair in its ``updates``
+        draws fresh noise at every call, as the tutorial's ``RandomStreams`` did
+        (:meth:`get_cost_updates` does so); one that leaves it out draws the same noise each time.
         """
-        keep = 1 - pt.as_tensor_variable(corruption_level)
+        level = pt.as_tensor_variable(corruption_level)
+        rng = self.pytensor_rng
         with warnings.catch_warnings():  # drawing again from the shared generator, for another graph, is meant
             warnings.filterwarnings("ignore", message="RandomGeneratorVariable .* has already been used")
-            next_rng, mask = self.pytensor_rng.bernoulli(p=keep, size=input.shape)
-        self.rng_update = (self.pytensor_rng, next_rng)
-        return input * pt.cast(mask, input.dtype)
+            if self.corruption_type == "masking":
+                rng_after, mask = rng.bernoulli(p=1 - level, size=input.shape)
+                corrupted = input * pt.cast(mask, input.dtype)
+            elif self.corruption_type == "salt_and_pepper":
+                rng_flipped, flip = rng.bernoulli(p=level, size=input.shape)
+                rng_after, salt = rng_flipped.bernoulli(p=0.5, size=input.shape)
+                corrupted = pt.switch(flip, pt.cast(salt, input.dtype), input)
+            else:
+                rng_after, noise = rng.normal(0.0, 1.0, size=input.shape)
+                corrupted = input + pt.cast(level * noise, input.dtype)
+        self.rng_update = (rng, rng_after)
+        return corrupted
 
     def get_hidden_values(self, input):
         """The code :math:`y = s(x W + b)`."""
@@ -141,7 +167,7 @@ class dA(SaveLoadMixin):
     # --- what a model file holds (sda.persistence) ---
 
     def saved_config(self) -> dict:
-        return {"n_visible": self.n_visible, "n_hidden": self.n_hidden}
+        return {"n_visible": self.n_visible, "n_hidden": self.n_hidden, "corruption_type": self.corruption_type}
 
     @classmethod
     def variable_shapes(cls, config: dict) -> list:

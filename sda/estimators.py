@@ -24,10 +24,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
-from sda.dA import dA, new_pytensor_rng
+from sda.dA import CORRUPTION_TYPES, dA, new_pytensor_rng
 from sda.datasets import shared_dataset
 from sda.modes import MODES, compile_function, resolve_mode
-from sda.run import train_SdA
+from sda.run import LR_SCHEDULES, train_SdA
 from sda.training import pretrain_layers
 
 __all__ = ["SdAClassifier", "DenoisingAutoencoder"]
@@ -119,10 +119,18 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     Parameters
     ----------
     hidden_layers_sizes : units per sigmoid hidden layer.
-    corruption_levels : masking probability of each layer's dA in [0, 1); one number means
-        the same for every layer.
+    corruption_levels : noise level of each layer's dA in [0, 1) (for masking noise, the
+        probability of zeroing an input); one number means the same for every layer.
+    corruption_type : the dAs' noise: "masking", "salt_and_pepper" or "gaussian" (whose level
+        is a standard deviation, here below 1).
     pretraining_epochs, pretrain_lr, pretrain_batch_size : greedy layer-wise dA training.
     training_epochs, finetune_lr, finetune_batch_size, finetune_momentum : supervised SGD.
+    finetune_lr_decay, finetune_lr_schedule : the rate times ``decay`` after each epoch
+        ("exponential"), and also falling linearly to 0 at ``training_epochs`` ("linear").
+    finetune_corruption : the dAs' noise on the inputs while fine-tuning, at this level.
+    finetune_dropout_input, finetune_dropout_hidden : dropout probabilities while fine-tuning.
+    finetune_weight_decay : L2 penalty λ/2·Σ‖W‖² while fine-tuning.
+    finetune_max_norm : bound on each unit's incoming weight norm while fine-tuning (0: none).
     validation_fraction : if > 0, that share of the training data is held out and the model
         keeps the parameters of its best validation error (early stopping with
         ``patience_epochs``); if 0, all data trains and the lowest training error is kept.
@@ -148,6 +156,14 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         "finetune_lr": [_LEARNING_RATE],
         "finetune_batch_size": [_POSITIVE_INT],
         "finetune_momentum": [Interval(Real, 0, 1, closed="left")],
+        "corruption_type": [StrOptions(set(CORRUPTION_TYPES))],
+        "finetune_lr_decay": [Interval(Real, 0, 1, closed="right")],
+        "finetune_lr_schedule": [StrOptions(set(LR_SCHEDULES))],
+        "finetune_corruption": [_CORRUPTION],
+        "finetune_dropout_input": [_CORRUPTION],
+        "finetune_dropout_hidden": [_CORRUPTION],
+        "finetune_weight_decay": [Interval(Real, 0, None, closed="left")],
+        "finetune_max_norm": [Interval(Real, 0, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "patience_epochs": [Interval(Real, 0, None, closed="neither")],
         **_COMMON_CONSTRAINTS,
@@ -156,7 +172,10 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def __init__(self, hidden_layers_sizes=(500, 500), corruption_levels=(0.1, 0.2),
                  pretraining_epochs=5, pretrain_lr=0.05, pretrain_batch_size=20,
                  training_epochs=30, finetune_lr=0.1, finetune_batch_size=20, finetune_momentum=0.0,
-                 validation_fraction=0.0, patience_epochs=10, scale_inputs=True,
+                 validation_fraction=0.0, patience_epochs=10, corruption_type="masking",
+                 finetune_lr_decay=1.0, finetune_lr_schedule="exponential", finetune_corruption=0.0,
+                 finetune_dropout_input=0.0, finetune_dropout_hidden=0.0, finetune_weight_decay=0.0,
+                 finetune_max_norm=0.0, scale_inputs=True,
                  random_state=None, mode=None, verbose=0):
         self.hidden_layers_sizes = hidden_layers_sizes
         self.corruption_levels = corruption_levels
@@ -169,6 +188,14 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.finetune_momentum = finetune_momentum
         self.validation_fraction = validation_fraction
         self.patience_epochs = patience_epochs
+        self.corruption_type = corruption_type
+        self.finetune_lr_decay = finetune_lr_decay
+        self.finetune_lr_schedule = finetune_lr_schedule
+        self.finetune_corruption = finetune_corruption
+        self.finetune_dropout_input = finetune_dropout_input
+        self.finetune_dropout_hidden = finetune_dropout_hidden
+        self.finetune_weight_decay = finetune_weight_decay
+        self.finetune_max_norm = finetune_max_norm
         _set_common_params(self, scale_inputs, random_state, mode, verbose)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -200,6 +227,11 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                 training_epochs=self.training_epochs, finetune_lr=self.finetune_lr,
                 finetune_batch_size=_batch_size(self.finetune_batch_size, len(train_idx)),
                 finetune_momentum=self.finetune_momentum, patience_epochs=self.patience_epochs,
+                corruption_type=self.corruption_type, finetune_lr_decay=self.finetune_lr_decay,
+                finetune_lr_schedule=self.finetune_lr_schedule, finetune_corruption=self.finetune_corruption,
+                finetune_dropout_input=self.finetune_dropout_input,
+                finetune_dropout_hidden=self.finetune_dropout_hidden,
+                finetune_weight_decay=self.finetune_weight_decay, finetune_max_norm=self.finetune_max_norm,
                 seed=int(rng.randint(2 ** 31)))
             self.model_, self.pretrain_result_, self.fit_result_ = run.model, run.pretraining, run.finetuning
             mode = run.results["mode"]

@@ -28,28 +28,38 @@ from tqdm.auto import tqdm
 from sda.datasets import minibatch, n_batches
 from sda.modes import compile_function, keep_on_device
 
-__all__ = ["sgd_updates", "Step", "compile_step", "compile_cached_input_step", "score_function",
+__all__ = ["sgd_updates", "max_norm", "Step", "compile_step", "compile_cached_input_step", "score_function",
            "supervised_functions", "steps_per_call_for"]
 
 
-def sgd_updates(cost, params, learning_rate, momentum: float = 0.0):
+def sgd_updates(cost, params, learning_rate, momentum: float = 0.0, constraint=None):
     """``[(shared, new value), ...]`` for one SGD step on ``cost`` (see the module docstring).
 
     With momentum > 0 each parameter gets a velocity (a new shared variable, starting at 0).
     ``learning_rate`` may be a number, a symbolic scalar or a shared variable (for a schedule).
+    ``constraint(param, new_value)``, if given, maps each parameter's new value onto its
+    allowed set (e.g. :func:`max_norm`), a projected gradient step.
     """
+    constrain = constraint or (lambda param, value: value)
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     updates = []
     for p, g in zip(params, pt.grad(cost, params)):
         step = pt.cast(learning_rate, p.dtype) * g
         if momentum == 0:
-            updates.append((p, p - step))
+            updates.append((p, constrain(p, p - step)))
             continue
         velocity = pytensor.shared(np.zeros_like(p.get_value(borrow=True)), name=f"velocity_{p.name}")
         new_velocity = pt.cast(momentum, p.dtype) * velocity - step
-        updates += [(velocity, new_velocity), (p, p + new_velocity)]
+        updates += [(velocity, new_velocity), (p, constrain(p, p + new_velocity))]
     return updates
+
+
+def max_norm(weights, limit: float):
+    """``weights`` (n_in, n_out) with each unit's incoming weight vector (a column) rescaled to
+    norm at most ``limit``: :math:`w_j \\leftarrow w_j \\min(1, c / \\|w_j\\|)` (Srivastava et al. 2014)."""
+    norms = pt.sqrt(pt.sum(pt.sqr(weights), axis=0, keepdims=True))
+    return weights * pt.minimum(1, pt.cast(limit, weights.dtype) / pt.maximum(norms, 1e-12))
 
 
 @dataclass
@@ -163,17 +173,18 @@ def score_function(x, y, errors, dataset, mode: str):
 
 
 def supervised_functions(x, y, cost, errors, params, datasets, batch_size: int, learning_rate, mode: str,
-                         momentum: float = 0.0, steps_per_call: int = 1, extra_updates=()):
+                         momentum: float = 0.0, steps_per_call: int = 1, extra_updates=(), constraint=None):
     """``(train_step, validate, test)`` for a classifier with input ``x`` and labels ``y`` on
     shared ``datasets = [(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]``.
 
     ``train_step`` is a :class:`Step` minimising ``cost``; ``validate()`` and ``test()`` return
     the error rate on their whole set (``test`` is None when there is no test set).
-    ``extra_updates`` (e.g. a noise generator's) are applied with each training step.
+    ``extra_updates`` (e.g. a noise generator's) are applied with each training step;
+    ``constraint`` goes to :func:`sgd_updates`.
     """
     (train_x, train_y), valid, test = datasets
     index = pt.iscalar("index")
-    updates = [*extra_updates, *sgd_updates(cost, params, learning_rate, momentum)]
+    updates = [*extra_updates, *sgd_updates(cost, params, learning_rate, momentum, constraint)]
     train_step = compile_step(index, [], cost, updates, {x: train_x, y: train_y}, batch_size, mode,
                               steps_per_call)
     return (train_step, score_function(x, y, errors, valid, mode),

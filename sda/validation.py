@@ -13,7 +13,8 @@ import os
 import numpy as np
 
 __all__ = ["check_positive_int", "check_positive", "check_corruption", "check_layer_sizes",
-           "check_unit_interval", "check_labels_in_range", "check_seed", "check_fits_in_memory"]
+           "check_unit_interval", "check_labels_in_range", "check_seed", "check_fits_in_memory",
+           "check_noise_level", "check_non_negative"]
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -99,3 +100,24 @@ def check_fits_in_memory(what: str, n_bytes: int) -> None:
     if n_bytes > total:
         raise ValueError(f"{what} would need {n_bytes / 2 ** 30:,.1f} GiB, more than this machine's "
                          f"{total / 2 ** 30:,.1f} GiB of memory")
+
+
+def check_noise_level(name: str, value, corruption_type: str) -> float:
+    """A corruption level for its noise: a probability in [0, 1) for masking and salt-and-pepper
+    noise, a standard deviation >= 0 for Gaussian noise."""
+    if corruption_type != "gaussian":
+        return check_corruption(name, value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} (a Gaussian noise's standard deviation) must be finite and >= 0, got {value}")
+    return float(value)
+
+
+def check_non_negative(name: str, value) -> float:
+    """``value`` as a float, if it is a finite number >= 0 (0 switching something off)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return float(value)
