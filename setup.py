@@ -23,16 +23,23 @@ setup(
         "scipy>=1.11",
         "tqdm>=4.66",
         "Pillow>=10",
+        # the learning curves and the titled pictures: the README's first command must write them all
+        "matplotlib>=3.8",
     ],
     extras_require={
         "jax": ["jax>=0.4.30"],
         "sklearn": ["scikit-learn>=1.6"],
-        "plot": ["matplotlib>=3.8"],
-        "notebook": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "matplotlib>=3.8"],
+        "plot": [],  # matplotlib is a core dependency now; the extra stays for old install commands
+        "notebook": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+        # --log-to tensorboard: tensorboardX writes event files without torch or tensorflow
+        "tensorboard": ["tensorboardX>=2.6"],
+        # --log-to mlflow: the full package, whose default local store (sqlite, ./mlflow.db) needs it
+        "mlflow": ["mlflow>=3"],
         # a CPU build on the CI machine; a looser pin pulls a multi-GB CUDA build
         "bench": ["torch==2.13.0"],
-        "dev": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.6", "matplotlib>=3.8",
-                "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.6",
+                "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29",
+                "tensorboardX>=2.6", "mlflow>=3"],
     },
-    entry_points={"console_scripts": ["sda-train=sda.cli:main"]},
+    entry_points={"console_scripts": ["sda-train=sda.launch:main"]},
 )

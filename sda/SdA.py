@@ -25,9 +25,10 @@ from __future__ import annotations
 if __name__ == "__main__":  # run as the tutorial's script: the command line takes over
     import runpy
 
-    runpy.run_module("sda.cli", run_name="__main__", alter_sys=True)
-    raise SystemExit  # cli exits itself; never define the model twice in this process
+    runpy.run_module("sda.launch", run_name="__main__", alter_sys=True)
+    raise SystemExit  # launch exits itself; never define the model twice in this process
 
+import numpy as np
 import pytensor
 import pytensor.tensor as pt
 from pytensor.graph.replace import graph_replace
@@ -40,8 +41,8 @@ from sda.modes import compile_function, resolve_mode
 from sda.persistence import SaveLoadMixin
 from sda.steps import compile_cached_input_step, compile_step, supervised_functions
 from sda.steps import max_norm as clip_norms
-from sda.validation import (check_corruption, check_labels_in_range, check_layer_sizes, check_noise_level,
-                            check_positive_int, check_unit_interval)
+from sda.validation import (check_corruption, check_labels_in_range, check_layer_index, check_layer_sizes,
+                            check_noise_level, check_positive_int, check_unit_interval)
 
 __all__ = ["SdA"]
 
@@ -104,6 +105,7 @@ class SdA(SaveLoadMixin):
         self.finetune_cost = self.logLayer.negative_log_likelihood(self.y)
         self.errors = self.logLayer.errors(self.y)
         self.dropout_rng = new_pytensor_rng(numpy_rng)  # drawn last: the weights are those of before
+        self._encoders = {}  # compiled encode() functions, by (layer, mode)
 
     def noise_generators(self) -> list:
         """Every noise generator of the model (what a checkpoint saves to resume exactly)."""
@@ -193,8 +195,27 @@ class SdA(SaveLoadMixin):
         return top.negative_log_likelihood(self.y), updates + [(self.dropout_rng, rng)]
 
     def predict_function(self, mode: str | None = None):
-        """Compiled ``f(images) -> predicted labels``."""
-        return compile_function([self.x], self.logLayer.y_pred, resolve_mode(mode))
+        """Compiled ``f(images) -> predicted labels``; images of any float type (float64 too) are
+        cast to the model's."""
+        return compile_function([self.x], self.logLayer.y_pred, resolve_mode(mode), allow_input_downcast=True)
+
+    def encode(self, X, layer: int = -1, mode: str | None = None):
+        """The activations of hidden ``layer`` (0 the first, -1 the top) for the rows of ``X``
+        (an array of any float type, or a shared variable): features for another model.
+
+        The function of each layer is compiled once per mode and kept.
+        """
+        k = check_layer_index(layer, self.n_layers)
+        mode = resolve_mode(mode)
+        key = (k, mode)
+        if key not in self._encoders:
+            self._encoders[key] = compile_function([self.x], self.sigmoid_layers[k].output, mode,
+                                                   allow_input_downcast=True)
+        values = X.get_value(borrow=True) if isinstance(X, pytensor.compile.SharedVariable) else X
+        values = np.asarray(values)
+        if values.ndim != 2 or values.shape[1] != self.n_ins:
+            raise ValueError(f"X must have shape (n_examples, {self.n_ins}), got {values.shape}")
+        return np.asarray(self._encoders[key](values))
 
     # --- what a model file holds (sda.persistence) ---
 

@@ -5,7 +5,15 @@ The tutorial's modules keep their names: ``sda.logistic_sgd``, ``sda.mlp``, ``sd
 first use, so that ``python -m sda.SdA`` does not import its own module twice.
 """
 
+import warnings
+
 from sda.version import __version__
+
+# PyTensor looks for a BLAS the first time its configuration is read and, finding none, prints a
+# five-line warning that recommends conda.  sda checks for a BLAS itself, chooses a mode that needs
+# none (sda.modes) and says in one line how to get the C backend; the warning is only noise here.
+# Installed before any sda module imports pytensor, and only for that message.
+warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS installation", category=UserWarning)
 
 _EXPORTS = {
     "LogisticRegression": "sda.logistic_sgd",

@@ -2,6 +2,6 @@
 
 import sys
 
-from sda.cli import main
+from sda.launch import main
 
 sys.exit(main())

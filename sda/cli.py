@@ -11,9 +11,9 @@ import argparse
 import copy
 import datetime
 import logging
+import os
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +21,17 @@ import pytensor
 
 from sda.checkpoint import load_checkpoint
 from sda.dA import CORRUPTION_TYPES
-from sda.data import DEFAULT_DATA_DIR, DataError
-from sda.datasets import load_data
-from sda.modes import MODES, ModeError, device_description, resolve_mode
+from sda.data import DEFAULT_DATA_DIR, DataError, load_mnist
+from sda.datasets import shared_split
+from sda.execution import limit_threads
+from sda.loggers import LOGGERS, EpochFeed, LoggerError, open_loggers
+from sda.modes import DEVICES, MODES, ModeError, describe_mode, resolve_mode, use_device
+from sda.npz_data import load_npz
 from sda.persistence import load_model
-from sda.run import LR_SCHEDULES, PRESETS, TUTORIAL, RunError, train_SdA, validate_config
+from sda.run import (LR_SCHEDULES, PRESETS, TUTORIAL, RunError, epoch_records, preset_summary, run_flops, train_SdA,
+                     validate_config)
 from sda.training import DivergenceError
+from sda.utils import format_duration
 from sda.version import __version__
 
 __all__ = ["build_parser", "config_from_args", "main", "FLAGS"]
@@ -41,15 +46,32 @@ FLAGS.update(hidden_layers_sizes="--hidden-layers", corruption_levels="--corrupt
 log = logging.getLogger("sda")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def program_name(argv0: str | None = None) -> str:
+    """How the user called us, for ``usage:``: ``sda-train`` through the installed command,
+    else ``python -m sda.SdA`` (also for ``python -m sda`` and ``python sda/SdA.py``)."""
+    name = os.path.basename(sys.argv[0] if argv0 is None else argv0)
+    return name if name and not name.endswith(".py") and name not in ("-c", "-m") else "python -m sda.SdA"
+
+
+def presets_text() -> str:
+    """Each preset, what it is for, how long it takes and what it sets (``--list-presets``)."""
+    return "presets (each sets every hyperparameter; flags override it):\n" + "\n".join(
+        "  " + preset_summary(name) for name in PRESETS)
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m sda.SdA",
+        prog=prog or program_name(),
         description="Pretrain a stacked denoising autoencoder layer by layer, fine-tune it with "
                     "early stopping, and report the validation and test error.",
+        epilog=presets_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"sda {__version__}")
     p.add_argument("--preset", choices=sorted(PRESETS),
-                   help=f"starting values for every hyperparameter (default {DEFAULT_PRESET})")
+                   help=f"starting values for every hyperparameter (default {DEFAULT_PRESET}; "
+                        f"see the list below)")
+    p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     g = p.add_argument_group("model")
     g.add_argument("--hidden-layers", dest="hidden_layers_sizes", type=int, nargs="+", metavar="N",
                    help="units per hidden layer, e.g. 1000 1000 1000")
@@ -89,8 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-dir", type=Path,
                    help="folder with the four MNIST-format IDX files, gzipped or not "
                         "(default: the repository's data/mnist)")
+    g.add_argument("--data", type=Path, metavar="FILE.npz",
+                   help="your own data instead: an .npz file with arrays X (n, d) in [0, 1] or uint8 "
+                        "pixels, y (integer labels) and optionally X_test, y_test")
     g.add_argument("--valid-size", type=int,
-                   help=f"validation = the last this many training images (default {DEFAULT_VALID_SIZE})")
+                   help=f"validation = the last this many training images (default {DEFAULT_VALID_SIZE}; "
+                        f"for --data a sixth of its rows, at most {DEFAULT_VALID_SIZE})")
+    g.add_argument("--train-size", type=int, metavar="N",
+                   help="train on the first N training images only (default: all)")
     g.add_argument("--no-verify", dest="verify", action="store_false", default=None,
                    help="skip the MNIST sha256 check (for Fashion-MNIST or your own data)")
     g.add_argument("--download", action="store_true", help="download missing MNIST files first")
@@ -107,8 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("execution")
     g.add_argument("--mode", default="auto", type=str.upper, choices=["AUTO", *MODES],
                    help="PyTensor compile mode (default: the fastest available)")
+    g.add_argument("--device", choices=DEVICES,
+                   help="cpu: never a GPU; gpu: JAX on a GPU, or an error if jax sees none "
+                        "(default: a GPU when jax sees one)")
+    g.add_argument("--threads", type=int, metavar="N",
+                   help="use N CPU cores (BLAS, OpenMP, numba and XLA; see the README)")
     g.add_argument("--steps-per-call", type=int,
                    help="minibatches per compiled call, a scan loop (default: 250 under JAX, else 1)")
+    g.add_argument("--log-to", nargs="+", choices=LOGGERS, default=[], metavar="{" + ",".join(LOGGERS) + "}",
+                   help="also send every epoch's record to TensorBoard (<output dir>/tensorboard) and/or "
+                        "MLflow (its default local store); extras [tensorboard], [mlflow]")
     g.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     g.add_argument("--no-pictures", dest="pictures", action="store_false",
                    help="do not write the filter, reconstruction and learning-curve PNGs")
@@ -145,15 +181,44 @@ def config_from_args(args: argparse.Namespace) -> dict:
 
 def _data_source(args: argparse.Namespace, saved: dict | None) -> dict:
     """Where the data come from: the flags, else (on resume) what the checkpoint recorded, else
-    the defaults."""
+    the defaults.  ``valid_size`` None is the default of the kind of data (see :func:`load_split`)."""
     saved = saved or {}
-    return {"data_dir": str(args.data_dir or saved.get("data_dir") or DEFAULT_DATA_DIR),
-            "valid_size": args.valid_size or saved.get("valid_size") or DEFAULT_VALID_SIZE,
+    if args.data is not None and args.data_dir is not None:
+        raise ValueError("give --data (an .npz file) or --data-dir (IDX files), not both")
+    if args.data is not None and args.download:
+        raise ValueError("--download fetches MNIST; it does not go with --data")
+    data_file = args.data or (None if args.data_dir else saved.get("data_file"))
+    return {"data_file": None if data_file is None else str(data_file),
+            "data_dir": None if data_file else str(args.data_dir or saved.get("data_dir") or DEFAULT_DATA_DIR),
+            "valid_size": args.valid_size or saved.get("valid_size"),
+            "train_size": args.train_size or saved.get("train_size"),
             "verify": args.verify if args.verify is not None else saved.get("verify", True)}
+
+
+def load_split(source: dict, download: bool = False):
+    """The data of ``source`` as shared ``[train, valid, test]`` (test None when an .npz file has
+    none); fills in ``source["valid_size"]`` when it was left to the default."""
+    if source["data_file"]:
+        split = load_npz(source["data_file"], source["valid_size"])
+    else:
+        split = load_mnist(source["data_dir"], n_valid=source["valid_size"] or DEFAULT_VALID_SIZE,
+                           verify=source["verify"], download=download)
+    source["valid_size"] = len(split.valid[1])
+    return shared_split(split.with_train_size(source["train_size"]))
+
+
+def _announce_preset(args: argparse.Namespace) -> None:
+    """Say before a run what its preset is and how long it takes (the default one takes hours)."""
+    name = args.preset or DEFAULT_PRESET
+    line = f"preset {preset_summary(name)}"
+    if args.preset is None:
+        line += "; for a first look of a minute: --preset quick (all presets: --list-presets)"
+    log.info(line)
 
 
 def train(args: argparse.Namespace) -> None:
     """Train as the flags say; print one summary line."""
+    already_logged = 0
     if args.resume is not None:
         if args.preset is not None or (args.output_dir is not None and args.output_dir != args.resume):
             raise RunError("--resume continues a run as it was: give no --preset or --output-dir with it")
@@ -162,28 +227,43 @@ def train(args: argparse.Namespace) -> None:
             raise RunError(f"no checkpoint to resume from: {checkpoint_path} does not exist")
         saved = load_checkpoint(checkpoint_path)
         config, source, output_dir = given_config(args), _data_source(args, saved.data_source), args.resume
-        mode_batch = min(saved.config.get("pretrain_batch_size", 1), saved.config.get("finetune_batch_size", 1))
+        full_config = {**TUTORIAL, **saved.config, **config}
+        already_logged = len(epoch_records(saved.pretrain, saved.fit))
     else:
-        config = validate_config(config_from_args(args), FLAGS)
+        config = full_config = validate_config(config_from_args(args), FLAGS)
         source = _data_source(args, None)
         output_dir = args.output_dir or Path("runs") / datetime.datetime.now().strftime("sda-%Y%m%d-%H%M%S")
-        mode_batch = min(config["pretrain_batch_size"], config["finetune_batch_size"])
-    mode = resolve_mode(args.mode, mode_batch)
+        _announce_preset(args)
     if args.steps_per_call is not None and args.steps_per_call < 1:
         raise ValueError(f"--steps-per-call must be >= 1, got {args.steps_per_call}")
-    datasets = load_data(source["data_dir"], n_valid=source["valid_size"], verify=source["verify"],
-                         download=args.download)
-    log.info("compile mode %s on %s; pytensor %s; data %s; output %s",
-             mode, device_description(mode), pytensor.__version__, source["data_dir"], output_dir)
-    run = train_SdA(datasets, output_dir=output_dir, resume=args.resume is not None, overwrite=args.overwrite,
-                    mode=mode, steps_per_call=args.steps_per_call, progress=not args.quiet,
-                    log=None if args.quiet else log.info, pictures=args.pictures, data_source=source,
-                    names=FLAGS, **config)
-    pretrain, finetune = run.results["pretraining"], run.results["finetuning"]
-    print(f"best validation error {finetune['best_validation_error']:.2%}, test error at that point "
-          f"{finetune['test_error']:.2%}; pretraining {pretrain['seconds'] / 60:.1f} min, "
-          f"fine-tuning {finetune['seconds'] / 60:.1f} min ({finetune['epochs']} epochs); "
-          f"results in {Path(output_dir) / 'results.json'}")
+    datasets = load_split(source, download=args.download)
+    n_train, n_ins = datasets[0][0].get_value(borrow=True).shape
+    mode = resolve_mode(args.mode, min(full_config["pretrain_batch_size"], full_config["finetune_batch_size"]),
+                        run_flops(n_train, n_ins, full_config))
+    log.info("%s; pytensor %s; data %s; output %s", describe_mode(mode), pytensor.__version__,
+             source["data_file"] or source["data_dir"], output_dir)
+    feed = EpochFeed(open_loggers(args.log_to, output_dir, full_config), already_logged)
+    try:
+        run = train_SdA(datasets, output_dir=output_dir, resume=args.resume is not None, overwrite=args.overwrite,
+                        mode=mode, steps_per_call=args.steps_per_call, progress=not args.quiet,
+                        log=None if args.quiet else log.info, pictures=args.pictures, data_source=source,
+                        on_epoch_end=feed if feed.loggers else None, names=FLAGS, **config)
+    finally:
+        feed.close()
+    print(_summary(run.results, output_dir))
+
+
+def _summary(results: dict, output_dir) -> str:
+    """The last line of a run: its errors, and where the time went."""
+    pretrain, finetune = results["pretraining"], results["finetuning"]
+    test = finetune["test_error"]
+    return (f"best validation error {finetune['best_validation_error']:.2%}, "
+            + (f"test error at that point {test:.2%}" if test is not None else "no test set") + "; "
+            f"compiling {format_duration(results['compile_seconds'])}, "
+            f"pretraining {format_duration(pretrain['seconds'])}, "
+            f"fine-tuning {format_duration(finetune['seconds'])} ({finetune['epochs']} "
+            f"epoch{'' if finetune['epochs'] == 1 else 's'}); "
+            f"results in {Path(output_dir) / 'results.json'}")
 
 
 def evaluate(args: argparse.Namespace) -> float:
@@ -192,33 +272,38 @@ def evaluate(args: argparse.Namespace) -> float:
     if header["class"] != "SdA":
         raise ValueError(f"--evaluate needs an SdA model file, {args.evaluate} holds a {header['class']}")
     source = _data_source(args, None)
-    test_x, test_y = load_data(source["data_dir"], n_valid=source["valid_size"], verify=source["verify"])[2]
-    images, labels = test_x.get_value(borrow=True), test_y.get_value(borrow=True)
+    test = load_split(source)[2]
+    where = source["data_file"] or source["data_dir"]
+    if test is None:
+        raise ValueError(f"{where} has no test set (arrays X_test and y_test) to evaluate on")
+    images, labels = test[0].get_value(borrow=True), test[1].get_value(borrow=True)
     if images.shape[1] != model.n_ins:
-        raise ValueError(f"{args.evaluate} takes {model.n_ins} inputs, but the images in "
-                         f"{source['data_dir']} have {images.shape[1]} pixels")
+        raise ValueError(f"{args.evaluate} takes {model.n_ins} inputs, but the images in {where} have "
+                         f"{images.shape[1]} pixels")
     if labels.max() >= model.n_outs:
         raise ValueError(f"{args.evaluate} knows {model.n_outs} classes, the test labels go up to {labels.max()}")
-    predictions = model.predict_function(resolve_mode(args.mode))(images.astype(model.logLayer.W.dtype))
+    predictions = model.predict_function(resolve_mode(args.mode))(images)
     error = float(np.mean(predictions != labels))
     print(f"{args.evaluate}: test error {error:.2%} on {len(labels)} images")
     return error
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str | None = None) -> int:
     """Entry point; returns the exit status: 0 done, 2 bad arguments, data or files, 1 divergence."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(_join_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
+    if args.list_presets:
+        print(presets_text())
+        return 0
     if not log.handlers:  # our messages only: PyTensor's own logging stays as the user set it
         log.addHandler(logging.StreamHandler(sys.stdout))
         log.propagate = False
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
-    # JAX runs in 32 bits, as asked; its notice that int64 indices become int32 is noise here,
-    # as is PyTensor's that JAX drops the shape assertions it cannot trace
-    warnings.filterwarnings("ignore", message="Explicitly requested dtype")
-    warnings.filterwarnings("ignore", message="Skipping Assert")
     with pytensor.config.change_flags(floatX="float32"):
         try:
+            if args.threads is not None:
+                limit_threads(args.threads)
+            use_device(args.device)
             if args.evaluate is not None:
                 evaluate(args)
             else:
@@ -229,9 +314,11 @@ def main(argv=None) -> int:
                     if directory is not None and (Path(directory) / "checkpoint.npz").exists() else "nothing was saved")
             print(f"sda: training diverged: {exc}; {kept}", file=sys.stderr)
             return 1
-        except (DataError, ModeError, ValueError, TypeError, OSError) as exc:
+        except (DataError, ModeError, LoggerError, ValueError, TypeError, OSError) as exc:
             print(f"sda: error: {_one_line(exc)}", file=sys.stderr)
             return 2
+        finally:
+            use_device(None)
     return 0
 
 

@@ -25,6 +25,13 @@ where :math:`z` rounds to 0 or 1.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as the tutorial's script: sda.tutorial_scripts parses the flags
+    import runpy
+
+    runpy.run_module("sda.tutorial_scripts", init_globals={"SCRIPT": "dA"}, run_name="__main__",
+                     alter_sys=True)
+    raise SystemExit  # it exits itself; never define the model twice in this process
+
 import os
 import warnings
 from pathlib import Path
@@ -205,7 +212,3 @@ def train_dA(learning_rate: float = 0.1, training_epochs: int = 15, dataset=DEFA
         trained[level] = (da, result)
     return trained
 
-
-if __name__ == "__main__":
-    pytensor.config.floatX = "float32"
-    train_dA()

@@ -276,14 +276,24 @@ def _check_same_image_shape(paths: dict, arrays: dict) -> None:
 
 @dataclass(frozen=True)
 class Split:
-    """Images (n, pixels) float in [0, 1] and labels (n,) int32 for train, valid, test."""
+    """Images (n, pixels) float in [0, 1] and labels (n,) int32 for train, valid, test (the test
+    pair may be None: data of one's own without a test set, :mod:`sda.npz_data`)."""
 
     train: tuple[np.ndarray, np.ndarray]
     valid: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray] | None
 
     def __iter__(self):
         return iter((self.train, self.valid, self.test))
+
+    def with_train_size(self, n: int | None) -> "Split":
+        """The same split with only the first ``n`` training examples (None: all of them)."""
+        available = len(self.train[1])
+        if n is None:
+            return self
+        if not 0 < n <= available:
+            raise DataError(f"--train-size must be between 1 and the {available} training examples, got {n}")
+        return Split(train=(self.train[0][:n], self.train[1][:n]), valid=self.valid, test=self.test)
 
 
 def load_mnist(

@@ -11,7 +11,7 @@ import pytensor
 
 from sda.data import DEFAULT_DATA_DIR, load_mnist
 
-__all__ = ["shared_dataset", "as_shared", "load_data", "n_batches", "minibatch"]
+__all__ = ["shared_dataset", "shared_split", "as_shared", "load_data", "n_batches", "minibatch"]
 
 
 def shared_dataset(data_xy, borrow: bool = True, name: str | None = None):
@@ -46,8 +46,14 @@ def load_data(dataset=DEFAULT_DATA_DIR, **kwargs):
     """The tutorial's ``load_data``: ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]``
     as shared variables. Keyword arguments go to :func:`sda.data.load_mnist`."""
     kwargs.setdefault("dtype", pytensor.config.floatX)
-    split = load_mnist(dataset, **kwargs)
-    return [shared_dataset(part, name=name) for part, name in zip(split, ("train", "valid", "test"))]
+    return shared_split(load_mnist(dataset, **kwargs))
+
+
+def shared_split(split):
+    """A :class:`sda.data.Split` (or any three (images, labels) pairs) as shared variables; a
+    missing pair (no test set) stays None."""
+    return [None if part is None else shared_dataset(part, name=name)
+            for part, name in zip(split, ("train", "valid", "test"))]
 
 
 def n_batches(shared_x, batch_size: int) -> int:

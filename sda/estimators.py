@@ -5,10 +5,17 @@ conventions (hyperparameters in ``__init__``, learned state in attributes ending
 ``get_params`` / ``set_params``, ``random_state``) and so work inside ``Pipeline`` and
 ``GridSearchCV``.  They need the optional extra ``pip install -e .[sklearn]``.
 
-Inputs are mapped to [0, 1] (the range the cross-entropy reconstruction needs) by one affine
-map fitted on the training data, ``(X - min) / (max - min)`` over all its values, clipped at
-prediction time; data already in [0, 1] with both ends present (MNIST) is left unchanged.
-Set ``scale_inputs=False`` to feed data that is in [0, 1] as it is.
+Inputs must lie in [0, 1] (the range the cross-entropy reconstruction needs).  Training data that
+already does (pixels / 255, a ``MinMaxScaler``'s output) is left as it is; any other is mapped
+feature by feature, ``(X - min_j) / (max_j - min_j)`` with each feature's minimum and maximum on
+the training data, clipped to [0, 1] at prediction time.  Per feature, so that one wide feature
+does not squash the others: after a ``StandardScaler`` (values of -3 .. 30 on scikit-learn's
+digits) one global map left most features in a sliver of [0, 1].  ``scale_inputs=False`` feeds
+the data as it is (then it must lie in [0, 1]).
+
+PyTensor and JAX compile every function before it runs; for small data that compiling takes
+longer than training, and the automatic mode (``mode=None``) chooses by the size of the fit
+(:data:`sda.modes.JAX_MIN_FLOPS`).
 """
 
 from __future__ import annotations
@@ -21,14 +28,14 @@ import pytensor
 import pytensor.tensor as pt
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from sda.dA import CORRUPTION_TYPES, dA, new_pytensor_rng
 from sda.datasets import shared_dataset
 from sda.modes import MODES, compile_function, resolve_mode
-from sda.run import LR_SCHEDULES, train_SdA
-from sda.training import pretrain_layers
+from sda.run import LR_SCHEDULES, finetune_learning_rate, train_SdA
+from sda.training import pretrain_layers, train_epoch
 
 __all__ = ["SdAClassifier", "DenoisingAutoencoder"]
 
@@ -36,12 +43,15 @@ FLOATX = "float32"
 
 
 class _UnitScaler:
-    """The affine map of all training values onto [0, 1] (identity for constant data)."""
+    """Training data onto [0, 1]: left as it is when it lies there already, else each feature by
+    its own minimum and maximum (a constant feature to 0); clipped to [0, 1] afterwards."""
 
     def __init__(self, X, enabled: bool):
-        low, high = (float(X.min()), float(X.max())) if enabled else (0.0, 1.0)
-        self.low, self.span = low, (high - low) if high > low else 1.0
-        self.enabled = enabled
+        in_unit_interval = X.size == 0 or (X.min() >= 0 and X.max() <= 1)
+        self.enabled = enabled and not in_unit_interval
+        if self.enabled:
+            self.low, high = X.min(axis=0), X.max(axis=0)
+            self.span = np.where(high > self.low, high - self.low, 1.0)
 
     def __call__(self, X):
         scaled = (X - self.low) / self.span if self.enabled else X
@@ -118,7 +128,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    hidden_layers_sizes : units per sigmoid hidden layer.
+    hidden_layer_sizes : units per sigmoid hidden layer (scikit-learn's ``MLPClassifier`` name).
     corruption_levels : noise level of each layer's dA in [0, 1) (for masking noise, the
         probability of zeroing an input); one number means the same for every layer.
     corruption_type : the dAs' noise: "masking", "salt_and_pepper" or "gaussian" (whose level
@@ -134,20 +144,27 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     validation_fraction : if > 0, that share of the training data is held out and the model
         keeps the parameters of its best validation error (early stopping with
         ``patience_epochs``); if 0, all data trains and the lowest training error is kept.
+        ``partial_fit`` holds nothing out.
     patience_epochs : early-stopping patience, in epochs.
     scale_inputs : map the inputs onto [0, 1] (see the module docstring).
     random_state : int, RandomState or None.
-    mode : PyTensor compile mode (None = the fastest available).
+    mode : PyTensor compile mode (None = the fastest available for the size of the fit).
     verbose : 0 silent, 1 one line per epoch.
+
+    ``partial_fit(X, y, classes)`` trains on one batch at a time: the first call pretrains on its
+    batch and runs one fine-tuning epoch (``classes`` lists every class to come, as scikit-learn
+    requires), every later call one more fine-tuning epoch on its batch, with the learning-rate
+    schedule going on.  ``transform(X, layer=k)`` gives the activations of hidden layer ``k``
+    (default: the top one).
 
     Attributes
     ----------
     classes_, n_features_in_, model_ (the fitted :class:`sda.SdA.SdA`), pretrain_result_,
-    fit_result_.
+    fit_result_, n_finetune_epochs_ (fine-tuning epochs run so far, ``partial_fit``'s included).
     """
 
     _parameter_constraints = {
-        "hidden_layers_sizes": [_NonEmptySequenceOf(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [_NonEmptySequenceOf(Integral, 1, None, closed="left")],
         "corruption_levels": [_CORRUPTION, _NonEmptySequenceOf(Real, 0, 1, closed="left")],
         "pretraining_epochs": [Interval(Integral, 0, None, closed="left")],
         "pretrain_lr": [_LEARNING_RATE],
@@ -169,7 +186,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         **_COMMON_CONSTRAINTS,
     }
 
-    def __init__(self, hidden_layers_sizes=(500, 500), corruption_levels=(0.1, 0.2),
+    def __init__(self, hidden_layer_sizes=(500, 500), corruption_levels=(0.1, 0.2),
                  pretraining_epochs=5, pretrain_lr=0.05, pretrain_batch_size=20,
                  training_epochs=30, finetune_lr=0.1, finetune_batch_size=20, finetune_momentum=0.0,
                  validation_fraction=0.0, patience_epochs=10, corruption_type="masking",
@@ -177,7 +194,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                  finetune_dropout_input=0.0, finetune_dropout_hidden=0.0, finetune_weight_decay=0.0,
                  finetune_max_norm=0.0, scale_inputs=True,
                  random_state=None, mode=None, verbose=0):
-        self.hidden_layers_sizes = hidden_layers_sizes
+        self.hidden_layer_sizes = hidden_layer_sizes
         self.corruption_levels = corruption_levels
         self.pretraining_epochs = pretraining_epochs
         self.pretrain_lr = pretrain_lr
@@ -201,64 +218,140 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Pretrain and fine-tune on ``X`` (n_samples, n_features) and labels ``y``."""
-        _check_one_level_per_layer(self.corruption_levels, self.hidden_layers_sizes)
+        _check_one_level_per_layer(self.corruption_levels, self.hidden_layer_sizes)
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
-        self.classes_, y_index = np.unique(y, return_inverse=True)
-        rng = check_random_state(self.random_state)
-        sizes = list(self.hidden_layers_sizes)
+        self.classes_ = np.unique(y)
+        return self._train(X, y, self.training_epochs, self.validation_fraction)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None):
+        """Train on one batch: the first call (which needs ``classes``, every class to come)
+        pretrains on it and runs one fine-tuning epoch; each later call runs one more
+        fine-tuning epoch on its batch."""
+        first = not hasattr(self, "model_")
+        if first:
+            _check_one_level_per_layer(self.corruption_levels, self.hidden_layer_sizes)
+        X, y = validate_data(self, X, y, dtype=np.float64, reset=first)
+        check_classification_targets(y)
+        _check_partial_fit_first_call(self, classes)
+        if first:
+            return self._train(X, y, 1, 0.0)
+        with pytensor.config.change_flags(floatX=FLOATX):
+            self._fine_tune_once(self._scaler(X), self._class_indices(y))
+        return self
+
+    def _class_indices(self, y) -> np.ndarray:
+        """Labels as indices into ``classes_`` (int32); a label outside them is refused."""
+        unknown = np.setdiff1d(y, self.classes_)
+        if unknown.size:
+            raise ValueError(f"y holds labels not in classes_ {self.classes_.tolist()}: {unknown.tolist()[:5]}")
+        return np.searchsorted(self.classes_, y).astype(np.int32)
+
+    def _config(self, training_epochs: int) -> dict:
+        """The run's hyperparameters, as :func:`sda.run.train_SdA` takes them."""
+        sizes = list(self.hidden_layer_sizes)
         levels = self.corruption_levels
-        levels = [float(levels)] * len(sizes) if np.ndim(levels) == 0 else list(levels)
+        return dict(
+            hidden_layers_sizes=sizes, n_outs=max(len(self.classes_), 2),
+            corruption_levels=[float(levels)] * len(sizes) if np.ndim(levels) == 0 else list(levels),
+            pretraining_epochs=self.pretraining_epochs, pretrain_lr=self.pretrain_lr,
+            training_epochs=training_epochs, finetune_lr=self.finetune_lr,
+            finetune_momentum=self.finetune_momentum, patience_epochs=self.patience_epochs,
+            corruption_type=self.corruption_type, finetune_lr_decay=self.finetune_lr_decay,
+            finetune_lr_schedule=self.finetune_lr_schedule, finetune_corruption=self.finetune_corruption,
+            finetune_dropout_input=self.finetune_dropout_input, finetune_dropout_hidden=self.finetune_dropout_hidden,
+            finetune_weight_decay=self.finetune_weight_decay, finetune_max_norm=self.finetune_max_norm)
+
+    def _train(self, X, y, training_epochs: int, validation_fraction: float):
+        """Pretrain and fine-tune a new model on ``(X, y)`` through :func:`sda.run.train_SdA`."""
+        rng = check_random_state(self.random_state)
+        y_index = self._class_indices(y)
         with pytensor.config.change_flags(floatX=FLOATX):
             self._scaler = _UnitScaler(X, self.scale_inputs)
-            Xs, y_index = self._scaler(X), y_index.astype(np.int32)
+            Xs = self._scaler(X)
             order = rng.permutation(len(Xs))
-            n_valid = int(round(self.validation_fraction * len(Xs)))
+            n_valid = int(round(validation_fraction * len(Xs)))
             if n_valid >= len(Xs):
                 raise ValueError("validation_fraction leaves no training data")
             valid_idx, train_idx = order[:n_valid], order[n_valid:]
             train = shared_dataset((Xs[train_idx], y_index[train_idx]))
             valid = shared_dataset((Xs[valid_idx], y_index[valid_idx])) if n_valid else train
+            config = self._config(training_epochs)
             run = train_SdA(
                 [train, valid, None], mode=self.mode, progress=False, log=_log(self.verbose),
-                hidden_layers_sizes=sizes, corruption_levels=levels, n_outs=max(len(self.classes_), 2),
-                pretraining_epochs=self.pretraining_epochs, pretrain_lr=self.pretrain_lr,
                 pretrain_batch_size=_batch_size(self.pretrain_batch_size, len(train_idx)),
-                training_epochs=self.training_epochs, finetune_lr=self.finetune_lr,
                 finetune_batch_size=_batch_size(self.finetune_batch_size, len(train_idx)),
-                finetune_momentum=self.finetune_momentum, patience_epochs=self.patience_epochs,
-                corruption_type=self.corruption_type, finetune_lr_decay=self.finetune_lr_decay,
-                finetune_lr_schedule=self.finetune_lr_schedule, finetune_corruption=self.finetune_corruption,
-                finetune_dropout_input=self.finetune_dropout_input,
-                finetune_dropout_hidden=self.finetune_dropout_hidden,
-                finetune_weight_decay=self.finetune_weight_decay, finetune_max_norm=self.finetune_max_norm,
-                seed=int(rng.randint(2 ** 31)))
-            self.model_, self.pretrain_result_, self.fit_result_ = run.model, run.pretraining, run.finetuning
-            mode = run.results["mode"]
-            self._predict_proba = compile_function([self.model_.x], self.model_.logLayer.p_y_given_x, mode)
-            self._transform = compile_function([self.model_.x], self.model_.sigmoid_layers[-1].output, mode)
+                seed=int(rng.randint(2 ** 31)), **config)
+        self.model_, self.pretrain_result_, self.fit_result_ = run.model, run.pretraining, run.finetuning
+        self.n_finetune_epochs_ = run.finetuning.epochs
+        self._mode = run.results["mode"]
+        self._continuation = (run.train_step, run.learning_rate, train)
         return self
+
+    def _fine_tune_once(self, Xs, y_index) -> None:
+        """One more fine-tuning epoch on ``(Xs, y_index)``, continuing the learning-rate schedule;
+        the compiled step of the last batch is reused when this batch has its shape."""
+        step, rate, data = getattr(self, "_continuation", (None, None, None))
+        if step is not None and data[0].get_value(borrow=True).shape == Xs.shape:
+            data[0].set_value(Xs, borrow=True)
+            data[1].set_value(y_index, borrow=True)
+        else:  # another batch size (or an unpickled estimator): compile for this one
+            rate = pytensor.shared(np.asarray(self.finetune_lr, dtype=FLOATX), name="finetune_lr")
+            data = shared_dataset((Xs, y_index))
+            step, _, _ = self.model_.build_finetune_functions(
+                [data, data, None], _batch_size(self.finetune_batch_size, len(Xs)), rate, self._mode,
+                momentum=self.finetune_momentum, corruption=self.finetune_corruption,
+                dropout_input=self.finetune_dropout_input, dropout_hidden=self.finetune_dropout_hidden,
+                weight_decay=self.finetune_weight_decay, max_norm=self.finetune_max_norm)
+            self._continuation = (step, rate, data)
+        rate.set_value(np.asarray(finetune_learning_rate(self._config(self.training_epochs), self.n_finetune_epochs_),
+                                  dtype=rate.dtype))
+        self.n_finetune_epochs_ += 1
+        train_epoch(step, (), f"partial_fit, fine-tuning epoch {self.n_finetune_epochs_}", rate, progress=False)
+
+    def __getstate__(self):
+        """Pickles hold the model, not compiled functions nor the last batch (they are remade)."""
+        state = super().__getstate__()
+        for name in ("_continuation", "_logits"):
+            state.pop(name, None)
+        return state
 
     def _scaled(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return self._scaler(X)
 
+    def decision_function(self, X):
+        """The output layer's logits of each class, (n_samples, n_classes); for two classes the
+        logit of ``classes_[1]`` less that of ``classes_[0]``, (n_samples,), as scikit-learn has it."""
+        X = self._scaled(X)
+        if getattr(self, "_logits", None) is None:
+            self._logits = compile_function([self.model_.x], self.model_.logLayer.logits, self._mode)
+        scores = np.asarray(self._logits(X), dtype=np.float64)[:, : len(self.classes_)]
+        return scores[:, 1] - scores[:, 0] if len(self.classes_) == 2 else scores
+
+    def predict_log_proba(self, X):
+        """Log class probabilities, (n_samples, n_classes), computed from the logits (finite even
+        where a probability rounds to 0)."""
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            scores = np.column_stack([np.zeros_like(scores), scores])
+        peak = scores.max(axis=1, keepdims=True)
+        return scores - peak - np.log(np.exp(scores - peak).sum(axis=1, keepdims=True))
+
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
-        X = self._scaled(X)
-        proba = np.asarray(self._predict_proba(X), dtype=np.float64)
-        return proba[:, : len(self.classes_)] / proba[:, : len(self.classes_)].sum(axis=1, keepdims=True)
+        return np.exp(self.predict_log_proba(X))
 
     def predict(self, X):
         """The most probable class of each row."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
+        return self.classes_[np.argmax(self.predict_log_proba(X), axis=1)]
 
-    def transform(self, X):
-        """The top hidden layer's activations, shape (n_samples, hidden_layers_sizes[-1])."""
+    def transform(self, X, layer: int = -1):
+        """The activations of hidden ``layer`` (default -1, the top one): (n_samples, its units)."""
         X = self._scaled(X)
-        return np.asarray(self._transform(X), dtype=np.float64)
+        return np.asarray(self.model_.encode(X, layer, self._mode), dtype=np.float64)
 
 
 class DenoisingAutoencoder(TransformerMixin, BaseEstimator):

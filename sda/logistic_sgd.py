@@ -12,6 +12,13 @@ the mean negative log-likelihood of the labels over a minibatch,
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as the tutorial's script: sda.tutorial_scripts parses the flags
+    import runpy
+
+    runpy.run_module("sda.tutorial_scripts", init_globals={"SCRIPT": "logistic_sgd"}, run_name="__main__",
+                     alter_sys=True)
+    raise SystemExit  # it exits itself; never define the model twice in this process
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -146,8 +153,3 @@ def predict(classifier: LogisticRegression, images, mode: str | None = None) -> 
     )
     return predict_model(images)
 
-
-if __name__ == "__main__":
-    pytensor.config.floatX = "float32"
-    _, fit = sgd_optimization_mnist()
-    print(f"best validation error {fit.best_validation_error:.4%}, test error {fit.test_error:.4%}")

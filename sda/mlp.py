@@ -9,6 +9,13 @@ plus L1 and squared-L2 penalties on the weights.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as the tutorial's script: sda.tutorial_scripts parses the flags
+    import runpy
+
+    runpy.run_module("sda.tutorial_scripts", init_globals={"SCRIPT": "mlp"}, run_name="__main__",
+                     alter_sys=True)
+    raise SystemExit  # it exits itself; never define the model twice in this process
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -128,8 +135,3 @@ def train_mlp(learning_rate: float = 0.01, L1_reg: float = 0.0, L2_reg: float = 
     )
     return classifier, result
 
-
-if __name__ == "__main__":
-    pytensor.config.floatX = "float32"
-    _, fit = train_mlp()
-    print(f"best validation error {fit.best_validation_error:.2%}, test error {fit.test_error:.2%}")

@@ -20,6 +20,8 @@ graph code runs in each mode.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 import warnings
 from functools import lru_cache
 
@@ -36,6 +38,10 @@ __all__ = [
     "device_description",
     "keep_on_device",
     "compile_function",
+    "describe_mode",
+    "training_flops",
+    "use_device",
+    "DEVICES",
 ]
 
 MODES = ("CVM", "NUMBA", "JAX", "FAST_COMPILE")
@@ -56,14 +62,41 @@ def blas_available() -> bool:
     return bool(pytensor.config.blas__ldflags.strip())
 
 
+#: Where ``--device`` may put the computation: ``cpu`` hides any GPU from JAX, ``gpu`` needs one.
+DEVICES = ("cpu", "gpu")
+_device: str | None = None  # set by use_device; None: JAX's own default (a GPU when it sees one)
+
+
+def use_device(device: str | None) -> None:
+    """Compute on ``device`` ("cpu", "gpu" or None for JAX's default).
+
+    "cpu" hides GPUs from JAX (``JAX_PLATFORMS=cpu``, which JAX reads when it starts; if it has
+    started already, its default device becomes the CPU).  "gpu" is checked by
+    :func:`resolve_mode`: the mode must be JAX and JAX must see a GPU.
+    """
+    global _device
+    if device not in (None, *DEVICES):
+        raise ModeError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    _device = device
+    jax_devices.cache_clear()
+    if device != "cpu":
+        return
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    if "jax" in sys.modules:  # started already (a notebook, the tests): move its default device
+        import jax
+
+        jax.config.update("jax_default_device", jax.devices("cpu")[0])
+
+
 @lru_cache(maxsize=1)
 def jax_devices() -> tuple:
-    """JAX's devices (GPU ones first when present), or () when jax is not installed."""
+    """JAX's devices (GPU ones first when present; CPU only after ``use_device("cpu")``), or ()
+    when jax is not installed."""
     if importlib.util.find_spec("jax") is None:
         return ()
     import jax
 
-    return tuple(jax.devices())
+    return tuple(jax.devices("cpu")) if _device == "cpu" else tuple(jax.devices())
 
 
 def _jax_has_gpu() -> bool:
@@ -86,31 +119,66 @@ def available_modes() -> list[str]:
 #: From this minibatch size on, JAX (with fused steps) beat CVM on the CPU (docs/RESULTS.md).
 JAX_FROM_BATCH_SIZE = 10
 
+#: A run of less arithmetic than this (in floating-point operations, see :func:`training_flops`)
+#: does not win back JAX's compile time on a CPU.  Measured on 2 cores: XLA compiles an SdA's
+#: functions in about 2 s more than CVM or NUMBA (from a warm PyTensor cache), and at batch 20
+#: JAX computes at about 120 GFLOP/s against CVM's 70 (docs/RESULTS.md), saving 6 ms per GFLOP:
+#: the break-even is near 0.5 TFLOP, and the bar is set above it.  scikit-learn's digits
+#: (1257 training rows, ``SdAClassifier`` with one layer of 100 units, 3 + 30 epochs at batch 20,
+#: about 2 GFLOP) took 4.3 s under JAX, 2.3 s under CVM, 1.3 s under NUMBA and 9.9 s under
+#: FAST_COMPILE, of which 2.4, 0.09, 0.24 and 9.6 s in the epochs; MNIST's ``--preset quick``
+#: (about 2.5 TFLOP) is faster under JAX.
+JAX_MIN_FLOPS = 1e12
 
-def default_mode(batch_size: int | None = None) -> str:
+
+def training_flops(n_examples: int, layer_sizes, pretraining_epochs: int, finetuning_epochs: int) -> float:
+    """Rough floating-point operations of a run on ``n_examples`` rows for layers of
+    ``layer_sizes`` (input, hidden..., output): a dA epoch of layer k encodes and decodes (2 matrix
+    products) and back-propagates (about twice that); a fine-tuning epoch runs every layer forward
+    and back once."""
+    pairs = list(zip(layer_sizes[:-2], layer_sizes[1:-1]))
+    pretraining = 12 * sum(a * b for a, b in pairs)
+    finetuning = 6 * sum(a * b for a, b in zip(layer_sizes, layer_sizes[1:]))
+    return float(n_examples) * (pretraining_epochs * pretraining + finetuning_epochs * finetuning)
+
+
+def default_mode(batch_size: int | None = None, flops: float | None = None) -> str:
     """The fastest available mode, by ``python bench/benchmark.py`` (docs/RESULTS.md).
 
     JAX on a GPU beats everything.  On a CPU, JAX with fused steps was fastest at batch 20
     and above; at batch 1 CVM with a BLAS was (for pretraining, the bulk of the tutorial's
     protocol), then JAX, then NUMBA.  Without a ``batch_size`` the small-batch order holds.
+    A run of fewer than :data:`JAX_MIN_FLOPS` operations (``flops``, see
+    :func:`training_flops`; None: unknown, a large run) spends more on compiling than JAX saves,
+    so small data gets CVM or NUMBA, which compile in a moment from PyTensor's cache.
     """
     available = available_modes()
-    if "JAX" in available and (_jax_has_gpu() or (batch_size or 1) >= JAX_FROM_BATCH_SIZE):
+    small = flops is not None and flops < JAX_MIN_FLOPS
+    if "JAX" in available and (_jax_has_gpu() or ((batch_size or 1) >= JAX_FROM_BATCH_SIZE and not small)):
         return "JAX"
-    for mode in ("CVM", "JAX", "NUMBA"):
+    order = ("CVM", "NUMBA", "JAX") if small else ("CVM", "JAX", "NUMBA")
+    for mode in order:
         if mode in available:
             return mode
     return "FAST_COMPILE"
 
 
-def resolve_mode(name: str | None = None, batch_size: int | None = None) -> str:
+def resolve_mode(name: str | None = None, batch_size: int | None = None, flops: float | None = None) -> str:
     """Validate a mode name (case-insensitive); ``None`` or ``"auto"`` picks
-    :func:`default_mode` for ``batch_size``.
+    :func:`default_mode` for ``batch_size`` and ``flops``.
 
-    Raises :class:`ModeError` for an unknown name or a mode this machine cannot run.
+    Raises :class:`ModeError` for an unknown name, a mode this machine cannot run, or a mode
+    that cannot reach the device chosen by :func:`use_device`.
     """
+    if _device == "gpu":
+        if not _jax_has_gpu():
+            seen = ", ".join(sorted({d.platform for d in jax_devices()})) or "no jax installed"
+            raise ModeError(f"--device gpu: jax sees no GPU ({seen}); install a CUDA build of jax, "
+                            f"e.g. pip install \"jax[cuda12]\"")
+        if name is not None and str(name).upper() not in ("AUTO", "JAX"):
+            raise ModeError(f"--device gpu computes through JAX; mode {name} runs on the CPU (use --mode JAX)")
     if name is None or str(name).lower() == "auto":
-        return default_mode(batch_size)
+        return default_mode(batch_size, flops)
     mode = str(name).upper()
     if mode not in MODES:
         raise ModeError(f"unknown compile mode {name!r}; choose one of {', '.join(MODES)} or auto")
@@ -152,12 +220,53 @@ def keep_on_device(shared_variables, mode: str) -> None:
         variable.container.storage[0] = jax.device_put(variable.get_value(borrow=True))
 
 
+#: What PyTensor's JAX backend says about choices made here on purpose: JAX computes in 32 bits
+#: as asked (so int64 indices become int32), and drops the shape assertions it cannot trace.
+#: Neither is about the user's data or code; both are hidden around sda's own JAX functions only.
+_JAX_NOTICES = ("Explicitly requested dtype", "Skipping Assert")
+
+
+def _ignore_jax_notices() -> None:
+    for message in _JAX_NOTICES:
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
+
+
+class _QuietFunction:
+    """A JAX-compiled function whose calls hide :data:`_JAX_NOTICES` (JAX traces, and warns, at the
+    first call and again for every new input shape, not when PyTensor compiles)."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, *args, **kwargs):
+        with warnings.catch_warnings():
+            _ignore_jax_notices()
+            return self.function(*args, **kwargs)
+
+    def __getattr__(self, name):
+        if name == "function":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.function, name)
+
+
 def compile_function(inputs, outputs, mode: str, **kwargs):
     """``pytensor.function`` in the given (already resolved) mode.
 
     For JAX, PyTensor replaces each shared random generator by a JAX key of its own and
-    warns about it; that is the intended behaviour here, so the warning is silenced.
+    warns about it; that is the intended behaviour here, so the warning is silenced, as are
+    the notices of :data:`_JAX_NOTICES`.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The RandomType SharedVariables")
-        return pytensor.function(inputs, outputs, mode=mode, **kwargs)
+        _ignore_jax_notices()
+        function = pytensor.function(inputs, outputs, mode=mode, **kwargs)
+    return _QuietFunction(function) if mode == "JAX" else function
+
+
+def describe_mode(mode: str) -> str:
+    """One line: the mode, where it computes and, where PyTensor found no BLAS, how to get its C
+    backend (the line the command line prints instead of PyTensor's own warning)."""
+    line = f"compile mode {mode} on {device_description(mode)}"
+    if mode != "CVM" and pytensor.config.cxx and not blas_available():
+        line += " (no BLAS found: for the faster C backend, apt-get install libopenblas-dev libgfortran-12-dev)"
+    return line

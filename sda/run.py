@@ -37,7 +37,7 @@ from pytensor.tensor.random.type import RandomType
 from sda.checkpoint import CheckpointError, load_checkpoint, restore_state, save_checkpoint
 from sda.dA import CORRUPTION_TYPES
 from sda.datasets import shared_dataset
-from sda.modes import device_description, resolve_mode
+from sda.modes import device_description, resolve_mode, training_flops
 from sda.persistence import model_parameters, save_model
 from sda.plots import save_run_pictures
 from sda.SdA import SdA
@@ -48,8 +48,8 @@ from sda.validation import (check_corruption, check_fits_in_memory, check_labels
                             check_non_negative, check_noise_level, check_positive, check_positive_int, check_seed,
                             check_unit_interval)
 
-__all__ = ["TUTORIAL", "PRESETS", "RunError", "Run", "validate_config", "data_fingerprint", "train_SdA",
-           "RUN_FILES"]
+__all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "RunError", "Run", "validate_config", "data_fingerprint",
+           "train_SdA", "RUN_FILES", "epoch_records", "finetune_learning_rate", "preset_summary", "run_flops"]
 
 #: The Deep Learning Tutorials' protocol: every hyperparameter of a run.
 TUTORIAL = {
@@ -93,6 +93,22 @@ PRESETS = {
               "training_epochs": 1, "finetune_batch_size": 20},
 }
 
+#: What each preset is for and how long it takes, as measured (README, docs/RESULTS.md): said before
+#: a run starts, and in ``--help``.
+PRESET_NOTES = {
+    "tutorial": "the tutorial's protocol; about 2 h on 2 CPU cores (33 min pretraining, then early stopping)",
+    "fast": "minibatches of 100 with momentum; about 10 min on 2 CPU cores",
+    "best": "the lowest test error; 800 fine-tuning epochs: about 0.5 s an epoch on a GPU, 2.5 h on 2 CPU cores",
+    "quick": "a first look: one epoch of each phase; about 1 min on 2 CPU cores",
+}
+
+
+def preset_summary(name: str) -> str:
+    """``name``: its note, and the values it sets other than the tutorial's."""
+    changed = ", ".join(f"{key}={value}" for key, value in PRESETS[name].items() if TUTORIAL[key] != value)
+    return f"{name}: {PRESET_NOTES[name]}" + (f" [{changed}]" if changed else "")
+
+
 #: Minibatches per compiled call under JAX, when the caller does not choose (a scan loop).
 DEFAULT_JAX_STEPS_PER_CALL = 250
 
@@ -109,12 +125,16 @@ class RunError(ValueError):
 @dataclass
 class Run:
     """What :func:`train_SdA` returns: the model (at its best validation error), both phases'
-    results, and the JSON-ready summary also written to ``results.json``."""
+    results, the JSON-ready summary also written to ``results.json``, and the compiled
+    fine-tuning step with its learning rate (a shared variable), to continue fine-tuning
+    (:meth:`sda.estimators.SdAClassifier.partial_fit`)."""
 
     model: SdA
     pretraining: PretrainResult
     finetuning: FitResult
     results: dict
+    train_step: object = None
+    learning_rate: object = None
 
 
 def _display(names: dict | None):
@@ -206,7 +226,7 @@ def data_fingerprint(datasets) -> dict:
 LR_SCHEDULES = ("exponential", "linear")
 
 
-def _learning_rate(config: dict, epochs_done: int) -> float:
+def finetune_learning_rate(config: dict, epochs_done: int) -> float:
     """The fine-tuning learning rate after ``epochs_done`` epochs: ``lr * decay ** epochs_done``
     (exponential), or falling linearly from ``lr`` to 0 at ``training_epochs`` (linear, then
     also times ``decay ** epochs_done``)."""
@@ -268,7 +288,9 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
     Parameters
     ----------
     datasets : ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]`` as shared
-        variables (:func:`sda.datasets.load_data`) or arrays; the test pair may be None.
+        variables (:func:`sda.datasets.load_data`) or arrays; the test pair may be None (no
+        test error is reported).  A validation pair that *is* the training pair (the same
+        object) is called the training error in the log.
     **config : hyperparameters, the keys of :data:`TUTORIAL` (missing ones take its values):
         ``finetune_momentum`` adds classical momentum; the fine-tuning learning rate of epoch
         ``e`` (from 1) is ``finetune_lr * finetune_lr_decay ** (e - 1)``; ``finetune_corruption``
@@ -288,10 +310,8 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
         phase (``fit_state`` is None while pretraining), e.g. to report to a sweep.
     names : how messages name each configuration key (the command line's flags).
     """
-    mode = resolve_mode(mode, min(config.get("pretrain_batch_size", 1), config.get("finetune_batch_size", 1)))
-    if steps_per_call is None:
-        steps_per_call = DEFAULT_JAX_STEPS_PER_CALL if mode == "JAX" else 1
-    check_positive_int("steps_per_call", steps_per_call)
+    if steps_per_call is not None:
+        check_positive_int("steps_per_call", steps_per_call)
     datasets = [pair if pair is None or isinstance(pair[0], pytensor.compile.SharedVariable)
                 else shared_dataset(pair) for pair in datasets]
     out = None if output_dir is None else _OutputDir(output_dir, resume, overwrite)
@@ -303,6 +323,10 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
         config = validate_config({**TUTORIAL, **config}, names)
         n_ins = _check_datasets(datasets, config, names)
         check_fits_in_memory("the network", _parameter_bytes(n_ins, config))
+        mode = resolve_mode(mode, min(config["pretrain_batch_size"], config["finetune_batch_size"]),
+                            run_flops(datasets[0][0].get_value(borrow=True).shape[0], n_ins, config))
+        if steps_per_call is None:
+            steps_per_call = DEFAULT_JAX_STEPS_PER_CALL if mode == "JAX" else 1
         fingerprint = data_fingerprint(datasets) if out is not None else None
         if checkpoint is not None and checkpoint.data != fingerprint:
             raise RunError(f"{out.file('checkpoint.npz')} was trained on other data; resume with the data "
@@ -312,6 +336,13 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
     finally:
         if out is not None:
             out.release()
+
+
+def run_flops(n_train: int, n_ins: int, config: dict) -> float:
+    """Rough arithmetic of a run (:func:`sda.modes.training_flops`), which the automatic mode
+    choice weighs against compile time."""
+    sizes = [n_ins, *config["hidden_layers_sizes"], config["n_outs"]]
+    return training_flops(n_train, sizes, config["pretraining_epochs"], config["training_epochs"])
 
 
 def _resumed_config(checkpoint, given: dict, names: dict | None) -> dict:
@@ -351,6 +382,12 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
         steps_per_call=steps_per_call, corruption=config["finetune_corruption"],
         dropout_input=config["finetune_dropout_input"], dropout_hidden=config["finetune_dropout_hidden"],
         weight_decay=config["finetune_weight_decay"], max_norm=config["finetune_max_norm"])
+    # PyTensor's part of compiling; NUMBA and JAX compile more at each function's first call, which
+    # the steps time (Step.warm_up_seconds) and the results add
+    compile_seconds = time.perf_counter() - start
+    if log:
+        log(f"compiled the training functions in {compile_seconds:.1f} s (some backends compile more "
+            f"at a function's first call: the summary counts that too)")
 
     # what a checkpoint holds: the model, then what the steps update beside it, and the rate
     model_vars = model_parameters(model)
@@ -384,7 +421,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
                                       on_epoch_end=pretraining_epoch_end, resume=pretrain_progress)
 
     def finetuning_epoch_end(state):
-        lr.set_value(np.asarray(_learning_rate(config, state.epoch), dtype=lr.dtype))
+        lr.set_value(np.asarray(finetune_learning_rate(config, state.epoch), dtype=lr.dtype))
         if out is not None and state.history[-1]["test_error"] is not None:  # improved in this epoch
             save_model(model, out.file("best_model.npz"),
                        training_state={"epoch": state.epoch, "validation_error": state.best_loss,
@@ -395,13 +432,17 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
             on_epoch_end(pretrain_result, state)
 
     if fit_state is None:
-        lr.set_value(np.asarray(_learning_rate(config, 0), dtype=lr.dtype))
+        lr.set_value(np.asarray(finetune_learning_rate(config, 0), dtype=lr.dtype))
     n_batches = train_step.n_batches
     finetune_result = fit_early_stopping(
         train_step, validate, test, n_epochs=config["training_epochs"],
         patience=max(1, int(config["patience_epochs"] * n_batches)), params=model.params, learning_rate=lr,
-        progress=progress, log=log, name="fine-tuning", on_epoch_end=finetuning_epoch_end, resume=fit_state)
+        progress=progress, log=log, name="fine-tuning", on_epoch_end=finetuning_epoch_end, resume=fit_state,
+        validation_name="training error" if datasets[1] is datasets[0] else "validation error")
     results = _results(config, mode, data["source"], pretrain_result, finetune_result, time.perf_counter() - start)
+    warm_up = sum(step.warm_up_seconds() for step in [*pretraining_steps, train_step])
+    results.update(compile_seconds=compile_seconds + warm_up, pytensor_compile_seconds=compile_seconds,
+                   first_call_compile_seconds=warm_up)
     if out is not None:
         write_json(out.file("results.json"), results)
         if pictures:
@@ -409,16 +450,27 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
             for path in save_run_pictures(model, results, np.asarray(sample), out.path, mode=mode, log=log):
                 if log:
                     log(f"wrote {path}")
-    return Run(model, pretrain_result, finetune_result, results)
+    return Run(model, pretrain_result, finetune_result, results, train_step, lr)
+
+
+def epoch_records(pretrain: PretrainResult, state=None) -> list[dict]:
+    """One JSON-ready record per epoch of either phase so far, oldest first: what ``metrics.jsonl``
+    holds and what the optional loggers (:mod:`sda.loggers`) receive.  Pretraining records hold
+    the layer, epoch, cost and seconds; fine-tuning records those of :func:`fit_early_stopping`."""
+    records = []
+    for layer, costs in enumerate(pretrain.costs):
+        seconds = pretrain.epoch_seconds[layer] if layer < len(pretrain.epoch_seconds) else []
+        records += [{"phase": "pretraining", "layer": layer, "epoch": epoch, "cost": cost,
+                     "seconds": seconds[epoch - 1] if epoch <= len(seconds) else None}
+                    for epoch, cost in enumerate(costs, start=1)]
+    if state is not None:
+        records += [{"phase": "fine-tuning", **record} for record in state.history]
+    return records
 
 
 def _write_metrics(path, pretrain: PretrainResult, state) -> None:
     """``metrics.jsonl``: one JSON record per epoch of either phase, for any plotting tool."""
-    lines = [{"phase": "pretraining", "layer": layer, "epoch": epoch, "cost": cost}
-             for layer, costs in enumerate(pretrain.costs) for epoch, cost in enumerate(costs, start=1)]
-    if state is not None:
-        lines += [{"phase": "fine-tuning", **record} for record in state.history]
-    text = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    text = "".join(json.dumps(line) + "\n" for line in epoch_records(pretrain, state)).encode()
     atomic_write(path, lambda f: f.write(text))
 
 
@@ -432,7 +484,7 @@ def _results(config, mode, data_source, pretrain: PretrainResult, finetune: FitR
                      "python": sys.version.split()[0]},
         "data": data_source,
         "pretraining": {"costs": pretrain.costs, "seconds_per_layer": pretrain.seconds,
-                        "seconds": sum(pretrain.seconds)},
+                        "seconds_per_epoch": pretrain.epoch_seconds, "seconds": sum(pretrain.seconds)},
         "finetuning": {"best_validation_error": finetune.best_validation_error,
                        "test_error": finetune.test_error, "best_iteration": finetune.best_iteration,
                        "epochs": finetune.epochs, "seconds": finetune.seconds, "history": finetune.history},

@@ -16,6 +16,7 @@ SGD itself, with the classical momentum the fast presets use:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -79,6 +80,9 @@ class Step:
     steps_per_call: int = 1
     updated: list = field(default_factory=list)
     prepare: Callable[[], None] = lambda: None
+    #: seconds of the first call through :meth:`epoch`, and of the later ones (sum, count)
+    first_call_seconds: float | None = field(default=None, init=False)
+    _later: list = field(default_factory=lambda: [0.0, 0], init=False, repr=False)
 
     def __call__(self, first_index, *args):
         return self.function(first_index, *args)
@@ -87,7 +91,24 @@ class Step:
         """Yield ``(first_index, costs)`` for each call of one pass over the minibatches."""
         for first in tqdm(range(0, self.n_batches, self.steps_per_call), desc=desc, leave=False,
                           disable=None if progress else True, mininterval=0.5):
-            yield first, np.atleast_1d(self.function(first, *args))
+            start = time.perf_counter()
+            costs = np.atleast_1d(self.function(first, *args))
+            self._time(time.perf_counter() - start)
+            yield first, costs
+
+    def _time(self, seconds: float) -> None:
+        if self.first_call_seconds is None:
+            self.first_call_seconds = seconds
+        else:
+            self._later[0] += seconds
+            self._later[1] += 1
+
+    def warm_up_seconds(self) -> float:
+        """How much longer the first call took than the later ones: the compiling that NUMBA and
+        JAX do at a function's first call (0 before a second call)."""
+        if self.first_call_seconds is None or not self._later[1]:
+            return 0.0
+        return max(0.0, self.first_call_seconds - self._later[0] / self._later[1])
 
 
 def steps_per_call_for(count: int, requested: int) -> int:

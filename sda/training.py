@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sda.utils import format_duration
+
 __all__ = [
     "DivergenceError",
     "PARAMETER_LIMIT",
@@ -33,6 +35,8 @@ __all__ = [
     "fit_early_stopping",
     "PretrainResult",
     "pretrain_layers",
+    "train_epoch",
+    "time_left",
 ]
 
 #: No weight of a sigmoid or softmax layer trained on inputs in [0, 1] gets anywhere near this;
@@ -168,7 +172,8 @@ class FitResult:
 def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patience: int,
                        patience_increase: float = 2.0, improvement_threshold: float = 0.995, params=(),
                        learning_rate=None, progress: bool = True, log=print, name: str = "fine-tuning",
-                       on_epoch_end=None, resume: FitState | None = None) -> FitResult:
+                       on_epoch_end=None, resume: FitState | None = None,
+                       validation_name: str = "validation error") -> FitResult:
     """Minibatch training with early stopping: the one loop every model here uses.
 
     Parameters
@@ -180,11 +185,14 @@ def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patien
     params : shared variables to snapshot at the best validation error and restore at the end.
     learning_rate : number or shared variable, for messages only.
     progress : show a progress bar within each epoch.
-    log : called with one line per epoch (``None`` for silence).
+    log : called with one line per epoch (``None`` for silence): ``epoch k/N``, the cost, the
+        errors, the epoch's seconds and an estimate of the time left.
     on_epoch_end : called with the :class:`FitState` after each epoch (to checkpoint, or to
         change the learning rate).
     resume : a :class:`FitState` from ``on_epoch_end`` to continue from (the caller restores
         the parameters and optimiser state that go with it).
+    validation_name : what the log calls ``validate``'s error ("training error" when the
+        caller validates on the training set).
 
     Returns a :class:`FitResult`; the test error is the one measured when the
     validation error was at its best.
@@ -223,12 +231,12 @@ def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patien
         state.patience, state.best_loss, state.best_iteration = rule.patience, rule.best_loss, rule.best_iteration
         state.history.append(record)
         if log:
-            line = f"{name} epoch {epoch}: cost {mean_cost:.5f}"
+            line = f"{name} epoch {epoch}/{n_epochs}: cost {mean_cost:.5f}"
             if val_error is not None:
-                line += f", validation error {val_error:.2%}"
+                line += f", {validation_name} {val_error:.2%}"
             if improved and state.test_error is not None:
                 line += f", test error of best model {state.test_error:.2%}"
-            log(line + f" ({record['seconds']:.1f} s)")
+            log(line + f" ({record['seconds']:.1f} s{_fit_time_left(state, n_epochs, rule, n_batches)})")
         if on_epoch_end is not None:
             on_epoch_end(state)
     for p, value in zip(params, state.best_params):
@@ -237,15 +245,46 @@ def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patien
                      state.seconds, state.history)
 
 
+def time_left(epoch_seconds, epochs_left: int) -> float:
+    """Seconds that ``epochs_left`` more epochs should take, from the epochs timed so far; the
+    first epoch is left out once there are others, as it also paid for JAX's compilation."""
+    timed = list(epoch_seconds)[1:] or list(epoch_seconds)
+    return epochs_left * float(np.mean(timed)) if timed else 0.0
+
+
+def _fit_time_left(state: FitState, n_epochs: int, rule: EarlyStopping, n_batches: int) -> str:
+    """"; about 4 min left" for the log: up to ``n_epochs``, or to the epoch where patience,
+    as it stands, runs out (it may still grow)."""
+    if state.done or state.epoch >= n_epochs:
+        return ""
+    last = min(n_epochs, math.ceil((rule.patience + 1) / n_batches))
+    seconds = time_left([r["seconds"] for r in state.history], max(0, last - state.epoch))
+    until = f" (to epoch {last} as patience stands)" if last < n_epochs else ""
+    return f"; about {format_duration(seconds)} left{until}"
+
+
 @dataclass
 class PretrainResult:
-    """Mean reconstruction cost per epoch for each layer, and the seconds each layer took.
+    """Mean reconstruction cost per epoch for each layer, the seconds each layer took, and the
+    seconds of each epoch (``epoch_seconds[k][e]``).
 
     Also the progress of an unfinished run: layer ``k`` has done ``len(costs[k])`` epochs.
     """
 
     costs: list[list[float]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    epoch_seconds: list[list[float]] = field(default_factory=list)
+
+
+def train_epoch(step, args=(), where: str = "", learning_rate=None, progress: bool = True) -> float:
+    """One pass of ``step`` (a :class:`sda.steps.Step`) over its minibatches; returns the mean cost.
+
+    Raises :class:`DivergenceError` when the cost or a variable the step updates runs away.
+    """
+    costs = np.concatenate([chunk for _, chunk in step.epoch(args, where, progress)])
+    mean_cost = _check_cost(np.mean(costs), where, learning_rate)
+    _check_state(step, where, learning_rate)
+    return mean_cost
 
 
 def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_rate: float,
@@ -264,26 +303,30 @@ def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_
             f"need one corruption level per layer ({len(pretraining_fns)}), got {len(corruption_levels)}"
         )
     result = resume or PretrainResult()
+    n_layers = len(pretraining_fns)
     for layer, (step, corruption) in enumerate(zip(pretraining_fns, corruption_levels)):
         if layer == len(result.costs):
             result.costs.append([])
             result.seconds.append(0.0)
+        while len(result.epoch_seconds) <= layer:  # a checkpoint of sda < 0.3 kept no epoch times
+            result.epoch_seconds.append([])
         done = len(result.costs[layer])
         if done >= n_epochs:
             continue
         step.prepare()
         for epoch in range(done + 1, n_epochs + 1):
-            where = f"pretraining layer {layer}, epoch {epoch}"
             epoch_start = time.perf_counter()
-            batch_costs = np.concatenate([chunk for _, chunk in step.epoch(
-                (corruption, learning_rate), f"pretraining layer {layer} epoch {epoch}", progress)])
-            mean_cost = _check_cost(np.mean(batch_costs), where, learning_rate)
-            _check_state(step, where, learning_rate)
+            mean_cost = train_epoch(step, (corruption, learning_rate), f"pretraining layer {layer}, epoch {epoch}",
+                                    learning_rate, progress)
             seconds = time.perf_counter() - epoch_start
             result.costs[layer].append(mean_cost)
             result.seconds[layer] += seconds
+            result.epoch_seconds[layer].append(seconds)
             if log:
-                log(f"pretraining layer {layer} epoch {epoch}: cost {mean_cost:.4f} ({seconds:.1f} s)")
+                # the layers above are not timed yet: this layer's epochs stand in for theirs
+                left = time_left(result.epoch_seconds[layer], (n_epochs - epoch) + (n_layers - 1 - layer) * n_epochs)
+                ends = f"; pretraining ends in about {format_duration(left)}" if left else ""
+                log(f"pretraining layer {layer} epoch {epoch}/{n_epochs}: cost {mean_cost:.4f} ({seconds:.1f} s{ends})")
             if on_epoch_end is not None:
                 on_epoch_end(result)
     return result

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["scale_to_unit_interval", "tile_raster_images", "give_default_permissions", "atomic_write",
-           "write_json"]
+           "write_json", "format_duration"]
 
 
 def scale_to_unit_interval(ndar, eps: float = 1e-8) -> np.ndarray:
@@ -87,3 +87,12 @@ def write_json(path, obj) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
     return atomic_write(path, lambda f: f.write(data))
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as a person reads it: "45 s", "12 min", "2.1 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

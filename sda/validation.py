@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["check_positive_int", "check_positive", "check_corruption", "check_layer_sizes",
            "check_unit_interval", "check_labels_in_range", "check_seed", "check_fits_in_memory",
-           "check_noise_level", "check_non_negative"]
+           "check_noise_level", "check_non_negative", "check_layer_index"]
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -121,3 +121,13 @@ def check_non_negative(name: str, value) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
     return float(value)
+
+
+def check_layer_index(layer, n_layers: int) -> int:
+    """A hidden layer's index counted from 0, or from the top when negative (-1 the top), as
+    the index from 0."""
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+        raise TypeError(f"layer must be an integer, got {layer!r}")
+    if not -n_layers <= layer < n_layers:
+        raise ValueError(f"layer must be in 0 .. {n_layers - 1} (or -{n_layers} .. -1 from the top), got {layer}")
+    return int(layer) % n_layers

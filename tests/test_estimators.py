@@ -17,7 +17,7 @@ from support import CPU_MODE
 from sda.estimators import DenoisingAutoencoder, SdAClassifier  # noqa: E402
 
 # small but able to learn scikit-learn's test problems; FAST_COMPILE keeps ~100 fits quick
-SMALL_CLASSIFIER = dict(hidden_layers_sizes=(16,), corruption_levels=0.1, pretraining_epochs=2,
+SMALL_CLASSIFIER = dict(hidden_layer_sizes=(16,), corruption_levels=0.1, pretraining_epochs=2,
                         training_epochs=40, finetune_lr=0.5, finetune_batch_size=10,
                         mode="FAST_COMPILE", random_state=0)
 SMALL_AUTOENCODER = dict(n_hidden=4, n_epochs=1, mode="FAST_COMPILE", random_state=0)
@@ -42,7 +42,7 @@ def digits():
 
 def test_classifier_learns_digits_and_transforms(digits):
     X_train, X_test, y_train, y_test = digits
-    clf = SdAClassifier(hidden_layers_sizes=(100,), corruption_levels=0.2, pretraining_epochs=3,
+    clf = SdAClassifier(hidden_layer_sizes=(100,), corruption_levels=0.2, pretraining_epochs=3,
                         training_epochs=30, finetune_lr=0.2, finetune_momentum=0.5,
                         validation_fraction=0.1, mode=CPU_MODE, random_state=0)
     clf.fit(X_train, y_train)
@@ -107,9 +107,9 @@ def stop_after_validation(monkeypatch):
 
 INF, NAN = float("inf"), float("nan")
 BAD_CLASSIFIER_PARAMS = [
-    ("hidden_layers_sizes", (), ValueError), ("hidden_layers_sizes", (16, 0), ValueError),
-    ("hidden_layers_sizes", (16.5,), TypeError), ("hidden_layers_sizes", "16", TypeError),
-    ("hidden_layers_sizes", 16, TypeError),
+    ("hidden_layer_sizes", (), ValueError), ("hidden_layer_sizes", (16, 0), ValueError),
+    ("hidden_layer_sizes", (16.5,), TypeError), ("hidden_layer_sizes", "16", TypeError),
+    ("hidden_layer_sizes", 16, TypeError),
     ("corruption_levels", -0.1, ValueError), ("corruption_levels", 1.0, ValueError),
     ("corruption_levels", (1.0,), ValueError), ("corruption_levels", (0.1, 0.2), ValueError),
     ("corruption_levels", "0.1", TypeError),
@@ -151,7 +151,7 @@ def test_impossible_parameters_are_refused_before_training(stop_after_validation
 
 
 @pytest.mark.parametrize("estimator", [
-    SdAClassifier(hidden_layers_sizes=np.array([3, 2]), corruption_levels=[0.0, 0.5], pretraining_epochs=0,
+    SdAClassifier(hidden_layer_sizes=np.array([3, 2]), corruption_levels=[0.0, 0.5], pretraining_epochs=0,
                   training_epochs=1, pretrain_batch_size=1, finetune_momentum=0.0, validation_fraction=0.0,
                   patience_epochs=0.5, scale_inputs=False, random_state=np.random.RandomState(0), mode="numba",
                   verbose=True),

@@ -156,8 +156,8 @@ def test_every_regulariser_reaches_the_run_from_the_estimator_and_the_command_li
 
 
 def test_learning_rate_schedules():
-    from sda.run import _learning_rate
+    from sda.run import finetune_learning_rate
     linear = {"finetune_lr": 0.1, "finetune_lr_decay": 1.0, "finetune_lr_schedule": "linear", "training_epochs": 4}
-    assert [_learning_rate(linear, e) for e in range(5)] == pytest.approx([0.1, 0.075, 0.05, 0.025, 0.0])
+    assert [finetune_learning_rate(linear, e) for e in range(5)] == pytest.approx([0.1, 0.075, 0.05, 0.025, 0.0])
     exponential = dict(linear, finetune_lr_schedule="exponential", finetune_lr_decay=0.5)
-    assert [_learning_rate(exponential, e) for e in range(3)] == pytest.approx([0.1, 0.05, 0.025])
+    assert [finetune_learning_rate(exponential, e) for e in range(3)] == pytest.approx([0.1, 0.05, 0.025])

@@ -1,0 +1,108 @@
+"""Your own data: numpy arrays in one ``.npz`` file (``--data FILE.npz``), split like MNIST.
+
+The file holds
+
+* ``X``: the training examples, one per row (n, d), or images (n, rows, cols) that are flattened;
+  pixel bytes (``uint8``, divided by 255), booleans, or floats already in [0, 1];
+* ``y``: their integer class labels (n,), from 0;
+* optionally ``X_test`` and ``y_test``, the same for a test set (without them no test error is
+  reported).
+
+The validation set is the *last* ``n_valid`` rows of ``X`` (by default :func:`default_valid_size`),
+the training set the rows before them, as the tutorial split MNIST.  Make such a file with
+``numpy.savez("mine.npz", X=X, y=y, X_test=X_test, y_test=y_test)``.  The file is read with
+``allow_pickle=False``: it cannot run code.  Anything wrong with it raises :class:`DataError`.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from sda.data import DataError, Split
+
+__all__ = ["load_npz", "default_valid_size", "REQUIRED_ARRAYS", "TEST_ARRAYS"]
+
+REQUIRED_ARRAYS = ("X", "y")
+TEST_ARRAYS = ("X_test", "y_test")
+
+
+def default_valid_size(n_rows: int) -> int:
+    """The validation rows of a file of ``n_rows``: MNIST's 10,000, or a sixth of a smaller file
+    (as 10,000 is of MNIST's 60,000 training images)."""
+    return max(1, min(10_000, n_rows // 6))
+
+
+def _examples(path: Path, name: str, values: np.ndarray, dtype: str) -> np.ndarray:
+    """The rows of ``values`` as floats in [0, 1]."""
+    if values.ndim < 2 or values.shape[0] == 0:
+        raise DataError(f"{path}: {name} must hold examples in rows, (n, features) or (n, rows, cols), "
+                        f"got shape {values.shape}")
+    values = values.reshape(values.shape[0], -1)
+    if values.dtype == np.uint8:
+        return (values / np.asarray(255, dtype)).astype(dtype)
+    if values.dtype == np.bool_ or np.issubdtype(values.dtype, np.floating):
+        values = values.astype(dtype)
+        finite = np.isfinite(values).all()
+        if not finite or values.min() < 0 or values.max() > 1:
+            found = "NaN or infinite values" if not finite else f"values {values.min():g} .. {values.max():g}"
+            raise DataError(f"{path}: {name} must lie in [0, 1] (the cross-entropy reconstruction needs it), "
+                            f"found {found}: scale it, or save pixel bytes as uint8")
+        return values
+    raise DataError(f"{path}: {name} holds {values.dtype}; save pixel bytes as uint8 or floats in [0, 1]")
+
+
+def _labels(path: Path, name: str, values: np.ndarray, n_rows: int) -> np.ndarray:
+    if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer):
+        raise DataError(f"{path}: {name} must be a 1-d array of integer class labels, "
+                        f"got shape {values.shape} dtype {values.dtype}")
+    if len(values) != n_rows:
+        raise DataError(f"{path}: {name} has {len(values)} labels for {n_rows} examples")
+    if len(values) and values.min() < 0:
+        raise DataError(f"{path}: {name} must be >= 0, found {values.min()}")
+    return values.astype(np.int32)
+
+
+def _read_arrays(path: Path) -> dict:
+    """The arrays of the archive, refusing pickles and anything that is not an .npz file."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(f"{path}: not an .npz archive of named arrays (numpy.savez writes one)")
+        with archive:
+            return {name: archive[name] for name in archive.files}
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz archive of plain arrays ({exc})") from None
+
+
+def load_npz(path: str | os.PathLike, n_valid: int | None = None, dtype: str = "float32") -> Split:
+    """Load ``path`` (see the module docstring) as a :class:`sda.data.Split`, whose ``test`` is
+    None when the file has no test arrays."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist (expected an .npz archive with arrays X and y)")
+    arrays = _read_arrays(path)
+    missing = [name for name in REQUIRED_ARRAYS if name not in arrays]
+    if missing:
+        raise DataError(f"{path}: lacks the array{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                        f"(it holds {', '.join(sorted(arrays)) or 'none'})")
+    if ("X_test" in arrays) != ("y_test" in arrays):
+        raise DataError(f"{path}: give both X_test and y_test, or neither")
+    x = _examples(path, "X", arrays["X"], dtype)
+    y = _labels(path, "y", arrays["y"], len(x))
+    test = None
+    if "X_test" in arrays:
+        test_x = _examples(path, "X_test", arrays["X_test"], dtype)
+        if test_x.shape[1] != x.shape[1]:
+            raise DataError(f"{path}: X_test has {test_x.shape[1]} features per example, X has {x.shape[1]}")
+        test = (test_x, _labels(path, "y_test", arrays["y_test"], len(test_x)))
+    n_valid = default_valid_size(len(x)) if n_valid is None else n_valid
+    if not 0 < n_valid < len(x):
+        raise DataError(f"--valid-size must be between 1 and the rows of X less one ({len(x) - 1}), got {n_valid}")
+    cut = len(x) - n_valid
+    return Split(train=(x[:cut], y[:cut]), valid=(x[cut:], y[cut:]), test=test)
