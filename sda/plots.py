@@ -218,6 +218,22 @@ def image_shape(n_pixels: int) -> tuple[int, int]:
     return (side, side) if side * side == n_pixels else (1, n_pixels)
 
 
+#: Fewer pretraining epochs than this leave a first layer's filters close to their random start
+#: (one epoch of ``--preset quick`` on MNIST does).
+_FEW_EPOCHS = 5
+
+
+def _filters_note(layer: int, epochs: int) -> str:
+    """What a reader of layer ``layer``'s filters should know: how they were made, and whether
+    training had the time to give them structure."""
+    note = f"after {epochs} pretraining epoch{'' if epochs == 1 else 's'}"
+    if layer:
+        note += f"; layer {layer}'s weights projected onto the input through the layers below"
+    if epochs < _FEW_EPOCHS and layer == 0:  # deeper projections average the noise away
+        note += ": so few leave the weights close to their random start, which looks like noise"
+    return note
+
+
 def save_run_pictures(sda, results: dict, images, output_dir, img_shape=None, mode=None,
                       log=None) -> list[Path]:
     """Write ``filters_layer<k>.png`` for each layer, ``reconstructions.png`` (10 test images
@@ -227,8 +243,8 @@ def save_run_pictures(sda, results: dict, images, output_dir, img_shape=None, mo
     img_shape = img_shape or image_shape(sda.n_ins)
     written = []
     for k in range(sda.n_layers):
-        note = "" if k == 0 else f"(layer {k}'s weights projected onto the input through the layers below)"
-        figure = filters_figure(layer_filters(sda, k), img_shape, what=f"layer {k}", note=note)
+        figure = filters_figure(layer_filters(sda, k), img_shape, what=f"layer {k}",
+                                note=_filters_note(k, len(results["pretraining"]["costs"][k])))
         written.append(save_png(figure, output_dir / f"filters_layer{k}.png"))
     sample = np.asarray(images[:10])
     corrupted, reconstructed = corrupt_and_reconstruct(sda.dA_layers[0], sample,

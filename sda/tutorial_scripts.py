@@ -17,6 +17,7 @@ import pytensor
 
 from sda.data import DEFAULT_DATA_DIR, DataError
 from sda.dA import train_dA
+from sda.datasets import load_data
 from sda.logistic_sgd import sgd_optimization_mnist
 from sda.mlp import train_mlp
 from sda.modes import MODES, ModeError
@@ -47,6 +48,10 @@ def build_parser(script: str) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=batch, help=f"minibatch size (default {batch})")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                    help="folder with the four MNIST IDX files (default: the repository's data/mnist)")
+    p.add_argument("--valid-size", type=int, default=10_000,
+                   help="validation = the last this many training images (default 10000)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip the MNIST sha256 check (Fashion-MNIST, your own IDX files)")
     p.add_argument("--mode", type=str.upper, default="AUTO", choices=["AUTO", *MODES],
                    help="PyTensor compile mode (default: the fastest available)")
     if script != "logistic_sgd":
@@ -69,7 +74,8 @@ def _run(script: str, args: argparse.Namespace) -> str:
     check_positive("--learning-rate", args.learning_rate)
     check_positive_int("--epochs", args.epochs)
     check_positive_int("--batch-size", args.batch_size)
-    common = dict(learning_rate=args.learning_rate, dataset=args.data_dir, batch_size=args.batch_size,
+    datasets = load_data(args.data_dir, n_valid=args.valid_size, verify=args.verify)
+    common = dict(learning_rate=args.learning_rate, datasets=datasets, batch_size=args.batch_size,
                   mode=args.mode, progress=not args.quiet, log=None if args.quiet else print)
     if script == "logistic_sgd":
         _, fit = sgd_optimization_mnist(n_epochs=args.epochs, **common)

@@ -168,3 +168,75 @@ def test_possible_parameters_pass_the_checks(stop_after_validation, estimator):
 def test_scikit_learn_param_validation_check(stop_after_validation, estimator):
     """scikit-learn's own check: a constraint for every parameter, and bad types and values refused."""
     check_param_validation(type(estimator).__name__, estimator)
+
+
+def test_standard_scaled_digits_score_like_min_max_scaled_ones(digits):
+    """Each feature gets its own map onto [0, 1]: a StandardScaler before the classifier no longer
+    squashes the inputs (one global min/max scored 0.204 against 0.885)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+    X_train, X_test, y_train, y_test = digits
+    params = dict(hidden_layer_sizes=(100,), corruption_levels=0.2, pretraining_epochs=3, training_epochs=30,
+                  finetune_lr=0.2, finetune_momentum=0.5, validation_fraction=0.1, mode=CPU_MODE, random_state=0)
+    scores = {scaler.__name__: make_pipeline(scaler(), SdAClassifier(**params)).fit(X_train, y_train).score(X_test, y_test)
+              for scaler in (MinMaxScaler, StandardScaler)}
+    assert scores["MinMaxScaler"] > 0.9
+    assert abs(scores["StandardScaler"] - scores["MinMaxScaler"]) <= 0.02, scores
+
+
+def test_decision_function_log_proba_and_the_features_of_each_layer(digits):
+    X_train, X_test, y_train, _ = digits
+    clf = SdAClassifier(**dict(SMALL_CLASSIFIER, hidden_layer_sizes=(20, 12), corruption_levels=(0.1, 0.2),
+                               training_epochs=5, mode=CPU_MODE)).fit(X_train, y_train)
+    scores, log_proba = clf.decision_function(X_test), clf.predict_log_proba(X_test)
+    assert scores.shape == log_proba.shape == (len(X_test), 10)
+    np.testing.assert_array_equal(clf.classes_[scores.argmax(axis=1)], clf.predict(X_test))
+    np.testing.assert_allclose(np.exp(log_proba), clf.predict_proba(X_test), rtol=1e-10)
+    np.testing.assert_allclose(np.exp(log_proba).sum(axis=1), 1, rtol=1e-6)
+    assert clf.transform(X_test).shape == (len(X_test), 12)
+    first = clf.transform(X_test, layer=0)
+    assert first.shape == (len(X_test), 20) and ((0 < first) & (first < 1)).all()
+    np.testing.assert_array_equal(clf.transform(X_test, layer=-1), clf.transform(X_test))
+    binary = SdAClassifier(**dict(SMALL_CLASSIFIER, mode=CPU_MODE)).fit(X_train, y_train > 4)
+    margin = binary.decision_function(X_test)
+    assert margin.shape == (len(X_test),)
+    np.testing.assert_array_equal(binary.predict(X_test), margin > 0)
+
+
+def test_partial_fit_pretrains_once_then_fine_tunes_batch_by_batch(digits):
+    X_train, X_test, y_train, y_test = digits
+    clf = SdAClassifier(hidden_layer_sizes=(64,), corruption_levels=0.2, pretraining_epochs=2, finetune_lr=0.2,
+                        mode=CPU_MODE, random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clone(clf).partial_fit(X_train[:100], y_train[:100])
+    batches = np.array_split(np.arange(1200), 4)  # equal batches: one compiled step serves them all
+    clf.partial_fit(X_train[batches[0]], y_train[batches[0]], classes=np.arange(10))
+    pretrained = [len(c) for c in clf.pretrain_result_.costs]
+    first_score = clf.score(X_test, y_test)
+    for _ in range(3):
+        for batch in batches[1:]:
+            clf.partial_fit(X_train[batch], y_train[batch])
+    assert clf.n_finetune_epochs_ == 1 + 3 * 3
+    assert [len(c) for c in clf.pretrain_result_.costs] == pretrained == [2]  # pretrained on the first call only
+    assert clf.score(X_test, y_test) > max(first_score + 0.3, 0.75)  # 0.31 after the first call, 0.81 at the end
+    clf.partial_fit(X_train[:37], y_train[:37])  # another size compiles its own step
+    assert clf.n_finetune_epochs_ == 11
+    with pytest.raises(ValueError, match="labels not in classes_"):
+        clf.partial_fit(X_train[:10], y_train[:10] + 10)
+
+
+def test_training_error_is_not_called_validation_error(digits, capsys):
+    X_train, _, y_train, _ = digits
+    SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=2, mode=CPU_MODE, verbose=1)).fit(X_train, y_train)
+    printed = capsys.readouterr().out
+    assert "fine-tuning epoch 2/2" in printed and "training error" in printed and "validation error" not in printed
+
+
+def test_small_fits_choose_a_mode_that_compiles_fast():
+    from sda.modes import JAX_MIN_FLOPS, available_modes, default_mode, training_flops
+    digits_fit = training_flops(1131, [64, 100, 10], 3, 30)
+    mnist_quick = training_flops(50_000, [784, 1000, 1000, 1000, 10], 1, 1)
+    assert digits_fit < JAX_MIN_FLOPS < mnist_quick
+    assert default_mode(20, digits_fit) != "JAX"
+    if "JAX" in available_modes():
+        assert default_mode(20, mnist_quick) == "JAX"

@@ -1,0 +1,130 @@
+"""One's own data: an .npz file on the command line, a subset, and arrays straight into the model."""
+
+import json
+
+import numpy as np
+import pytensor
+import pytest
+
+from conftest import synthetic_digits
+from support import CPU_MODE
+from sda.checkpoint import load_checkpoint
+from sda.cli import main
+from sda.data import DataError
+from sda.npz_data import default_valid_size, load_npz
+from sda.SdA import SdA
+
+TINY = ["--hidden-layers", "12", "8", "--corruption", "0.1", "0.2", "--pretraining-epochs", "1",
+        "--training-epochs", "3", "--finetune-lr", "0.2", "--batch-size", "10", "--mode", CPU_MODE, "--quiet",
+        "--no-pictures"]
+
+
+@pytest.fixture
+def digits_npz(tmp_path):
+    """300 training and 100 test synthetic 8x8 digits as pixel bytes, in one .npz file."""
+    x, y = synthetic_digits(300, seed=1)
+    x_test, y_test = synthetic_digits(100, seed=2)
+    path = tmp_path / "digits.npz"
+    np.savez(path, X=x, y=y, X_test=x_test, y_test=y_test)
+    return path
+
+
+def test_npz_file_is_split_like_mnist(digits_npz):
+    split = load_npz(digits_npz)
+    (x, y), (vx, vy), (tx, ty) = split
+    assert default_valid_size(300) == 50 and default_valid_size(600_000) == 10_000
+    assert x.shape == (250, 64) and vx.shape == (50, 64) and tx.shape == (100, 64)
+    assert x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1 and y.dtype == np.int32
+    raw = np.load(digits_npz)
+    np.testing.assert_allclose(vx, raw["X"][250:].reshape(50, 64) / 255, rtol=1e-6)  # the last rows validate
+    np.testing.assert_array_equal(vy, raw["y"][250:])
+    assert load_npz(digits_npz, n_valid=100).train[0].shape == (200, 64)
+    assert split.with_train_size(20).train[0].shape == (20, 64) and split.with_train_size(20).valid is split.valid
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"X": np.zeros((4, 3))}, "lacks the array y"),
+    ({"X": np.linspace(0, 2, 12).reshape(4, 3), "y": np.zeros(4, int)}, r"X must lie in \[0, 1\].*0 \.\. 2"),
+    ({"X": np.zeros((4, 3), np.int64), "y": np.zeros(4, int)}, "holds int64"),
+    ({"X": np.zeros((4, 3)), "y": np.zeros(5, int)}, "y has 5 labels for 4 examples"),
+    ({"X": np.zeros((4, 3)), "y": np.zeros(4)}, "integer class labels"),
+    ({"X": np.zeros((4, 3)), "y": np.zeros(4, int), "X_test": np.zeros((2, 3))}, "both X_test and y_test"),
+    ({"X": np.zeros((4, 3)), "y": np.zeros(4, int), "X_test": np.zeros((2, 5)), "y_test": np.zeros(2, int)},
+     "X_test has 5 features per example, X has 3"),
+    ({"X": np.array([[0.5, None]], dtype=object), "y": np.zeros(1, int)}, "not a readable .npz archive"),
+])
+def test_bad_npz_files_are_refused_with_the_reason(arrays, message, tmp_path):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=message):
+        load_npz(path, n_valid=1)
+
+
+def test_not_an_npz_file(tmp_path):
+    np.save(tmp_path / "one.npy", np.zeros((3, 3)))
+    with pytest.raises(DataError, match="not an .npz archive"):
+        load_npz(tmp_path / "one.npy")
+    with pytest.raises(DataError, match="does not exist"):
+        load_npz(tmp_path / "absent.npz")
+
+
+def test_cli_trains_on_an_npz_file_and_a_subset_and_resumes_on_them(digits_npz, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([*TINY, "--data", str(digits_npz), "--train-size", "200", "--output-dir", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"] == {"data_file": str(digits_npz), "data_dir": None, "valid_size": 50,
+                               "train_size": 200, "verify": True}
+    assert load_checkpoint(out / "checkpoint.npz").data["train_x"]["shape"] == [200, 64]
+    assert results["finetuning"]["test_error"] is not None
+    capsys.readouterr()
+    # a resume takes the file and the subset from the checkpoint; other data is refused
+    assert main(["--resume", str(out), "--quiet", "--mode", CPU_MODE]) == 0
+    assert main(["--resume", str(out), "--quiet", "--mode", CPU_MODE, "--train-size", "100"]) == 2
+    assert "trained on other data" in capsys.readouterr().err
+
+
+def test_cli_without_test_arrays_reports_no_test_error(tmp_path, capsys):
+    x, y = synthetic_digits(120, seed=3)
+    path = tmp_path / "train_only.npz"
+    np.savez(path, X=x.reshape(120, -1) / 255.0, y=y)  # floats in [0, 1] this time
+    assert main([*TINY, "--data", str(path), "--output-dir", str(tmp_path / "out")]) == 0
+    assert "no test set" in capsys.readouterr().out
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["finetuning"]["test_error"] is None and results["data"]["valid_size"] == 20
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--data", "{npz}", "--data-dir", "{npz}"], "give --data (an .npz file) or --data-dir"),
+    (["--data", "{npz}", "--train-size", "251"], "--train-size must be between 1 and the 250 training examples"),
+    (["--data", "{npz}", "--valid-size", "300"], "--valid-size must be between 1 and the rows of X less one"),
+    (["--data", "{npz}", "--download"], "--download fetches MNIST"),
+])
+def test_bad_data_flags_are_one_line(flags, message, digits_npz, tmp_path, capsys):
+    flags = [f.format(npz=digits_npz) for f in flags]
+    assert main([*TINY, *flags, "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_model_takes_numpy_arrays_and_gives_the_features_of_any_layer(float32):
+    rng = np.random.RandomState(0)
+    x = rng.uniform(0, 1, size=(40, 6))  # float64, as numpy makes them
+    y = rng.randint(0, 3, size=40)
+    sda = SdA(np.random.RandomState(1), n_ins=6, hidden_layers_sizes=[5, 4], n_outs=3, corruption_levels=[0.1, 0.2])
+    steps = sda.pretraining_functions(x, batch_size=10, mode=CPU_MODE)
+    assert np.isfinite(steps[0](0, 0.1, 0.1))
+    train_step, validate, test = sda.build_finetune_functions([(x, y), (x, y), None], 10, 0.1, CPU_MODE)
+    assert np.isfinite(train_step(0)) and 0 <= validate() <= 1 and test is None
+
+    W0, b0, W1, b1 = (np.asarray(p.get_value(), dtype=np.float64) for p in sda.params[:4])
+    first = 1 / (1 + np.exp(-(x @ W0 + b0)))
+    np.testing.assert_allclose(sda.encode(x, layer=0, mode=CPU_MODE), first, rtol=1e-5)
+    top = 1 / (1 + np.exp(-(first @ W1 + b1)))
+    np.testing.assert_allclose(sda.encode(x, mode=CPU_MODE), top, rtol=1e-5)
+    np.testing.assert_allclose(sda.encode(x, layer=-2, mode=CPU_MODE), first, rtol=1e-5)
+    assert sda.predict_function(CPU_MODE)(x).shape == (40,)  # float64 in, no TypeError
+    with pytest.raises(ValueError, match="layer must be in 0 .. 1"):
+        sda.encode(x, layer=2)
+    with pytest.raises(ValueError, match=r"X must have shape \(n_examples, 6\)"):
+        sda.encode(x[:, :5])
+    assert pytensor.config.floatX == "float32"
