@@ -88,3 +88,30 @@ def test_best_parameters_are_restored():
     fit_early_stopping(Step(train, 1), lambda: next(curve), n_epochs=7, patience=2, params=[param],
                        progress=False, log=None)
     assert param.get_value()[0] == 2  # the value after the second step, where validation was best
+
+
+def test_log_lines_count_epochs_and_estimate_the_time_left(monkeypatch):
+    """A fake clock: every step takes one second, so the estimates are exact."""
+    clock = iter(range(10_000))
+    monkeypatch.setattr("sda.training.time.perf_counter", lambda: float(next(clock)))
+    lines = []
+    fit_early_stopping(Step(lambda i: 1.0, 4), lambda: 0.5, None, n_epochs=5, patience=1000,
+                       progress=False, log=lines.append, validation_name="training error")
+    assert lines[0].startswith("fine-tuning epoch 1/5: cost 1.00000, training error 50.00% (")
+    assert all(f"epoch {k}/5" in line for k, line in enumerate(lines, start=1))
+    # epoch 2 took as long as every later one: 3 epochs left at that pace
+    seconds = float(lines[1].split("(")[1].split(" s")[0])
+    assert lines[1].endswith(f"; about {3 * seconds:.0f} s left)") and "left" not in lines[-1]
+    pretrain_lines = []
+    pretrain_layers([Step(lambda i, c, lr: 2.0, 3)] * 2, 2, [0.1, 0.2], 0.1, progress=False,
+                    log=pretrain_lines.append)
+    assert pretrain_lines[0].startswith("pretraining layer 0 epoch 1/2: cost 2.0000")
+    assert "pretraining ends in about" in pretrain_lines[0] and "ends" not in pretrain_lines[-1]
+    assert len(pretrain_lines) == 4 and pretrain_lines[3].startswith("pretraining layer 1 epoch 2/2")
+
+
+def test_patience_bounds_the_estimate():
+    lines = []
+    fit_early_stopping(Step(lambda i: 1.0, 10), lambda: 0.5, None, n_epochs=100, patience=30,
+                       progress=False, log=lines.append)
+    assert "(to epoch" in lines[0] and "as patience stands)" in lines[0]
