@@ -30,7 +30,8 @@ setup(
         "jax": ["jax>=0.4.30"],
         "sklearn": ["scikit-learn>=1.6"],
         "plot": [],  # matplotlib is a core dependency now; the extra stays for old install commands
-        "notebook": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+        # ipywidgets: progress bars drawn as widgets in notebooks
+        "notebook": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "ipywidgets>=8"],
         # --log-to tensorboard: tensorboardX writes event files without torch or tensorflow
         "tensorboard": ["tensorboardX>=2.6"],
         # --log-to mlflow: the full package, whose default local store (sqlite, ./mlflow.db) needs it
@@ -38,7 +39,7 @@ setup(
         # a CPU build on the CI machine; a looser pin pulls a multi-GB CUDA build
         "bench": ["torch==2.13.0"],
         "dev": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.6",
-                "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29",
+                "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "ipywidgets>=8",
                 "tensorboardX>=2.6", "mlflow>=3"],
     },
     entry_points={"console_scripts": ["sda-train=sda.launch:main"]},

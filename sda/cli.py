@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,8 @@ from sda.loggers import LOGGERS, EpochFeed, LoggerError, open_loggers
 from sda.modes import DEVICES, MODES, ModeError, describe_mode, resolve_mode, use_device
 from sda.npz_data import load_npz
 from sda.persistence import load_model
-from sda.run import (LR_SCHEDULES, PRESETS, TUTORIAL, RunError, epoch_records, preset_summary, run_flops, train_SdA,
-                     validate_config)
+from sda.run import (LR_SCHEDULES, PRESETS, TUTORIAL, RunError, epoch_records, preset_settings, preset_summary,
+                     run_flops, train_SdA, validate_config)
 from sda.training import DivergenceError
 from sda.utils import format_duration
 from sda.version import __version__
@@ -55,8 +56,12 @@ def program_name(argv0: str | None = None) -> str:
 
 def presets_text() -> str:
     """Each preset, what it is for, how long it takes and what it sets (``--list-presets``)."""
-    return "presets (each sets every hyperparameter; flags override it):\n" + "\n".join(
-        "  " + preset_summary(name) for name in PRESETS)
+    lines = ["presets (each sets every hyperparameter; flags override it):"]
+    for name in PRESETS:
+        lines.append("  " + preset_summary(name))
+        lines += textwrap.wrap(preset_settings(name, FLAGS), 100, initial_indent=" " * 4, subsequent_indent=" " * 4,
+                               break_on_hyphens=False, break_long_words=False)
+    return "\n".join(lines)
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -81,6 +86,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--corruption-type", choices=CORRUPTION_TYPES,
                    help="the dAs' noise (Vincent et al. 2010; tutorial: masking)")
     g.add_argument("--seed", type=int, help="seed for weights and noise, 0 .. 2**32 - 1")
+    g.add_argument("--n-outs", type=int, help="number of classes: the labels run from 0 to this less one (default 10)")
     g = p.add_argument_group("training")
     g.add_argument("--pretraining-epochs", type=int, help="epochs of dA training per layer (0 skips)")
     g.add_argument("--pretrain-lr", type=float, help="pretraining learning rate")
@@ -210,7 +216,7 @@ def load_split(source: dict, download: bool = False):
 def _announce_preset(args: argparse.Namespace) -> None:
     """Say before a run what its preset is and how long it takes (the default one takes hours)."""
     name = args.preset or DEFAULT_PRESET
-    line = f"preset {preset_summary(name)}"
+    line = f"preset {preset_summary(name)}" + (" (flags change some of its values)" if given_config(args) else "")
     if args.preset is None:
         line += "; for a first look of a minute: --preset quick (all presets: --list-presets)"
     log.info(line)

@@ -186,9 +186,7 @@ def find_idx_file(directory: str | os.PathLike, name: str) -> Path | None:
 def _atomic_download(url: str, target: Path, sha256: str | None, progress: bool) -> None:
     """Fetch ``url`` into ``target`` through a temporary file; ``target`` is only replaced
     once the whole file arrived and (if ``sha256`` is given) its content checks out."""
-    from tqdm import tqdm
-
-    from sda.utils import give_default_permissions
+    from sda.utils import give_default_permissions, tqdm
 
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)

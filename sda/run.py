@@ -49,7 +49,8 @@ from sda.validation import (check_corruption, check_fits_in_memory, check_labels
                             check_unit_interval)
 
 __all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "RunError", "Run", "validate_config", "data_fingerprint",
-           "train_SdA", "RUN_FILES", "epoch_records", "finetune_learning_rate", "preset_summary", "run_flops"]
+           "train_SdA", "RUN_FILES", "epoch_records", "finetune_learning_rate", "preset_summary", "preset_settings",
+           "run_flops"]
 
 #: The Deep Learning Tutorials' protocol: every hyperparameter of a run.
 TUTORIAL = {
@@ -103,10 +104,24 @@ PRESET_NOTES = {
 }
 
 
+def preset_settings(name: str, names: dict | None = None) -> str:
+    """What preset ``name`` sets: every value for the tutorial's, the differences for the others;
+    each key as ``names[key]`` when given (the command line's flags)."""
+    display = _display(names)
+
+    def setting(key, value):
+        shown = " ".join(map(str, value)) if isinstance(value, list) else value
+        return f"{display(key)} {shown}" if names else f"{key}={shown}"
+
+    if name == "tutorial":
+        return "sets " + ", ".join(setting(key, value) for key, value in TUTORIAL.items())
+    return "the tutorial's but " + ", ".join(setting(key, value) for key, value in PRESETS[name].items()
+                                             if TUTORIAL[key] != value)
+
+
 def preset_summary(name: str) -> str:
-    """``name``: its note, and the values it sets other than the tutorial's."""
-    changed = ", ".join(f"{key}={value}" for key, value in PRESETS[name].items() if TUTORIAL[key] != value)
-    return f"{name}: {PRESET_NOTES[name]}" + (f" [{changed}]" if changed else "")
+    """``name: what it is for and how long it takes``."""
+    return f"{name}: {PRESET_NOTES[name]}"
 
 
 #: Minibatches per compiled call under JAX, when the caller does not choose (a scan loop).

@@ -24,10 +24,10 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 from pytensor.graph.replace import clone_replace
-from tqdm.auto import tqdm
 
 from sda.datasets import minibatch, n_batches
 from sda.modes import compile_function, keep_on_device
+from sda.utils import tqdm
 
 __all__ = ["sgd_updates", "max_norm", "Step", "compile_step", "compile_cached_input_step", "score_function",
            "supervised_functions", "steps_per_call_for"]

@@ -259,8 +259,8 @@ def _fit_time_left(state: FitState, n_epochs: int, rule: EarlyStopping, n_batche
         return ""
     last = min(n_epochs, math.ceil((rule.patience + 1) / n_batches))
     seconds = time_left([r["seconds"] for r in state.history], max(0, last - state.epoch))
-    until = f" (to epoch {last} as patience stands)" if last < n_epochs else ""
-    return f"; about {format_duration(seconds)} left{until}"
+    until = f", to epoch {last} as patience stands" if last < n_epochs else ""
+    return f"; about {format_duration(seconds)} left{until}" if seconds >= 1 else ""
 
 
 @dataclass
@@ -325,7 +325,7 @@ def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_
             if log:
                 # the layers above are not timed yet: this layer's epochs stand in for theirs
                 left = time_left(result.epoch_seconds[layer], (n_epochs - epoch) + (n_layers - 1 - layer) * n_epochs)
-                ends = f"; pretraining ends in about {format_duration(left)}" if left else ""
+                ends = f"; pretraining ends in about {format_duration(left)}" if left >= 1 else ""
                 log(f"pretraining layer {layer} epoch {epoch}/{n_epochs}: cost {mean_cost:.4f} ({seconds:.1f} s{ends})")
             if on_epoch_end is not None:
                 on_epoch_end(result)

@@ -6,6 +6,7 @@ in the tutorial's ``utils.py``, so that the filters a layer learned can be looke
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tempfile
@@ -14,7 +15,15 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["scale_to_unit_interval", "tile_raster_images", "give_default_permissions", "atomic_write",
-           "write_json", "format_duration"]
+           "write_json", "format_duration", "tqdm"]
+
+# Progress bars: tqdm.auto draws a widget in a notebook, but only where ipywidgets is installed;
+# without it, it warns in every notebook ("IProgress not found") and falls back to the text bar,
+# which tqdm itself gives without the warning.
+if importlib.util.find_spec("ipywidgets") is not None:
+    from tqdm.auto import tqdm
+else:
+    from tqdm import tqdm
 
 
 def scale_to_unit_interval(ndar, eps: float = 1e-8) -> np.ndarray:

@@ -106,8 +106,9 @@ def test_presets_are_listed_with_what_they_set_and_how_long_they_take(capsys):
     listed = capsys.readouterr().out
     for name in PRESETS:
         assert re.search(rf"^  {name}: .*(min|h)\b", listed, re.MULTILINE), listed
-    assert "training_epochs=1" in listed  # quick's own values
-    assert "presets" in build_parser("sda-train").format_help() and "finetune_momentum=0.9" in listed
+    assert "the tutorial's but --pretraining-epochs 1, --pretrain-lr 0.01" in listed  # quick's own values
+    assert "--hidden-layers 1000 1000 1000" in listed
+    assert listed.strip() in build_parser("sda-train").format_help()
 
 
 def test_threads_and_device_flags(tiny_mnist_dir, tmp_path, capsys, monkeypatch):

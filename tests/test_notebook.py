@@ -23,6 +23,11 @@ def test_example_notebook_executes(monkeypatch):
                             resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
+    # a clean notebook: no library warning (e.g. tqdm's "IProgress not found") on stderr
+    assert not [o.text for o in outputs if o.output_type == "stream" and o.name == "stderr"]
     text = "".join(o.get("text", "") for o in outputs)
     assert "best validation error" in text and "SdAClassifier test accuracy" in text
+    # one's own arrays in, the features of each layer out
+    assert "features of layer 0: (397, 100)" in text and "features of layer 1: (397, 50)" in text
+    assert "a linear model on the features of layer 0: test accuracy" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # filters, reconstructions, curves

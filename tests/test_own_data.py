@@ -81,6 +81,8 @@ def test_cli_trains_on_an_npz_file_and_a_subset_and_resumes_on_them(digits_npz, 
     assert main(["--resume", str(out), "--quiet", "--mode", CPU_MODE]) == 0
     assert main(["--resume", str(out), "--quiet", "--mode", CPU_MODE, "--train-size", "100"]) == 2
     assert "trained on other data" in capsys.readouterr().err
+    assert main(["--evaluate", str(out / "best_model.npz"), "--data", str(digits_npz), "--mode", CPU_MODE]) == 0
+    assert f"test error {results['finetuning']['test_error']:.2%} on 100 images" in capsys.readouterr().out
 
 
 def test_cli_without_test_arrays_reports_no_test_error(tmp_path, capsys):
