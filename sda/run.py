@@ -129,7 +129,7 @@ DEFAULT_JAX_STEPS_PER_CALL = 250
 
 #: The files a run writes into its output directory (what ``overwrite`` replaces).
 RUN_FILES = ("checkpoint.npz", "best_model.npz", "metrics.jsonl", "results.json", "reconstructions.png",
-             "learning_curves.png", "filters_layer*.png")
+             "learning_curves.png", "filters_layer*.png", "tensorboard/events.out.tfevents.*")
 _LOCK = ".sda.lock"
 
 
@@ -319,6 +319,9 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
     mode, steps_per_call : how to compute (:mod:`sda.modes`; minibatches per compiled call,
         by default 250 under JAX and 1 otherwise).  Not part of the configuration.
     pictures : write filters, reconstructions and learning curves (PNG) at the end.
+        The results (``results.json``) include ``compile_seconds``: PyTensor's compiling of the
+        training functions plus what their first calls took beyond the later ones (NUMBA and JAX
+        compile there).
     data_source : JSON-ready description of where the data came from, kept in the checkpoint
         and results (the command line records its data flags there, to reuse on resume).
     on_epoch_end : ``on_epoch_end(pretrain_result, fit_state)`` after every epoch of either
