@@ -248,14 +248,16 @@ def train(args: argparse.Namespace) -> None:
                         run_flops(n_train, n_ins, full_config))
     log.info("%s; pytensor %s; data %s; output %s", describe_mode(mode), pytensor.__version__,
              source["data_file"] or source["data_dir"], output_dir)
-    feed = EpochFeed(open_loggers(args.log_to, output_dir, full_config), already_logged)
+    feed = EpochFeed(open_loggers(args.log_to, output_dir), full_config, already_logged)
     try:
         run = train_SdA(datasets, output_dir=output_dir, resume=args.resume is not None, overwrite=args.overwrite,
                         mode=mode, steps_per_call=args.steps_per_call, progress=not args.quiet,
                         log=None if args.quiet else log.info, pictures=args.pictures, data_source=source,
                         on_epoch_end=feed if feed.loggers else None, names=FLAGS, **config)
-    finally:
-        feed.close()
+    except BaseException:
+        feed.close(failed=True)
+        raise
+    feed.close()
     print(_summary(run.results, output_dir))
 
 

@@ -287,7 +287,12 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.n_finetune_epochs_ = run.finetuning.epochs
         self._mode = run.results["mode"]
         self._continuation = (run.train_step, run.learning_rate, train)
+        self._compile_logits()
         return self
+
+    def _compile_logits(self) -> None:
+        with pytensor.config.change_flags(floatX=FLOATX):
+            self._logits = compile_function([self.model_.x], self.model_.logLayer.logits, self._mode)
 
     def _fine_tune_once(self, Xs, y_index) -> None:
         """One more fine-tuning epoch on ``(Xs, y_index)``, continuing the learning-rate schedule;
@@ -312,10 +317,15 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def __getstate__(self):
         """Pickles hold the model, not compiled functions nor the last batch (they are remade)."""
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: object.__getstate__ gives __dict__ itself
         for name in ("_continuation", "_logits"):
             state.pop(name, None)
         return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if hasattr(self, "model_"):
+            self._compile_logits()
 
     def _scaled(self, X):
         check_is_fitted(self)
@@ -326,8 +336,6 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         """The output layer's logits of each class, (n_samples, n_classes); for two classes the
         logit of ``classes_[1]`` less that of ``classes_[0]``, (n_samples,), as scikit-learn has it."""
         X = self._scaled(X)
-        if getattr(self, "_logits", None) is None:
-            self._logits = compile_function([self.model_.x], self.model_.logLayer.logits, self._mode)
         scores = np.asarray(self._logits(X), dtype=np.float64)[:, : len(self.classes_)]
         return scores[:, 1] - scores[:, 0] if len(self.classes_) == 2 else scores
 
@@ -346,7 +354,8 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def predict(self, X):
         """The most probable class of each row."""
-        return self.classes_[np.argmax(self.predict_log_proba(X), axis=1)]
+        log_proba = self.predict_log_proba(X)  # first: it refuses an unfitted estimator
+        return self.classes_[np.argmax(log_proba, axis=1)]
 
     def transform(self, X, layer: int = -1):
         """The activations of hidden ``layer`` (default -1, the top one): (n_samples, its units)."""

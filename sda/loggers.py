@@ -39,7 +39,10 @@ def _scalars(record: dict) -> tuple[str, dict]:
 
 
 class TensorBoardLogger:
-    """Scalars ``pretraining/layer<k>/cost``, ``fine-tuning/validation_error`` ... per epoch."""
+    """Scalars ``pretraining/layer<k>/cost``, ``fine-tuning/validation_error`` ... per epoch.
+
+    The event files are written from the first epoch on, once the run holds its output directory.
+    """
 
     def __init__(self, output_dir):
         try:
@@ -47,9 +50,10 @@ class TensorBoardLogger:
         except ImportError:
             raise LoggerError("--log-to tensorboard needs tensorboardX: pip install -e \".[tensorboard]\"") from None
         self.directory = Path(output_dir) / "tensorboard"
-        self.writer = SummaryWriter(str(self.directory))
+        self._writer_class, self.writer = SummaryWriter, None
 
-    def log_config(self, config: dict) -> None:
+    def start(self, config: dict) -> None:
+        self.writer = self._writer_class(str(self.directory))
         self.writer.add_text("config", "\n".join(f"    {key}: {json.dumps(value)}" for key, value in config.items()))
 
     def log_record(self, record: dict) -> None:
@@ -58,25 +62,26 @@ class TensorBoardLogger:
             self.writer.add_scalar(f"{prefix}/{name}", value, record["epoch"])
         self.writer.flush()
 
-    def close(self) -> None:
-        self.writer.close()
+    def close(self, failed: bool = False) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 class MLflowLogger:
     """One MLflow run: the configuration as parameters, metrics ``pretraining_layer<k>_cost``,
-    ``fine-tuning_validation_error`` ... with the epoch as the step."""
+    ``fine-tuning_validation_error`` ... with the epoch as the step.  The MLflow run starts with
+    the first epoch, so that a run refused before training leaves none behind."""
 
     def __init__(self, output_dir):
         try:
             import mlflow
         except ImportError:
             raise LoggerError("--log-to mlflow needs mlflow: pip install -e \".[mlflow]\"") from None
-        self.mlflow = mlflow
-        with _quiet_dependencies():
-            self.run = mlflow.start_run(run_name=Path(output_dir).name)
+        self.mlflow, self.name, self.run = mlflow, Path(output_dir).name, None
 
-    def log_config(self, config: dict) -> None:
+    def start(self, config: dict) -> None:
         with _quiet_dependencies():
+            self.run = self.mlflow.start_run(run_name=self.name)
             self.mlflow.log_params({key: json.dumps(value) if isinstance(value, list) else value
                                     for key, value in config.items()})
 
@@ -86,9 +91,10 @@ class MLflowLogger:
             self.mlflow.log_metrics({f"{prefix.replace('/', '_')}_{name}": value for name, value in values.items()},
                                     step=record["epoch"])
 
-    def close(self) -> None:
-        with _quiet_dependencies():
-            self.mlflow.end_run()
+    def close(self, failed: bool = False) -> None:
+        if self.run is not None:
+            with _quiet_dependencies():
+                self.mlflow.end_run(status="FAILED" if failed else "FINISHED")
 
 
 @contextmanager
@@ -100,32 +106,35 @@ def _quiet_dependencies():
 
 
 class EpochFeed:
-    """``on_epoch_end`` hook of :func:`sda.run.train_SdA` that hands each record not yet sent
-    (``already``: those a resumed run's earlier process logged) to every logger."""
+    """``on_epoch_end`` hook of :func:`sda.run.train_SdA` that starts the loggers with the run's
+    ``config`` at the first epoch, then hands each record not yet sent (``already``: those a
+    resumed run's earlier process logged) to every logger."""
 
-    def __init__(self, loggers, already: int = 0):
-        self.loggers, self.sent = list(loggers), already
+    def __init__(self, loggers, config: dict, already: int = 0):
+        self.loggers, self.config, self.sent, self.started = list(loggers), config, already, False
 
     def __call__(self, pretrain, state) -> None:
+        if not self.started:
+            for logger in self.loggers:
+                logger.start(self.config)
+            self.started = True
         records = epoch_records(pretrain, state)
         for record in records[self.sent:]:
             for logger in self.loggers:
                 logger.log_record(record)
         self.sent = len(records)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """End every logger; ``failed``: the run stopped on an error (MLflow marks it so)."""
         for logger in self.loggers:
-            logger.close()
+            logger.close(failed)
 
 
-def open_loggers(names, output_dir, config: dict) -> list:
-    """The loggers ``names`` (of :data:`LOGGERS`) for a run in ``output_dir``, each given ``config``."""
+def open_loggers(names, output_dir) -> list:
+    """The loggers ``names`` (of :data:`LOGGERS`) for a run in ``output_dir``; a missing package is
+    a :class:`LoggerError` now, before training."""
     kinds = {"tensorboard": TensorBoardLogger, "mlflow": MLflowLogger}
-    loggers = []
-    for name in dict.fromkeys(names or ()):
-        if name not in kinds:
-            raise LoggerError(f"unknown logger {name!r}; choose among {', '.join(LOGGERS)}")
-        logger = kinds[name](output_dir)
-        logger.log_config(config)
-        loggers.append(logger)
-    return loggers
+    unknown = [name for name in names or () if name not in kinds]
+    if unknown:
+        raise LoggerError(f"unknown logger {unknown[0]!r}; choose among {', '.join(LOGGERS)}")
+    return [kinds[name](output_dir) for name in dict.fromkeys(names or ())]

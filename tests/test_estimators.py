@@ -1,5 +1,6 @@
 """scikit-learn estimators: the API contract (check_estimator), pipelines, grid search, learning."""
 
+import pickle
 import warnings
 
 import numpy as np
@@ -223,6 +224,9 @@ def test_partial_fit_pretrains_once_then_fine_tunes_batch_by_batch(digits):
     assert clf.n_finetune_epochs_ == 11
     with pytest.raises(ValueError, match="labels not in classes_"):
         clf.partial_fit(X_train[:10], y_train[:10] + 10)
+    again = pickle.loads(pickle.dumps(clf))  # without compiled functions or the last batch
+    np.testing.assert_array_equal(again.predict(X_test), clf.predict(X_test))
+    assert again.partial_fit(X_train[:37], y_train[:37]).n_finetune_epochs_ == 12
 
 
 def test_training_error_is_not_called_validation_error(digits, capsys):

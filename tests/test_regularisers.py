@@ -138,7 +138,7 @@ def test_every_regulariser_reaches_the_run_from_the_estimator_and_the_command_li
 
     X = np.random.RandomState(0).uniform(size=(120, 10))
     y = (X[:, 0] > 0.5).astype(int)
-    clf = SdAClassifier(hidden_layers_sizes=(8,), corruption_levels=0.2, corruption_type="salt_and_pepper",
+    clf = SdAClassifier(hidden_layer_sizes=(8,), corruption_levels=0.2, corruption_type="salt_and_pepper",
                         pretraining_epochs=1, training_epochs=3, finetune_lr=1.0, finetune_max_norm=0.25,
                         finetune_dropout_hidden=0.3, finetune_weight_decay=1e-3, finetune_lr_schedule="linear",
                         mode="FAST_COMPILE", random_state=0).fit(X, y)
