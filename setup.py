@@ -31,8 +31,10 @@ setup(
         "notebook": ["nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "matplotlib>=3.8"],
         # a CPU build on the CI machine; a looser pin pulls a multi-GB CUDA build
         "bench": ["torch==2.13.0"],
+        # sweeps: python -m sda.sweep (matplotlib draws results.png)
+        "sweep": ["ray[tune]>=2.9", "matplotlib>=3.8"],
         "dev": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.6", "matplotlib>=3.8",
-                "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+                "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "ray[tune]>=2.9"],
     },
-    entry_points={"console_scripts": ["sda-train=sda.cli:main"]},
+    entry_points={"console_scripts": ["sda-train=sda.cli:main", "sda-sweep=sda.sweep:main"]},
 )
