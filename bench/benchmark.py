@@ -66,26 +66,25 @@ def sda_timings(mode, batch, data, min_steps, min_seconds, steps_per_call,
                 phases=("pretrain layer 0", "pretrain layer 1", "pretrain layer 2", "fine-tune")):
     import pytensor
 
-    from sda.data import shared_dataset
+    from sda.datasets import shared_dataset
     from sda.SdA import SdA
 
     pytensor.config.floatX = "float32"
     x, y = data
     datasets = [shared_dataset((x, y))] * 3
     model = SdA(np.random.RandomState(0), hidden_layers_sizes=SIZES[1:], corruption_levels=[0.1, 0.2, 0.3])
-    n_batches = len(x) // batch
     out = {}
-    for k, fn in enumerate(model.pretraining_functions(datasets[0][0], batch, mode, steps_per_call=steps_per_call)):
+    for k, step in enumerate(model.pretraining_functions(datasets[0][0], batch, mode, steps_per_call=steps_per_call)):
         if f"pretrain layer {k}" not in phases:
             continue
-        if hasattr(fn, "prepare"):
-            fn.prepare()
-        per = getattr(fn, "steps_per_call", 1)
+        step.prepare()
+        per = step.steps_per_call
         out[f"pretrain layer {k}"] = timed(
-            lambda c: np.asarray(fn((c * per) % n_batches, 0.1, 0.001)), per, min_steps, min_seconds)
-    train_fn = model.build_finetune_functions(datasets, batch, 0.1, mode, steps_per_call=steps_per_call)[0]
-    per = getattr(train_fn, "steps_per_call", 1)
-    out["fine-tune"] = timed(lambda c: np.asarray(train_fn((c * per) % n_batches)), per, min_steps, min_seconds)
+            lambda c: np.asarray(step((c * per) % step.n_batches, 0.1, 0.001)), per, min_steps, min_seconds)
+    train_step = model.build_finetune_functions(datasets, batch, 0.1, mode, steps_per_call=steps_per_call)[0]
+    per = train_step.steps_per_call
+    out["fine-tune"] = timed(lambda c: np.asarray(train_step((c * per) % train_step.n_batches)), per, min_steps,
+                             min_seconds)
     return out
 
 

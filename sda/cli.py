@@ -44,6 +44,14 @@ DEFAULT_VALID_SIZE = 10_000
 FLAGS = {key: "--" + key.replace("_", "-") for key in TUTORIAL}
 FLAGS.update(hidden_layers_sizes="--hidden-layers", corruption_levels="--corruption", n_outs="--n-outs")
 
+#: The fine-tuning regularisers' flags (sda.SdA.SdA.build_finetune_functions states their maths).
+REGULARISER_FLAGS = (
+    ("--finetune-dropout-input", "dropout probability of each input pixel, in [0, 1)"),
+    ("--finetune-dropout-hidden", "dropout probability of each hidden unit, in [0, 1)"),
+    ("--finetune-weight-decay", "L2 penalty lambda/2 * sum of squared weights (0: off)"),
+    ("--finetune-max-norm", "bound on the norm of each unit's incoming weights (0: off)"),
+)
+
 log = logging.getLogger("sda")
 
 
@@ -102,14 +110,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "linearly to 0 at --training-epochs")
     g.add_argument("--finetune-corruption", type=float,
                    help="the dAs' noise on the inputs during fine-tuning, at this level")
-    g.add_argument("--finetune-dropout-input", type=float,
-                   help="dropout probability of each input pixel while fine-tuning, in [0, 1)")
-    g.add_argument("--finetune-dropout-hidden", type=float,
-                   help="dropout probability of each hidden unit while fine-tuning, in [0, 1)")
-    g.add_argument("--finetune-weight-decay", type=float,
-                   help="L2 penalty lambda/2 * sum of squared weights while fine-tuning (0: off)")
-    g.add_argument("--finetune-max-norm", type=float,
-                   help="bound on the norm of each unit's incoming weights while fine-tuning (0: off)")
+    for flag, meaning in REGULARISER_FLAGS:
+        g.add_argument(flag, type=float, help=meaning + " while fine-tuning")
     g.add_argument("--patience-epochs", type=float,
                    help="early stopping looks at least this many epochs ahead (tutorial: 10)")
     g.add_argument("--batch-size", type=int, help="set both batch sizes")

@@ -7,8 +7,10 @@ A model file holds
   version, and any training state the caller adds;
 * ``param_0``, ``param_1``, ...: every parameter, in the order of :func:`model_parameters`.
 
-Loading uses ``numpy.load(allow_pickle=False)`` and accepts only plain numeric arrays whose
+Loading never unpickles (``allow_pickle=False``) and accepts only plain numeric arrays whose
 shapes match the architecture in the header; anything else raises :class:`ModelFileError`.
+Sizes, shapes and the header's nesting are checked before anything large is read, so a
+small forged file cannot take much time or memory either.
 Files are written to a temporary name and renamed, so a crash never leaves half a file.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -33,6 +36,16 @@ FORMAT = "sda-model"
 FORMAT_VERSION = 1
 _HEADER = "__header__"
 _MAX_HEADER_BYTES = 1 << 20
+_MAX_JSON_DEPTH = 64  # real headers nest about 4 deep; json recurses once per level
+# np.savez stores entries uncompressed, so real files inflate 1:1 (a checkpoint's momentum
+# velocities too). 64x leaves room for files re-packed with np.savez_compressed, the slack
+# for small ones of zeros (fresh biases), and still keeps a zip bomb (1000x) far off.
+_MAX_INFLATION = 64
+_INFLATION_SLACK = 16 << 20
+_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+_BRACKET_STEPS = np.zeros(256, np.int32)  # by byte: +1 opens an array or object, -1 closes one
+_BRACKET_STEPS[list(b"[{")], _BRACKET_STEPS[list(b"]}")] = 1, -1
 
 
 class ModelFileError(ValueError):
@@ -129,6 +142,8 @@ def read_archive(path, expected_format: str, error=None) -> tuple[dict, dict]:
 
     Never unpickles: object arrays, pickles and anything that is not an .npz of numeric
     arrays with a JSON header of ``expected_format`` raise ``error`` (ModelFileError).
+    A forged file cannot make reading slow or large either: every entry's size and shape
+    are checked before any array is inflated (see :func:`_npz_entries`, :func:`_npy_layout`).
     """
     error = error or ModelFileError
     path = Path(path)
@@ -136,39 +151,131 @@ def read_archive(path, expected_format: str, error=None) -> tuple[dict, dict]:
         data = path.read_bytes()
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror})") from None
+    with _open_zip(path, data, error) as archive:
+        try:
+            entries = _npz_entries(path, archive, len(data), error)
+            layouts = {name: _npy_layout(path, archive, name, info, error) for name, info in entries.items()}
+            _check_header_layout(path, layouts, error)
+            header = _parse_header(path, _read_npy(archive, entries.pop(_HEADER)), expected_format, error)
+            return header, {name: _read_npy(archive, info) for name, info in entries.items()}
+        except error:
+            raise
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError, zlib.error) as exc:
+            raise error(f"{path}: damaged .npz archive ({_one_line(exc)})") from None
+
+
+def _one_line(exc: Exception, limit: int = 200) -> str:
+    """``exc``'s message on one line, cut short: errors quote parts of the file, which a
+    forger controls."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__
+
+
+def _open_zip(path, data: bytes, error) -> zipfile.ZipFile:
+    """The zip archive in ``data``; anything else is refused as such (numpy would call it
+    pickled data, which is misleading: random bytes are not a pickle)."""
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            names = set(archive.files)
-            if _HEADER not in names:
-                raise error(f"{path}: not an sda file (no {_HEADER} entry)")
-            arrays = {}
-            for name in names:
-                info = archive.zip.getinfo(name + ".npy")
-                if info.file_size > 1100 * len(data) + (1 << 20):  # more than deflate can expand
-                    raise error(f"{path}: entry {name} claims {info.file_size} bytes")
-                arrays[name] = archive[name]
-    except error:
-        raise
-    except ValueError as exc:  # object arrays (pickles) land here with allow_pickle=False
-        raise error(f"{path}: refused: {exc}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, RuntimeError, zlib.error) as exc:
-        raise error(f"{path}: not a readable .npz file ({exc})") from None
-    raw = arrays.pop(_HEADER)
-    if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > _MAX_HEADER_BYTES:
-        raise error(f"{path}: malformed header entry")
+        return zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError) as exc:  # RuntimeError: zip versions
+        raise error(f"{path}: not an .npz (zip) archive ({_one_line(exc)})") from None
+
+
+def _npz_entries(path, archive: zipfile.ZipFile, archive_size: int, error) -> dict:
+    """The archive's members by array name, refused before anything is inflated when their
+    declared sizes add up to more than an .npz of this size could hold.
+
+    zipfile never inflates a member beyond its declared ``file_size``, so bounding the sum
+    of those bounds the memory that reading can take, whatever the compressed data hold.
+    """
+    entries, total = {}, 0
+    for info in archive.infolist():
+        name = info.filename.removesuffix(".npy")
+        if name == info.filename or name in entries:
+            raise error(f"{path}: member {info.filename!r:.80} is not a distinct .npy array")
+        if info.compress_type not in _COMPRESSIONS:  # bzip2/lzma inflate unbounded chunks at once
+            raise error(f"{path}: member {info.filename!r:.80} uses compression {info.compress_type}, "
+                        "not stored or deflated")
+        entries[name] = info
+        total += info.file_size
+    limit = _MAX_INFLATION * archive_size + _INFLATION_SLACK
+    if total > limit:
+        raise error(f"{path}: entries would inflate to {total} bytes, more than {limit} "
+                    f"for a file of {archive_size} bytes")
+    return entries
+
+
+def _npy_layout(path, archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo, error):
+    """``(dtype, shape)`` from an entry's .npy header, read without inflating its data.
+
+    The shape must account for exactly the entry's declared size: a header claiming a
+    huge shape in a small entry would otherwise make numpy allocate that shape first.
+    """
+    with archive.open(info) as stream:
+        version = np.lib.format.read_magic(stream)
+        if version not in _NPY_HEADER_READERS:
+            raise error(f"{path}: entry {name!r:.80} has .npy format version {version}, expected 1.0 or 2.0")
+        shape, _, dtype = _NPY_HEADER_READERS[version](stream)
+        data_start = stream.tell()
+    if dtype.kind not in "fiub":  # object arrays would be pickles; structured ones are not parameters
+        raise error(f"{path}: entry {name!r:.80} has dtype {dtype}, expected numbers")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if min(shape, default=0) < 0 or data_start + nbytes != info.file_size:
+        raise error(f"{path}: entry {name!r:.80} claims shape {shape} ({nbytes} bytes of {dtype}) "
+                    f"but holds {info.file_size - data_start} bytes")
+    return dtype, shape
+
+
+def _check_header_layout(path, layouts: dict, error) -> None:
+    """The header entry must be a short byte string: refused by size before it is read."""
+    if _HEADER not in layouts:
+        raise error(f"{path}: not an sda file (no {_HEADER} entry)")
+    dtype, shape = layouts[_HEADER]
+    if dtype != np.uint8 or len(shape) != 1:
+        raise error(f"{path}: malformed header entry ({dtype}, shape {shape})")
+    if shape[0] > _MAX_HEADER_BYTES:
+        raise error(f"{path}: header of {shape[0]} bytes is larger than {_MAX_HEADER_BYTES}")
+
+
+def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """An entry's array; only called once :func:`_npy_layout` has vouched for its size."""
+    with archive.open(info) as stream:
+        return np.lib.format.read_array(stream, allow_pickle=False)
+
+
+def _parse_header(path, raw: np.ndarray, expected_format: str, error) -> dict:
+    """The JSON header, refused if it nests too deeply (``json`` recurses once per level,
+    so a header nested 100,000 deep would overflow the stack) or has the wrong format."""
+    text = raw.tobytes()
+    depth = _json_depth(text)
+    if depth > _MAX_JSON_DEPTH:
+        raise error(f"{path}: header nests {depth} levels deep, more than {_MAX_JSON_DEPTH}")
     try:
-        header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise error(f"{path}: header is not valid JSON ({exc})") from None
+        header = json.loads(text.decode("utf-8"))
+    except ValueError as exc:  # also numbers longer than Python's int digit limit
+        raise error(f"{path}: header is not valid JSON ({_one_line(exc)})") from None
     if not isinstance(header, dict) or header.get("format") != expected_format:
         found = header.get("format") if isinstance(header, dict) else None
-        raise error(f"{path}: not an {expected_format} file (format {found!r})")
+        raise error(f"{path}: not an {expected_format} file (format {found!r:.80})")
     if header.get("format_version") != FORMAT_VERSION:
-        raise error(f"{path}: format version {header.get('format_version')!r} is not supported")
-    for name, array in arrays.items():
-        if array.dtype.kind not in "fiub":
-            raise error(f"{path}: entry {name} has dtype {array.dtype}, expected numbers")
-    return header, arrays
+        raise error(f"{path}: format version {header.get('format_version')!r:.80} is not supported")
+    return header
+
+
+def _json_depth(text: bytes) -> int:
+    """How deeply JSON ``text`` nests arrays and objects, found without recursing.
+
+    Brackets count only outside strings, which run between quotes not escaped by an odd
+    run of backslashes. Vectorised, as a forged megabyte holds a million brackets; past
+    json's first error this may misread the text, but json stops there anyway.
+    """
+    if text.count(b"[") + text.count(b"{") <= _MAX_JSON_DEPTH:  # the usual header: no scan needed
+        return 0
+    chars = np.frombuffer(text, dtype=np.uint8)
+    position = np.arange(len(chars), dtype=np.int32)
+    last_other = np.maximum.accumulate(np.where(chars == ord("\\"), -1, position))
+    backslashes_before = position - 1 - np.concatenate(([-1], last_other[:-1]))
+    quotes = (chars == ord('"')) & (backslashes_before % 2 == 0)
+    outside = np.cumsum(quotes, dtype=np.int32) % 2 == 0
+    return int(np.cumsum(_BRACKET_STEPS[chars] * outside).max(initial=0))
 
 
 def save_model(model, path, training_state: dict | None = None, values=None) -> Path:
@@ -195,8 +302,7 @@ def read_model_file(path) -> tuple[dict, list[np.ndarray]]:
     """The header and parameter arrays of a model file, validated but not built into a model."""
     header, arrays = read_archive(path, FORMAT)
     n_params = header.get("n_params")
-    if not isinstance(n_params, int) or set(arrays) != {f"param_{i}" for i in range(n_params)}:
-        raise ModelFileError(f"{path}: parameter entries {sorted(arrays)} do not match n_params={n_params!r}")
+    _check_param_entries(path, arrays, n_params)
     params = [arrays[f"param_{i}"] for i in range(n_params)]
     for i, array in enumerate(params):
         if array.dtype.kind != "f":
@@ -206,6 +312,22 @@ def read_model_file(path) -> tuple[dict, list[np.ndarray]]:
     if not isinstance(header.get("config"), dict) or not isinstance(header.get("class"), str):
         raise ModelFileError(f"{path}: header lacks the model class or configuration")
     return header, params
+
+
+def _check_param_entries(path, arrays: dict, n_params) -> None:
+    """The entries must be exactly ``param_0`` .. ``param_{n_params-1}``.
+
+    ``n_params`` is compared with the number of entries first, so the names built to
+    compare them are never more than the file holds (a header claiming 10**12 would
+    otherwise take minutes and gigabytes before failing).
+    """
+    if type(n_params) is not int or not 0 <= n_params <= len(arrays):  # type(): bools are ints
+        raise ModelFileError(f"{path}: parameter entries do not match n_params={n_params!r:.40} "
+                             f"(the file holds {len(arrays)} arrays)")
+    odd = set(arrays) ^ {f"param_{i}" for i in range(n_params)}
+    if odd:
+        raise ModelFileError(f"{path}: parameter entries do not match n_params={n_params} "
+                             f"(missing or unexpected: {sorted(odd)[:3]!r:.120})")
 
 
 def load_model(path, seed: int = 0):

@@ -14,7 +14,8 @@ from support import CPU_MODE
 from sda.dA import dA
 from sda.logistic_sgd import LogisticRegression
 from sda.mlp import MLP
-from sda.persistence import ModelFileError, load_model, read_model_file, save_model
+from sda.checkpoint import CheckpointError, load_checkpoint
+from sda.persistence import ModelFileError, load_model, read_archive, read_model_file, save_model, write_archive
 from sda.SdA import SdA
 
 
@@ -70,6 +71,10 @@ def write_npz(path, **arrays):
     return path
 
 
+def header_entry(header: dict) -> np.ndarray:
+    return np.frombuffer(json.dumps(header).encode(), np.uint8)
+
+
 def valid_arrays(tmp_path):
     small_sda().save(tmp_path / "ok.npz")
     with np.load(tmp_path / "ok.npz") as f:
@@ -94,13 +99,14 @@ def test_pickled_object_array_is_refused_without_running_it(tmp_path, float32):
 def test_a_plain_pickle_file_is_refused(tmp_path):
     path = tmp_path / "model.pkl"
     path.write_bytes(pickle.dumps({"W": np.zeros(3)}))
-    with pytest.raises(ModelFileError):
+    with pytest.raises(ModelFileError, match="not an .npz .zip. archive"):
         load_model(path)
 
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda a: a.pop("__header__"), "no __header__"),
     (lambda a: a.update(__header__=np.frombuffer(b"{not json", np.uint8)), "not valid JSON"),
+    (lambda a: a.update(__header__=a["__header__"].astype(np.float64)), "malformed header entry"),
     (lambda a: a.update(param_0=a["param_0"][:-1]), "has shape"),
     (lambda a: a.update(param_1=a["param_1"].astype(np.int64)), "dtype int64"),
     (lambda a: a.update(param_2=np.full_like(a["param_2"], np.nan)), "NaN"),
@@ -113,12 +119,68 @@ def test_inconsistent_files_get_a_clear_error(mutate, message, tmp_path, float32
         load_model(write_npz(tmp_path / "bad.npz", **arrays))
 
 
+def test_n_params_must_be_a_plain_count(tmp_path, float32):
+    arrays = valid_arrays(tmp_path)
+    header = json.loads(arrays["__header__"].tobytes())
+    one_param = {"param_0": arrays["param_0"], "__header__": header_entry({**header, "n_params": True})}
+    path = write_npz(tmp_path / "bool.npz", **one_param)
+    with pytest.raises(ModelFileError, match="do not match n_params=True"):
+        read_model_file(path)
+
+
+def npy(array, version=None) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(array), version=version)
+    return buf.getvalue()
+
+
+def npy_claiming(shape) -> bytes:
+    """A .npy header claiming ``shape`` of float64, followed by 16 bytes whatever it claims."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return buf.getvalue() + bytes(16)
+
+
+NPY_V3 = npy(np.zeros(2), (2, 0)).replace(b"NUMPY\x02", b"NUMPY\x03", 1)  # same layout as 2.0
+
+
+@pytest.mark.parametrize("name, data, method, message", [
+    ("extra.npy", npy(np.zeros(2)), zipfile.ZIP_BZIP2, "uses compression 12"),
+    ("notes.txt", b"hello", zipfile.ZIP_STORED, "not a distinct .npy array"),
+    ("param_0.npy", npy(np.zeros(2)), zipfile.ZIP_STORED, "not a distinct .npy array"),
+    ("extra.npy", NPY_V3, zipfile.ZIP_STORED, r"format version \(3, 0\)"),
+    ("extra.npy", npy(np.zeros(2, [("a", "<f8")])), zipfile.ZIP_STORED, "expected numbers"),
+    ("extra.npy", npy_claiming((-1, -2)), zipfile.ZIP_STORED, "claims shape"),
+    ("extra.npy", npy_claiming((3,)), zipfile.ZIP_DEFLATED, "claims shape"),
+])
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_odd_archive_members_are_refused_before_reading(name, data, method, message, tmp_path, float32):
+    path = write_npz(tmp_path / "odd.npz", **valid_arrays(tmp_path))
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(name, data, compress_type=method)
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+
+
+def test_brackets_inside_header_strings_do_not_count_as_nesting(tmp_path, float32):
+    state = {"note": '\\"' + "[{" * 100, "history": [[i] for i in range(100)]}  # in JSON: "\\\"[{[{..."
+    small_sda().save(tmp_path / "m.npz", training_state=state)
+    assert read_model_file(tmp_path / "m.npz")[0]["training_state"] == state
+
+
+def test_nesting_after_a_string_ending_in_a_backslash_counts(tmp_path, float32):
+    state = {"note": "ends in \\", "deep": json.loads("[" * 100 + "]" * 100)}
+    small_sda().save(tmp_path / "m.npz", training_state=state)
+    with pytest.raises(ModelFileError, match="nests 10. levels deep"):
+        read_model_file(tmp_path / "m.npz")
+
+
 def test_header_with_unknown_class_or_bad_config(tmp_path, float32):
     arrays = valid_arrays(tmp_path)
     header = json.loads(arrays["__header__"].tobytes())
     for change, message in (({"class": "os.system"}, "unknown model class"),
                             ({"config": {**header["config"], "hidden_layers_sizes": [0]}}, "invalid")):
-        bad = dict(arrays, __header__=np.frombuffer(json.dumps({**header, **change}).encode(), np.uint8))
+        bad = dict(arrays, __header__=header_entry({**header, **change}))
         with pytest.raises(ModelFileError, match=message):
             load_model(write_npz(tmp_path / "bad.npz", **bad))
 
@@ -139,7 +201,7 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, float32, mon
 
 def test_not_a_zip_and_truncated_zip(tmp_path, float32):
     (tmp_path / "junk.npz").write_bytes(b"\x00" * 100)
-    with pytest.raises(ModelFileError, match="not a readable|refused"):
+    with pytest.raises(ModelFileError, match="junk.npz: not an .npz .zip. archive"):
         load_model(tmp_path / "junk.npz")
     data = small_sda().save(tmp_path / "m.npz").read_bytes()
     (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
@@ -156,3 +218,30 @@ def test_saved_files_get_the_usual_permissions(tmp_path, float32):
     finally:
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def checkpoint_header_entry() -> np.ndarray:
+    return header_entry({"format": "sda-checkpoint", "format_version": 1})
+
+
+def test_full_size_model_and_checkpoint_load_within_the_size_limits(tmp_path, float64):
+    """The tutorial's 784-1000-1000-1000-10 network, and a checkpoint with its momentum
+    velocities, also when re-packed compressed (fresh velocities are zeros: ~1000x)."""
+    sda = SdA(np.random.RandomState(0), n_ins=784, hidden_layers_sizes=[1000] * 3, n_outs=10,
+              corruption_levels=[0.1, 0.2, 0.3])
+    header, params = read_model_file(sda.save(tmp_path / "m.npz"))
+    assert header["config"]["hidden_layers_sizes"] == [1000] * 3 and params[2].shape == (1000, 1000)
+    values = [p.get_value() for p in sda.params]
+    state = {f"state_{i}": v for i, v in enumerate(values + [np.zeros_like(v) for v in values])}
+    write_archive(tmp_path / "stored.npz", {"format": "sda-checkpoint", "format_version": 1}, state)
+    np.savez_compressed(tmp_path / "compressed.npz", __header__=checkpoint_header_entry(), **state)
+    for name in ("stored.npz", "compressed.npz"):
+        _, arrays = read_archive(tmp_path / name, "sda-checkpoint", CheckpointError)
+        np.testing.assert_array_equal(arrays["state_2"], values[2])
+
+
+def test_checkpoints_refuse_forged_sizes_with_their_own_error(tmp_path):
+    zeros = np.zeros(24 << 20, np.uint8)  # deflates to 24 KiB
+    np.savez_compressed(tmp_path / "bomb.npz", __header__=checkpoint_header_entry(), state_0=zeros)
+    with pytest.raises(CheckpointError, match="bomb.npz: entries would inflate to"):
+        load_checkpoint(tmp_path / "bomb.npz")

@@ -63,6 +63,15 @@ def test_overwrite_replaces_the_whole_earlier_run(data, tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "mine"  # not a file of the run: left alone
 
 
+def test_overwrite_that_cannot_start_leaves_the_earlier_run(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli(capsys, *data, "--output-dir", out)[0] == 0
+    before = snapshot(out)
+    status, err = run_cli(capsys, *data, "--output-dir", out, "--overwrite", "--batch-size", "1000")
+    assert status == 2 and "more than the 250 training examples" in err
+    assert snapshot(out) == before
+
+
 def test_a_folder_in_use_by_another_run_is_refused(data, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
@@ -142,7 +151,7 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
 @pytest.mark.parametrize("forge, message", [
     (lambda h, a: a.update(state_0=a["state_0"][:-1]), "has shape"),
     (lambda h, a: h.pop("pretrain"), "KeyError"),
-    (lambda h, a: h.update(rngs=[{"bit_generator": "PCG64", "state": "x"}] * 2), "noise generator"),
+    (lambda h, a: h.update(rngs=[{"bit_generator": "PCG64", "state": "x"}] * len(h["rngs"])), "noise generator"),
     (lambda h, a: h.update(n_state=10 ** 12), "n_state"),
     (lambda h, a: h.update(config=[1, 2]), "config"),
 ])

@@ -1,0 +1,449 @@
+"""Sweeps and many seeds on Ray Tune: ``python -m sda.sweep --config FILE.toml --output-dir DIR``.
+
+The file (format in :mod:`sda.sweep_config`) names a preset, fixed overrides, the data, what to
+search (grids, random ranges, depth × units) and how many seeds; every configuration runs with
+every seed, each trial through :func:`sda.run.train_SdA`, the one run of this package.  Ray Tune
+schedules the trials (several at once, on one machine or a cluster, on CPUs or GPUs), and an
+optional ASHA scheduler stops the trials whose validation error lags at a rung.
+
+``DIR`` receives:
+
+* ``sweep.toml``: the configuration file as it was given (what ``--resume`` continues);
+* ``trials/<trial>/``: each trial's own sda output folder (``results.json``, ``checkpoint.npz``,
+  ``best_model.npz``, ``metrics.jsonl``), with ``trial.json`` (its configuration number and seed)
+  and, when it did not finish, ``failure.json`` (the one-line reason it failed) or
+  ``stopped.json`` (the scheduler stopped it early);
+* ``ray/``: Tune's own experiment storage, from which ``Tuner.restore`` resumes;
+* ``results.csv``, ``summary.csv``, ``results.png`` (:mod:`sda.sweep_report`).
+
+It prints a line per finished trial and, at the end, the best configuration by mean validation
+error with the ``python -m sda.SdA`` command that reruns it.
+
+Interrupting (Ctrl-C) lets Ray stop the trials and save the experiment's state; ``--resume``
+continues it: finished, stopped and failed trials are kept as they are, an unfinished trial
+continues from its last sda checkpoint (``train_SdA(..., resume=True)``), and trials not yet
+started start.  Each trial reports its validation error after every fine-tuning epoch
+(``ray.tune.report``; ``ray.train.report`` before Ray 2.41); a trial that diverges or fails is
+recorded as failed with its message, and the others go on.
+
+Exit status: 0 when the sweep ran to the end (whatever its trials' fates), 2 for a bad
+configuration file, data or output folder (one line on stderr, before Ray starts), 130 when
+interrupted.  Trials compute in float32, as the command line does, so that a trial and the
+command printed for it give the same numbers in the same mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pytensor
+
+from sda.data import DataError, load_mnist
+from sda.datasets import shared_dataset
+from sda.run import train_SdA
+from sda.sweep_config import Sweep, SweepConfigError, parse_sweep, read_sweep, rerun_command
+from sda.sweep_report import best_line, plot_results, summarise, write_results, write_summary
+from sda.training import DivergenceError
+from sda.utils import atomic_write, write_json
+
+try:
+    import ray
+    from ray import tune
+except ImportError:  # the command says how to install it
+    ray = tune = None
+else:
+    # Ray >= 2.41 has the function trainable's API in ray.tune (and refuses ray.train's there);
+    # Ray 2.9 to 2.40 had it in ray.train only
+    _TUNE_API = tune if hasattr(tune, "get_context") else importlib.import_module("ray.train")
+
+__all__ = ["main", "run_sweep", "run_trial", "load_sweep_data", "collect_rows"]
+
+EXPERIMENT = "sweep"  # Tune's experiment name under DIR/ray
+SWEEP_FILE = "sweep.toml"
+TRIAL_FILE = "trial.json"  # which configuration and seed a trial folder holds
+FAILURE_FILE = "failure.json"
+STOPPED_FILE = "stopped.json"
+INTERRUPTED = 130
+
+
+class SweepError(ValueError):
+    """The sweep cannot start as asked: output folder, resume, data, or Ray itself."""
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_sweep_data(sweep: Sweep) -> list:
+    """The sweep's data as numpy arrays ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]``,
+    the training set cut to its first ``train_size`` images when the file asks; loaded once,
+    here, and shipped to the trials by Ray (so that a cluster's nodes need no copy of the folder)."""
+    data = sweep.data
+    split = load_mnist(data["data_dir"], n_valid=data["valid_size"], verify=data["verify"])
+    (train_x, train_y), valid, test = split
+    if data["train_size"] is not None:
+        if data["train_size"] > len(train_y):
+            raise SweepConfigError(f"data.train_size is {data['train_size']}, more than the {len(train_y)} "
+                                   f"training images (after the last {data['valid_size']} went to validation)")
+        train_x, train_y = train_x[:data["train_size"]], train_y[:data["train_size"]]
+    for configuration in sweep.configurations:
+        config = sweep.trial_config(configuration, sweep.seeds[0])
+        for key in ("pretrain_batch_size", "finetune_batch_size"):
+            if config[key] > len(train_y):
+                raise SweepConfigError(f"{key} is {config[key]}, more than the {len(train_y)} training images")
+    return [(train_x, train_y), valid, test]
+
+
+# ---------------------------------------------------------------- one trial
+
+
+def _trial_name(trial) -> str:
+    """Tune's name and folder name of a trial, also its sda folder's name under DIR/trials."""
+    return f"trial_{trial.trial_id}"
+
+
+def _share_gpu_memory(gpus_per_trial: float) -> None:
+    """JAX takes 75 % of a GPU's memory when it starts; trials sharing a GPU take their share."""
+    if 0 < gpus_per_trial < 1:
+        os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 * gpus_per_trial:.3f}")
+
+
+def _report(epoch: int, validation_error: float, best_validation_error: float, test_error, seconds: float) -> None:
+    """What a trial tells Tune after each fine-tuning epoch: the scheduler judges
+    ``validation_error`` at each ``epoch``; the rest is for the results table."""
+    _TUNE_API.report({"epoch": epoch, "validation_error": validation_error,
+                      "best_validation_error": best_validation_error, "test_error": test_error, "seconds": seconds})
+
+
+def _report_epoch(pretrain, state) -> None:
+    """``on_epoch_end`` of a trial: each fine-tuning epoch goes to Tune (pretraining epochs do
+    not: they have no validation error)."""
+    if state is None:
+        return
+    record = state.history[-1]
+    validation = record["validation_error"] if record["validation_error"] is not None else state.best_loss
+    _report(state.epoch, validation, state.best_loss, state.test_error, sum(pretrain.seconds) + state.seconds)
+
+
+def _report_finished(results: dict) -> None:
+    """A trial whose run had already ended (before an interruption) reports its final numbers."""
+    finetuning = results["finetuning"]
+    _report(finetuning["epochs"], finetuning["best_validation_error"], finetuning["best_validation_error"],
+            finetuning["test_error"], _run_seconds(results))
+
+
+def _run_seconds(results: dict) -> float:
+    return results["pretraining"]["seconds"] + results["finetuning"]["seconds"]
+
+
+def run_trial(tune_config: dict, *, sweep: Sweep, trials_dir: str, datasets, mode, steps_per_call,
+              gpus_per_trial: float = 0) -> None:
+    """One trial, in a Ray worker: ``train_SdA`` in ``trials_dir/<trial>``, resumed from its
+    checkpoint when an earlier attempt left one; a divergence or a bad value is recorded in
+    ``failure.json`` (the trial then ends normally, so that Tune keeps it as done)."""
+    folder = Path(trials_dir) / _TUNE_API.get_context().get_trial_name()
+    if (folder / FAILURE_FILE).is_file():
+        return
+    if (folder / "results.json").is_file():
+        _report_finished(json.loads((folder / "results.json").read_text()))
+        return
+    _share_gpu_memory(gpus_per_trial)
+    write_json(folder / TRIAL_FILE, {"configuration": tune_config["configuration"]["number"],
+                                     "seed": tune_config["seed"]})
+    config = sweep.trial_config(tune_config["configuration"]["values"], tune_config["seed"])
+    resume = (folder / "checkpoint.npz").is_file()
+    try:
+        with pytensor.config.change_flags(floatX="float32"):
+            shared = [shared_dataset(pair, name=name) for pair, name in zip(datasets, ("train", "valid", "test"))]
+            train_SdA(shared, output_dir=folder, resume=resume, overwrite=not resume, mode=mode,
+                      steps_per_call=steps_per_call, progress=False, log=None, pictures=False,
+                      data_source=sweep.data, on_epoch_end=_report_epoch, **config)
+    except DivergenceError as exc:
+        _record_failure(folder, f"training diverged: {exc}")
+    except (ValueError, TypeError, OSError) as exc:
+        _record_failure(folder, f"{type(exc).__name__}: {exc}")
+
+
+def _record_failure(folder: Path, message: str) -> None:
+    """``failure.json`` in the trial's folder, and the message as the trial's last result."""
+    message = _one_line(message)
+    write_json(folder / FAILURE_FILE, {"message": message})
+    _TUNE_API.report({"failure": message})
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# ---------------------------------------------------------------- outcomes
+
+
+def trial_outcome(folder: Path | None, metrics: dict, error=None) -> dict:
+    """Status, errors, epochs, seconds and message of a trial, from its own folder first (what
+    the sda run wrote), then from what it last reported to Tune."""
+    if folder is None:
+        return {"best_validation_error": None, "test_error": None, "epochs": None, "seconds": None,
+                "status": "unfinished", "message": "not started: continue the sweep with --resume"}
+    outcome = {"best_validation_error": metrics.get("best_validation_error"), "test_error": metrics.get("test_error"),
+               "epochs": metrics.get("epoch"), "seconds": metrics.get("seconds"), "message": ""}
+    if (folder / "results.json").is_file():
+        results = json.loads((folder / "results.json").read_text())
+        finetuning = results["finetuning"]
+        outcome.update(status="finished", best_validation_error=finetuning["best_validation_error"],
+                       test_error=finetuning["test_error"], epochs=finetuning["epochs"], seconds=_run_seconds(results))
+    elif (folder / FAILURE_FILE).is_file():
+        outcome.update(status="failed", message=json.loads((folder / FAILURE_FILE).read_text())["message"])
+    elif error is not None:
+        outcome.update(status="failed", message=_one_line(str(error).strip().splitlines()[-1] if str(error).strip()
+                                                          else type(error).__name__))
+    elif (folder / STOPPED_FILE).is_file():
+        outcome.update(status="stopped", message=json.loads((folder / STOPPED_FILE).read_text())["message"])
+    else:
+        outcome.update(status="unfinished", message="not run to its end: continue the sweep with --resume")
+    return outcome
+
+
+def _describe(tune_config: dict) -> str:
+    values = tune_config["configuration"]["values"]
+    return ", ".join([*(f"{key}={value}" for key, value in values.items()), f"seed={tune_config['seed']}"])
+
+
+def _outcome_line(name: str, description: str, outcome: dict) -> str:
+    if outcome["status"] == "failed":
+        return f"trial {name} ({description}) failed: {outcome['message']}"
+    if outcome["best_validation_error"] is None:
+        return f"trial {name} ({description}) {outcome['status']} before its first fine-tuning epoch"
+    return (f"trial {name} ({description}) {outcome['status']}: best validation error "
+            f"{outcome['best_validation_error']:.2%}, test error {outcome['test_error']:.2%}, "
+            f"{outcome['epochs']} epochs, {outcome['seconds']:.0f} s")
+
+
+if tune is not None:
+    class _TrialLines(tune.Callback):
+        """Prints a line as each trial ends, and marks the trials the scheduler stopped early
+        (``stopped.json``), which Tune's results do not tell apart from finished ones."""
+
+        def __init__(self, trials_dir: str):
+            self.trials_dir = trials_dir
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            folder = Path(self.trials_dir) / str(trial)
+            done = any((folder / name).is_file() for name in ("results.json", FAILURE_FILE))
+            if not done and trial.last_result.get("epoch") is not None:
+                write_json(folder / STOPPED_FILE, {"message": f"stopped by the scheduler after epoch "
+                                                              f"{trial.last_result['epoch']}"})
+            self._print(trial, trial.last_result)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._print(trial, trial.last_result, trial.get_error())
+
+        def _print(self, trial, metrics, error=None):
+            outcome = trial_outcome(Path(self.trials_dir) / str(trial), metrics, error)
+            print(_outcome_line(str(trial), _describe(trial.config), outcome), flush=True)
+
+
+def collect_rows(sweep: Sweep, result_grid, trials_dir: Path) -> list[dict]:
+    """One row per trial of the sweep (see :mod:`sda.sweep_report`), in configuration and seed
+    order; a trial that never started (the sweep was interrupted) is ``unfinished``."""
+    results = {Path(result.path).name: result for result in result_grid}
+    names = _trial_names(trials_dir, results)
+    rows = []
+    for number, configuration in enumerate(sweep.configurations):
+        for seed in sweep.seeds:
+            name = names.get((number, seed))
+            result = results.get(name)
+            config = sweep.trial_config(configuration, seed)
+            row = {"trial": name, "configuration": number, "seed": seed,
+                   **{key: value for key, value in config.items() if key != "seed"}, **configuration}
+            row.update(trial_outcome(None if name is None else trials_dir / name,
+                                     (result.metrics or {}) if result else {}, result.error if result else None))
+            row["command"] = rerun_command(sweep, config)
+            rows.append(row)
+    return rows
+
+
+def _trial_names(trials_dir: Path, results: dict) -> dict:
+    """``(configuration number, seed) -> trial name``, from the trials' own ``trial.json`` (what
+    Tune's results hold only for trials that reported), else from Tune's results."""
+    names = {}
+    for name, result in results.items():
+        if result.config is not None:
+            names[(result.config["configuration"]["number"], result.config["seed"])] = name
+    for path in trials_dir.glob(f"*/{TRIAL_FILE}"):
+        identity = json.loads(path.read_text())
+        names[(identity["configuration"], identity["seed"])] = path.parent.name
+    return names
+
+
+# ---------------------------------------------------------------- the sweep
+
+
+def _param_space(sweep: Sweep) -> dict:
+    """Tune's grid: the configurations (numbered, their swept values as given) × the seeds."""
+    return {"configuration": tune.grid_search([{"number": i, "values": values}
+                                               for i, values in enumerate(sweep.configurations)]),
+            "seed": tune.grid_search(sweep.seeds)}
+
+
+def _scheduler(sweep: Sweep):
+    if sweep.scheduler is None:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    # stop_last_trials=False: a trial that reaches max_t ends by itself, writing its results.json
+    return ASHAScheduler(time_attr="epoch", metric="validation_error", mode="min", max_t=sweep.scheduler["max_t"],
+                         grace_period=sweep.scheduler["grace_period"],
+                         reduction_factor=sweep.scheduler["reduction_factor"], stop_last_trials=False)
+
+
+def _start_ray(address: str | None) -> None:
+    """Join the cluster at ``address``, or start a private Ray in this process: every core,
+    no dashboard, and the workers' output kept out of this terminal."""
+    # a failed trial's last report holds its message, not the scheduler's metric, which Tune
+    # would take for a mistake in the trainable
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    options = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if address:
+        ray.init(address=address, **options)
+    else:
+        ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, **options)
+
+
+def run_sweep(sweep: Sweep, output_dir, *, resume: bool = False, address: str | None = None,
+              cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_concurrent: int | None = None) -> int:
+    """Run (or continue) the sweep into ``output_dir``; returns the exit status (0, or 130 when
+    interrupted).  Everything that can be checked is checked before Ray starts."""
+    output_dir = Path(output_dir).resolve()
+    _claim_output_dir(output_dir, sweep, resume)
+    datasets = load_sweep_data(sweep)
+    print(f"sweep: {len(sweep.configurations)} configurations × {len(sweep.seeds)} seeds = {sweep.n_trials} trials; "
+          f"output {output_dir}", flush=True)
+    _start_ray(address)
+    try:
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, sweep=sweep, trials_dir=str(output_dir / "trials"), datasets=datasets,
+                                 mode=sweep.run["mode"], steps_per_call=sweep.run["steps_per_call"],
+                                 gpus_per_trial=gpus_per_trial),
+            {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+        result_grid = _tuner(sweep, output_dir, trainable, resume, max_concurrent).fit()
+    except KeyboardInterrupt:  # a second Ctrl-C, while Ray was saving its state
+        _print_resume(output_dir)
+        return INTERRUPTED
+    finally:
+        ray.shutdown()
+    return _finish(sweep, output_dir, result_grid)
+
+
+def _tuner(sweep: Sweep, output_dir: Path, trainable, resume: bool, max_concurrent: int | None):
+    """Tune's tuner: the grid of configurations × seeds stored under DIR/ray, or that one restored."""
+    storage = output_dir / "ray"
+    if resume:
+        return tune.Tuner.restore(str(storage / EXPERIMENT), trainable, resume_unfinished=True, resume_errored=False)
+    # reuse_actors: a worker process trains trial after trial, sparing a Python start and imports each
+    tune_config = tune.TuneConfig(scheduler=_scheduler(sweep), max_concurrent_trials=max_concurrent,
+                                  reuse_actors=True, trial_name_creator=_trial_name,
+                                  trial_dirname_creator=_trial_name)
+    # verbose=0: Tune's tables would bury the one line per trial printed here
+    run_config = _TUNE_API.RunConfig(name=EXPERIMENT, storage_path=str(storage), verbose=0,
+                                     callbacks=[_TrialLines(str(output_dir / "trials"))])
+    return tune.Tuner(trainable, param_space=_param_space(sweep), tune_config=tune_config, run_config=run_config)
+
+
+def _finish(sweep: Sweep, output_dir: Path, result_grid) -> int:
+    """Write the three result files, print the best configuration (and, after an interruption,
+    how to continue)."""
+    rows = collect_rows(sweep, result_grid, output_dir / "trials")
+    summary = summarise(sweep, rows)
+    write_results(output_dir / "results.csv", sweep, rows)
+    write_summary(output_dir / "summary.csv", sweep, summary)
+    picture = plot_results(output_dir / "results.png", sweep, rows)
+    counts = {status: sum(row["status"] == status for row in rows) for status in ("finished", "stopped", "failed")}
+    print(f"sweep: {counts['finished']} finished, {counts['stopped']} stopped early, {counts['failed']} failed "
+          f"of {len(rows)} trials; {output_dir / 'results.csv'}, {output_dir / 'summary.csv'}"
+          + (f", {picture}" if picture else " (no results.png: pip install matplotlib)"))
+    print(best_line(sweep, summary, rows), flush=True)
+    if any(row["status"] == "unfinished" for row in rows):
+        _print_resume(output_dir)
+        return INTERRUPTED
+    return 0
+
+
+def _print_resume(output_dir: Path) -> None:
+    print(f"sweep interrupted: continue it with python -m sda.sweep --output-dir {output_dir} --resume", flush=True)
+
+
+def _claim_output_dir(output_dir: Path, sweep: Sweep, resume: bool) -> None:
+    """A new sweep needs a folder without one; a resumed one needs the same configuration as
+    the sweep it continues.  Saves ``sweep.toml``."""
+    saved = output_dir / SWEEP_FILE
+    if resume:
+        if not saved.is_file() or not tune.Tuner.can_restore(str(output_dir / "ray" / EXPERIMENT)):
+            raise SweepError(f"no sweep to resume in {output_dir} (it lacks {SWEEP_FILE} or Ray's ray/{EXPERIMENT})")
+        if parse_sweep(saved.read_text(encoding="utf-8"), str(saved)) != sweep:
+            raise SweepError(f"{saved} differs from the given --config: a resumed sweep keeps its configuration "
+                             f"(give no --config, or the same file)")
+        return
+    if output_dir.exists() and not output_dir.is_dir():
+        raise SweepError(f"output directory {output_dir} is a file")
+    if saved.exists() or (output_dir / "ray").exists():
+        raise SweepError(f"{output_dir} already holds a sweep: continue it with --resume, "
+                         f"or choose another --output-dir")
+    try:
+        atomic_write(saved, lambda f: f.write(sweep.text.encode("utf-8")))
+    except OSError as exc:
+        raise SweepError(f"cannot write to output directory {output_dir}: {exc.strerror}") from None
+
+
+# ---------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sda.sweep",
+                                description="Run a sweep of sda trainings (grid, random search, seeds) on Ray Tune.")
+    p.add_argument("--config", type=Path, help="the sweep's TOML file (see sda/sweep_config.py); "
+                                               "with --resume, defaults to the one saved in --output-dir")
+    p.add_argument("--output-dir", type=Path, required=True, help="where trials, Ray's state and results go")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted sweep in --output-dir")
+    p.add_argument("--address", help="join this running Ray cluster (e.g. auto, or HOST:6379 after ray start --head) "
+                                     "instead of starting Ray in this process")
+    p.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs each trial reserves (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=0,
+                   help="GPUs each trial reserves, e.g. 1, or 0.25 for four trials per GPU (default 0)")
+    p.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: as resources allow)")
+    return p
+
+
+def _check_arguments(args: argparse.Namespace) -> Sweep:
+    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
+        raise SweepError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise SweepError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
+    if args.config is None:
+        if not args.resume:
+            raise SweepError("--config FILE.toml is needed (except with --resume)")
+        return read_sweep(args.output_dir / SWEEP_FILE)
+    return read_sweep(args.config)
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m sda.sweep`` and ``sda-sweep``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if tune is None:
+            raise SweepError('sweeps need Ray Tune: pip install -e ".[sweep]"')
+        sweep = _check_arguments(args)
+        return run_sweep(sweep, args.output_dir, resume=args.resume, address=args.address,
+                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                         max_concurrent=args.max_concurrent)
+    except (SweepConfigError, SweepError, DataError) as exc:
+        print(f"sda-sweep: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,365 @@
+"""A sweep's configuration file (TOML): read it, check it, and expand it into trials.
+
+This module knows nothing of Ray: :mod:`sda.sweep` runs what it describes.  The format::
+
+    preset = "fast"          # the base: a preset of sda.run.PRESETS (default "tutorial")
+    seeds = 3                # run every configuration with 3 seeds: seed, seed + 1, seed + 2
+                             # (or seeds = [89677, 1, 2]: those)
+    num_samples = 4          # random search: 4 draws of the uniform/loguniform entries per grid point
+    sample_seed = 0          # seeds those draws, so that a sweep is the same sweep every time
+
+    [config]                 # fixed overrides of the preset: any key of sda.run.TUTORIAL
+    training_epochs = 20
+
+    [data]                   # where the data come from
+    data_dir = "data/mnist"  # relative to the current directory, as on the command line
+                             # (default: the repository's data/mnist)
+    valid_size = 10000       # validation = the last this many training images
+    verify = true            # check the MNIST checksums
+    train_size = 5000        # optional: train on the first this many training images only
+
+    [run]                    # how to compute, not part of the configuration
+    mode = "JAX"             # a mode of sda.modes (default: AUTO)
+    steps_per_call = 250
+
+    [search]                 # what varies
+    finetune_lr = [0.05, 0.1]                 # a list is a grid axis
+    pretrain_lr = {loguniform = [1e-3, 1e-1]} # a range is searched at random
+    finetune_momentum = {uniform = [0.0, 0.9]}
+
+    [scheduler]              # optional early stopping of bad trials on the validation error
+    type = "asha"
+    grace_period = 2         # fine-tuning epochs every trial runs at least
+    reduction_factor = 3     # keep the best third at each rung
+    max_t = 40               # optional: the rungs' last epoch (default: training_epochs)
+
+Grids multiply: every combination of the lists (and of the seeds) is one trial.
+
+Layer shapes come from two or three axes through three convenience keys, allowed in
+``[config]`` and ``[search]``: ``depth = D`` (hidden layers), ``units = U`` (units in every
+hidden layer) and ``corruption_level = c`` (the masking level of every layer).  A trial's
+``hidden_layers_sizes`` becomes ``[U] * D`` and its ``corruption_levels`` ``[c] * D``; a key that
+is not given is taken from the preset's list when that already has D entries, else as its first
+entry repeated D times.  So ``depth = [1, 2, 3]`` with ``units = [1000, 2000]`` sweeps the six
+shapes of Vincent et al. (2010).  List-valued keys can also be swept directly: in ``[search]``
+every list is a grid, so ``hidden_layers_sizes = [[500], [500, 500]]`` is a grid of two shapes.
+
+Everything is checked before anything runs: unknown keys, bad values, and every configuration
+of the expansion through :func:`sda.run.validate_config`.  Errors are :class:`SweepConfigError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import numbers
+import shlex
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sda.cli import DEFAULT_VALID_SIZE, FLAGS
+from sda.data import DEFAULT_DATA_DIR
+from sda.modes import MODES
+from sda.run import PRESETS, TUTORIAL, validate_config
+from sda.validation import check_seed
+
+__all__ = ["SweepConfigError", "Sweep", "read_sweep", "parse_sweep", "LAYER_SHAPE_KEYS", "rerun_command"]
+
+#: Convenience keys that build ``hidden_layers_sizes`` and ``corruption_levels`` (see above).
+LAYER_SHAPE_KEYS = ("depth", "units", "corruption_level")
+_TOP_KEYS = {"preset", "seeds", "num_samples", "sample_seed", "config", "data", "run", "search", "scheduler"}
+_DATA_KEYS = {"data_dir", "valid_size", "verify", "train_size"}
+_RUN_KEYS = {"mode", "steps_per_call"}
+_SCHEDULER_KEYS = {"type", "grace_period", "reduction_factor", "max_t"}
+_RANDOM_KINDS = ("uniform", "loguniform")
+_HYPERPARAMETERS = set(TUTORIAL) | set(LAYER_SHAPE_KEYS)
+#: each convenience key and the list it builds: the two may not both be given
+_CONFLICTS = {"units": "hidden_layers_sizes", "depth": "hidden_layers_sizes",
+              "corruption_level": "corruption_levels"}
+
+
+class SweepConfigError(ValueError):
+    """The sweep's configuration file cannot be run as written."""
+
+
+@dataclass
+class Sweep:
+    """A checked sweep: the base configuration, what varies, and the trials it expands to.
+
+    ``configurations`` lists the swept values of each configuration (grid points, with the
+    random draws made); ``seeds`` are run for each of them.
+    """
+
+    preset: str
+    base: dict
+    data: dict
+    run: dict
+    axes: list[str]
+    configurations: list[dict]
+    seeds: list[int]
+    scheduler: dict | None
+    random_axes: dict = field(default_factory=dict)
+    text: str = field(default="", compare=False)  # the file as written, saved beside the results
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.configurations) * len(self.seeds)
+
+    def trial_config(self, configuration: dict, seed: int) -> dict:
+        """The full configuration (every key of TUTORIAL) of one trial, for ``train_SdA``."""
+        return expand_layer_shape({**self.base, **configuration, "seed": seed})
+
+
+def read_sweep(path) -> Sweep:
+    """Read and check the sweep file ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SweepConfigError(f"sweep file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SweepConfigError(f"cannot read sweep file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_sweep(text, str(path))
+
+
+def parse_sweep(text: str, where: str = "sweep file") -> Sweep:
+    """Check the TOML ``text`` of a sweep and expand it; ``where`` names it in messages."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepConfigError(f"{where} is not valid TOML: {exc}") from None
+    try:
+        sweep = _build(raw)
+    except SweepConfigError as exc:
+        raise SweepConfigError(f"{where}: {exc}") from None
+    except (ValueError, TypeError) as exc:  # validate_config's messages
+        raise SweepConfigError(f"{where}: {' '.join(str(exc).split())}") from None
+    sweep.text = text
+    return sweep
+
+
+def _build(raw: dict) -> Sweep:
+    _refuse_unknown("the file's top level", raw, _TOP_KEYS)
+    preset = raw.get("preset", "tutorial")
+    if preset not in PRESETS:
+        raise SweepConfigError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+    fixed = _table(raw, "config")
+    search = _table(raw, "search")
+    _refuse_unknown("[config]", fixed, _HYPERPARAMETERS)
+    _refuse_unknown("[search]", search, _HYPERPARAMETERS)
+    _refuse_conflicts(fixed, search)
+    if "seed" in search:
+        raise SweepConfigError("sweep seeds with seeds = N or seeds = [s1, s2, ...], not in [search]")
+    base = {**copy.deepcopy(PRESETS[preset]), **fixed}
+    grid, random_axes = _split_search(search)
+    seeds = _seeds(raw, base)
+    configurations = _expand(grid, random_axes, _count(raw, "num_samples", 1), raw.get("sample_seed", 0))
+    sweep = Sweep(preset=preset, base=base, data=_data(raw), run=_run(raw), axes=list(search),
+                  configurations=configurations, seeds=seeds, scheduler=_scheduler(raw, base),
+                  random_axes=random_axes)
+    _validate_trials(sweep)
+    return sweep
+
+
+def _table(raw: dict, name: str) -> dict:
+    table = raw.get(name, {})
+    if not isinstance(table, dict):
+        raise SweepConfigError(f"[{name}] must be a table, got {table!r}")
+    return table
+
+
+def _refuse_unknown(where: str, table: dict, allowed) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise SweepConfigError(f"unknown keys in {where}: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _refuse_conflicts(fixed: dict, search: dict) -> None:
+    """A key fixed and swept at once, or a layer-shape key beside the list it builds."""
+    both = sorted(set(fixed) & set(search))
+    if both:
+        raise SweepConfigError(f"{', '.join(both)} both fixed in [config] and swept in [search]")
+    given = set(fixed) | set(search)
+    for key, built in _CONFLICTS.items():
+        if key in given and built in given:
+            raise SweepConfigError(f"give either {key} or {built}, not both ({key} builds {built})")
+
+
+def _split_search(search: dict) -> tuple[dict, dict]:
+    """The grid axes ``{key: [values]}`` and the random ones ``{key: (kind, low, high)}``."""
+    grid, random_axes = {}, {}
+    for key, spec in search.items():
+        if isinstance(spec, list):
+            if not spec:
+                raise SweepConfigError(f"search.{key} is an empty list: a grid axis needs at least one value")
+            grid[key] = spec
+        elif isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in _RANDOM_KINDS:
+            random_axes[key] = _random_range(key, *next(iter(spec.items())))
+        else:
+            raise SweepConfigError(f"search.{key} must be a list of values (a grid) or {{uniform = [a, b]}} "
+                                   f"or {{loguniform = [a, b]}}, got {spec!r}")
+    return grid, random_axes
+
+
+def _random_range(key: str, kind: str, bounds) -> tuple[str, float, float]:
+    if (not isinstance(bounds, list) or len(bounds) != 2
+            or not all(_is_number(b) and math.isfinite(b) for b in bounds) or not bounds[0] < bounds[1]):
+        raise SweepConfigError(f"search.{key}: {kind} needs [low, high] with finite low < high, got {bounds!r}")
+    if kind == "loguniform" and bounds[0] <= 0:
+        raise SweepConfigError(f"search.{key}: loguniform needs low > 0, got {bounds!r}")
+    return kind, float(bounds[0]), float(bounds[1])
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _count(raw: dict, key: str, default: int) -> int:
+    value = raw.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SweepConfigError(f"{key} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _seeds(raw: dict, base: dict) -> list[int]:
+    """``seeds = N``: the base configuration's seed and the N - 1 after it (modulo 2**32);
+    ``seeds = [s1, s2, ...]``: those.  Without ``seeds``, the base configuration's seed.
+
+    Consecutive seeds are as independent as any for numpy's Mersenne Twister, and they keep
+    a sweep's trials reproducible from its file alone.
+    """
+    seeds = raw.get("seeds", 1)
+    if isinstance(seeds, list):
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise SweepConfigError(f"seeds must be a count or a list of distinct seeds, got {seeds!r}")
+        return [check_seed("seeds", s) for s in seeds]
+    n = _count(raw, "seeds", 1)
+    first = check_seed("seed", base["seed"])
+    return [(first + i) % 2 ** 32 for i in range(n)]
+
+
+def _expand(grid: dict, random_axes: dict, num_samples: int, sample_seed) -> list[dict]:
+    """Every grid point, ``num_samples`` times, each time with fresh draws of the random axes."""
+    if num_samples > 1 and not random_axes:
+        raise SweepConfigError("num_samples repeats the random draws of uniform/loguniform entries, and "
+                               "[search] has none; to repeat runs use seeds = N")
+    if not isinstance(sample_seed, int) or isinstance(sample_seed, bool) or sample_seed < 0:
+        raise SweepConfigError(f"sample_seed must be an integer >= 0, got {sample_seed!r}")
+    rng = np.random.default_rng(sample_seed)
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    configurations = []
+    for _ in range(num_samples):
+        for point in points:
+            draws = {key: _draw(rng, *spec) for key, spec in random_axes.items()}
+            configurations.append({**copy.deepcopy(point), **draws})
+    return configurations
+
+
+def _draw(rng, kind: str, low: float, high: float) -> float:
+    if kind == "loguniform":
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    return float(rng.uniform(low, high))
+
+
+def expand_layer_shape(config: dict) -> dict:
+    """``depth``, ``units`` and ``corruption_level`` turned into ``hidden_layers_sizes`` and
+    ``corruption_levels`` (module docstring); a configuration without them is returned as is."""
+    if not any(key in config for key in LAYER_SHAPE_KEYS):
+        return config
+    config = dict(config)
+    depth = config.pop("depth", len(config["hidden_layers_sizes"]))
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+        raise SweepConfigError(f"depth must be an integer >= 1, got {depth!r}")
+    config["hidden_layers_sizes"] = _repeated(config.pop("units", None), config["hidden_layers_sizes"], depth)
+    config["corruption_levels"] = _repeated(config.pop("corruption_level", None), config["corruption_levels"], depth)
+    return config
+
+
+def _repeated(value, preset_list: list, depth: int) -> list:
+    if value is not None:
+        return [value] * depth
+    return list(preset_list) if len(preset_list) == depth else [preset_list[0]] * depth
+
+
+def _data(raw: dict) -> dict:
+    data = _table(raw, "data")
+    _refuse_unknown("[data]", data, _DATA_KEYS)
+    data_dir = data.get("data_dir", str(DEFAULT_DATA_DIR))
+    if not isinstance(data_dir, str) or not data_dir:
+        raise SweepConfigError(f"data.data_dir must be a folder name, got {data_dir!r}")
+    verify = data.get("verify", True)
+    if not isinstance(verify, bool):
+        raise SweepConfigError(f"data.verify must be true or false, got {verify!r}")
+    train_size = data.get("train_size")
+    if train_size is not None:
+        train_size = _count(data, "train_size", 1)
+    return {"data_dir": str(Path(data_dir).resolve()), "valid_size": _count(data, "valid_size", DEFAULT_VALID_SIZE),
+            "verify": verify, "train_size": train_size}
+
+
+def _run(raw: dict) -> dict:
+    run = _table(raw, "run")
+    _refuse_unknown("[run]", run, _RUN_KEYS)
+    mode = run.get("mode")
+    if mode is not None and (not isinstance(mode, str) or mode.upper() not in ("AUTO", *MODES)):
+        raise SweepConfigError(f"run.mode must be one of AUTO, {', '.join(MODES)}, got {mode!r}")
+    steps = run.get("steps_per_call")
+    if steps is not None:
+        steps = _count(run, "steps_per_call", 1)
+    return {"mode": None if mode is None or mode.upper() == "AUTO" else mode.upper(), "steps_per_call": steps}
+
+
+def _scheduler(raw: dict, base: dict) -> dict | None:
+    if "scheduler" not in raw:
+        return None
+    table = _table(raw, "scheduler")
+    _refuse_unknown("[scheduler]", table, _SCHEDULER_KEYS)
+    if table.get("type") != "asha":
+        raise SweepConfigError(f'scheduler.type must be "asha" (the only scheduler offered), got {table.get("type")!r}')
+    reduction = table.get("reduction_factor", 3)
+    if not _is_number(reduction) or not reduction > 1:
+        raise SweepConfigError(f"scheduler.reduction_factor must be a number > 1, got {reduction!r}")
+    max_t = _count(table, "max_t", base["training_epochs"])
+    return {"type": "asha", "grace_period": _count(table, "grace_period", 1), "reduction_factor": float(reduction),
+            "max_t": max_t}
+
+
+def _validate_trials(sweep: Sweep) -> None:
+    """Every configuration through :func:`sda.run.validate_config`, with every seed."""
+    for configuration in sweep.configurations:
+        for seed in sweep.seeds:
+            validate_config(sweep.trial_config(configuration, seed))
+
+
+def rerun_command(sweep: Sweep, config: dict) -> str:
+    """The ``python -m sda.SdA`` command line that trains ``config`` (a trial's full
+    configuration) as the sweep did: the preset, then a flag per key that differs from it."""
+    preset = PRESETS[sweep.preset]
+    args = ["python", "-m", "sda.SdA", "--preset", sweep.preset]
+    for key in TUTORIAL:
+        if key != "seed" and _same(config[key], preset[key]):
+            continue
+        values = config[key] if isinstance(config[key], (list, tuple)) else [config[key]]
+        args += [FLAGS[key], *(repr(v) if isinstance(v, float) else str(v) for v in values)]
+    args += ["--data-dir", sweep.data["data_dir"]]
+    if sweep.data["valid_size"] != DEFAULT_VALID_SIZE:
+        args += ["--valid-size", str(sweep.data["valid_size"])]
+    if not sweep.data["verify"]:
+        args.append("--no-verify")
+    if sweep.run["mode"] is not None:
+        args += ["--mode", sweep.run["mode"]]
+    if sweep.run["steps_per_call"] is not None:
+        args += ["--steps-per-call", str(sweep.run["steps_per_call"])]
+    return shlex.join(args)
+
+
+def _same(a, b) -> bool:
+    """Equal as configuration values: 1000 == 1000.0, (1, 2) == [1, 2]."""
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b) and all(
+            _same(x, y) for x, y in zip(a, b))
+    return a == b

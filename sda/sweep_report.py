@@ -1,0 +1,191 @@
+"""What a sweep leaves behind: one row per trial, a summary per configuration, a picture.
+
+* ``results.csv``: one row per trial: its configuration number, seed, every hyperparameter,
+  the best validation error, the test error at that point, epochs, seconds, status
+  (finished, stopped early by the scheduler, failed, unfinished), a one-line message and the
+  command line that reruns it;
+* ``summary.csv``: per configuration, mean and sample standard deviation over its seeds of
+  the validation and test errors (trials that ran at least one fine-tuning epoch: finished
+  ones and those the scheduler stopped early; a failed trial counts in ``failed`` only);
+* ``results.png``: the validation error of every trial against each swept hyperparameter.
+
+Errors are fractions in the CSV files (0.0123 = 1.23 %), as in ``results.json``; the picture
+and the printed lines show percentages.  No Ray here: :mod:`sda.sweep` builds the rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from pathlib import Path
+
+from sda.run import TUTORIAL
+from sda.sweep_config import Sweep
+from sda.utils import atomic_write
+
+__all__ = ["STATUSES", "write_results", "summarise", "best_configuration", "best_line", "plot_results"]
+
+#: A trial's status in ``results.csv``.
+STATUSES = ("finished", "stopped", "failed", "unfinished")
+_MEASURED = ("finished", "stopped")
+_OUTCOME_COLUMNS = ["best_validation_error", "test_error", "epochs", "seconds", "status", "message", "command"]
+
+
+def _cell(value) -> str:
+    """A CSV cell: lists as space-separated values (as on the command line), None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(_cell(v) for v in value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({column: _cell(row.get(column)) for column in columns})
+    data = buffer.getvalue().encode()
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def _hyperparameter_columns(sweep: Sweep) -> list[str]:
+    """The swept keys first, then every other key of a run's configuration."""
+    return sweep.axes + [key for key in TUTORIAL if key not in sweep.axes and key != "seed"]
+
+
+def write_results(path, sweep: Sweep, rows: list[dict]) -> Path:
+    """``results.csv``: one row per trial (see the module docstring)."""
+    columns = ["trial", "configuration", "seed", *_hyperparameter_columns(sweep), *_OUTCOME_COLUMNS]
+    return _write_csv(Path(path), columns, rows)
+
+
+def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def _percent(mean: float | None, sd: float | None) -> str:
+    if mean is None:
+        return ""
+    return f"{mean:.2%}" if sd is None else f"{100 * mean:.2f} ± {100 * sd:.2f} %"
+
+
+def summarise(sweep: Sweep, rows: list[dict]) -> list[dict]:
+    """Per configuration: its swept values, the count of trials in each status, and mean and
+    sample standard deviation of the validation and test errors over its measured seeds."""
+    summary = []
+    for number, configuration in enumerate(sweep.configurations):
+        trials = [row for row in rows if row["configuration"] == number]
+        measured = [row for row in trials if row["status"] in _MEASURED]
+        entry = {"configuration": number, **configuration, "trials": len(trials)}
+        entry.update({status: sum(row["status"] == status for row in trials) for status in STATUSES})
+        for error in ("best_validation_error", "test_error"):
+            name = "validation_error" if error == "best_validation_error" else error
+            values = [row[error] for row in measured if row[error] is not None]
+            mean, sd = _mean_sd(values)
+            entry.update({f"{name}_mean": mean, f"{name}_sd": sd, name: _percent(mean, sd)})
+        summary.append(entry)
+    return summary
+
+
+def write_summary(path, sweep: Sweep, summary: list[dict]) -> Path:
+    """``summary.csv``: one row per configuration (:func:`summarise`)."""
+    columns = ["configuration", *sweep.axes, "trials", *STATUSES, "validation_error", "test_error",
+               "validation_error_mean", "validation_error_sd", "test_error_mean", "test_error_sd"]
+    return _write_csv(Path(path), columns, summary)
+
+
+def best_configuration(summary: list[dict]) -> dict | None:
+    """The configuration of lowest mean validation error (None when no trial was measured)."""
+    measured = [entry for entry in summary if entry["validation_error_mean"] is not None]
+    return min(measured, key=lambda entry: entry["validation_error_mean"], default=None)
+
+
+def best_line(sweep: Sweep, summary: list[dict], rows: list[dict]) -> str:
+    """One line: the best configuration, its errors over seeds, and the command that reruns
+    its best seed."""
+    best = best_configuration(summary)
+    if best is None:
+        return "no trial ran a fine-tuning epoch: no best configuration"
+    values = ", ".join(f"{axis}={_cell(best[axis])}" for axis in sweep.axes) or "the base configuration"
+    n_seeds = best["finished"] + best["stopped"]
+    # the best seed that ran to its end: its command reproduces it (a stopped one would run longer)
+    candidates = [row for row in rows if row["configuration"] == best["configuration"] and row["status"] in _MEASURED]
+    trial = min(candidates, key=lambda row: (row["status"] != "finished", row["best_validation_error"]))
+    line = (f"best configuration {best['configuration']} ({values}): validation error {best['validation_error']}, "
+            f"test error {best['test_error']} over {n_seeds} seed{'s' if n_seeds != 1 else ''}; "
+            f"rerun (seed {trial['seed']}): {trial['command']}")
+    if sweep.data["train_size"] is not None:
+        line += (f"  [the sweep trained on the first {sweep.data['train_size']} training images; the command line "
+                 f"has no such subset and trains on all of them]")
+    return line
+
+
+def _numeric(values: list) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def _log_scale(sweep: Sweep, axis: str, values: list) -> bool:
+    """Log axes for log-uniform draws and for positive values spanning 20× or more."""
+    if axis in sweep.random_axes:
+        return sweep.random_axes[axis][0] == "loguniform"
+    return _numeric(values) and min(values) > 0 and max(values) >= 20 * min(values)
+
+
+def plot_results(path, sweep: Sweep, rows: list[dict]) -> Path | None:
+    """``results.png``: validation error (%) against each swept hyperparameter, one panel each
+    (against the seed when nothing else varies).  None when matplotlib is not installed."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    axes_names = sweep.axes or ["seed"]
+    measured = [row for row in rows if row["status"] in _MEASURED and row["best_validation_error"] is not None]
+    n_cols = min(3, len(axes_names))
+    n_rows = math.ceil(len(axes_names) / n_cols)
+    figure = Figure(figsize=(4.5 * n_cols, 3.6 * n_rows + 0.6), layout="constrained")
+    for index, axis in enumerate(axes_names):
+        _panel(figure.add_subplot(n_rows, n_cols, index + 1), sweep, axis, measured)
+    failed = sum(row["status"] == "failed" for row in rows)
+    figure.suptitle(f"sweep: best validation error of {len(measured)} trials"
+                    + (f" ({failed} failed, not shown)" if failed else ""))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def _panel(ax, sweep: Sweep, axis: str, rows: list[dict]) -> None:
+    """One hyperparameter: every trial as a point (hollow: stopped early), and for a grid axis
+    the mean per value as a line, with a tick at each value."""
+    values = [row[axis] for row in rows]
+    errors = [100 * row["best_validation_error"] for row in rows]
+    numeric = _numeric(values)
+    if numeric:
+        positions = values
+    else:  # lists (layer sizes) and the like: one category per distinct value, in order of appearance
+        labels = list(dict.fromkeys(_cell(v) for v in values))
+        positions = [labels.index(_cell(v)) for v in values]
+        ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0)
+    stopped = [row["status"] == "stopped" for row in rows]
+    ax.scatter([p for p, s in zip(positions, stopped) if not s], [e for e, s in zip(errors, stopped) if not s],
+               color="tab:blue", label="finished", zorder=3)
+    if any(stopped):
+        ax.scatter([p for p, s in zip(positions, stopped) if s], [e for e, s in zip(errors, stopped) if s],
+                   facecolors="none", edgecolors="tab:orange", label="stopped early", zorder=3)
+    if axis not in sweep.random_axes and positions:
+        means = {p: statistics.fmean(e for q, e in zip(positions, errors) if q == p) for p in sorted(set(positions))}
+        ax.plot(list(means), list(means.values()), color="tab:gray", linewidth=1, label="mean per value")
+        if numeric:
+            ax.set_xticks(list(means), [_cell(p) for p in means])
+    if numeric and values and _log_scale(sweep, axis, values):
+        ax.set_xscale("log")
+    ax.set_title(f"validation error against {axis}")
+    ax.set_xlabel(axis)
+    ax.set_ylabel("best validation error (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")

@@ -1,0 +1,360 @@
+"""Sweeps on Ray Tune (``python -m sda.sweep``) on tiny synthetic digits.
+
+Ray's start costs about 10 s, so one sweep (ASHA, a diverging configuration, two seeds) is run
+once for the module and shared by the tests that read its outputs; the interrupted sweep and
+its resume are a second one.  Bad configuration files never reach Ray.
+"""
+
+import csv
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("ray.tune")
+
+from conftest import synthetic_digits, write_idx  # noqa: E402
+from support import CPU_MODE  # noqa: E402
+from sda.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from sda.cli import build_parser, config_from_args  # noqa: E402
+from sda.cli import main as sda_main  # noqa: E402
+from sda.data import MNIST_FILES  # noqa: E402
+from sda.run import validate_config  # noqa: E402
+from sda.sweep import main as sweep_main  # noqa: E402
+from sda.sweep_config import SweepConfigError, parse_sweep, rerun_command  # noqa: E402
+from sda.sweep_report import summarise  # noqa: E402
+
+TRAINING_EPOCHS = 15
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """The four MNIST files of 300 training and 100 test 8x8 synthetic digits."""
+    path = tmp_path_factory.mktemp("tiny_mnist")
+    for key, (images, labels) in (("train", synthetic_digits(300, seed=1)), ("test", synthetic_digits(100, seed=2))):
+        write_idx(path / MNIST_FILES[f"{key}_images"], images)
+        write_idx(path / MNIST_FILES[f"{key}_labels"], labels)
+    return path
+
+
+def sweep_file(path, data_dir, search: str, extra: str = "", layers=(12, 8), training_epochs=TRAINING_EPOCHS,
+               finetune_batch_size=10, config: str = ""):
+    """A small sweep: tiny layers, the data of ``data_dir``, mode CPU_MODE."""
+    path.write_text(f"""
+preset = "quick"
+{extra}
+
+[config]
+hidden_layers_sizes = {list(layers)}
+corruption_levels = {[0.1, 0.2][:len(layers)]}
+pretraining_epochs = 2
+pretrain_lr = 0.05
+pretrain_batch_size = 10
+finetune_batch_size = {finetune_batch_size}
+training_epochs = {training_epochs}
+{config}
+
+[data]
+data_dir = "{data_dir}"
+valid_size = 50
+verify = false
+
+[run]
+mode = "{CPU_MODE}"
+
+[search]
+{search}
+""")
+    return path
+
+
+def run_sweep(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "sda.sweep", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(data_dir, tmp_path_factory):
+    """Three learning rates (good, too small to learn in two epochs, diverging) × 2 seeds, one
+    trial at a time, with ASHA: the trials of the tiny rate lag far behind at the first rung
+    (epoch 2: about 30 % against 66 % and more), and are stopped there."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    config = sweep_file(tmp / "sweep.toml", data_dir, "finetune_lr = [0.1, 1e-4, 1e9]", finetune_batch_size=1,
+                        extra='seeds = 2\n[scheduler]\ntype = "asha"\ngrace_period = 2\nreduction_factor = 2')
+    out = tmp / "out"
+    process = run_sweep("--config", config, "--output-dir", out, "--max-concurrent", 1)
+    assert process.returncode == 0, process.stdout + process.stderr
+    return out, process.stdout, read_csv(out / "results.csv")
+
+
+def test_sweep_writes_results_summary_and_picture(finished_sweep):
+    out, stdout, rows = finished_sweep
+    assert len(rows) == 6
+    assert {(row["finetune_lr"], row["seed"]) for row in rows} == {
+        (lr, seed) for lr in ("0.1", "0.0001", "1000000000.0") for seed in ("89677", "89678")}
+    summary = read_csv(out / "summary.csv")
+    assert [row["configuration"] for row in summary] == ["0", "1", "2"]
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finished = [row for row in rows if row["status"] == "finished"]
+    assert finished
+    for row in finished:  # each trial's own sda folder, and its numbers in the table
+        trial = out / "trials" / row["trial"]
+        assert (trial / "checkpoint.npz").is_file() and (trial / "best_model.npz").is_file()
+        results = json.loads((trial / "results.json").read_text())
+        assert float(row["best_validation_error"]) == results["finetuning"]["best_validation_error"]
+        assert float(row["test_error"]) == results["finetuning"]["test_error"]
+        assert int(row["epochs"]) == results["finetuning"]["epochs"]
+        assert results["config"]["finetune_lr"] == float(row["finetune_lr"])
+        assert results["config"]["seed"] == int(row["seed"])
+        assert results["mode"] == CPU_MODE
+    assert f"{len(finished)} finished" in stdout
+
+
+def test_summary_is_the_mean_and_sd_over_seeds(finished_sweep):
+    out, _, rows = finished_sweep
+    good = [float(row["best_validation_error"]) for row in rows if row["configuration"] == "0"]
+    summary = read_csv(out / "summary.csv")[0]
+    assert int(summary["trials"]) == 2
+    assert float(summary["validation_error_mean"]) == pytest.approx(sum(good) / 2)
+    assert float(summary["validation_error_sd"]) == pytest.approx(abs(good[0] - good[1]) / 2 ** 0.5)
+
+
+def test_diverging_trials_fail_while_the_others_go_on(finished_sweep):
+    out, stdout, rows = finished_sweep
+    diverged = [row for row in rows if row["finetune_lr"] == "1000000000.0"]
+    assert [row["status"] for row in diverged] == ["failed", "failed"]
+    for row in diverged:
+        assert row["message"].startswith("training diverged: fine-tuning, epoch 1")
+        assert "\n" not in row["message"]
+        assert json.loads((out / "trials" / row["trial"] / "failure.json").read_text())["message"] == row["message"]
+        assert f"trial {row['trial']} " in stdout and "failed: training diverged" in stdout
+    assert all(row["status"] in ("finished", "stopped") for row in rows if row not in diverged)
+    failed = read_csv(out / "summary.csv")[2]
+    assert (failed["failed"], failed["validation_error_mean"]) == ("2", "")
+
+
+def test_asha_stops_trials_that_lag(finished_sweep):
+    out, _, rows = finished_sweep
+    stopped = [row for row in rows if row["status"] == "stopped"]
+    assert stopped, "the trial of learning rate 1e-4 should be stopped at its first rung"
+    assert any(row["finetune_lr"] == "0.0001" for row in stopped)
+    for row in stopped:
+        assert int(row["epochs"]) < TRAINING_EPOCHS
+        assert row["message"] == f"stopped by the scheduler after epoch {row['epochs']}"
+        assert not (out / "trials" / row["trial"] / "results.json").exists()
+
+
+def test_printed_best_command_reruns_the_same_run(finished_sweep, tmp_path):
+    out, stdout, rows = finished_sweep
+    best_line = next(line for line in stdout.splitlines() if line.startswith("best configuration"))
+    summary = read_csv(out / "summary.csv")
+    best = min((row for row in summary if row["validation_error_mean"]),
+               key=lambda row: float(row["validation_error_mean"]))
+    assert best_line.startswith(f"best configuration {best['configuration']} (finetune_lr={best['finetune_lr']})")
+    seed, command = best_line.split("rerun (seed ")[1].split("): ", 1)
+    command = shlex.split(command)
+    assert command[:3] == ["python", "-m", "sda.SdA"] and "--mode" in command and CPU_MODE in command
+    trial = next(row for row in rows if row["configuration"] == best["configuration"] and row["seed"] == seed)
+    assert trial["status"] == "finished"
+
+    assert sda_main(command[3:] + ["--output-dir", str(tmp_path / "rerun"), "--quiet", "--no-pictures"]) == 0
+    rerun = json.loads((tmp_path / "rerun" / "results.json").read_text())
+    original = json.loads((out / "trials" / trial["trial"] / "results.json").read_text())
+    assert rerun["config"] == original["config"]
+    for key in ("best_validation_error", "test_error", "epochs"):
+        assert rerun["finetuning"][key] == original["finetuning"][key]
+    assert ([r["validation_error"] for r in rerun["finetuning"]["history"]]
+            == [r["validation_error"] for r in original["finetuning"]["history"]])
+
+
+# ---------------------------------------------------------------- interrupt and resume
+
+
+def _fine_tuning_epochs(folder):
+    try:
+        checkpoint = load_checkpoint(folder / "checkpoint.npz")
+    except (CheckpointError, OSError):
+        return 0
+    return 0 if checkpoint.fit is None else checkpoint.fit.epoch
+
+
+def _snapshot(trials):
+    return {path.parent.name: (path.stat().st_mtime_ns, path.read_bytes()) for path in trials.glob("*/results.json")}
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(data_dir, tmp_path):
+    """SIGINT once a trial has finished and the next is fine-tuning; ``--resume`` keeps the
+    finished ones as they are and continues the interrupted one from its sda checkpoint."""
+    config = sweep_file(tmp_path / "sweep.toml", data_dir, "finetune_lr = [0.1, 0.2]", extra="seeds = 2",
+                        layers=(200, 200), training_epochs=150, config="patience_epochs = 1000")
+    out, trials = tmp_path / "out", tmp_path / "out" / "trials"
+    process = subprocess.Popen([sys.executable, "-m", "sda.sweep", "--config", str(config),
+                                "--output-dir", str(out), "--max-concurrent", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline, running = time.monotonic() + 150, None
+    while time.monotonic() < deadline and process.poll() is None:
+        finished = {p.parent.name for p in trials.glob("*/results.json")}
+        running = next((p.parent for p in trials.glob("*/checkpoint.npz")
+                        if p.parent.name not in finished and _fine_tuning_epochs(p.parent) >= 2), None)
+        if finished and running is not None:
+            break
+        time.sleep(0.1)
+    assert running is not None and process.poll() is None, "no trial caught while fine-tuning"
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert f"python -m sda.sweep --output-dir {out} --resume" in output
+    before = _snapshot(trials)
+    assert 1 <= len(before) < 4 and running.name not in before
+    interrupted = load_checkpoint(running / "checkpoint.npz")
+
+    resumed = run_sweep("--output-dir", out, "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    rows = read_csv(out / "results.csv")
+    assert len(rows) == 4 and {row["status"] for row in rows} == {"finished"}
+    after = _snapshot(trials)
+    assert {name: after[name] for name in before} == before  # finished trials untouched
+    results = json.loads((running / "results.json").read_text())
+    # continued, not restarted: the pretraining and the first epochs are those of the checkpoint
+    assert results["pretraining"]["seconds_per_layer"] == interrupted.pretrain.seconds
+    assert results["finetuning"]["history"][:interrupted.fit.epoch] == interrupted.fit.history
+
+
+# ---------------------------------------------------------------- refusals, before Ray starts
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[config]\nfinetune_lr = 0.1\n[serch]\nx = [1]", "unknown keys in the file's top level: serch"),
+    ("[search]\nfinetune_rate = [0.1]", "unknown keys in [search]: finetune_rate"),
+    ("[search]\nfinetune_lr = [0.1, -1.0]", "finetune_lr must be a finite number > 0, got -1.0"),
+    ("[search]\nfinetune_lr = {loguniform = [0, 1]}", "loguniform needs low > 0"),
+    ("[search]\nfinetune_lr = {uniform = [0.3, 0.1]}", "uniform needs [low, high] with finite low < high"),
+    ("[search]\nfinetune_lr = 0.1", "search.finetune_lr must be a list of values (a grid)"),
+    ("[search]\ndepth = [0, 1]", "depth must be an integer >= 1, got 0"),
+    ("[search]\ncorruption_level = [0.5, 1.0]", "corruption_levels must be in [0, 1), got 1.0"),
+    ("seeds = 0", "seeds must be an integer >= 1"),
+    ("[search]\nseed = [1, 2]", "sweep seeds with seeds = N"),
+    ('preset = "slow"', "preset must be one of"),
+    ("[config]\nunits = 10\n[search]\nhidden_layers_sizes = [[5]]", "give either units or hidden_layers_sizes"),
+    ("[search]\nfinetune_lr = [0.1\n", "is not valid TOML"),
+    ("[scheduler]\ntype = \"hyperband\"", 'scheduler.type must be "asha"'),
+    ("[data]\ndata_dir = \"/nonexistent/mnist\"", "data directory /nonexistent/mnist does not exist"),
+    ("[data]\ntrain_size = 100000\nvalid_size = 50\nverify = false", "data.train_size is 100000, more than the 250"),
+])
+def test_bad_configuration_exits_2_with_one_line(text, message, data_dir, tmp_path, capsys):
+    if "[data]" in text:
+        text = text.replace("verify = false", f'verify = false\ndata_dir = "{data_dir}"')
+    else:
+        text += f'\n[data]\ndata_dir = "{data_dir}"\nverify = false\nvalid_size = 50\n'
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    assert sweep_main(["--config", str(config), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("sda-sweep: error: ")
+    assert message in err
+    assert not (tmp_path / "out" / "ray").exists()
+
+
+def test_missing_file_and_occupied_or_empty_output_folders_exit_2(data_dir, tmp_path, capsys):
+    config = sweep_file(tmp_path / "ok.toml", data_dir, "finetune_lr = [0.1]")
+    cases = [
+        (["--config", str(tmp_path / "missing.toml"), "--output-dir", str(tmp_path / "a")], "does not exist"),
+        (["--output-dir", str(tmp_path / "b"), "--resume"], "sweep.toml does not exist"),
+        (["--output-dir", str(tmp_path / "c")], "--config FILE.toml is needed"),
+        (["--config", str(config), "--output-dir", str(tmp_path / "d"), "--max-concurrent", "0"], "--max-concurrent"),
+    ]
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "sweep.toml").write_text(config.read_text())
+    cases.append((["--config", str(config), "--output-dir", str(occupied)],
+                  "already holds a sweep: continue it with --resume"))
+    for argv, message in cases:
+        assert sweep_main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err, (argv, err)
+
+
+# ---------------------------------------------------------------- the file's format, no Ray
+
+
+def test_depth_and_units_build_the_layers_from_two_axes():
+    sweep = parse_sweep('preset = "fast"\n[search]\ndepth = [1, 3]\nunits = [1000, 2000]\n'
+                        'corruption_level = [0.0, 0.25]')
+    assert len(sweep.configurations) == 8 and sweep.n_trials == 8
+    shapes = {(tuple(c["hidden_layers_sizes"]), tuple(c["corruption_levels"]))
+              for c in (sweep.trial_config(values, 89677) for values in sweep.configurations)}
+    assert ((2000, 2000, 2000), (0.25, 0.25, 0.25)) in shapes and ((1000,), (0.0,)) in shapes
+    assert len(shapes) == 8
+    # depth alone keeps the preset's lists when they have that many entries, else repeats their first
+    sweep = parse_sweep('[search]\ndepth = [2, 3]')
+    levels = [sweep.trial_config(c, 1)["corruption_levels"] for c in sweep.configurations]
+    assert levels == [[0.1, 0.1], [0.1, 0.2, 0.3]]
+
+
+def test_list_valued_grid_entries():
+    sweep = parse_sweep('[config]\ncorruption_level = 0.2\n[search]\nhidden_layers_sizes = [[500], [500, 250]]')
+    assert [sweep.trial_config(c, 1)["hidden_layers_sizes"] for c in sweep.configurations] == [[500], [500, 250]]
+    assert [sweep.trial_config(c, 1)["corruption_levels"] for c in sweep.configurations] == [[0.2], [0.2, 0.2]]
+
+
+def test_seeds_are_derived_from_the_base_seed():
+    assert parse_sweep('preset = "fast"\nseeds = 3').seeds == [89677, 89678, 89679]
+    assert parse_sweep(f"seeds = 2\n[config]\nseed = {2 ** 32 - 1}").seeds == [2 ** 32 - 1, 0]
+    assert parse_sweep("seeds = [89677, 1, 2]").seeds == [89677, 1, 2]
+    with pytest.raises(SweepConfigError, match="distinct"):
+        parse_sweep("seeds = [1, 1]")
+
+
+def test_random_search_draws_are_reproducible_and_in_range():
+    text = ('num_samples = 5\n[search]\nfinetune_lr = {loguniform = [0.001, 0.1]}\n'
+            'finetune_momentum = {uniform = [0.5, 0.9]}\npretrain_lr = [0.01, 0.1]')
+    sweep = parse_sweep(text)
+    assert len(sweep.configurations) == 10
+    assert sweep.configurations == parse_sweep(text).configurations
+    assert sweep.configurations != parse_sweep("sample_seed = 1\n" + text).configurations
+    assert all(0.001 <= c["finetune_lr"] <= 0.1 and 0.5 <= c["finetune_momentum"] <= 0.9 for c in sweep.configurations)
+    assert len({c["finetune_lr"] for c in sweep.configurations}) == 10  # a fresh draw per grid point
+    with pytest.raises(SweepConfigError, match="num_samples repeats the random draws"):
+        parse_sweep("num_samples = 2\n[search]\nfinetune_lr = [0.1]")
+
+
+def test_rerun_command_gives_the_trial_configuration():
+    sweep = parse_sweep('preset = "fast"\nseeds = 2\n[config]\nfinetune_corruption = 0.1\n[run]\nmode = "jax"\n'
+                        '[search]\ndepth = [2]\nunits = [300]\nfinetune_lr = {loguniform = [0.01, 0.1]}')
+    config = sweep.trial_config(sweep.configurations[0], sweep.seeds[1])
+    argv = shlex.split(rerun_command(sweep, config))
+    assert argv[:5] == ["python", "-m", "sda.SdA", "--preset", "fast"]
+    args = build_parser().parse_args(argv[3:])
+    assert validate_config(config_from_args(args)) == validate_config(config)
+    assert args.mode == "JAX" and str(args.data_dir).endswith("data/mnist")
+
+
+def test_summary_of_failed_and_stopped_trials():
+    sweep = parse_sweep("seeds = 3\n[search]\nfinetune_lr = [0.1, 0.2]")
+    rows = [{"configuration": 0, "status": "finished", "best_validation_error": 0.1, "test_error": 0.2},
+            {"configuration": 0, "status": "stopped", "best_validation_error": 0.3, "test_error": 0.4},
+            {"configuration": 0, "status": "failed", "best_validation_error": None, "test_error": None},
+            {"configuration": 1, "status": "failed", "best_validation_error": None, "test_error": None}]
+    first, second = summarise(sweep, rows)
+    assert (first["finished"], first["stopped"], first["failed"]) == (1, 1, 1)
+    assert first["validation_error_mean"] == pytest.approx(0.2)
+    assert first["validation_error_sd"] == pytest.approx(0.1414214)  # sample sd of (0.1, 0.3)
+    assert first["validation_error"] == "20.00 ± 14.14 %"
+    assert second["validation_error_mean"] is None and second["validation_error"] == ""
+
+
+def test_nothing_in_sda_imports_the_sweep():
+    """The sweep sits at the top, beside the command line; Ray stays an optional extra."""
+    code = ("import sys, sda.SdA, sda.cli, sda.estimators, sda.run; "
+            "assert not [m for m in sys.modules if m.startswith(('sda.sweep', 'ray'))]")
+    assert subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONWARNINGS": "ignore"}).returncode == 0
