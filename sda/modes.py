@@ -127,7 +127,10 @@ JAX_FROM_BATCH_SIZE = 10
 #: (1257 training rows, ``SdAClassifier`` with one layer of 100 units, 3 + 30 epochs at batch 20,
 #: about 2 GFLOP) took 4.3 s under JAX, 2.3 s under CVM, 1.3 s under NUMBA and 9.9 s under
 #: FAST_COMPILE, of which 2.4, 0.09, 0.24 and 9.6 s in the epochs; MNIST's ``--preset quick``
-#: (about 2.5 TFLOP) is faster under JAX.
+#: (about 2.5 TFLOP) is faster under JAX.  These CVM and NUMBA times are from PyTensor's cache on
+#: disk: the very first fit on a machine (an empty cache) compiles its C or numba code once, 26 s
+#: (CVM) and 29 s (NUMBA) for that digits fit, then 1.1 s for both in the next process; the cache
+#: serves other data and layer sizes too, while JAX compiles anew in every process.
 JAX_MIN_FLOPS = 1e12
 
 
