@@ -21,7 +21,7 @@ import pytensor
 
 from sda.checkpoint import load_checkpoint
 from sda.dA import CORRUPTION_TYPES
-from sda.data import DEFAULT_DATA_DIR, DataError
+from sda.data import DEFAULT_DATA_DIR, DataError, load_mnist
 from sda.datasets import load_data
 from sda.modes import MODES, ModeError, device_description, resolve_mode
 from sda.persistence import load_model
@@ -50,7 +50,7 @@ log = logging.getLogger("sda")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _OneLineParser(
         prog="python -m sda.SdA",
         description="Pretrain a stacked denoising autoencoder layer by layer, fine-tune it with "
                     "early stopping, and report the validation and test error.",
@@ -149,13 +149,16 @@ def _data_source(args: argparse.Namespace, saved: dict | None) -> dict:
     """Where the data come from: the flags, else (on resume) what the checkpoint recorded, else
     the defaults."""
     saved = saved or {}
-    return {"data_dir": str(args.data_dir or saved.get("data_dir") or DEFAULT_DATA_DIR),
-            "valid_size": args.valid_size or saved.get("valid_size") or DEFAULT_VALID_SIZE,
-            "verify": args.verify if args.verify is not None else saved.get("verify", True)}
+    given = lambda value, key, default: value if value is not None else saved.get(key, default)  # noqa: E731
+    return {"data_dir": str(given(args.data_dir, "data_dir", DEFAULT_DATA_DIR)),
+            "valid_size": given(args.valid_size, "valid_size", DEFAULT_VALID_SIZE),
+            "verify": given(args.verify, "verify", True)}
 
 
 def train(args: argparse.Namespace) -> None:
     """Train as the flags say; print one summary line."""
+    names = FLAGS if args.batch_size is None else {**FLAGS, "pretrain_batch_size": "--batch-size",
+                                                   "finetune_batch_size": "--batch-size"}
     if args.resume is not None:
         if args.preset is not None or (args.output_dir is not None and args.output_dir != args.resume):
             raise RunError("--resume continues a run as it was: give no --preset or --output-dir with it")
@@ -165,11 +168,14 @@ def train(args: argparse.Namespace) -> None:
         saved = load_checkpoint(checkpoint_path)
         config, source, output_dir = given_config(args), _data_source(args, saved.data_source), args.resume
         mode_batch = min(saved.config.get("pretrain_batch_size", 1), saved.config.get("finetune_batch_size", 1))
+        if args.mode == "AUTO" and saved.execution:  # the mode it ran in: the same noise, the same numbers
+            args.mode = saved.execution.get("mode", "AUTO")
     else:
-        config = validate_config(config_from_args(args), FLAGS)
+        config = validate_config(config_from_args(args), names)
         source = _data_source(args, None)
         output_dir = args.output_dir or Path("runs") / datetime.datetime.now().strftime("sda-%Y%m%d-%H%M%S")
         mode_batch = min(config["pretrain_batch_size"], config["finetune_batch_size"])
+    args.output_dir = output_dir  # for the messages of a run that stops
     mode = resolve_mode(args.mode, mode_batch)
     if args.steps_per_call is not None and args.steps_per_call < 1:
         raise ValueError(f"--steps-per-call must be >= 1, got {args.steps_per_call}")
@@ -180,7 +186,7 @@ def train(args: argparse.Namespace) -> None:
     run = train_SdA(datasets, output_dir=output_dir, resume=args.resume is not None, overwrite=args.overwrite,
                     mode=mode, steps_per_call=args.steps_per_call, progress=not args.quiet,
                     log=None if args.quiet else log.info, pictures=args.pictures, data_source=source,
-                    names=FLAGS, **config)
+                    names=names, **config)
     pretrain, finetune = run.results["pretraining"], run.results["finetuning"]
     print(f"best validation error {finetune['best_validation_error']:.2%}, test error at that point "
           f"{finetune['test_error']:.2%}; pretraining {pretrain['seconds'] / 60:.1f} min, "
@@ -194,8 +200,8 @@ def evaluate(args: argparse.Namespace) -> float:
     if header["class"] != "SdA":
         raise ValueError(f"--evaluate needs an SdA model file, {args.evaluate} holds a {header['class']}")
     source = _data_source(args, None)
-    test_x, test_y = load_data(source["data_dir"], n_valid=source["valid_size"], verify=source["verify"])[2]
-    images, labels = test_x.get_value(borrow=True), test_y.get_value(borrow=True)
+    # only the test set is scored: any validation size does, and 1 fits every dataset
+    images, labels = load_mnist(source["data_dir"], n_valid=1, verify=source["verify"]).test
     if images.shape[1] != model.n_ins:
         raise ValueError(f"{args.evaluate} takes {model.n_ins} inputs, but the images in "
                          f"{source['data_dir']} have {images.shape[1]} pixels")
@@ -205,6 +211,13 @@ def evaluate(args: argparse.Namespace) -> float:
     error = float(np.mean(predictions != labels))
     print(f"{args.evaluate}: test error {error:.2%} on {len(labels)} images")
     return error
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's errors in one line (its default prints the whole usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"sda: error: {message} (see --help)\n")
 
 
 def main(argv=None) -> int:
@@ -226,19 +239,27 @@ def main(argv=None) -> int:
             else:
                 train(args)
         except DivergenceError as exc:
-            directory = args.resume or args.output_dir
-            kept = ("the last good checkpoint and best model are kept in " + str(directory)
-                    if directory is not None and (Path(directory) / "checkpoint.npz").exists() else "nothing was saved")
-            print(f"sda: training diverged: {exc}; {kept}", file=sys.stderr)
+            print(f"sda: training diverged: {exc}; {_what_was_kept(args.resume or args.output_dir)}", file=sys.stderr)
             return 1
-        except (DataError, ModeError, ValueError, TypeError, OSError) as exc:
+        except (DataError, ModeError, ValueError, TypeError, OSError, MemoryError) as exc:
             print(f"sda: error: {_one_line(exc)}", file=sys.stderr)
             return 2
     return 0
 
 
+def _what_was_kept(directory) -> str:
+    """What a stopped run leaves for the user, said truly."""
+    files = [name for name in ("checkpoint.npz", "best_model.npz")
+             if directory is not None and (Path(directory) / name).is_file()]
+    if not files:
+        return "nothing was saved"
+    return f"{' and '.join(files)} of the last good epoch are kept in {directory}"
+
+
 def _one_line(exc: Exception) -> str:
     """The exception's message on one line (an OSError's with its file name)."""
+    if isinstance(exc, MemoryError):
+        return f"out of memory ({exc or 'the network or data do not fit'}): choose smaller layers or data"
     if isinstance(exc, OSError) and exc.strerror:
         text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     else:
