@@ -43,6 +43,7 @@ class Checkpoint:
     fit: FitState | None
     data: dict | None = None
     data_source: dict | None = None
+    execution: dict | None = None
 
 
 def _rng_state(shared_rng) -> dict:
@@ -50,7 +51,8 @@ def _rng_state(shared_rng) -> dict:
 
 
 def save_checkpoint(path, config: dict, state_vars, rngs, pretrain: PretrainResult,
-                    fit: FitState | None = None, data: dict | None = None, data_source: dict | None = None) -> Path:
+                    fit: FitState | None = None, data: dict | None = None, data_source: dict | None = None,
+                    execution: dict | None = None) -> Path:
     """Write a checkpoint of a run atomically (the previous one stays until this one is whole)."""
     arrays = {f"state_{i}": np.asarray(v.get_value()) for i, v in enumerate(state_vars)}
     if fit is not None:
@@ -60,7 +62,7 @@ def save_checkpoint(path, config: dict, state_vars, rngs, pretrain: PretrainResu
         "n_state": len(state_vars), "rngs": [_rng_state(r) for r in rngs],
         "pretrain": dataclasses.asdict(pretrain),
         "fit": None if fit is None else fit.scalars(),
-        "data": data, "data_source": data_source,
+        "data": data, "data_source": data_source, "execution": execution,
     }
     return write_archive(path, header, arrays)
 
@@ -80,15 +82,53 @@ def load_checkpoint(path) -> Checkpoint:
             fit = FitState.from_scalars(header["fit"], [arrays[f"best_{i}"] for i in range(n_best)])
         if not isinstance(header["config"], dict) or not isinstance(header["rngs"], list):
             raise TypeError("config must be an object and rngs a list")
-        return Checkpoint(config=dict(header["config"]), state=state, rng_states=list(header["rngs"]),
-                          pretrain=PretrainResult(**header["pretrain"]), fit=fit,
-                          data=header.get("data"), data_source=header.get("data_source"))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"{path}: damaged or incomplete checkpoint ({type(exc).__name__}: {exc})") from None
+        checkpoint = Checkpoint(config=dict(header["config"]), state=state, rng_states=list(header["rngs"]),
+                                pretrain=PretrainResult(**header["pretrain"]), fit=fit,
+                                data=header.get("data"), data_source=header.get("data_source"),
+                                execution=header.get("execution"))
+        _check_values(checkpoint)
+        return checkpoint
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: damaged or incomplete checkpoint ({type(exc).__name__}: {exc})"[:300]) from None
 
 
-def restore_state(checkpoint: Checkpoint, state_vars, rngs) -> None:
-    """Set the run's shared variables and noise generators to the checkpoint's values."""
+def _check_values(checkpoint: Checkpoint) -> None:
+    """Every field of the right kind and finite: a checkpoint edited by hand must not train on
+    nonsense (TypeError / ValueError name the field)."""
+    for i, array in enumerate([*checkpoint.state, *(checkpoint.fit.best_params if checkpoint.fit else [])]):
+        if array.dtype.kind != "f" or not np.all(np.isfinite(array)):
+            raise ValueError(f"array {i} is not finite floating point ({array.dtype})")
+    pretrain = checkpoint.pretrain
+    if (not isinstance(pretrain.costs, list) or not isinstance(pretrain.seconds, list)
+            or len(pretrain.costs) != len(pretrain.seconds)
+            or not all(isinstance(c, list) and all(_is_number(v) for v in c) for c in pretrain.costs)
+            or not all(_is_number(v) for v in pretrain.seconds)):
+        raise ValueError("pretraining progress must be lists of numbers, one per layer")
+    fit = checkpoint.fit
+    if fit is not None:
+        counts = (fit.epoch, fit.patience, fit.best_iteration)
+        if not all(type(n) is int for n in counts) or fit.epoch < 0 or fit.patience < 0 or fit.best_iteration < -1:
+            raise ValueError(f"fine-tuning counts {counts} must be integers >= 0")
+        if not (_is_number(fit.best_loss) and _is_number(fit.seconds) and type(fit.done) is bool
+                and (fit.test_error is None or _is_number(fit.test_error))
+                and isinstance(fit.history, list) and all(isinstance(r, dict) for r in fit.history)):
+            raise ValueError("fine-tuning state has values of the wrong kind")
+    for state in checkpoint.rng_states:
+        if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+            raise ValueError(f"unsupported noise generator state {state!r:.80}")
+        try:
+            np.random.Generator(np.random.PCG64()).bit_generator.state = state
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            raise ValueError(f"damaged noise generator state ({exc})") from None
+
+
+def _is_number(value) -> bool:
+    return type(value) in (int, float) and (value == value)  # not NaN; inf is a valid best_loss
+
+
+def restore_state(checkpoint: Checkpoint, state_vars, rngs, best_vars=()) -> None:
+    """Set the run's shared variables and noise generators to the checkpoint's values, once
+    every shape fits (``best_vars``: the variables the best parameters are kept for)."""
     if len(checkpoint.state) != len(state_vars) or len(checkpoint.rng_states) != len(rngs):
         raise CheckpointError(
             f"checkpoint holds {len(checkpoint.state)} variables and {len(checkpoint.rng_states)} "
@@ -98,6 +138,11 @@ def restore_state(checkpoint: Checkpoint, state_vars, rngs) -> None:
         expected = np.shape(var.get_value(borrow=True))
         if value.shape != expected:
             raise CheckpointError(f"checkpoint variable {i} ({var.name}) has shape {value.shape}, expected {expected}")
+    if checkpoint.fit is not None:
+        best = [np.shape(a) for a in checkpoint.fit.best_params]
+        if best != [np.shape(v.get_value(borrow=True)) for v in best_vars]:
+            raise CheckpointError(f"checkpoint's {len(best)} best parameters do not fit the model's {len(best_vars)}")
+    for var, value in zip(state_vars, checkpoint.state):
         var.set_value(value.astype(var.dtype, copy=False))
     for rng, state in zip(rngs, checkpoint.rng_states):
         if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":

@@ -73,7 +73,7 @@ def presets_text() -> str:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _OneLineParser(
         prog=prog or program_name(),
         description="Pretrain a stacked denoising autoencoder layer by layer, fine-tune it with "
                     "early stopping, and report the validation and test error.",
@@ -195,12 +195,13 @@ def _data_source(args: argparse.Namespace, saved: dict | None) -> dict:
         raise ValueError("give --data (an .npz file) or --data-dir (IDX files), not both")
     if args.data is not None and args.download:
         raise ValueError("--download fetches MNIST; it does not go with --data")
-    data_file = args.data or (None if args.data_dir else saved.get("data_file"))
+    given = lambda value, key, default: value if value is not None else saved.get(key, default)  # noqa: E731
+    data_file = args.data if args.data is not None else None if args.data_dir is not None else saved.get("data_file")
     return {"data_file": None if data_file is None else str(data_file),
-            "data_dir": None if data_file else str(args.data_dir or saved.get("data_dir") or DEFAULT_DATA_DIR),
-            "valid_size": args.valid_size or saved.get("valid_size"),
-            "train_size": args.train_size or saved.get("train_size"),
-            "verify": args.verify if args.verify is not None else saved.get("verify", True)}
+            "data_dir": None if data_file else str(given(args.data_dir, "data_dir", DEFAULT_DATA_DIR)),
+            "valid_size": given(args.valid_size, "valid_size", None),
+            "train_size": given(args.train_size, "train_size", None),
+            "verify": given(args.verify, "verify", True)}
 
 
 def load_split(source: dict, download: bool = False):
@@ -209,7 +210,8 @@ def load_split(source: dict, download: bool = False):
     if source["data_file"]:
         split = load_npz(source["data_file"], source["valid_size"])
     else:
-        split = load_mnist(source["data_dir"], n_valid=source["valid_size"] or DEFAULT_VALID_SIZE,
+        n_valid = DEFAULT_VALID_SIZE if source["valid_size"] is None else source["valid_size"]
+        split = load_mnist(source["data_dir"], n_valid=n_valid,
                            verify=source["verify"], download=download)
     source["valid_size"] = len(split.valid[1])
     return shared_split(split.with_train_size(source["train_size"]))
@@ -227,6 +229,8 @@ def _announce_preset(args: argparse.Namespace) -> None:
 def train(args: argparse.Namespace) -> None:
     """Train as the flags say; print one summary line."""
     already_logged = 0
+    names = FLAGS if args.batch_size is None else {**FLAGS, "pretrain_batch_size": "--batch-size",
+                                                   "finetune_batch_size": "--batch-size"}
     if args.resume is not None:
         if args.preset is not None or (args.output_dir is not None and args.output_dir != args.resume):
             raise RunError("--resume continues a run as it was: give no --preset or --output-dir with it")
@@ -237,11 +241,14 @@ def train(args: argparse.Namespace) -> None:
         config, source, output_dir = given_config(args), _data_source(args, saved.data_source), args.resume
         full_config = {**TUTORIAL, **saved.config, **config}
         already_logged = len(epoch_records(saved.pretrain, saved.fit))
+        if args.mode == "AUTO" and saved.execution:  # the mode it ran in: the same noise, the same numbers
+            args.mode = saved.execution.get("mode", "AUTO")
     else:
-        config = full_config = validate_config(config_from_args(args), FLAGS)
+        config = full_config = validate_config(config_from_args(args), names)
         source = _data_source(args, None)
         output_dir = args.output_dir or Path("runs") / datetime.datetime.now().strftime("sda-%Y%m%d-%H%M%S")
         _announce_preset(args)
+    args.output_dir = output_dir  # for the messages of a run that stops
     if args.steps_per_call is not None and args.steps_per_call < 1:
         raise ValueError(f"--steps-per-call must be >= 1, got {args.steps_per_call}")
     datasets = load_split(source, download=args.download)
@@ -255,7 +262,7 @@ def train(args: argparse.Namespace) -> None:
         run = train_SdA(datasets, output_dir=output_dir, resume=args.resume is not None, overwrite=args.overwrite,
                         mode=mode, steps_per_call=args.steps_per_call, progress=not args.quiet,
                         log=None if args.quiet else log.info, pictures=args.pictures, data_source=source,
-                        on_epoch_end=feed if feed.loggers else None, names=FLAGS, **config)
+                        on_epoch_end=feed if feed.loggers else None, names=names, **config)
     except BaseException:
         feed.close(failed=True)
         raise
@@ -282,7 +289,8 @@ def evaluate(args: argparse.Namespace) -> float:
     if header["class"] != "SdA":
         raise ValueError(f"--evaluate needs an SdA model file, {args.evaluate} holds a {header['class']}")
     source = _data_source(args, None)
-    test = load_split(source)[2]
+    # only the test set is scored: any validation size does, and 1 fits every dataset
+    test = load_split({**source, "valid_size": 1, "train_size": None})[2]
     where = source["data_file"] or source["data_dir"]
     if test is None:
         raise ValueError(f"{where} has no test set (arrays X_test and y_test) to evaluate on")
@@ -296,6 +304,13 @@ def evaluate(args: argparse.Namespace) -> float:
     error = float(np.mean(predictions != labels))
     print(f"{args.evaluate}: test error {error:.2%} on {len(labels)} images")
     return error
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's errors in one line (its default prints the whole usage first)."""
+
+    def error(self, message):
+        self.exit(2, f"sda: error: {message} (see --help)\n")
 
 
 def main(argv=None, prog: str | None = None) -> int:
@@ -319,12 +334,9 @@ def main(argv=None, prog: str | None = None) -> int:
             else:
                 train(args)
         except DivergenceError as exc:
-            directory = args.resume or args.output_dir
-            kept = ("the last good checkpoint and best model are kept in " + str(directory)
-                    if directory is not None and (Path(directory) / "checkpoint.npz").exists() else "nothing was saved")
-            print(f"sda: training diverged: {exc}; {kept}", file=sys.stderr)
+            print(f"sda: training diverged: {exc}; {_what_was_kept(args.resume or args.output_dir)}", file=sys.stderr)
             return 1
-        except (DataError, ModeError, LoggerError, ValueError, TypeError, OSError) as exc:
+        except (DataError, ModeError, LoggerError, ValueError, TypeError, OSError, MemoryError) as exc:
             print(f"sda: error: {_one_line(exc)}", file=sys.stderr)
             return 2
         finally:
@@ -332,8 +344,19 @@ def main(argv=None, prog: str | None = None) -> int:
     return 0
 
 
+def _what_was_kept(directory) -> str:
+    """What a stopped run leaves for the user, said truly."""
+    files = [name for name in ("checkpoint.npz", "best_model.npz")
+             if directory is not None and (Path(directory) / name).is_file()]
+    if not files:
+        return "nothing was saved"
+    return f"{' and '.join(files)} of the last good epoch are kept in {directory}"
+
+
 def _one_line(exc: Exception) -> str:
     """The exception's message on one line (an OSError's with its file name)."""
+    if isinstance(exc, MemoryError):
+        return f"out of memory ({exc or 'the network or data do not fit'}): choose smaller layers or data"
     if isinstance(exc, OSError) and exc.strerror:
         text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     else:

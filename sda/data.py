@@ -247,6 +247,11 @@ def _check_labels(path: Path, labels: np.ndarray) -> None:
     signed and float IDX types can); the model checks the upper bound against its outputs."""
     if not (labels >= 0).all():  # NaN too, from a float IDX file
         raise DataError(f"{path}: labels must be >= 0, found {labels.min()}")
+    if labels.dtype.kind == "f" and labels.size:
+        fractional = labels[labels != np.floor(labels)]
+        if fractional.size or labels.max() > np.iinfo(np.int32).max:
+            found = fractional[0] if fractional.size else labels.max()
+            raise DataError(f"{path}: labels must be whole numbers that index classes, found {found:g}")
 
 
 def _check_pixels(path: Path, images: np.ndarray) -> None:

@@ -36,6 +36,8 @@ FORMAT = "sda-model"
 FORMAT_VERSION = 1
 _HEADER = "__header__"
 _MAX_HEADER_BYTES = 1 << 20
+_MAX_FILE_BYTES = 8 << 30  # a 3×4000 float64 network's checkpoint is under 2 GiB
+_MAX_ENTRIES = 4096  # a model has 2 arrays per layer (3 per pretrained one); a checkpoint about twice that
 _MAX_JSON_DEPTH = 64  # real headers nest about 4 deep; json recurses once per level
 # np.savez stores entries uncompressed, so real files inflate 1:1 (a checkpoint's momentum
 # velocities too). 64x leaves room for files re-packed with np.savez_compressed, the slack
@@ -148,6 +150,10 @@ def read_archive(path, expected_format: str, error=None) -> tuple[dict, dict]:
     error = error or ModelFileError
     path = Path(path)
     try:
+        if not path.is_file():
+            raise error(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+        if path.stat().st_size > _MAX_FILE_BYTES:
+            raise error(f"{path}: {path.stat().st_size} bytes, larger than any sda file ({_MAX_FILE_BYTES})")
         data = path.read_bytes()
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror})") from None
@@ -186,6 +192,8 @@ def _npz_entries(path, archive: zipfile.ZipFile, archive_size: int, error) -> di
     zipfile never inflates a member beyond its declared ``file_size``, so bounding the sum
     of those bounds the memory that reading can take, whatever the compressed data hold.
     """
+    if len(archive.infolist()) > _MAX_ENTRIES:
+        raise error(f"{path}: {len(archive.infolist())} entries, more than an sda file holds ({_MAX_ENTRIES})")
     entries, total = {}, 0
     for info in archive.infolist():
         name = info.filename.removesuffix(".npy")
@@ -305,8 +313,8 @@ def read_model_file(path) -> tuple[dict, list[np.ndarray]]:
     _check_param_entries(path, arrays, n_params)
     params = [arrays[f"param_{i}"] for i in range(n_params)]
     for i, array in enumerate(params):
-        if array.dtype.kind != "f":
-            raise ModelFileError(f"{path}: param_{i} has dtype {array.dtype}, expected floating point")
+        if array.dtype not in (np.float32, np.float64):  # what PyTensor computes in
+            raise ModelFileError(f"{path}: param_{i} has dtype {array.dtype}, expected float32 or float64")
         if not np.all(np.isfinite(array)):
             raise ModelFileError(f"{path}: param_{i} holds NaN or infinite values")
     if not isinstance(header.get("config"), dict) or not isinstance(header.get("class"), str):

@@ -25,7 +25,9 @@ import copy
 import fcntl
 import hashlib
 import json
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +133,8 @@ DEFAULT_JAX_STEPS_PER_CALL = 250
 
 #: The files a run writes into its output directory (what ``overwrite`` replaces).
 RUN_FILES = ("checkpoint.npz", "best_model.npz", "metrics.jsonl", "results.json", "reconstructions.png",
-             "learning_curves.png", "filters_layer*.png", "tensorboard/events.out.tfevents.*")
+             "learning_curves.png", "filters_layer*.png", "tensorboard/events.out.tfevents.*",
+             ".*.tmp")  # the last: writes cut short by a kill
 _LOCK = ".sda.lock"
 
 
@@ -284,9 +287,24 @@ class _OutputDir:
                            f"(resume=True) or replace it with --overwrite (overwrite=True)")
 
     def claim(self) -> None:
-        """Remove the earlier run's files (``overwrite``): called once everything else is checked."""
-        for path in self._earlier:
-            path.unlink(missing_ok=True)
+        """Remove the earlier run's files (``overwrite``): called once everything else is checked.
+
+        They are first moved aside together, so that a file that cannot be removed leaves the
+        earlier run whole rather than half deleted."""
+        if not self._earlier:
+            return
+        aside = Path(tempfile.mkdtemp(prefix=".sda-overwritten-", dir=self.path))
+        moved = []
+        try:
+            for path in self._earlier:
+                path.rename(aside / path.name)
+                moved.append(path)
+        except OSError as exc:
+            for earlier in moved:
+                (aside / earlier.name).rename(earlier)
+            aside.rmdir()
+            raise RunError(f"cannot replace the earlier run in {self.path}: {path.name}: {exc.strerror}") from None
+        shutil.rmtree(aside, ignore_errors=True)
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -329,6 +347,8 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
         phase (``fit_state`` is None while pretraining), e.g. to report to a sweep.
     names : how messages name each configuration key (the command line's flags).
     """
+    if resume and output_dir is None:
+        raise ValueError("resume=True needs the output_dir of the run to continue")
     if steps_per_call is not None:
         check_positive_int("steps_per_call", steps_per_call)
     datasets = [pair if pair is None or isinstance(pair[0], pytensor.compile.SharedVariable)
@@ -385,10 +405,11 @@ def _normal(value):
 
 def _parameter_bytes(n_ins: int, config: dict) -> int:
     """Memory the network's parameters take, with the momentum velocities, the best parameters
-    kept by early stopping and the copy a checkpoint writes: four copies."""
+    kept by early stopping and the copy a checkpoint writes (four copies), plus the float64
+    draw a layer's weights are initialised from."""
     sizes = [n_ins, *config["hidden_layers_sizes"], config["n_outs"]]
-    n_params = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
-    return 4 * n_params * np.dtype(pytensor.config.floatX).itemsize
+    layers = [(a + 1) * b for a, b in zip(sizes, sizes[1:])]
+    return 4 * sum(layers) * np.dtype(pytensor.config.floatX).itemsize + 8 * max(layers)
 
 
 def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, log, pictures, data, on_epoch_end):
@@ -420,8 +441,11 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     rngs = model.noise_generators()
     pretrain_progress, fit_state = None, None
     if checkpoint is not None:
-        restore_state(checkpoint, state_vars, rngs)
+        restore_state(checkpoint, state_vars, rngs, model.params)
         pretrain_progress, fit_state = checkpoint.pretrain, checkpoint.fit
+        if len(pretrain_progress.costs) > model.n_layers or not float(lr.get_value()) > 0:
+            raise CheckpointError(f"{out.file('checkpoint.npz')}: progress for {len(pretrain_progress.costs)} "
+                                  f"layers or a learning rate of {float(lr.get_value())} does not fit this run")
         if log:
             log(f"resuming from {out.file('checkpoint.npz')}: pretraining epochs done per layer "
                 f"{[len(c) for c in pretrain_progress.costs]}, fine-tuning epochs done "
@@ -431,7 +455,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
         if out is None:
             return
         save_checkpoint(out.file("checkpoint.npz"), config, state_vars, rngs, pretrain, state, data["fingerprint"],
-                        data["source"])
+                        data["source"], {"mode": mode, "steps_per_call": steps_per_call})
         _write_metrics(out.file("metrics.jsonl"), pretrain, state)
 
     def pretraining_epoch_end(pretrain):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import resource
 
 import numpy as np
 
@@ -90,16 +91,18 @@ def check_seed(name: str, value) -> int:
 
 
 def available_memory() -> int:
-    """Bytes of physical memory on this machine."""
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    """Bytes of memory this process may have: the machine's, or less under ``ulimit -v``."""
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return physical if limit == resource.RLIM_INFINITY else min(physical, limit)
 
 
 def check_fits_in_memory(what: str, n_bytes: int) -> None:
     """Refuse, before allocating, what could never fit in this machine's memory."""
     total = available_memory()
     if n_bytes > total:
-        raise ValueError(f"{what} would need {n_bytes / 2 ** 30:,.1f} GiB, more than this machine's "
-                         f"{total / 2 ** 30:,.1f} GiB of memory")
+        raise ValueError(f"{what} would need {n_bytes / 2 ** 30:,.1f} GiB, more than the "
+                         f"{total / 2 ** 30:,.1f} GiB of memory this process may use")
 
 
 def check_noise_level(name: str, value, corruption_type: str) -> float:

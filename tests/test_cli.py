@@ -46,7 +46,7 @@ def test_flags_override_the_preset(tiny_mnist_dir):
     (["--corruption", "0.1", "1.0"], "--corruption must be in [0, 1)"),
     (["--corruption", "0.1"], "--corruption needs one value per hidden layer"),
     (["--hidden-layers", "12", "0"], "--hidden-layers[1] must be >= 1"),
-    (["--batch-size", "1000"], "--pretrain-batch-size is 1000, more than the 250 training examples"),
+    (["--batch-size", "1000"], "--batch-size is 1000, more than the 250 training examples"),  # the flag given
     (["--training-epochs", "0"], "--training-epochs must be >= 1"),
 ])
 def test_bad_values_exit_nonzero_with_one_line(flags, message, tiny_mnist_dir, tmp_path, capsys):

@@ -198,3 +198,14 @@ def test_float_idx_images_outside_0_1_are_refused(tiny_mnist_dir, dtype, bad, fo
     write_idx(tiny_mnist_dir / MNIST_FILES["test_images"], images, dtype=dtype)
     with pytest.raises(DataError, match=MNIST_FILES["test_images"] + ".*" + found):
         load_mnist(tiny_mnist_dir, n_valid=50, verify=False)
+
+
+@pytest.mark.parametrize("labels, message", [(np.array([1.5, 2.0]), "found 1.5"), (np.array([1e10, 1.0]), r"found 1e\+10")])
+def test_labels_that_are_not_whole_class_numbers_are_refused(labels, message, tmp_path):
+    images = np.zeros((2, 4, 4), np.uint8)
+    for key, array in (("train_images", images), ("test_images", images)):
+        write_idx(tmp_path / MNIST_FILES[key], array)
+    for key in ("train_labels", "test_labels"):
+        write_idx(tmp_path / MNIST_FILES[key], labels.astype(">f4"), dtype=">f4")
+    with pytest.raises(DataError, match=message):
+        load_mnist(tmp_path, n_valid=1, verify=False)

@@ -245,3 +245,28 @@ def test_checkpoints_refuse_forged_sizes_with_their_own_error(tmp_path):
     np.savez_compressed(tmp_path / "bomb.npz", __header__=checkpoint_header_entry(), state_0=zeros)
     with pytest.raises(CheckpointError, match="bomb.npz: entries would inflate to"):
         load_checkpoint(tmp_path / "bomb.npz")
+
+
+def test_files_that_no_model_can_be_are_refused_before_reading(tmp_path, float32):
+    import os
+    import time
+    huge = tmp_path / "huge.npz"
+    with open(huge, "wb") as f:  # sparse: 64 GB that take no disk
+        f.truncate(64 << 30)
+    many = tmp_path / "many.npz"
+    with zipfile.ZipFile(many, "w") as archive:
+        for i in range(5000):
+            archive.writestr(f"e{i}.npy", b"")
+    half = small_sda(0).save(tmp_path / "half.npz")
+    header, arrays = read_archive(half, "sda-model")
+    write_archive(tmp_path / "half.npz", header, {k: v.astype(np.float16) for k, v in arrays.items()})
+    for path, message in ((huge, "larger than any sda file"), (many, "more than an sda file holds"),
+                          (tmp_path / "half.npz", "expected float32 or float64"),
+                          (tmp_path, "not a regular file"), (tmp_path / "absent.npz", "no such file")):
+        start = time.process_time()
+        with pytest.raises(ModelFileError, match=message):
+            load_model(path)
+        assert time.process_time() - start < 1.0
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(ModelFileError, match="not a regular file"):
+            load_model("/dev/zero")

@@ -154,6 +154,14 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: h.update(rngs=[{"bit_generator": "PCG64", "state": "x"}] * len(h["rngs"])), "noise generator"),
     (lambda h, a: h.update(n_state=10 ** 12), "n_state"),
     (lambda h, a: h.update(config=[1, 2]), "config"),
+    (lambda h, a: a.update(state_0=np.full_like(a["state_0"], np.nan)), "not finite"),
+    (lambda h, a: h["pretrain"].update(seconds=[]), "pretraining progress"),
+    (lambda h, a: h["fit"].update(history="abc"), "wrong kind"),
+    (lambda h, a: h["fit"].update(epoch="x"), "integers"),
+    (lambda h, a: [a.pop(k) for k in [k for k in a if k.startswith("best_")]], "best parameters"),
+    (lambda h, a: a.update(best_0=a["best_0"].T.copy()), "best parameters"),
+    (lambda h, a: a.update({f"state_{h['n_state'] - 1}": np.array(-0.1, np.float32)}), "learning rate of -0.1"),
+    (lambda h, a: h["rngs"][0]["state"].update(inc=2 ** 200), "noise generator"),
 ])
 def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys):
     out = stopped_run(data, tmp_path, capsys)
@@ -230,3 +238,61 @@ def test_evaluate_refuses_a_model_of_another_width(data, tmp_path, capsys):
     status = main(["--evaluate", str(tmp_path / "m.npz"), *map(str, data), "--no-verify", "--valid-size", "50"])
     err = capsys.readouterr().err
     assert status == 2 and "takes 400 inputs" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_overwrite_that_cannot_remove_a_file_leaves_the_earlier_run_whole(data, tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+    out = tmp_path / "out"
+    assert run_cli(capsys, *data, "--output-dir", out)[0] == 0
+    before = snapshot(out)
+    rename = Path.rename
+
+    def refuse_results(self, target):  # as a file marked immutable (chattr +i) would
+        if self.name == "results.json":
+            raise PermissionError(1, "Operation not permitted")
+        return rename(self, target)
+    monkeypatch.setattr(Path, "rename", refuse_results)
+    status, err = run_cli(capsys, *data, "--output-dir", out, "--overwrite")
+    assert status == 2 and "cannot replace the earlier run" in err and "results.json" in err
+    assert snapshot(out) == before
+
+
+def test_a_validation_size_of_zero_is_refused_as_given(data, tmp_path, capsys):
+    status, err = run_cli(capsys, *data, "--output-dir", tmp_path / "out", "--valid-size", "0")
+    assert status == 2 and "(--valid-size)" in err and "got 0" in err
+
+
+@pytest.mark.parametrize("flags, message", [(["--mode", "JAXX"], "invalid choice: 'JAXX'"),
+                                            (["--seed", "abc"], "invalid int value")])
+def test_flags_argparse_refuses_are_one_line(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(flags)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+def test_divergence_messages_say_truly_what_was_kept(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main([*FAST, *map(str, data), "--output-dir", str(out), "--finetune-lr", "1e30"])
+    err = capsys.readouterr().err
+    assert status == 1 and "checkpoint.npz of the last good epoch are kept in" in err  # pretraining's
+    assert not (out / "best_model.npz").exists() and "best_model" not in err
+
+
+def test_evaluate_needs_no_validation_size(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli(capsys, *data, "--output-dir", out)[0] == 0
+    capsys.readouterr()
+    assert main(["--evaluate", str(out / "best_model.npz"), *map(str, data), "--no-verify"]) == 0
+    assert "test error" in capsys.readouterr().out
+
+
+def test_resume_keeps_the_mode_the_run_started_in(data, tmp_path, capsys):
+    out = stopped_run(data, tmp_path, capsys)
+    assert main(["--resume", str(out), "--quiet", "--no-pictures"]) == 0
+    assert json.loads((out / "results.json").read_text())["mode"] == CPU_MODE
+
+
+def test_resume_in_python_needs_the_output_dir():
+    with pytest.raises(ValueError, match="resume=True needs the output_dir"):
+        train_SdA([None, None, None], resume=True)
