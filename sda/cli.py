@@ -35,7 +35,7 @@ from sda.training import DivergenceError
 from sda.utils import format_duration
 from sda.version import __version__
 
-__all__ = ["build_parser", "config_from_args", "main", "FLAGS"]
+__all__ = ["build_parser", "config_from_args", "main", "FLAGS", "OneLineParser"]
 
 DEFAULT_PRESET = "tutorial"
 DEFAULT_VALID_SIZE = 10_000
@@ -73,7 +73,7 @@ def presets_text() -> str:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = _OneLineParser(
+    p = OneLineParser(
         prog=prog or program_name(),
         description="Pretrain a stacked denoising autoencoder layer by layer, fine-tune it with "
                     "early stopping, and report the validation and test error.",
@@ -306,7 +306,7 @@ def evaluate(args: argparse.Namespace) -> float:
     return error
 
 
-class _OneLineParser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse's errors in one line (its default prints the whole usage first)."""
 
     def error(self, message):

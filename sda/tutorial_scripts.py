@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytensor
 
+from sda.cli import OneLineParser
 from sda.data import DEFAULT_DATA_DIR, DataError
 from sda.dA import train_dA
 from sda.datasets import load_data
@@ -41,7 +42,7 @@ _DEFAULTS = {"logistic_sgd": (0.13, 1000, 600), "mlp": (0.01, 1000, 20), "dA": (
 
 def build_parser(script: str) -> argparse.ArgumentParser:
     lr, epochs, batch = _DEFAULTS[script]
-    p = argparse.ArgumentParser(prog=f"python -m sda.{script}", description=_DESCRIPTIONS[script])
+    p = OneLineParser(prog=f"python -m sda.{script}", description=_DESCRIPTIONS[script])
     p.add_argument("--learning-rate", type=float, default=lr, help=f"SGD learning rate (default {lr})")
     p.add_argument("--epochs", type=int, default=epochs,
                    help=f"{'training' if script == 'dA' else 'maximum'} epochs (default {epochs})")

@@ -70,6 +70,10 @@ def test_tutorial_scripts_answer_help_at_once_and_refuse_bad_values(script):
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "sda: error: --batch-size must be >= 1, got 0"
+    proc = subprocess.run([sys.executable, "-m", f"sda.{script}", "--epochs", "many"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.startswith("sda: error: argument --epochs: invalid int value")
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_dA_script_trains_and_writes_its_filters(tiny_mnist_dir, tmp_path):
