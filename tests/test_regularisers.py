@@ -4,7 +4,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
-from pytensor.graph.basic import ancestors
+from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.type import RandomType
 
 from support import CPU_MODE
