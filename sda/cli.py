@@ -297,7 +297,7 @@ def evaluate(args: argparse.Namespace) -> float:
     images, labels = test[0].get_value(borrow=True), test[1].get_value(borrow=True)
     if images.shape[1] != model.n_ins:
         raise ValueError(f"{args.evaluate} takes {model.n_ins} inputs, but the images in {where} have "
-                         f"{images.shape[1]} pixels")
+                         f"{images.shape[1]} pixels: give the data it was trained on (--data-dir or --data)")
     if labels.max() >= model.n_outs:
         raise ValueError(f"{args.evaluate} knows {model.n_outs} classes, the test labels go up to {labels.max()}")
     predictions = model.predict_function(resolve_mode(args.mode))(images)

@@ -100,7 +100,8 @@ def _check_one_level_per_layer(levels, sizes) -> None:
     parameter alone, so this pair is checked in ``fit``."""
     if np.ndim(levels) != 0 and len(levels) != len(sizes):
         raise ValueError(
-            f"corruption_levels needs one value per hidden layer ({len(sizes)}), got {len(levels)}")
+            f"corruption_levels needs one value per hidden layer ({len(sizes)}), got {len(levels)} "
+            "(or one number for every layer)")
 
 
 _POSITIVE_INT = Interval(Integral, 1, None, closed="left")

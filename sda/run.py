@@ -284,7 +284,7 @@ class _OutputDir:
         """Refuse a folder holding another run, unless it is to be overwritten."""
         if self._earlier and not overwrite:
             raise RunError(f"output directory {self.path} already holds a run: continue it with --resume "
-                           f"(resume=True) or replace it with --overwrite (overwrite=True)")
+                           f"{self.path} or replace it with --overwrite (in Python: resume=True or overwrite=True)")
 
     def claim(self) -> None:
         """Remove the earlier run's files (``overwrite``): called once everything else is checked.

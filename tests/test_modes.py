@@ -1,12 +1,11 @@
 """Every installed compile mode computes the same numbers from the same graph code."""
 
-import os
-
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
 
+from support import CVM_REQUIRED
 from sda.dA import dA
 from sda.datasets import shared_dataset
 from sda.modes import MODES, ModeError, available_modes, compile_function, default_mode, resolve_mode
@@ -30,9 +29,9 @@ def test_cvm_without_blas_says_how_to_fix_it():
         assert "CVM" not in available_modes()
 
 
-@pytest.mark.skipif(not os.environ.get("CI"), reason="only CI promises a BLAS, numba and jax")
+@pytest.mark.skipif(not CVM_REQUIRED, reason="only CI's run with a BLAS (SDA_REQUIRE_CVM=1) promises all three")
 def test_ci_exercises_the_three_fast_modes():
-    # .ci/run installs a BLAS, numba and jax: all three fast paths must be tested there
+    # .ci/run's second pass has a BLAS, numba and jax: all three fast paths must be tested there
     for mode in ("CVM", "NUMBA", "JAX"):
         assert mode in INSTALLED, f"{mode} unavailable: {set(MODES) - set(INSTALLED)}"
 
