@@ -4,11 +4,17 @@ An SdA is an MLP with sigmoid hidden layers :math:`h^{(k)} = s(h^{(k-1)} W^{(k)}
 (:math:`h^{(0)} = x`) and a softmax layer on top, trained in two phases:
 
 1. **Pretraining**, greedy and unsupervised: layer :math:`k` is trained as a denoising
-   autoencoder (:class:`sda.dA.dA`) on the output of layers :math:`1..k-1`.  The dA and the
-   MLP layer hold the *same* shared variables ``W`` and ``b``, so training the dA trains
-   the MLP layer; the dA's decoder bias ``b_prime`` belongs to the dA alone.
+   autoencoder (:class:`sda.dA.dA`) on the output of layers :math:`1..k-1` (or, layer by
+   layer, as UFLDL's sparse autoencoder, :class:`sda.sparse_autoencoder.SparseAutoencoder`:
+   the criterion ``"sparse"``).  The autoencoder and the MLP layer hold the *same* shared
+   variables ``W`` and ``b``, so training the one trains the other; the decoder (``b_prime``,
+   and the sparse autoencoder's own ``W_prime``) belongs to the autoencoder alone.  Training is
+   minibatch SGD (:meth:`SdA.pretraining_functions`) or full-batch L-BFGS, as UFLDL does
+   (:meth:`SdA.pretraining_objectives`).
 2. **Fine-tuning**, supervised: the whole MLP is trained by SGD on the negative
-   log-likelihood of the labels, with early stopping on the validation error.  Optional
+   log-likelihood of the labels, with early stopping on the validation error (or by
+   L-BFGS, :meth:`SdA.finetune_objective`; or, to measure what fine-tuning brings, only the
+   softmax layer on the frozen features: ``layers="top"``).  Optional
    regularisers (all off by default, as in the tutorial): masking noise on the input, dropout
    (Srivastava et al. 2014) on the input and on each hidden layer with inverted scaling
    (:math:`h \\odot m / (1 - p)`, so that nothing changes at evaluation, where no unit is
@@ -35,16 +41,24 @@ from pytensor.graph.replace import graph_replace
 
 from sda.dA import dA, new_pytensor_rng
 from sda.datasets import as_shared, shared_dataset
+from sda.full_batch import FullBatchObjective
 from sda.logistic_sgd import LogisticRegression
 from sda.mlp import HiddenLayer
 from sda.modes import compile_function, resolve_mode
 from sda.persistence import SaveLoadMixin
-from sda.steps import compile_cached_input_step, compile_step, supervised_functions
+from sda.sparse_autoencoder import UFLDL, SparseAutoencoder, ufldl_weights
+from sda.steps import compile_cached_input_step, compile_step, input_cache, score_function, supervised_functions
 from sda.steps import max_norm as clip_norms
 from sda.validation import (check_corruption, check_labels_in_range, check_layer_index, check_layer_sizes,
                             check_noise_level, check_positive_int, check_unit_interval)
 
-__all__ = ["SdA"]
+__all__ = ["SdA", "CRITERIA", "FINETUNE_LAYERS", "check_criteria"]
+
+#: What each layer's autoencoder minimises: the dA's reconstruction cross-entropy of corrupted
+#: inputs, or UFLDL's squared error with weight decay and a sparsity penalty.
+CRITERIA = ("denoising", "sparse")
+#: What fine-tuning trains: the whole network, or only the softmax layer on the frozen features.
+FINETUNE_LAYERS = ("all", "top")
 
 
 class SdA(SaveLoadMixin):
@@ -60,12 +74,19 @@ class SdA(SaveLoadMixin):
     corruption_levels : noise level of each layer's dA (for masking noise the probability of
         zeroing an input, in [0, 1)).
     corruption_type : the dAs' noise, one of :data:`sda.dA.CORRUPTION_TYPES`.
+    criteria : each layer's pretraining criterion, one of :data:`CRITERIA` (one name: every
+        layer).  A ``"sparse"`` layer starts from UFLDL's weights and pretrains as a
+        :class:`~sda.sparse_autoencoder.SparseAutoencoder` (with its corruption level as noise,
+        UFLDL's being 0); a plain autoencoder is a ``"denoising"`` one at corruption 0.
+    sparsity_target, sparsity_weight, sparse_weight_decay : ρ, β and λ of the sparse layers
+        (UFLDL's 0.1, 3 and 3e-3).
 
     Attributes
     ----------
     x, y : the symbolic minibatch (matrix) and its labels (int32 vector).
     sigmoid_layers : list of :class:`~sda.mlp.HiddenLayer`.
-    dA_layers : list of :class:`~sda.dA.dA`; ``dA_layers[k].W is sigmoid_layers[k].W``.
+    dA_layers : each layer's autoencoder, a :class:`~sda.dA.dA` (or its subclass
+        :class:`~sda.sparse_autoencoder.SparseAutoencoder`); ``dA_layers[k].W is sigmoid_layers[k].W``.
     logLayer : the :class:`~sda.logistic_sgd.LogisticRegression` output layer.
     params : the MLP's parameters (what fine-tuning trains).
     finetune_cost, errors : symbolic negative log-likelihood and error rate of ``(x, y)``.
@@ -74,7 +95,9 @@ class SdA(SaveLoadMixin):
 
     def __init__(self, numpy_rng, n_ins: int = 784,
                  hidden_layers_sizes=(500, 500), n_outs: int = 10, corruption_levels=(0.1, 0.1),
-                 corruption_type: str = "masking"):
+                 corruption_type: str = "masking", criteria="denoising",
+                 sparsity_target: float = UFLDL["sparsity_target"], sparsity_weight: float = UFLDL["sparsity_weight"],
+                 sparse_weight_decay: float = UFLDL["weight_decay"]):
         n_ins, n_outs = check_positive_int("n_ins", n_ins), check_positive_int("n_outs", n_outs)
         sizes = check_layer_sizes("hidden_layers_sizes", hidden_layers_sizes)
         levels = [check_noise_level(f"corruption_levels[{i}]", c, corruption_type)
@@ -83,6 +106,9 @@ class SdA(SaveLoadMixin):
             raise ValueError(
                 f"corruption_levels has {len(levels)} entries but there are {len(sizes)} hidden layers"
             )
+        self.criteria = check_criteria(criteria, len(sizes))
+        sparse = {"sparsity_target": sparsity_target, "sparsity_weight": sparsity_weight,
+                  "weight_decay": sparse_weight_decay}
         self.n_ins, self.n_outs = n_ins, n_outs
         self.hidden_layers_sizes, self.corruption_levels = sizes, levels
         self.corruption_type = corruption_type
@@ -93,12 +119,18 @@ class SdA(SaveLoadMixin):
         for k, n_out in enumerate(sizes):
             n_in = n_ins if k == 0 else sizes[k - 1]
             layer_input = self.x if k == 0 else self.sigmoid_layers[-1].output
-            sigmoid_layer = HiddenLayer(numpy_rng, layer_input, n_in, n_out, activation=pt.sigmoid)
+            is_sparse = self.criteria[k] == "sparse"
+            W = ufldl_weights(numpy_rng, n_in, n_out) if is_sparse else None
+            sigmoid_layer = HiddenLayer(numpy_rng, layer_input, n_in, n_out, W=W, activation=pt.sigmoid)
             self.sigmoid_layers.append(sigmoid_layer)
             self.params.extend(sigmoid_layer.params)
-            self.dA_layers.append(dA(numpy_rng, new_pytensor_rng(numpy_rng), input=layer_input,
-                                     n_visible=n_in, n_hidden=n_out, W=sigmoid_layer.W,
-                                     bhid=sigmoid_layer.b, corruption_type=corruption_type))
+            shared = dict(input=layer_input, n_visible=n_in, n_hidden=n_out, W=sigmoid_layer.W, bhid=sigmoid_layer.b,
+                          corruption_type=corruption_type)
+            if is_sparse:
+                self.dA_layers.append(SparseAutoencoder(numpy_rng, new_pytensor_rng(numpy_rng), **shared, **sparse))
+            else:
+                self.dA_layers.append(dA(numpy_rng, new_pytensor_rng(numpy_rng), **shared))
+        self.sparse_settings = sparse
 
         self.logLayer = LogisticRegression(self.sigmoid_layers[-1].output, sizes[-1], n_outs)
         self.params.extend(self.logLayer.params)
@@ -140,10 +172,68 @@ class SdA(SaveLoadMixin):
                                                        self.x, train_set_x, batch_size, mode, steps_per_call))
         return steps
 
+    def pretraining_objectives(self, train_set_x, mode: str | None = None) -> list:
+        """One :class:`sda.full_batch.FullBatchObjective` per layer, for L-BFGS as UFLDL trains:
+        the layer's autoencoder cost over the whole of ``train_set_x`` and its gradient.
+
+        Layer ``k > 0`` reads the codes of the frozen layers below, computed once when its turn
+        comes (its ``prepare()``).  A corruption level > 0 corrupts the inputs with one draw of
+        the noise, kept for every evaluation (the line search needs a fixed function).
+        """
+        mode = resolve_mode(mode)
+        train_set_x = as_shared(train_set_x, "train_x")
+        check_unit_interval("train_set_x", train_set_x)
+        objectives = []
+        for k, (layer, level) in enumerate(zip(self.dA_layers, self.corruption_levels)):
+            inputs = layer.get_corrupted_input(layer.x, level) if level > 0 else layer.x
+            cost = layer.cost(inputs)
+            if k == 0:
+                objectives.append(FullBatchObjective(cost, layer.params, {self.x: train_set_x}, mode))
+            else:
+                cache, prepare = input_cache(layer.x, layer.n_visible, self.x, train_set_x, mode)
+                objectives.append(FullBatchObjective(cost, layer.params, {layer.x: cache}, mode, prepare))
+        return objectives
+
+    def trained_params(self, layers: str = "all") -> list:
+        """What fine-tuning trains: every parameter (``"all"``) or the softmax layer's (``"top"``)."""
+        if layers not in FINETUNE_LAYERS:
+            raise ValueError(f"layers must be one of {', '.join(FINETUNE_LAYERS)}, got {layers!r}")
+        return list(self.params) if layers == "all" else list(self.logLayer.params)
+
+    def _decayed(self, cost, weight_decay: float, params: list):
+        """``cost`` plus :math:`\\tfrac{λ}{2}\\sum\\|W\\|^2` over the weight matrices among ``params``."""
+        if weight_decay == 0:
+            return cost
+        weights = [p for p in params if p.ndim == 2]
+        return cost + pt.cast(weight_decay / 2, cost.dtype) * sum(pt.sum(pt.sqr(W)) for W in weights)
+
+    def finetune_objective(self, datasets, mode: str | None = None, weight_decay: float = 0.0,
+                           layers: str = "all"):
+        """``(objective, valid_score, test_score)`` for fine-tuning by L-BFGS on ``datasets`` (as
+        :meth:`build_finetune_functions`): ``objective`` is the negative log-likelihood of the
+        whole training set, plus weight decay, over the parameters ``layers`` names."""
+        mode = resolve_mode(mode)
+        datasets = self._shared_datasets(datasets)
+        params = self.trained_params(layers)
+        cost = self._decayed(self.finetune_cost, weight_decay, params)
+        (train_x, train_y), valid, test = datasets
+        objective = FullBatchObjective(cost, params, {self.x: train_x, self.y: train_y}, mode)
+        return (objective, score_function(self.x, self.y, self.errors, valid, mode),
+                None if test is None else score_function(self.x, self.y, self.errors, test, mode))
+
+    def _shared_datasets(self, datasets) -> list:
+        """``datasets`` as shared pairs, their labels checked against ``n_outs``."""
+        datasets = [None if pair is None else shared_dataset(pair) if not _is_shared(pair) else pair
+                    for pair in datasets]
+        for part, pair in zip(("train", "valid", "test"), datasets):
+            if pair is not None:
+                check_labels_in_range(f"{part} labels", pair[1], self.n_outs)
+        return datasets
+
     def build_finetune_functions(self, datasets, batch_size: int, learning_rate, mode: str | None = None,
                                  momentum: float = 0.0, steps_per_call: int = 1, corruption: float = 0.0,
                                  dropout_input: float = 0.0, dropout_hidden: float = 0.0,
-                                 weight_decay: float = 0.0, max_norm: float = 0.0):
+                                 weight_decay: float = 0.0, max_norm: float = 0.0, layers: str = "all"):
         """``(train_step, valid_score, test_score)`` for fine-tuning on ``datasets``
         ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]`` (shared variables or arrays;
         the test pair may be None).
@@ -156,23 +246,19 @@ class SdA(SaveLoadMixin):
         first dA saw them in pretraining; ``dropout_input`` and ``dropout_hidden`` drop units with
         that probability; ``weight_decay`` (λ) adds :math:`\\tfrac{λ}{2}\\sum\\|W\\|^2`;
         ``max_norm`` > 0 bounds each unit's incoming weight norm.  Scores use the clean network.
+        ``layers="top"`` trains only the softmax layer (the features below stay as pretrained).
         """
-        datasets = [None if pair is None else shared_dataset(pair) if not _is_shared(pair) else pair
-                    for pair in datasets]
-        for part, pair in zip(("train", "valid", "test"), datasets):
-            if pair is not None:
-                check_labels_in_range(f"{part} labels", pair[1], self.n_outs)
+        datasets = self._shared_datasets(datasets)
+        params = self.trained_params(layers)
         check_noise_level("corruption", corruption, self.corruption_type)
         for name, value in (("dropout_input", dropout_input), ("dropout_hidden", dropout_hidden)):
             check_corruption(name, value)  # a probability in [0, 1)
         cost, extra_updates = self._training_cost(corruption, dropout_input, dropout_hidden)
-        weights = [layer.W for layer in self.sigmoid_layers] + [self.logLayer.W]
-        if weight_decay > 0:
-            cost = cost + pt.cast(weight_decay / 2, cost.dtype) * sum(pt.sum(pt.sqr(W)) for W in weights)
+        cost = self._decayed(cost, weight_decay, params)
         constraint = None
         if max_norm > 0:
-            constraint = lambda param, value: clip_norms(value, max_norm) if any(param is W for W in weights) else value
-        return supervised_functions(self.x, self.y, cost, self.errors, self.params, datasets, batch_size,
+            constraint = lambda param, value: clip_norms(value, max_norm) if param.ndim == 2 else value
+        return supervised_functions(self.x, self.y, cost, self.errors, params, datasets, batch_size,
                                     learning_rate, resolve_mode(mode), momentum, steps_per_call, extra_updates,
                                     constraint)
 
@@ -222,19 +308,34 @@ class SdA(SaveLoadMixin):
     def saved_config(self) -> dict:
         return {"n_ins": self.n_ins, "hidden_layers_sizes": list(self.hidden_layers_sizes),
                 "n_outs": self.n_outs, "corruption_levels": list(self.corruption_levels),
-                "corruption_type": self.corruption_type}
+                "corruption_type": self.corruption_type, "criteria": list(self.criteria),
+                "sparsity_target": self.sparse_settings["sparsity_target"],
+                "sparsity_weight": self.sparse_settings["sparsity_weight"],
+                "sparse_weight_decay": self.sparse_settings["weight_decay"]}
 
     def saved_variables(self) -> list:
-        """The MLP's parameters, then each dA's decoder bias (so that pretraining can resume)."""
-        return list(self.params) + [layer.b_prime for layer in self.dA_layers]
+        """The MLP's parameters, then each autoencoder's decoder (so that pretraining can resume)."""
+        return list(self.params) + [p for layer in self.dA_layers for p in layer.decoder_params]
 
     @classmethod
     def variable_shapes(cls, config: dict) -> list:
         sizes = [check_positive_int("n_ins", config["n_ins"]),
                  *check_layer_sizes("hidden_layers_sizes", config["hidden_layers_sizes"]),
                  check_positive_int("n_outs", config["n_outs"])]
+        criteria = check_criteria(config.get("criteria", "denoising"), len(sizes) - 2)  # files of sda < 0.3 lack it
         layers = [[(n_in, n_out), (n_out,)] for n_in, n_out in zip(sizes, sizes[1:])]
-        return [shape for layer in layers for shape in layer] + [(n_in,) for n_in in sizes[:-2]]
+        decoders = [[(n_out, n_in), (n_in,)] if criterion == "sparse" else [(n_in,)]
+                    for n_in, n_out, criterion in zip(sizes, sizes[1:], criteria)]
+        return [shape for group in layers + decoders for shape in group]
+
+
+def check_criteria(criteria, n_layers: int) -> list[str]:
+    """One pretraining criterion (:data:`CRITERIA`) per layer, from one name or a list of them."""
+    names = [criteria] * n_layers if isinstance(criteria, str) else criteria
+    if not isinstance(names, (list, tuple)) or len(names) != n_layers or not all(name in CRITERIA for name in names):
+        raise ValueError(f"criteria must be one of {', '.join(CRITERIA)} or a list of them, one per hidden layer "
+                         f"({n_layers}), got {criteria!r}")
+    return list(names)
 
 
 def _dropout(rng, h, p: float):

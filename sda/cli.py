@@ -29,7 +29,8 @@ from sda.loggers import LOGGERS, EpochFeed, LoggerError, open_loggers
 from sda.modes import DEVICES, MODES, ModeError, describe_mode, resolve_mode, use_device
 from sda.npz_data import load_npz
 from sda.persistence import load_model
-from sda.run import (LR_SCHEDULES, PRESETS, TUTORIAL, RunError, epoch_records, preset_settings, preset_summary,
+from sda.SdA import CRITERIA, FINETUNE_LAYERS
+from sda.run import (LR_SCHEDULES, OPTIMIZERS, PRESETS, TUTORIAL, RunError, epoch_records, preset_settings, preset_summary,
                      run_flops, train_SdA, validate_config)
 from sda.training import DivergenceError
 from sda.utils import format_duration
@@ -112,6 +113,22 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="the dAs' noise on the inputs during fine-tuning, at this level")
     for flag, meaning in REGULARISER_FLAGS:
         g.add_argument(flag, type=float, help=meaning + " while fine-tuning")
+    g = p.add_argument_group("UFLDL's stacked sparse autoencoder (--preset ufldl) and the ablation")
+    g.add_argument("--criteria", nargs="+", choices=CRITERIA, metavar="{" + ",".join(CRITERIA) + "}",
+                   help="what each layer's autoencoder minimises in pretraining: the dA's reconstruction of "
+                        "corrupted inputs, or UFLDL's sparse autoencoder (one name: every layer)")
+    g.add_argument("--sparsity-target", type=float, help="sparse layers' target mean activation rho, in (0, 1) (UFLDL: 0.1)")
+    g.add_argument("--sparsity-weight", type=float, help="sparse layers' sparsity penalty weight beta (UFLDL: 3)")
+    g.add_argument("--sparse-weight-decay", type=float, help="sparse layers' weight decay lambda (UFLDL: 3e-3)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="sgd: minibatches (the tutorial); lbfgs: full-batch L-BFGS (UFLDL), an epoch being one "
+                        "iteration, without learning rates or batch sizes")
+    g.add_argument("--pretrain-size", type=int, metavar="N",
+                   help="pretrain on the first N training images only (0: all); fine-tuning uses all")
+    g.add_argument("--finetune-layers", choices=FINETUNE_LAYERS,
+                   help="all: fine-tune the whole network; top: train only the softmax layer on the pretrained "
+                        "features (no fine-tuning)")
+    g = p.add_argument_group("early stopping")
     g.add_argument("--patience-epochs", type=float,
                    help="early stopping looks at least this many epochs ahead (tutorial: 10)")
     g.add_argument("--batch-size", type=int, help="set both batch sizes")
@@ -177,6 +194,8 @@ def _join_negative_numbers(argv: list[str]) -> list[str]:
 def given_config(args: argparse.Namespace) -> dict:
     """The configuration keys set by flags on this command line."""
     given = {key: getattr(args, key) for key in TUTORIAL if getattr(args, key, None) is not None}
+    if len(given.get("criteria", ())) == 1:  # one name serves every layer
+        given["criteria"] = given["criteria"][0]
     if args.batch_size is not None:
         given["pretrain_batch_size"] = given["finetune_batch_size"] = args.batch_size
     return given

@@ -153,12 +153,23 @@ class dA(SaveLoadMixin):
         L = pt.sum(pt.softplus(logits) - self.x * logits, axis=1)
         return pt.mean(L)
 
+    def cost(self, corrupted_input):
+        """What training minimises for the inputs ``corrupted_input`` of the clean ``self.x``:
+        here the reconstruction cost alone (a subclass may add penalties)."""
+        return self.reconstruction_cost(corrupted_input)
+
+    @property
+    def decoder_params(self) -> list:
+        """The parameters the autoencoder has beyond the network's layer (``W`` and ``b``):
+        what an SdA keeps beside its MLP to resume pretraining."""
+        return [self.b_prime]
+
     def get_cost_updates(self, corruption_level, learning_rate):
         """``(cost, updates)`` for one SGD step on a minibatch ``self.x`` corrupted at
         ``corruption_level`` (both arguments may be symbolic scalars).  The updates advance
         the noise generator too."""
         tilde_x = self.get_corrupted_input(self.x, corruption_level)
-        cost = self.reconstruction_cost(tilde_x)
+        cost = self.cost(tilde_x)
         return cost, [self.rng_update, *sgd_updates(cost, self.params, learning_rate)]
 
     def training_function(self, train_set_x, batch_size: int, mode: str | None = None,

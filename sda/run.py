@@ -42,15 +42,15 @@ from sda.datasets import shared_dataset
 from sda.modes import device_description, resolve_mode, training_flops
 from sda.persistence import model_parameters, save_model
 from sda.plots import save_run_pictures
-from sda.SdA import SdA
-from sda.training import FitResult, PretrainResult, fit_early_stopping, pretrain_layers
+from sda.SdA import FINETUNE_LAYERS, SdA, check_criteria
+from sda.training import FitResult, PretrainResult, fit_early_stopping, fit_lbfgs, pretrain_layers
 from sda.utils import atomic_write, write_json
 from sda.version import __version__
 from sda.validation import (check_corruption, check_fits_in_memory, check_labels_in_range, check_layer_sizes,
-                            check_non_negative, check_noise_level, check_positive, check_positive_int, check_seed,
-                            check_unit_interval)
+                            check_non_negative, check_noise_level, check_open_unit_interval, check_positive,
+                            check_positive_int, check_seed, check_unit_interval)
 
-__all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "RunError", "Run", "validate_config", "data_fingerprint",
+__all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "OPTIMIZERS", "RunError", "Run", "validate_config", "data_fingerprint",
            "train_SdA", "RUN_FILES", "epoch_records", "finetune_learning_rate", "preset_summary", "preset_settings",
            "run_flops"]
 
@@ -76,6 +76,14 @@ TUTORIAL = {
     "patience_epochs": 10,
     "n_outs": 10,
     "seed": 89677,
+    # beyond the tutorial (issue 14): UFLDL's sparse autoencoder, L-BFGS, and what to leave out
+    "criteria": "denoising",
+    "sparsity_target": 0.1,
+    "sparsity_weight": 3.0,
+    "sparse_weight_decay": 3e-3,
+    "optimizer": "sgd",
+    "pretrain_size": 0,
+    "finetune_layers": "all",
 }
 
 #: Presets as the tutorial's values with what each changes (docs/RESULTS.md measures them).
@@ -84,6 +92,9 @@ TUTORIAL = {
 #: ``best``: ``fast``'s pretraining, then 800 fine-tuning epochs with dropout (0.2 on the input,
 #: 0.5 on the hidden units), a max-norm bound of 3 and a rate falling linearly to 0 (a GPU run).
 #: ``quick``: a first run of a minute or two.
+#: ``ufldl``: the stacked sparse autoencoder of UFLDL's exercise "Implement deep networks for digit
+#: classification": 784-200-200-10, sparse autoencoders (ρ 0.1, β 3, λ 3e-3) and fine-tuning
+#: (weight decay 1e-4) by full-batch L-BFGS, 400 iterations each ("epochs" are iterations).
 PRESETS = {
     "tutorial": TUTORIAL,
     "fast": {**TUTORIAL, "pretraining_epochs": 5, "pretrain_lr": 0.1, "pretrain_batch_size": 100,
@@ -96,6 +107,9 @@ PRESETS = {
              "finetune_max_norm": 3.0, "patience_epochs": 1000},
     "quick": {**TUTORIAL, "pretraining_epochs": 1, "pretrain_lr": 0.01, "pretrain_batch_size": 20,
               "training_epochs": 1, "finetune_batch_size": 20},
+    "ufldl": {**TUTORIAL, "hidden_layers_sizes": [200, 200], "corruption_levels": [0.0, 0.0], "criteria": "sparse",
+              "optimizer": "lbfgs", "pretraining_epochs": 400, "training_epochs": 400,
+              "finetune_weight_decay": 1e-4},
 }
 
 #: What each preset is for and how long it takes, as measured (README, docs/RESULTS.md): said before
@@ -105,6 +119,7 @@ PRESET_NOTES = {
     "fast": "minibatches of 100, momentum, light dropout, a linear rate; about 10 min on 2 CPU cores",
     "best": "the lowest test error; 800 fine-tuning epochs: about 0.5 s an epoch on a GPU, 2.5 h on 2 CPU cores",
     "quick": "a first look: one epoch of each phase; about 1 min on 2 CPU cores",
+    "ufldl": "UFLDL's stacked sparse autoencoder, 784-200-200-10, L-BFGS; about 15 min on 2 CPU cores",
 }
 
 
@@ -204,6 +219,20 @@ def validate_config(config: dict, names: dict | None = None) -> dict:
     for key in ("finetune_weight_decay", "finetune_max_norm"):
         config[key] = check_non_negative(name(key), config[key])
     config["seed"] = check_seed(name("seed"), config["seed"])
+    check_criteria(config["criteria"], len(sizes))
+    config["sparsity_target"] = check_open_unit_interval(name("sparsity_target"), config["sparsity_target"])
+    for key in ("sparsity_weight", "sparse_weight_decay"):
+        config[key] = check_non_negative(name(key), config[key])
+    config["pretrain_size"] = check_positive_int(name("pretrain_size"), config["pretrain_size"], 0)
+    for key, choices in (("optimizer", OPTIMIZERS), ("finetune_layers", FINETUNE_LAYERS)):
+        if config[key] not in choices:
+            raise ValueError(f"{name(key)} must be one of {', '.join(choices)}, got {config[key]!r}")
+    if config["optimizer"] == "lbfgs":
+        minibatch_only = [name(key) for key in ("finetune_momentum", "finetune_corruption", "finetune_dropout_input",
+                                                "finetune_dropout_hidden", "finetune_max_norm") if config[key] > 0]
+        if minibatch_only:
+            raise ValueError(f"{', '.join(minibatch_only)} belong to minibatch SGD, not to {name('optimizer')} lbfgs "
+                             f"(full-batch, deterministic); set them to 0")
     return config
 
 
@@ -221,9 +250,14 @@ def _check_datasets(datasets, config: dict, names: dict | None) -> int:
     if len(set(widths.values())) > 1:
         raise ValueError(f"the images of the sets differ in width: {widths}")
     n_train = datasets[0][0].get_value(borrow=True).shape[0]
-    for key in ("pretrain_batch_size", "finetune_batch_size"):
-        if config[key] > n_train:
-            raise ValueError(f"{_display(names)(key)} is {config[key]}, more than the {n_train} training examples")
+    if config["pretrain_size"] > n_train:
+        raise ValueError(f"{_display(names)('pretrain_size')} is {config['pretrain_size']}, more than the {n_train} "
+                         f"training examples")
+    if config["optimizer"] == "sgd":  # L-BFGS takes whole sets
+        for key, available in (("pretrain_batch_size", config["pretrain_size"] or n_train),
+                               ("finetune_batch_size", n_train)):
+            if config[key] > available:
+                raise ValueError(f"{_display(names)(key)} is {config[key]}, more than the {available} training examples")
     return widths["train"]
 
 
@@ -240,6 +274,11 @@ def data_fingerprint(datasets) -> dict:
                                              "sha256": hashlib.sha256(value.data).hexdigest()}
     return fingerprint
 
+
+#: How both phases train: minibatch SGD (the tutorial), or full-batch L-BFGS (UFLDL), where an
+#: "epoch" of the configuration is one L-BFGS iteration and learning rates and batch sizes do
+#: not apply.
+OPTIMIZERS = ("sgd", "lbfgs")
 
 #: Fine-tuning learning-rate schedules: the rate of epoch ``e + 1`` after ``e`` epochs.
 LR_SCHEDULES = ("exponential", "linear")
@@ -364,7 +403,10 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
         config = validate_config({**TUTORIAL, **config}, names)
         n_ins = _check_datasets(datasets, config, names)
         check_fits_in_memory("the network", _parameter_bytes(n_ins, config))
-        mode = resolve_mode(mode, min(config["pretrain_batch_size"], config["finetune_batch_size"]),
+        n_train = datasets[0][0].get_value(borrow=True).shape[0]
+        smallest_batch = n_train if config["optimizer"] == "lbfgs" else min(config["pretrain_batch_size"],
+                                                                             config["finetune_batch_size"])
+        mode = resolve_mode(mode, smallest_batch,
                             run_flops(datasets[0][0].get_value(borrow=True).shape[0], n_ins, config))
         if steps_per_call is None:
             steps_per_call = DEFAULT_JAX_STEPS_PER_CALL if mode == "JAX" else 1
@@ -417,15 +459,12 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     start = time.perf_counter()
     model = SdA(np.random.RandomState(config["seed"]), n_ins=datasets[0][0].get_value(borrow=True).shape[1],
                 hidden_layers_sizes=config["hidden_layers_sizes"], n_outs=config["n_outs"],
-                corruption_levels=config["corruption_levels"], corruption_type=config["corruption_type"])
-    pretraining_steps = model.pretraining_functions(datasets[0][0], config["pretrain_batch_size"], mode,
-                                                    steps_per_call=steps_per_call)
+                corruption_levels=config["corruption_levels"], corruption_type=config["corruption_type"],
+                criteria=config["criteria"], sparsity_target=config["sparsity_target"],
+                sparsity_weight=config["sparsity_weight"], sparse_weight_decay=config["sparse_weight_decay"])
     lr = pytensor.shared(np.asarray(config["finetune_lr"], dtype=pytensor.config.floatX), name="finetune_lr")
-    train_step, validate, test = model.build_finetune_functions(
-        datasets, config["finetune_batch_size"], lr, mode, momentum=config["finetune_momentum"],
-        steps_per_call=steps_per_call, corruption=config["finetune_corruption"],
-        dropout_input=config["finetune_dropout_input"], dropout_hidden=config["finetune_dropout_hidden"],
-        weight_decay=config["finetune_weight_decay"], max_norm=config["finetune_max_norm"])
+    pretraining_steps, train_step, validate, test = _training_functions(model, datasets, config, mode,
+                                                                        steps_per_call, lr)
     # PyTensor's part of compiling; NUMBA and JAX compile more at each function's first call, which
     # the steps time (Step.warm_up_seconds) and the results add
     compile_seconds = time.perf_counter() - start
@@ -441,7 +480,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     rngs = model.noise_generators()
     pretrain_progress, fit_state = None, None
     if checkpoint is not None:
-        restore_state(checkpoint, state_vars, rngs, model.params)
+        restore_state(checkpoint, state_vars, rngs, model.trained_params(config["finetune_layers"]))
         pretrain_progress, fit_state = checkpoint.pretrain, checkpoint.fit
         if len(pretrain_progress.costs) > model.n_layers or not float(lr.get_value()) > 0:
             raise CheckpointError(f"{out.file('checkpoint.npz')}: progress for {len(pretrain_progress.costs)} "
@@ -470,22 +509,29 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     def finetuning_epoch_end(state):
         lr.set_value(np.asarray(finetune_learning_rate(config, state.epoch), dtype=lr.dtype))
         if out is not None and state.history[-1]["test_error"] is not None:  # improved in this epoch
+            best = dict(zip(model.trained_params(config["finetune_layers"]), state.best_params))
             save_model(model, out.file("best_model.npz"),
                        training_state={"epoch": state.epoch, "validation_error": state.best_loss,
                                        "test_error": state.test_error, "config": config},
-                       values=state.best_params + [d.b_prime.get_value() for d in model.dA_layers])
+                       values=[best[v] if v in best else v.get_value() for v in model.saved_variables()])
         save(pretrain_result, state)
         if on_epoch_end is not None:
             on_epoch_end(pretrain_result, state)
 
     if fit_state is None:
         lr.set_value(np.asarray(finetune_learning_rate(config, 0), dtype=lr.dtype))
-    n_batches = train_step.n_batches
-    finetune_result = fit_early_stopping(
-        train_step, validate, test, n_epochs=config["training_epochs"],
-        patience=max(1, int(config["patience_epochs"] * n_batches)), params=model.params, learning_rate=lr,
-        progress=progress, log=log, name="fine-tuning", on_epoch_end=finetuning_epoch_end, resume=fit_state,
-        validation_name="training error" if datasets[1] is datasets[0] else "validation error")
+    validation_name = "training error" if datasets[1] is datasets[0] else "validation error"
+    trained = model.trained_params(config["finetune_layers"])
+    if config["optimizer"] == "lbfgs":
+        finetune_result = fit_lbfgs(train_step, validate, test, n_iterations=config["training_epochs"], params=trained,
+                                    log=log, name="fine-tuning", on_epoch_end=finetuning_epoch_end, resume=fit_state,
+                                    validation_name=validation_name)
+    else:
+        patience = max(1, int(config["patience_epochs"] * train_step.n_batches))
+        finetune_result = fit_early_stopping(
+            train_step, validate, test, n_epochs=config["training_epochs"], patience=patience, params=trained,
+            learning_rate=lr, progress=progress, log=log, name="fine-tuning", on_epoch_end=finetuning_epoch_end,
+            resume=fit_state, validation_name=validation_name)
     results = _results(config, mode, data["source"], pretrain_result, finetune_result, time.perf_counter() - start)
     warm_up = sum(step.warm_up_seconds() for step in [*pretraining_steps, train_step])
     results.update(compile_seconds=compile_seconds + warm_up, pytensor_compile_seconds=compile_seconds,
@@ -498,6 +544,27 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
                 if log:
                     log(f"wrote {path}")
     return Run(model, pretrain_result, finetune_result, results, train_step, lr)
+
+
+def _training_functions(model: SdA, datasets, config: dict, mode: str, steps_per_call: int, lr):
+    """``(pretraining steps, fine-tuning step, validate, test)`` of the run: minibatch SGD steps
+    (:class:`sda.steps.Step`), or full-batch objectives for L-BFGS (``optimizer="lbfgs"``).
+    Pretraining sees the first ``pretrain_size`` training examples (0: all)."""
+    train_x = datasets[0][0]
+    if config["pretrain_size"]:
+        train_x = pytensor.shared(train_x.get_value(borrow=True)[:config["pretrain_size"]], name="pretrain_x")
+    if config["optimizer"] == "lbfgs":
+        objective, validate, test = model.finetune_objective(datasets, mode, config["finetune_weight_decay"],
+                                                             config["finetune_layers"])
+        return model.pretraining_objectives(train_x, mode), objective, validate, test
+    steps = model.pretraining_functions(train_x, config["pretrain_batch_size"], mode, steps_per_call=steps_per_call)
+    train_step, validate, test = model.build_finetune_functions(
+        datasets, config["finetune_batch_size"], lr, mode, momentum=config["finetune_momentum"],
+        steps_per_call=steps_per_call, corruption=config["finetune_corruption"],
+        dropout_input=config["finetune_dropout_input"], dropout_hidden=config["finetune_dropout_hidden"],
+        weight_decay=config["finetune_weight_decay"], max_norm=config["finetune_max_norm"],
+        layers=config["finetune_layers"])
+    return steps, train_step, validate, test
 
 
 def epoch_records(pretrain: PretrainResult, state=None) -> list[dict]:

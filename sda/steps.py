@@ -29,8 +29,8 @@ from sda.datasets import minibatch, n_batches
 from sda.modes import compile_function, keep_on_device
 from sda.utils import tqdm
 
-__all__ = ["sgd_updates", "max_norm", "Step", "compile_step", "compile_cached_input_step", "score_function",
-           "supervised_functions", "steps_per_call_for"]
+__all__ = ["sgd_updates", "max_norm", "Step", "compile_step", "compile_cached_input_step", "input_cache",
+           "score_function", "supervised_functions", "steps_per_call_for"]
 
 
 def sgd_updates(cost, params, learning_rate, momentum: float = 0.0, constraint=None):
@@ -170,19 +170,26 @@ def compile_cached_input_step(index, inputs, cost, updates, layer_input, width: 
     than training a lone autoencoder on the codes of layer k - 1.  Call ``prepare()`` again if
     the layers below change.
     """
+    cache, prepare = input_cache(layer_input, width, x, train_x, mode)
+    step = compile_step(index, inputs, cost, updates, {layer_input: cache}, batch_size, mode, steps_per_call)
+    step.prepare = prepare
+    return step
+
+
+def input_cache(layer_input, width: int, x, train_x, mode: str):
+    """``(cache, prepare)``: a shared matrix to stand for ``layer_input`` (a graph of ``x``, ``width``
+    columns) on the whole of ``train_x``, and the function that fills it by encoding ``train_x``."""
     n_examples = train_x.get_value(borrow=True).shape[0]
     # zeros from calloc: no memory is touched until prepare() fills it
     cache = pytensor.shared(np.zeros((n_examples, width), dtype=pytensor.config.floatX),
                             name=f"layer_input_{width}", borrow=True)
     encode = compile_function([], layer_input, mode, givens={x: train_x})
-    step = compile_step(index, inputs, cost, updates, {layer_input: cache}, batch_size, mode, steps_per_call)
 
     def prepare():
         cache.set_value(np.asarray(encode(), dtype=cache.dtype), borrow=True)
         keep_on_device([cache], mode)
 
-    step.prepare = prepare
-    return step
+    return cache, prepare
 
 
 def score_function(x, y, errors, dataset, mode: str):

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sda.full_batch import FullBatchObjective, minimize_lbfgs
 from sda.utils import format_duration
+from sda.validation import check_positive_int
 
 __all__ = [
     "DivergenceError",
@@ -33,6 +35,7 @@ __all__ = [
     "FitState",
     "FitResult",
     "fit_early_stopping",
+    "fit_lbfgs",
     "PretrainResult",
     "pretrain_layers",
     "train_epoch",
@@ -227,22 +230,80 @@ def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patien
         record = {"epoch": epoch, "cost": mean_cost, "validation_error": val_error,
                   "test_error": state.test_error if improved else None,
                   "seconds": time.perf_counter() - epoch_start}
-        state.epoch, state.seconds = epoch, state.seconds + record["seconds"]
         state.patience, state.best_loss, state.best_iteration = rule.patience, rule.best_loss, rule.best_iteration
-        state.history.append(record)
-        if log:
-            line = f"{name} epoch {epoch}/{n_epochs}: cost {mean_cost:.5f}"
-            if val_error is not None:
-                line += f", {validation_name} {val_error:.2%}"
-            if improved and state.test_error is not None:
-                line += f", test error of best model {state.test_error:.2%}"
-            log(line + f" ({record['seconds']:.1f} s{_fit_time_left(state, n_epochs, rule, n_batches)})")
-        if on_epoch_end is not None:
-            on_epoch_end(state)
+        _end_epoch(state, record, improved, f"{name} epoch {epoch}/{n_epochs}", validation_name, log, on_epoch_end,
+                   lambda: _fit_time_left(state, n_epochs, rule, n_batches))
+    return _best_result(state, params)
+
+
+def fit_lbfgs(objective, validate, test=None, *, n_iterations: int, params=(), log=print, name: str = "fine-tuning",
+              on_epoch_end=None, resume: FitState | None = None,
+              validation_name: str = "validation error") -> FitResult:
+    """Full-batch training by L-BFGS (:func:`sda.full_batch.minimize_lbfgs`) with the selection
+    :func:`fit_early_stopping` makes: the network is validated after every iteration (what the
+    history calls an epoch here) and the parameters of the best validation error are kept, then
+    restored at the end.  It runs ``n_iterations`` iterations, or fewer when L-BFGS converges.
+
+    ``objective`` is a :class:`sda.full_batch.FullBatchObjective` over ``params``; the other
+    arguments are those of :func:`fit_early_stopping`.  A resumed fit continues from the
+    parameters its caller restored, with a fresh curvature estimate.
+    """
+    n_iterations = check_positive_int("n_iterations", n_iterations)
+    state = resume or FitState(best_params=[p.get_value() for p in params])
+    where, last_end = f"{name} (L-BFGS)", [time.perf_counter()]
+
+    def iteration_end(cost):
+        cost = _check_cost(cost, where, None)
+        _check_state(objective, where, None)
+        val_error = float(validate())
+        improved = val_error < state.best_loss
+        if improved:
+            state.best_loss, state.best_iteration = val_error, state.epoch + 1
+            state.best_params = [p.get_value() for p in params]
+            if test is not None:
+                state.test_error = float(test())
+        iteration = state.epoch + 1
+        record = {"epoch": iteration, "cost": cost, "validation_error": val_error,
+                  "test_error": state.test_error if improved else None, "seconds": time.perf_counter() - last_end[0]}
+        state.done = iteration >= n_iterations
+        _end_epoch(state, record, improved, f"{name} iteration {iteration}/{n_iterations}", validation_name, log,
+                   on_epoch_end, lambda: _lbfgs_time_left(state, n_iterations))
+        last_end[0] = time.perf_counter()
+
+    if not state.done and state.epoch < n_iterations:
+        objective.prepare()
+        minimize_lbfgs(objective, n_iterations - state.epoch, iteration_end)
+    return _best_result(state, params)
+
+
+def _end_epoch(state: FitState, record: dict, improved: bool, title: str, validation_name: str, log, on_epoch_end,
+               time_left_text) -> None:
+    """Record an epoch's ``record`` in ``state``, log its line (``title``: cost, errors, seconds,
+    ``time_left_text()``) and call ``on_epoch_end``."""
+    state.epoch, state.seconds = record["epoch"], state.seconds + record["seconds"]
+    state.history.append(record)
+    if log:
+        line = f"{title}: cost {record['cost']:.5f}"
+        if record["validation_error"] is not None:
+            line += f", {validation_name} {record['validation_error']:.2%}"
+        if improved and state.test_error is not None:
+            line += f", test error of best model {state.test_error:.2%}"
+        log(line + f" ({record['seconds']:.1f} s{time_left_text()})")
+    if on_epoch_end is not None:
+        on_epoch_end(state)
+
+
+def _best_result(state: FitState, params) -> FitResult:
+    """Restore the best parameters; the :class:`FitResult` of ``state``."""
     for p, value in zip(params, state.best_params):
         p.set_value(value)
     return FitResult(state.best_loss, state.best_iteration, state.test_error, state.epoch,
                      state.seconds, state.history)
+
+
+def _lbfgs_time_left(state: FitState, n_iterations: int) -> str:
+    seconds = time_left([r["seconds"] for r in state.history], max(0, n_iterations - state.epoch))
+    return f"; at most about {format_duration(seconds)} left" if seconds >= 1 and not state.done else ""
 
 
 def time_left(epoch_seconds, epochs_left: int) -> float:
@@ -290,13 +351,17 @@ def train_epoch(step, args=(), where: str = "", learning_rate=None, progress: bo
 def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_rate: float,
                     progress: bool = True, log=print, on_epoch_end=None,
                     resume: PretrainResult | None = None) -> PretrainResult:
-    """Greedy layer-wise pretraining: train each layer's dA for ``n_epochs`` in turn.
+    """Greedy layer-wise pretraining: train each layer's autoencoder for ``n_epochs`` in turn.
 
     ``pretraining_fns[i]`` is layer ``i``'s :class:`sda.steps.Step`: ``step(index, corruption,
     lr)`` does one SGD step of its dA on minibatch ``index`` and returns the reconstruction
-    cost.  Each step's ``prepare()`` is called once, just before its layer trains, when the
-    layers below it are final.  ``on_epoch_end(result)`` is called after every epoch with the
-    progress so far, which ``resume`` takes to continue from.
+    cost.  Or it is a :class:`sda.full_batch.FullBatchObjective`, trained by L-BFGS, and then an
+    "epoch" is one L-BFGS iteration over the whole training set (the objective holds its
+    corruption; ``corruption_levels`` and ``learning_rate`` do not apply).  Each step's
+    ``prepare()`` is called once, just before its layer trains, when the layers below it are
+    final.  ``on_epoch_end(result)`` is called after every epoch with the progress so far,
+    which ``resume`` takes to continue from (an L-BFGS layer continues from its parameters with
+    a fresh curvature estimate).
     """
     if len(corruption_levels) != len(pretraining_fns):
         raise ValueError(
@@ -314,11 +379,12 @@ def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_
         if done >= n_epochs:
             continue
         step.prepare()
-        for epoch in range(done + 1, n_epochs + 1):
-            epoch_start = time.perf_counter()
-            mean_cost = train_epoch(step, (corruption, learning_rate), f"pretraining layer {layer}, epoch {epoch}",
-                                    learning_rate, progress)
-            seconds = time.perf_counter() - epoch_start
+        unit = "iteration" if isinstance(step, FullBatchObjective) else "epoch"
+        last_end = [time.perf_counter()]
+
+        def epoch_end(mean_cost):
+            seconds = time.perf_counter() - last_end[0]
+            epoch = len(result.costs[layer]) + 1
             result.costs[layer].append(mean_cost)
             result.seconds[layer] += seconds
             result.epoch_seconds[layer].append(seconds)
@@ -326,7 +392,21 @@ def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_
                 # the layers above are not timed yet: this layer's epochs stand in for theirs
                 left = time_left(result.epoch_seconds[layer], (n_epochs - epoch) + (n_layers - 1 - layer) * n_epochs)
                 ends = f"; pretraining ends in about {format_duration(left)}" if left >= 1 else ""
-                log(f"pretraining layer {layer} epoch {epoch}/{n_epochs}: cost {mean_cost:.4f} ({seconds:.1f} s{ends})")
+                log(f"pretraining layer {layer} {unit} {epoch}/{n_epochs}: cost {mean_cost:.4f} ({seconds:.1f} s{ends})")
             if on_epoch_end is not None:
                 on_epoch_end(result)
+            last_end[0] = time.perf_counter()  # the next epoch's time leaves out this one's checkpoint
+
+        if unit == "iteration":
+            where = f"pretraining layer {layer} (L-BFGS)"
+
+            def iteration_end(cost):
+                _check_state(step, where, None)
+                epoch_end(_check_cost(cost, where, None))
+
+            minimize_lbfgs(step, n_epochs - done, iteration_end)
+            continue
+        for epoch in range(done + 1, n_epochs + 1):
+            epoch_end(train_epoch(step, (corruption, learning_rate), f"pretraining layer {layer}, epoch {epoch}",
+                                  learning_rate, progress))
     return result

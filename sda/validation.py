@@ -15,7 +15,7 @@ import numpy as np
 
 __all__ = ["check_positive_int", "check_positive", "check_corruption", "check_layer_sizes",
            "check_unit_interval", "check_labels_in_range", "check_seed", "check_fits_in_memory",
-           "check_noise_level", "check_non_negative", "check_layer_index"]
+           "check_noise_level", "check_open_unit_interval", "check_non_negative", "check_layer_index"]
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -103,6 +103,15 @@ def check_fits_in_memory(what: str, n_bytes: int) -> None:
     if n_bytes > total:
         raise ValueError(f"{what} would need {n_bytes / 2 ** 30:,.1f} GiB, more than the "
                          f"{total / 2 ** 30:,.1f} GiB of memory this process may use")
+
+
+def check_open_unit_interval(name: str, value) -> float:
+    """``value`` as a float, if it is a number strictly between 0 and 1 (a target probability)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not 0 < value < 1:
+        raise ValueError(f"{name} must be in (0, 1), got {value}")
+    return float(value)
 
 
 def check_noise_level(name: str, value, corruption_type: str) -> float:
