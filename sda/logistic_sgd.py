@@ -87,7 +87,10 @@ class LogisticRegression(SaveLoadMixin):
         # reduction (not pt.special.log_softmax, which the C backend runs in Python)
         peak = pt.max(self.logits, axis=1, keepdims=True)
         log_norm = pt.log(pt.sum(pt.exp(self.logits - peak), axis=1)) + peak[:, 0]
-        return pt.mean(log_norm - self.logits[pt.arange(y.shape[0]), y])
+        # the logit of each example's label, picked by a one-hot mask (JAX cannot compile an
+        # index arange of a length that PyTensor has folded to a small constant type)
+        one_hot = pt.eq(y[:, None], pt.arange(self.n_out, dtype="int32")[None, :])
+        return pt.mean(log_norm - pt.sum(self.logits * pt.cast(one_hot, self.logits.dtype), axis=1))
 
     def errors(self, y):
         """Fraction of the minibatch whose predicted class differs from ``y`` (zero-one loss)."""

@@ -25,6 +25,7 @@ import copy
 import fcntl
 import hashlib
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -145,6 +146,9 @@ def preset_summary(name: str) -> str:
 
 #: Minibatches per compiled call under JAX, when the caller does not choose (a scan loop).
 DEFAULT_JAX_STEPS_PER_CALL = 250
+
+#: With L-BFGS, the longest wait between two checkpoints (seconds).
+LBFGS_SAVE_SECONDS = 30.0
 
 #: The files a run writes into its output directory (what ``overwrite`` replaces).
 RUN_FILES = ("checkpoint.npz", "best_model.npz", "metrics.jsonl", "results.json", "reconstructions.png",
@@ -490,12 +494,21 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
                 f"{[len(c) for c in pretrain_progress.costs]}, fine-tuning epochs done "
                 f"{0 if fit_state is None else fit_state.epoch}")
 
-    def save(pretrain, state=None):
-        if out is None:
+    # an L-BFGS iteration can take milliseconds: its checkpoints and best models are written at most
+    # every LBFGS_SAVE_SECONDS, and at the end of each phase
+    save_every = LBFGS_SAVE_SECONDS if config["optimizer"] == "lbfgs" else 0.0
+    last_save, unsaved_best, last_state = [-math.inf], [None], [None]
+
+    def save(pretrain, state=None, force=False):
+        if out is None or not (force or time.perf_counter() - last_save[0] >= save_every):
             return
+        if unsaved_best[0] is not None:
+            save_model(model, out.file("best_model.npz"), **unsaved_best[0])
+            unsaved_best[0] = None
         save_checkpoint(out.file("checkpoint.npz"), config, state_vars, rngs, pretrain, state, data["fingerprint"],
                         data["source"], {"mode": mode, "steps_per_call": steps_per_call})
         _write_metrics(out.file("metrics.jsonl"), pretrain, state)
+        last_save[0] = time.perf_counter()
 
     def pretraining_epoch_end(pretrain):
         save(pretrain)
@@ -505,15 +518,17 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     pretrain_result = pretrain_layers(pretraining_steps, config["pretraining_epochs"], model.corruption_levels,
                                       config["pretrain_lr"], progress=progress, log=log,
                                       on_epoch_end=pretraining_epoch_end, resume=pretrain_progress)
+    save(pretrain_result, fit_state, force=save_every > 0)
+    trained = model.trained_params(config["finetune_layers"])
 
     def finetuning_epoch_end(state):
         lr.set_value(np.asarray(finetune_learning_rate(config, state.epoch), dtype=lr.dtype))
-        if out is not None and state.history[-1]["test_error"] is not None:  # improved in this epoch
-            best = dict(zip(model.trained_params(config["finetune_layers"]), state.best_params))
-            save_model(model, out.file("best_model.npz"),
-                       training_state={"epoch": state.epoch, "validation_error": state.best_loss,
-                                       "test_error": state.test_error, "config": config},
-                       values=[best[v] if v in best else v.get_value() for v in model.saved_variables()])
+        if state.history[-1]["test_error"] is not None:  # improved in this epoch
+            best = dict(zip(trained, state.best_params))
+            unsaved_best[0] = {"training_state": {"epoch": state.epoch, "validation_error": state.best_loss,
+                                                  "test_error": state.test_error, "config": config},
+                               "values": [best[v] if v in best else v.get_value() for v in model.saved_variables()]}
+        last_state[0] = state
         save(pretrain_result, state)
         if on_epoch_end is not None:
             on_epoch_end(pretrain_result, state)
@@ -521,11 +536,11 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     if fit_state is None:
         lr.set_value(np.asarray(finetune_learning_rate(config, 0), dtype=lr.dtype))
     validation_name = "training error" if datasets[1] is datasets[0] else "validation error"
-    trained = model.trained_params(config["finetune_layers"])
     if config["optimizer"] == "lbfgs":
         finetune_result = fit_lbfgs(train_step, validate, test, n_iterations=config["training_epochs"], params=trained,
                                     log=log, name="fine-tuning", on_epoch_end=finetuning_epoch_end, resume=fit_state,
                                     validation_name=validation_name)
+        save(pretrain_result, last_state[0] or fit_state, force=True)
     else:
         patience = max(1, int(config["patience_epochs"] * train_step.n_batches))
         finetune_result = fit_early_stopping(

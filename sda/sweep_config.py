@@ -27,13 +27,21 @@ This module knows nothing of Ray: :mod:`sda.sweep` runs what it describes.  The 
     pretrain_lr = {loguniform = [1e-3, 1e-1]} # a range is searched at random
     finetune_momentum = {uniform = [0.0, 0.9]}
 
+    [[variants]]             # optional: named configurations, each run with the [search] grid
+    name = "sparse"          # (an ablation's rows); its other keys override the preset and [config]
+    criteria = "sparse"
+    [[variants]]
+    name = "denoising"
+
     [scheduler]              # optional early stopping of bad trials on the validation error
     type = "asha"
     grace_period = 2         # fine-tuning epochs every trial runs at least
     reduction_factor = 3     # keep the best third at each rung
     max_t = 40               # optional: the rungs' last epoch (default: training_epochs)
 
-Grids multiply: every combination of the lists (and of the seeds) is one trial.
+Grids multiply: every combination of the lists (and of the seeds) is one trial.  With
+``[[variants]]``, every variant is combined with every grid point; the results name each trial's
+variant (a column ``variant``).
 
 Layer shapes come from two or three axes through three convenience keys, allowed in
 ``[config]`` and ``[search]``: ``depth = D`` (hidden layers), ``units = U`` (units in every
@@ -67,11 +75,13 @@ from sda.modes import MODES
 from sda.run import PRESETS, TUTORIAL, validate_config
 from sda.validation import check_seed
 
-__all__ = ["SweepConfigError", "Sweep", "read_sweep", "parse_sweep", "LAYER_SHAPE_KEYS", "rerun_command"]
+__all__ = ["SweepConfigError", "Sweep", "read_sweep", "parse_sweep", "LAYER_SHAPE_KEYS", "VARIANT", "rerun_command"]
 
 #: Convenience keys that build ``hidden_layers_sizes`` and ``corruption_levels`` (see above).
 LAYER_SHAPE_KEYS = ("depth", "units", "corruption_level")
-_TOP_KEYS = {"preset", "seeds", "num_samples", "sample_seed", "config", "data", "run", "search", "scheduler"}
+_TOP_KEYS = {"preset", "seeds", "num_samples", "sample_seed", "config", "data", "run", "search", "scheduler",
+             "variants"}
+VARIANT = "variant"  # the column naming a trial's variant
 _DATA_KEYS = {"data_dir", "valid_size", "verify", "train_size"}
 _RUN_KEYS = {"mode", "steps_per_call"}
 _SCHEDULER_KEYS = {"type", "grace_period", "reduction_factor", "max_t"}
@@ -111,7 +121,8 @@ class Sweep:
 
     def trial_config(self, configuration: dict, seed: int) -> dict:
         """The full configuration (every key of TUTORIAL) of one trial, for ``train_SdA``."""
-        return expand_layer_shape({**self.base, **configuration, "seed": seed})
+        values = {key: value for key, value in configuration.items() if key != VARIANT}
+        return expand_layer_shape({**self.base, **values, "seed": seed})
 
 
 def read_sweep(path) -> Sweep:
@@ -158,11 +169,34 @@ def _build(raw: dict) -> Sweep:
     grid, random_axes = _split_search(search)
     seeds = _seeds(raw, base)
     configurations = _expand(grid, random_axes, _count(raw, "num_samples", 1), raw.get("sample_seed", 0))
-    sweep = Sweep(preset=preset, base=base, data=_data(raw), run=_run(raw), axes=list(search),
+    variants = _variants(raw, search)
+    axes = list(search)
+    if variants:
+        configurations = [{VARIANT: name, **copy.deepcopy(overrides), **point}
+                          for name, overrides in variants.items() for point in configurations]
+        axes = [VARIANT, *axes]
+    sweep = Sweep(preset=preset, base=base, data=_data(raw), run=_run(raw), axes=axes,
                   configurations=configurations, seeds=seeds, scheduler=_scheduler(raw, base),
                   random_axes=random_axes)
     _validate_trials(sweep)
     return sweep
+
+
+def _variants(raw: dict, search: dict) -> dict:
+    """``{name: overrides}`` of ``[[variants]]`` (empty without them), in the file's order."""
+    variants = raw.get("variants", [])
+    if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
+        raise SweepConfigError("variants must be an array of tables ([[variants]] with a name each)")
+    named = {}
+    for number, variant in enumerate(variants, start=1):
+        overrides = dict(variant)
+        name = overrides.pop("name", None)
+        if not isinstance(name, str) or not name or name in named:
+            raise SweepConfigError(f"variant {number} needs a name of its own, got {name!r}")
+        _refuse_unknown(f"variant {name!r}", overrides, _HYPERPARAMETERS)
+        _refuse_conflicts(overrides, search)
+        named[name] = overrides
+    return named
 
 
 def _table(raw: dict, name: str) -> dict:
@@ -346,6 +380,8 @@ def rerun_command(sweep: Sweep, config: dict) -> str:
         values = config[key] if isinstance(config[key], (list, tuple)) else [config[key]]
         args += [FLAGS[key], *(repr(v) if isinstance(v, float) else str(v) for v in values)]
     args += ["--data-dir", sweep.data["data_dir"]]
+    if sweep.data["train_size"] is not None:
+        args += ["--train-size", str(sweep.data["train_size"])]
     if sweep.data["valid_size"] != DEFAULT_VALID_SIZE:
         args += ["--valid-size", str(sweep.data["valid_size"])]
     if not sweep.data["verify"]:

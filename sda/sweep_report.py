@@ -120,9 +120,6 @@ def best_line(sweep: Sweep, summary: list[dict], rows: list[dict]) -> str:
     line = (f"best configuration {best['configuration']} ({values}): validation error {best['validation_error']}, "
             f"test error {best['test_error']} over {n_seeds} seed{'s' if n_seeds != 1 else ''}; "
             f"rerun (seed {trial['seed']}): {trial['command']}")
-    if sweep.data["train_size"] is not None:
-        line += (f"  [the sweep trained on the first {sweep.data['train_size']} training images; the command line "
-                 f"has no such subset and trains on all of them]")
     return line
 
 

@@ -1,0 +1,388 @@
+"""Why does the SdA beat UFLDL's stacked sparse autoencoder?  An ablation, run as a sweep:
+``python -m sda.ablation --output-dir DIR [--quick]``.
+
+UFLDL's exercise "Implement deep networks for digit classification" reaches 97.6 % accuracy
+(2.4 % error) on MNIST with a stacked *sparse* autoencoder; the Deep Learning Tutorials' SdA
+reaches 1.30 %.  The two differ in several factors at once.  Starting from each of the two
+configurations (the *anchors*), this ablation changes one factor at a time toward the other:
+
+============  ===========================================  ==========================================
+factor        UFLDL's anchor (``--preset ufldl``)          the tutorial's anchor
+============  ===========================================  ==========================================
+criterion     sparse autoencoder (ρ 0.1, β 3, λ 3e-3)      denoising, masking noise 0.1 / 0.2 / 0.3
+depth         2 hidden layers                              3 hidden layers
+width         200 units a layer                            1000 units a layer
+optimiser     full-batch L-BFGS, 400 iterations a phase    minibatch SGD (batch 100; 5 pretraining
+                                                           epochs a layer at lr 0.1; 40 fine-tuning
+                                                           epochs at lr 0.1, momentum 0.9, × 0.95 an
+                                                           epoch)
+pretraining   all 50,000 training images                   all 50,000
+data
+fine-tuning   yes (the whole network)                      yes
+============  ===========================================  ==========================================
+
+The criterion has a third value, a plain autoencoder (the dA at corruption 0).  Changing the
+data means pretraining on the first 5,000 images only (fine-tuning still uses all 50,000);
+no fine-tuning means training only the softmax layer on the pretrained features.  The
+tutorial's own minibatch protocol (batch 1, hours on a CPU) is replaced by the minibatch one
+above so that every row runs in minutes on a GPU; the UFLDL anchor is UFLDL's protocol, with
+the softmax trained together with the network in fine-tuning (UFLDL first trains it alone) and
+weight decay 1e-4 on every weight matrix while fine-tuning (UFLDL's on the softmax's only).
+
+Every row runs with the same seeds, and each trial keeps the parameters of its best
+validation error, whose test error is reported: the same selection for every row, and the
+test set chooses nothing.  ``--quick`` runs the same rows on 5,000 training images with
+fewer iterations and epochs and one seed (minutes on 2 CPU cores; its numbers only show that
+the machinery works).
+
+``DIR`` receives what :mod:`sda.sweep` writes (``sweep.toml``, ``trials/``, ``results.csv``,
+``summary.csv``, ``results.png``) and ``ablation.csv`` (one row per trial: row, anchor, factor,
+the value it takes, seed, errors, seconds, status) and ``ablation.png`` (mean ± sd of the test
+error of every row).  ``--resume`` continues an interrupted ablation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import shlex
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sda.data import DataError
+from sda.sweep import SweepError, run_sweep, trial_outcome
+from sda.sweep_config import VARIANT, SweepConfigError, parse_sweep, rerun_command
+from sda.utils import atomic_write
+
+__all__ = ["Row", "ROWS", "SCALES", "ablation_toml", "ablation_rows", "write_ablation", "trial_commands",
+           "collect_runs", "main"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One configuration of the ablation: ``anchor`` with ``factor`` set to ``value``."""
+
+    name: str
+    anchor: str
+    factor: str
+    value: str
+    overrides: dict
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much of everything a scale of the ablation uses."""
+
+    seeds: int
+    train_size: int | None  # None: all 50,000 training images
+    pretrain_size: int  # the "less pretraining data" rows
+    lbfgs_iterations: int
+    sgd_pretraining_epochs: int
+    sgd_training_epochs: int
+    narrow: int
+    wide: int
+
+
+SCALES = {
+    "full": Scale(seeds=3, train_size=None, pretrain_size=5000, lbfgs_iterations=400, sgd_pretraining_epochs=5,
+                  sgd_training_epochs=40, narrow=200, wide=1000),
+    "quick": Scale(seeds=1, train_size=5000, pretrain_size=500, lbfgs_iterations=25, sgd_pretraining_epochs=1,
+                   sgd_training_epochs=4, narrow=200, wide=1000),
+    "tiny": Scale(seeds=1, train_size=300, pretrain_size=100, lbfgs_iterations=2, sgd_pretraining_epochs=1,
+                  sgd_training_epochs=1, narrow=8, wide=16),
+}
+
+_NOISE = [0.1, 0.2, 0.3]  # the tutorial's masking levels, layer by layer
+
+
+def _levels(depth: int, noisy: bool) -> list[float]:
+    return _NOISE[:depth] if noisy else [0.0] * depth
+
+
+def _sgd(scale: Scale) -> dict:
+    return {"optimizer": "sgd", "pretraining_epochs": scale.sgd_pretraining_epochs, "pretrain_lr": 0.1,
+            "pretrain_batch_size": 100, "training_epochs": scale.sgd_training_epochs, "finetune_lr": 0.1,
+            "finetune_batch_size": 100, "finetune_momentum": 0.9, "finetune_lr_decay": 0.95,
+            "patience_epochs": 100}
+
+
+def _lbfgs(scale: Scale) -> dict:
+    return {"optimizer": "lbfgs", "pretraining_epochs": scale.lbfgs_iterations,
+            "training_epochs": scale.lbfgs_iterations, "finetune_momentum": 0.0}
+
+
+def _shape(depth: int, width: int, noisy: bool) -> dict:
+    return {"hidden_layers_sizes": [width] * depth, "corruption_levels": _levels(depth, noisy)}
+
+
+def rows_for(scale: Scale) -> list[Row]:
+    """The ablation's rows at ``scale``: each anchor, then one factor changed at a time."""
+    ufldl = {**_shape(2, scale.narrow, False), "criteria": "sparse", **_lbfgs(scale), "finetune_weight_decay": 1e-4}
+    tutorial = {**_shape(3, scale.wide, True), "criteria": "denoising", **_sgd(scale), "finetune_weight_decay": 0.0}
+    rows = [Row("ufldl", "UFLDL", "anchor", "UFLDL's configuration", ufldl)]
+    for factor, value, change in (
+            ("criterion", "plain autoencoder", {"criteria": "denoising"}),
+            ("criterion", "denoising", {"criteria": "denoising", **_shape(2, scale.narrow, True)}),
+            ("depth", "3 layers", _shape(3, scale.narrow, False)),
+            ("width", f"{scale.wide} units", _shape(2, scale.wide, False)),
+            ("optimiser", "minibatch SGD", _sgd(scale)),
+            ("pretraining data", f"{scale.pretrain_size} images", {"pretrain_size": scale.pretrain_size}),
+            ("fine-tuning", "none (softmax only)", {"finetune_layers": "top"})):
+        rows.append(Row(f"ufldl_{_slug(factor, value)}", "UFLDL", factor, value, {**ufldl, **change}))
+    rows.append(Row("tutorial", "tutorial", "anchor", "the tutorial's configuration", tutorial))
+    for factor, value, change in (
+            ("criterion", "sparse autoencoder", {"criteria": "sparse", **_shape(3, scale.wide, False)}),
+            ("criterion", "plain autoencoder", _shape(3, scale.wide, False)),
+            ("depth", "2 layers", _shape(2, scale.wide, True)),
+            ("width", f"{scale.narrow} units", _shape(3, scale.narrow, True)),
+            ("optimiser", "full-batch L-BFGS", _lbfgs(scale)),
+            ("pretraining data", f"{scale.pretrain_size} images", {"pretrain_size": scale.pretrain_size}),
+            ("fine-tuning", "none (softmax only)", {"finetune_layers": "top"})):
+        rows.append(Row(f"tutorial_{_slug(factor, value)}", "tutorial", factor, value, {**tutorial, **change}))
+    return rows
+
+
+def _slug(factor: str, value: str) -> str:
+    words = f"{factor.split()[0]} {value.split()[0]}".lower()
+    return "".join(c if c.isalnum() else "_" for c in words)
+
+
+ROWS = rows_for(SCALES["full"])
+
+
+def ablation_toml(scale_name: str, seed: int = 1) -> str:
+    """The sweep file of the ablation at ``scale_name`` (:mod:`sda.sweep_config`'s format)."""
+    scale = SCALES[scale_name]
+    lines = [f"# The ablation of sda.ablation, scale {scale_name!r}: written by python -m sda.ablation", "",
+             'preset = "tutorial"', f"seeds = {scale.seeds}", "", "[config]", f"seed = {seed}", ""]
+    if scale.train_size is not None:
+        lines += ["[data]", f"train_size = {scale.train_size}", ""]
+    for row in rows_for(scale):
+        lines += ["[[variants]]", f"name = {_toml(row.name)}"]
+        lines += [f"{key} = {_toml(value)}" for key, value in row.overrides.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml(value) -> str:
+    """A TOML value: strings, numbers and lists of them are all the ablation needs."""
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"no TOML for {value!r}")
+    return repr(value)
+
+
+# ---------------------------------------------------------------- results
+
+
+_COLUMNS = ["row", "anchor", "factor", "value", "seed", "validation_error", "test_error", "epochs", "seconds",
+            "status", "message"]
+
+
+def ablation_rows(results_csv: Path, rows: list[Row]) -> list[dict]:
+    """One entry per trial of the sweep's ``results.csv``, labelled with its ablation row."""
+    with open(results_csv, newline="", encoding="utf-8") as f:
+        return _labelled(list(csv.DictReader(f)), rows)
+
+
+def _labelled(trials: list[dict], rows: list[Row]) -> list[dict]:
+    by_name = {row.name: row for row in rows}
+    table = []
+    for trial in trials:
+        row = by_name[trial[VARIANT]]
+        table.append({"row": row.name, "anchor": row.anchor, "factor": row.factor, "value": row.value,
+                      "seed": int(trial["seed"]), "validation_error": _float(trial["best_validation_error"]),
+                      "test_error": _float(trial["test_error"]), "epochs": trial["epochs"],
+                      "seconds": _float(trial["seconds"]), "status": trial["status"], "message": trial["message"]})
+    return table
+
+
+def _float(text: str):
+    return float(text) if text not in ("", None) else None
+
+
+def summary(table: list[dict], rows: list[Row]) -> list[dict]:
+    """Per row, in the ablation's order: mean and sample sd of the validation and test errors
+    (%) over its finished seeds, and their count."""
+    entries = []
+    for row in rows:
+        trials = [t for t in table if t["row"] == row.name and t["status"] == "finished"]
+        entry = {"row": row, "n": len(trials)}
+        for key in ("validation_error", "test_error", "seconds"):
+            values = [t[key] for t in trials if t[key] is not None]
+            entry[key] = (statistics.fmean(values) if values else None,
+                          statistics.stdev(values) if len(values) > 1 else None)
+        entries.append(entry)
+    return entries
+
+
+def _percent(mean_sd) -> str:
+    mean, sd = mean_sd
+    if mean is None:
+        return "—"
+    return f"{100 * mean:.2f} %" if sd is None else f"{100 * mean:.2f} ± {100 * sd:.2f} %"
+
+
+def summary_lines(entries: list[dict]) -> list[str]:
+    """The table as printed: one line per row."""
+    lines = [f"{'row':<30} {'factor → value':<42} {'validation':>16} {'test':>16} {'seeds':>5}"]
+    for entry in entries:
+        row = entry["row"]
+        change = row.value if row.factor == "anchor" else f"{row.factor} → {row.value}"
+        lines.append(f"{row.name:<30} {change:<42} {_percent(entry['validation_error']):>16} "
+                     f"{_percent(entry['test_error']):>16} {entry['n']:>5}")
+    return lines
+
+
+def write_ablation(output_dir: Path, table: list[dict], rows: list[Row]) -> list[str]:
+    """``ablation.csv`` and ``ablation.png`` of ``table`` (:func:`ablation_rows`); returns the
+    printed table."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, _COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    atomic_write(output_dir / "ablation.csv", lambda f: f.write(buffer.getvalue().encode("utf-8")))
+    entries = summary(table, rows)
+    _plot(output_dir / "ablation.png", entries)
+    return summary_lines(entries)
+
+
+def _plot(path: Path, entries: list[dict]) -> None:
+    """Test error (mean ± sd over seeds) of every row, the two anchors' groups apart."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return
+    figure = Figure(figsize=(9, 0.42 * len(entries) + 1.6), layout="constrained")
+    ax = figure.add_subplot()
+    labels, means, sds, colours = [], [], [], []
+    for entry in entries:
+        row = entry["row"]
+        mean, sd = entry["test_error"]
+        labels.append(f"{row.anchor}: " + ("anchor" if row.factor == "anchor" else f"{row.factor} → {row.value}"))
+        means.append(100 * mean if mean is not None else 0.0)
+        sds.append(100 * sd if sd is not None else 0.0)
+        colours.append(("tab:orange" if row.anchor == "UFLDL" else "tab:blue") if row.factor != "anchor" else
+                       ("darkorange" if row.anchor == "UFLDL" else "navy"))
+    positions = list(range(len(entries)))[::-1]
+    ax.barh(positions, means, xerr=sds, color=colours, capsize=3)
+    ax.set_yticks(positions, labels)
+    for position, mean, entry in zip(positions, means, entries):
+        if entry["test_error"][0] is not None:
+            ax.text(mean, position, f"  {mean:.2f} %", va="center", fontsize="small")
+    ax.axvline(2.4, color="gray", linestyle="--", linewidth=1)
+    ax.axvline(1.30, color="gray", linestyle=":", linewidth=1)
+    ax.set_xlabel("test error of the best-validation model (%), mean ± sd over seeds "
+                  "(dashed: UFLDL's 2.4 %, dotted: the tutorial's 1.30 %)")
+    ax.set_title("From each anchor, one factor changed at a time")
+    ax.grid(True, axis="x", alpha=0.3)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+# ------------------------------------------------- the same trials, without Ray
+
+
+def trial_commands(scale_name: str, runs_dir: Path) -> list[str]:
+    """One ``python -m sda.SdA`` command per trial of the ablation, each writing into
+    ``runs_dir/<row>_s<seed>``: for a machine without Ray (:func:`collect_runs` reads them)."""
+    sweep = parse_sweep(ablation_toml(scale_name), f"the {scale_name} ablation")
+    return [f"{rerun_command(sweep, sweep.trial_config(configuration, seed))} --quiet --no-pictures "
+            f"--output-dir {shlex.quote(str(runs_dir / f'{configuration[VARIANT]}_s{seed}'))}"
+            for configuration in sweep.configurations for seed in sweep.seeds]
+
+
+def collect_runs(runs_dir: Path, rows: list[Row], seeds: list[int]) -> list[dict]:
+    """The table of :func:`ablation_rows` from the run folders of :func:`trial_commands`; a run
+    that did not end is ``unfinished``, with its best validation error so far."""
+    trials = []
+    for row in rows:
+        for seed in seeds:
+            folder = runs_dir / f"{row.name}_s{seed}"
+            outcome = trial_outcome(folder, _progress(folder / "metrics.jsonl"))
+            trials.append({VARIANT: row.name, "seed": seed, **{k: "" if v is None else v for k, v in outcome.items()}})
+    return _labelled(trials, rows)
+
+
+def _progress(metrics_path: Path) -> dict:
+    """Best validation error so far, the test error then, epochs and seconds of a run's
+    ``metrics.jsonl`` (empty when it has none)."""
+    try:
+        records = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+    except OSError:
+        return {}
+    tuning = [r for r in records if r["phase"] == "fine-tuning" and r["validation_error"] is not None]
+    if not tuning:
+        return {}
+    best = min(tuning, key=lambda r: r["validation_error"])
+    tested = [r for r in tuning if r["epoch"] <= best["epoch"] and r["test_error"] is not None]
+    return {"best_validation_error": best["validation_error"], "test_error": tested[-1]["test_error"] if tested else None,
+            "epoch": tuning[-1]["epoch"], "seconds": sum(r["seconds"] or 0 for r in records)}
+
+
+# ---------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sda.ablation",
+                                description="Why does the SdA beat UFLDL's stacked sparse autoencoder? Change one "
+                                            "factor at a time from each, on Ray Tune (see sda/ablation.py).")
+    p.add_argument("--output-dir", type=Path, required=True, help="where the sweep's files and ablation.csv/png go")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--quick", action="store_const", dest="scale", const="quick",
+                       help="the same rows on 5,000 images, fewer iterations, one seed (minutes on 2 cores)")
+    scale.add_argument("--tiny", action="store_const", dest="scale", const="tiny", help=argparse.SUPPRESS)
+    p.add_argument("--resume", action="store_true", help="continue the interrupted ablation in --output-dir")
+    p.add_argument("--commands", action="store_true",
+                   help="print one python -m sda.SdA command per trial (into --output-dir/<row>_s<seed>) and exit: "
+                        "for a machine without Ray")
+    p.add_argument("--collect", action="store_true",
+                   help="write ablation.csv/png from the run folders those commands made in --output-dir")
+    p.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs each trial reserves (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs each trial reserves (default 0)")
+    p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
+    p.add_argument("--address", help="join this running Ray cluster instead of starting one")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    scale = args.scale or "full"
+    rows, output_dir = rows_for(SCALES[scale]), args.output_dir.resolve()
+    if args.commands:
+        print("\n".join(trial_commands(scale, output_dir)))
+        return 0
+    if args.collect:
+        seeds = parse_sweep(ablation_toml(scale)).seeds
+        _print_table(write_ablation(output_dir, collect_runs(output_dir, rows, seeds), rows), output_dir)
+        return 0
+    try:
+        sweep = parse_sweep(ablation_toml(scale), f"the {scale} ablation")
+        if args.max_concurrent is not None and args.max_concurrent < 1:
+            raise SweepError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
+        status = run_sweep(sweep, args.output_dir, resume=args.resume, address=args.address,
+                           cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                           max_concurrent=args.max_concurrent)
+    except (SweepConfigError, SweepError, DataError) as exc:
+        print(f"sda-ablation: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    if (output_dir / "results.csv").is_file():
+        _print_table(write_ablation(output_dir, ablation_rows(output_dir / "results.csv", rows), rows), output_dir)
+    return status
+
+
+def _print_table(lines: list[str], output_dir: Path) -> None:
+    print("\n".join(lines))
+    print(f"ablation: {output_dir / 'ablation.csv'}, {output_dir / 'ablation.png'}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
