@@ -44,5 +44,6 @@ setup(
                 "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "ipywidgets>=8",
                 "tensorboardX>=2.6", "mlflow>=3", "ray[tune]>=2.9"],
     },
-    entry_points={"console_scripts": ["sda-train=sda.launch:main", "sda-sweep=sda.sweep:main"]},
+    entry_points={"console_scripts": ["sda-train=sda.launch:main", "sda-sweep=sda.sweep:main",
+                                      "sda-ablation=sda.ablation:main"]},
 )

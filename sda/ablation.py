@@ -58,7 +58,7 @@ from sda.sweep import SweepError, run_sweep, trial_outcome
 from sda.sweep_config import VARIANT, SweepConfigError, parse_sweep, rerun_command
 from sda.utils import atomic_write
 
-__all__ = ["Row", "ROWS", "SCALES", "ablation_toml", "ablation_rows", "write_ablation", "trial_commands",
+__all__ = ["Row", "ROWS", "SCALES", "rows_for", "ablation_toml", "ablation_rows", "write_ablation", "trial_commands",
            "collect_runs", "main"]
 
 
@@ -279,8 +279,9 @@ def _plot(path: Path, entries: list[dict]) -> None:
             ax.text(mean, position, f"  {mean:.2f} %", va="center", fontsize="small")
     ax.axvline(2.4, color="gray", linestyle="--", linewidth=1)
     ax.axvline(1.30, color="gray", linestyle=":", linewidth=1)
-    ax.set_xlabel("test error of the best-validation model (%), mean ± sd over seeds "
-                  "(dashed: UFLDL's 2.4 %, dotted: the tutorial's 1.30 %)")
+    ax.set_xlim(0, 1.18 * max([m + s for m, s in zip(means, sds)] + [2.4]))  # room for the labels
+    ax.set_xlabel("test error of the best-validation model (%), mean ± sd over seeds\n"
+                  "dashed: UFLDL's 2.4 %; dotted: the tutorial's 1.30 %")
     ax.set_title("From each anchor, one factor changed at a time")
     ax.grid(True, axis="x", alpha=0.3)
     buffer = io.BytesIO()

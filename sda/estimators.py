@@ -34,7 +34,8 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 from sda.dA import CORRUPTION_TYPES, dA, new_pytensor_rng
 from sda.datasets import shared_dataset
 from sda.modes import MODES, compile_function, resolve_mode, training_flops
-from sda.run import LR_SCHEDULES, finetune_learning_rate, train_SdA
+from sda.run import LR_SCHEDULES, OPTIMIZERS, finetune_learning_rate, train_SdA
+from sda.SdA import CRITERIA, FINETUNE_LAYERS
 from sda.training import pretrain_layers, train_epoch
 
 __all__ = ["SdAClassifier", "DenoisingAutoencoder"]
@@ -83,6 +84,17 @@ class _NonEmptySequenceOf(Interval):
 
     def __str__(self):
         return f"a non-empty sequence, each item {super().__str__()}"
+
+
+class _SequenceOfOptions(StrOptions):
+    """A non-empty sequence of the options (one pretraining criterion per layer)."""
+
+    def is_satisfied_by(self, val):
+        return (isinstance(val, Sequence) and not isinstance(val, str) and len(val) > 0
+                and all(isinstance(item, str) and item in self.options for item in val))
+
+    def __str__(self):
+        return f"a non-empty sequence of {super().__str__()}"
 
 
 class _ModeNames(StrOptions):
@@ -142,6 +154,13 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     finetune_dropout_input, finetune_dropout_hidden : dropout probabilities while fine-tuning.
     finetune_weight_decay : L2 penalty λ/2·Σ‖W‖² while fine-tuning.
     finetune_max_norm : bound on each unit's incoming weight norm while fine-tuning (0: none).
+    criteria : each layer's pretraining criterion, "denoising" or UFLDL's "sparse" (one name:
+        every layer); ``sparsity_target``, ``sparsity_weight``, ``sparse_weight_decay`` are the
+        sparse layers' ρ, β and λ.
+    optimizer : "sgd" (minibatches) or "lbfgs" (full-batch L-BFGS in both phases; epochs are
+        then iterations, and learning rates, batch sizes, momentum and dropout do not apply).
+    pretrain_size : pretrain on the first this many training examples only (0: all).
+    finetune_layers : "all", or "top" to train only the softmax layer on the pretrained features.
     validation_fraction : if > 0, that share of the training data is held out and the model
         keeps the parameters of its best validation error (early stopping with
         ``patience_epochs``); if 0, all data trains and the lowest training error is kept.
@@ -182,6 +201,13 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         "finetune_dropout_hidden": [_CORRUPTION],
         "finetune_weight_decay": [Interval(Real, 0, None, closed="left")],
         "finetune_max_norm": [Interval(Real, 0, None, closed="left")],
+        "criteria": [StrOptions(set(CRITERIA)), _SequenceOfOptions(set(CRITERIA))],
+        "sparsity_target": [Interval(Real, 0, 1, closed="neither")],
+        "sparsity_weight": [Interval(Real, 0, None, closed="left")],
+        "sparse_weight_decay": [Interval(Real, 0, None, closed="left")],
+        "optimizer": [StrOptions(set(OPTIMIZERS))],
+        "pretrain_size": [Interval(Integral, 0, None, closed="left")],
+        "finetune_layers": [StrOptions(set(FINETUNE_LAYERS))],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "patience_epochs": [Interval(Real, 0, None, closed="neither")],
         **_COMMON_CONSTRAINTS,
@@ -193,7 +219,8 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                  validation_fraction=0.0, patience_epochs=10, corruption_type="masking",
                  finetune_lr_decay=1.0, finetune_lr_schedule="exponential", finetune_corruption=0.0,
                  finetune_dropout_input=0.0, finetune_dropout_hidden=0.0, finetune_weight_decay=0.0,
-                 finetune_max_norm=0.0, scale_inputs=True,
+                 finetune_max_norm=0.0, criteria="denoising", sparsity_target=0.1, sparsity_weight=3.0,
+                 sparse_weight_decay=3e-3, optimizer="sgd", pretrain_size=0, finetune_layers="all", scale_inputs=True,
                  random_state=None, mode=None, verbose=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.corruption_levels = corruption_levels
@@ -214,6 +241,13 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.finetune_dropout_hidden = finetune_dropout_hidden
         self.finetune_weight_decay = finetune_weight_decay
         self.finetune_max_norm = finetune_max_norm
+        self.criteria = criteria
+        self.sparsity_target = sparsity_target
+        self.sparsity_weight = sparsity_weight
+        self.sparse_weight_decay = sparse_weight_decay
+        self.optimizer = optimizer
+        self.pretrain_size = pretrain_size
+        self.finetune_layers = finetune_layers
         _set_common_params(self, scale_inputs, random_state, mode, verbose)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -231,6 +265,8 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         pretrains on it and runs one fine-tuning epoch; each later call runs one more
         fine-tuning epoch on its batch."""
         first = not hasattr(self, "model_")
+        if self.optimizer != "sgd":
+            raise ValueError("partial_fit trains by minibatch SGD; optimizer='lbfgs' needs the whole set (use fit)")
         if first:
             _check_one_level_per_layer(self.corruption_levels, self.hidden_layer_sizes)
         X, y = validate_data(self, X, y, dtype=np.float64, reset=first)
@@ -262,7 +298,11 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             corruption_type=self.corruption_type, finetune_lr_decay=self.finetune_lr_decay,
             finetune_lr_schedule=self.finetune_lr_schedule, finetune_corruption=self.finetune_corruption,
             finetune_dropout_input=self.finetune_dropout_input, finetune_dropout_hidden=self.finetune_dropout_hidden,
-            finetune_weight_decay=self.finetune_weight_decay, finetune_max_norm=self.finetune_max_norm)
+            finetune_weight_decay=self.finetune_weight_decay, finetune_max_norm=self.finetune_max_norm,
+            criteria=self.criteria if isinstance(self.criteria, str) else list(self.criteria),
+            sparsity_target=self.sparsity_target, sparsity_weight=self.sparsity_weight,
+            sparse_weight_decay=self.sparse_weight_decay, optimizer=self.optimizer, pretrain_size=self.pretrain_size,
+            finetune_layers=self.finetune_layers)
 
     def _train(self, X, y, training_epochs: int, validation_fraction: float):
         """Pretrain and fine-tune a new model on ``(X, y)`` through :func:`sda.run.train_SdA`."""

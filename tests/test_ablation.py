@@ -1,0 +1,74 @@
+"""The ablation of sda.ablation: its rows, its sweep file, its commands, and a tiny run end to end."""
+
+import csv
+
+import pytest
+
+from sda.ablation import SCALES, ablation_toml, main, rows_for, trial_commands
+from sda.cli import build_parser, config_from_args
+from sda.run import validate_config
+from sda.sweep_config import SweepConfigError, parse_sweep
+
+pytest.importorskip("ray")
+
+
+@pytest.mark.parametrize("scale", sorted(SCALES))
+def test_every_scale_has_the_same_rows_and_valid_trials(scale):
+    sweep = parse_sweep(ablation_toml(scale))
+    names = [row.name for row in rows_for(SCALES[scale])]
+    assert [c["variant"] for c in sweep.configurations] == names
+    assert len(names) == 16 and len(sweep.seeds) == SCALES[scale].seeds
+    configs = {c["variant"]: validate_config(sweep.trial_config(c, 1)) for c in sweep.configurations}
+    # the three criteria the question is about, from UFLDL's anchor
+    assert configs["ufldl"]["criteria"] == "sparse" and configs["ufldl"]["optimizer"] == "lbfgs"
+    assert configs["ufldl_criterion_plain"]["criteria"] == "denoising"
+    assert set(configs["ufldl_criterion_plain"]["corruption_levels"]) == {0.0}
+    assert min(configs["ufldl_criterion_denoising"]["corruption_levels"]) > 0
+
+
+def test_each_row_changes_one_factor_of_its_anchor():
+    rows = rows_for(SCALES["full"])
+    anchors = {row.anchor: row.overrides for row in rows if row.factor == "anchor"}
+    shape_keys = {"hidden_layers_sizes", "corruption_levels"}
+    for row in rows:
+        changed = {k for k, v in row.overrides.items() if anchors[row.anchor].get(k) != v}
+        if row.factor == "anchor":
+            assert not changed
+        elif row.factor in ("depth", "width"):
+            assert changed <= shape_keys and "hidden_layers_sizes" in changed
+        elif row.factor == "pretraining data":
+            assert changed == {"pretrain_size"}
+        elif row.factor == "fine-tuning":
+            assert changed == {"finetune_layers"}
+        elif row.factor == "criterion":
+            assert changed <= {"criteria"} | shape_keys and changed
+        else:
+            assert row.factor == "optimiser" and "optimizer" in changed
+
+
+def test_the_commands_train_the_sweeps_configurations(tmp_path):
+    sweep = parse_sweep(ablation_toml("quick"))
+    commands = trial_commands("quick", tmp_path)
+    assert len(commands) == sweep.n_trials
+    for command, configuration in zip(commands, sweep.configurations):
+        args = build_parser().parse_args(command.split()[3:])
+        assert validate_config(config_from_args(args)) == validate_config(sweep.trial_config(configuration, 1))
+        assert args.train_size == 5000 and args.output_dir.name == f"{configuration['variant']}_s1"
+
+
+def test_variants_need_distinct_names_and_known_keys():
+    with pytest.raises(SweepConfigError, match="name of its own"):
+        parse_sweep('[[variants]]\nname = "a"\n[[variants]]\nname = "a"\n')
+    with pytest.raises(SweepConfigError, match="unknown keys"):
+        parse_sweep('[[variants]]\nname = "a"\nlearning_rate = 0.1\n')
+
+
+def test_a_tiny_ablation_runs_end_to_end(tmp_path, capsys):
+    assert main(["--tiny", "--output-dir", str(tmp_path), "--cpus-per-trial", "1"]) == 0
+    with open(tmp_path / "ablation.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [row["row"] for row in table] == [row.name for row in rows_for(SCALES["tiny"])]
+    assert all(row["status"] == "finished" and 0 <= float(row["test_error"]) <= 1 for row in table)
+    assert (tmp_path / "ablation.png").stat().st_size > 10_000
+    printed = capsys.readouterr().out
+    assert "criterion → sparse autoencoder" in printed and "ablation.csv" in printed
