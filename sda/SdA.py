@@ -329,11 +329,12 @@ class SdA(SaveLoadMixin):
         return [shape for group in layers + decoders for shape in group]
 
 
-def check_criteria(criteria, n_layers: int) -> list[str]:
-    """One pretraining criterion (:data:`CRITERIA`) per layer, from one name or a list of them."""
+def check_criteria(criteria, n_layers: int, name: str = "criteria") -> list[str]:
+    """One pretraining criterion (:data:`CRITERIA`) per layer, from one name or a list of them;
+    an error calls them ``name``."""
     names = [criteria] * n_layers if isinstance(criteria, str) else criteria
-    if not isinstance(names, (list, tuple)) or len(names) != n_layers or not all(name in CRITERIA for name in names):
-        raise ValueError(f"criteria must be one of {', '.join(CRITERIA)} or a list of them, one per hidden layer "
+    if not isinstance(names, (list, tuple)) or len(names) != n_layers or not all(n in CRITERIA for n in names):
+        raise ValueError(f"{name} must be one of {', '.join(CRITERIA)} or a list of them, one per hidden layer "
                          f"({n_layers}), got {criteria!r}")
     return list(names)
 

@@ -224,7 +224,7 @@ def validate_config(config: dict, names: dict | None = None) -> dict:
     for key in ("finetune_weight_decay", "finetune_max_norm"):
         config[key] = check_non_negative(name(key), config[key])
     config["seed"] = check_seed(name("seed"), config["seed"])
-    check_criteria(config["criteria"], len(sizes))
+    check_criteria(config["criteria"], len(sizes), name("criteria"))
     config["sparsity_target"] = check_open_unit_interval(name("sparsity_target"), config["sparsity_target"])
     for key in ("sparsity_weight", "sparse_weight_decay"):
         config[key] = check_non_negative(name(key), config[key])
