@@ -1,10 +1,12 @@
 """The ablation of sda.ablation: its rows, its sweep file, its commands, and a tiny run end to end."""
 
 import csv
+import subprocess
+import sys
 
 import pytest
 
-from sda.ablation import SCALES, ablation_toml, main, rows_for, trial_commands
+from sda.ablation import SCALES, ablation_toml, rows_for, trial_commands
 from sda.cli import build_parser, config_from_args
 from sda.run import validate_config
 from sda.sweep_config import SweepConfigError, parse_sweep
@@ -63,12 +65,15 @@ def test_variants_need_distinct_names_and_known_keys():
         parse_sweep('[[variants]]\nname = "a"\nlearning_rate = 0.1\n')
 
 
-def test_a_tiny_ablation_runs_end_to_end(tmp_path, capsys):
-    assert main(["--tiny", "--output-dir", str(tmp_path), "--cpus-per-trial", "1"]) == 0
+def test_a_tiny_ablation_runs_end_to_end(tmp_path):
+    # in a process of its own, as a user runs it: Ray forks, which a process that has imported JAX must not
+    run = subprocess.run([sys.executable, "-m", "sda.ablation", "--tiny", "--output-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
     with open(tmp_path / "ablation.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert [row["row"] for row in table] == [row.name for row in rows_for(SCALES["tiny"])]
     assert all(row["status"] == "finished" and 0 <= float(row["test_error"]) <= 1 for row in table)
     assert (tmp_path / "ablation.png").stat().st_size > 10_000
-    printed = capsys.readouterr().out
+    printed = run.stdout
     assert "criterion → sparse autoencoder" in printed and "ablation.csv" in printed
