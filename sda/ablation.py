@@ -53,6 +53,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from sda.cli import OneLineParser
 from sda.data import DataError
 from sda.sweep import SweepError, run_sweep, trial_outcome
 from sda.sweep_config import VARIANT, SweepConfigError, parse_sweep, rerun_command
@@ -308,7 +309,11 @@ def collect_runs(runs_dir: Path, rows: list[Row], seeds: list[int]) -> list[dict
     for row in rows:
         for seed in seeds:
             folder = runs_dir / f"{row.name}_s{seed}"
-            outcome = trial_outcome(folder, _progress(folder / "metrics.jsonl"))
+            try:
+                outcome = trial_outcome(folder, _progress(folder / "metrics.jsonl"))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a damaged or forged run folder
+                outcome = {"best_validation_error": None, "test_error": None, "epochs": None, "seconds": None,
+                           "status": "failed", "message": f"unreadable run files in {folder}: {type(exc).__name__}"}
             trials.append({VARIANT: row.name, "seed": seed, **{k: "" if v is None else v for k, v in outcome.items()}})
     return _labelled(trials, rows)
 
@@ -320,6 +325,9 @@ def _progress(metrics_path: Path) -> dict:
         records = [json.loads(line) for line in metrics_path.read_text().splitlines()]
     except OSError:
         return {}
+    best_errors = [r.get("validation_error") for r in records if isinstance(r, dict)]
+    if not all(e is None or isinstance(e, (int, float)) for e in best_errors):
+        raise ValueError(f"{metrics_path}: errors must be numbers")
     tuning = [r for r in records if r["phase"] == "fine-tuning" and r["validation_error"] is not None]
     if not tuning:
         return {}
@@ -333,7 +341,7 @@ def _progress(metrics_path: Path) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sda.ablation",
+    p = OneLineParser(prog="python -m sda.ablation",
                                 description="Why does the SdA beat UFLDL's stacked sparse autoencoder? Change one "
                                             "factor at a time from each, on Ray Tune (see sda/ablation.py).")
     p.add_argument("--output-dir", type=Path, required=True, help="where the sweep's files and ablation.csv/png go")
@@ -342,10 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the same rows on 5,000 images, fewer iterations, one seed (minutes on 2 cores)")
     scale.add_argument("--tiny", action="store_const", dest="scale", const="tiny", help=argparse.SUPPRESS)
     p.add_argument("--resume", action="store_true", help="continue the interrupted ablation in --output-dir")
-    p.add_argument("--commands", action="store_true",
+    given_runs = p.add_mutually_exclusive_group()
+    given_runs.add_argument("--commands", action="store_true",
                    help="print one python -m sda.SdA command per trial (into --output-dir/<row>_s<seed>) and exit: "
                         "for a machine without Ray")
-    p.add_argument("--collect", action="store_true",
+    given_runs.add_argument("--collect", action="store_true",
                    help="write ablation.csv/png from the run folders those commands made in --output-dir")
     p.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs each trial reserves (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs each trial reserves (default 0)")
@@ -362,6 +371,9 @@ def main(argv=None) -> int:
         print("\n".join(trial_commands(scale, output_dir)))
         return 0
     if args.collect:
+        if not output_dir.is_dir() or not any(output_dir.glob("*_s*/")):
+            print(f"sda-ablation: error: no run folders (<row>_s<seed>) in {output_dir} to collect", file=sys.stderr)
+            return 2
         seeds = parse_sweep(ablation_toml(scale)).seeds
         _print_table(write_ablation(output_dir, collect_runs(output_dir, rows, seeds), rows), output_dir)
         return 0

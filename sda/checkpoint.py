@@ -104,6 +104,9 @@ def _check_values(checkpoint: Checkpoint) -> None:
             or not all(isinstance(c, list) and all(_is_number(v) for v in c) for c in pretrain.costs)
             or not all(_is_number(v) for v in pretrain.seconds)):
         raise ValueError("pretraining progress must be lists of numbers, one per layer")
+    if not isinstance(pretrain.converged, list) or not all(
+            type(k) is int and 0 <= k < len(pretrain.costs) for k in pretrain.converged):
+        raise ValueError("the converged layers must be a list of layer numbers")
     fit = checkpoint.fit
     if fit is not None:
         counts = (fit.epoch, fit.patience, fit.best_iteration)

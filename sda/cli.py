@@ -333,7 +333,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def main(argv=None, prog: str | None = None) -> int:
-    """Entry point; returns the exit status: 0 done, 2 bad arguments, data or files, 1 divergence."""
+    """Entry point; returns the exit status: 0 done, 2 bad arguments, data or files, 1 divergence,
+    130 interrupted (Ctrl-C)."""
     parser = build_parser(prog)
     args = parser.parse_args(_join_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
     if args.list_presets:
@@ -355,6 +356,12 @@ def main(argv=None, prog: str | None = None) -> int:
         except DivergenceError as exc:
             print(f"sda: training diverged: {exc}; {_what_was_kept(args.resume or args.output_dir)}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            directory = args.resume or args.output_dir
+            kept = _what_was_kept(directory)
+            resume = f"; continue with --resume {directory}" if kept != "nothing was saved" else ""
+            print(f"sda: interrupted; {kept}{resume}", file=sys.stderr)
+            return 130
         except (DataError, ModeError, LoggerError, ValueError, TypeError, OSError, MemoryError) as exc:
             print(f"sda: error: {_one_line(exc)}", file=sys.stderr)
             return 2

@@ -36,6 +36,7 @@ from sda.datasets import shared_dataset
 from sda.modes import MODES, compile_function, resolve_mode, training_flops
 from sda.run import LR_SCHEDULES, OPTIMIZERS, finetune_learning_rate, train_SdA
 from sda.SdA import CRITERIA, FINETUNE_LAYERS
+from sda.steps import Step
 from sda.training import pretrain_layers, train_epoch
 
 __all__ = ["SdAClassifier", "DenoisingAutoencoder"]
@@ -321,7 +322,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             config = self._config(training_epochs)
             run = train_SdA(
                 [train, valid, None], mode=self.mode, progress=False, log=_log(self.verbose),
-                pretrain_batch_size=_batch_size(self.pretrain_batch_size, len(train_idx)),
+                pretrain_batch_size=_batch_size(self.pretrain_batch_size, self.pretrain_size or len(train_idx)),
                 finetune_batch_size=_batch_size(self.finetune_batch_size, len(train_idx)),
                 seed=int(rng.randint(2 ** 31)), **config)
         self.model_, self.pretrain_result_, self.fit_result_ = run.model, run.pretraining, run.finetuning
@@ -339,7 +340,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         """One more fine-tuning epoch on ``(Xs, y_index)``, continuing the learning-rate schedule;
         the compiled step of the last batch is reused when this batch has its shape."""
         step, rate, data = getattr(self, "_continuation", (None, None, None))
-        if step is not None and data[0].get_value(borrow=True).shape == Xs.shape:
+        if isinstance(step, Step) and data[0].get_value(borrow=True).shape == Xs.shape:
             data[0].set_value(Xs, borrow=True)
             data[1].set_value(y_index, borrow=True)
         else:  # another batch size (or an unpickled estimator): compile for this one
@@ -349,7 +350,8 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                 [data, data, None], _batch_size(self.finetune_batch_size, len(Xs)), rate, self._mode,
                 momentum=self.finetune_momentum, corruption=self.finetune_corruption,
                 dropout_input=self.finetune_dropout_input, dropout_hidden=self.finetune_dropout_hidden,
-                weight_decay=self.finetune_weight_decay, max_norm=self.finetune_max_norm)
+                weight_decay=self.finetune_weight_decay, max_norm=self.finetune_max_norm,
+                layers=self.finetune_layers)
             self._continuation = (step, rate, data)
         rate.set_value(np.asarray(finetune_learning_rate(self._config(self.training_epochs), self.n_finetune_epochs_),
                                   dtype=rate.dtype))

@@ -228,6 +228,9 @@ def validate_config(config: dict, names: dict | None = None) -> dict:
     config["sparsity_target"] = check_open_unit_interval(name("sparsity_target"), config["sparsity_target"])
     for key in ("sparsity_weight", "sparse_weight_decay"):
         config[key] = check_non_negative(name(key), config[key])
+    for key in ("sparsity_weight", "sparse_weight_decay", "finetune_weight_decay", "finetune_max_norm"):
+        if config[key] > FLOAT32_LIMIT:  # the graphs compute in float32, where such a weight is infinite
+            raise ValueError(f"{name(key)} must be at most {FLOAT32_LIMIT:g}, got {config[key]:g}")
     config["pretrain_size"] = check_positive_int(name("pretrain_size"), config["pretrain_size"], 0)
     for key, choices in (("optimizer", OPTIMIZERS), ("finetune_layers", FINETUNE_LAYERS)):
         if config[key] not in choices:
@@ -279,6 +282,9 @@ def data_fingerprint(datasets) -> dict:
                                              "sha256": hashlib.sha256(value.data).hexdigest()}
     return fingerprint
 
+
+#: The largest penalty weight a float32 graph can hold (and then some room for the penalties' sums).
+FLOAT32_LIMIT = 1e30
 
 #: How both phases train: minibatch SGD (the tutorial), or full-batch L-BFGS (UFLDL), where an
 #: "epoch" of the configuration is one L-BFGS iteration and learning rates and batch sizes do
@@ -438,11 +444,22 @@ def run_flops(n_train: int, n_ins: int, config: dict) -> float:
 def _resumed_config(checkpoint, given: dict, names: dict | None) -> dict:
     """The checkpoint's configuration; a given value that contradicts it is refused."""
     saved, name = checkpoint.config, _display(names)
-    conflicts = [k for k, v in given.items() if _normal(v) != _normal(saved.get(k))]
+    conflicts = [k for k, v in given.items() if _normal(v) != _normal(saved.get(k)) and not _same_criteria(k, v, saved)]
     if conflicts:
         raise RunError("a resumed run keeps its configuration; the checkpoint's differs in "
                        + ", ".join(f"{name(k)} (checkpoint: {saved.get(k)}, given: {given[k]})" for k in conflicts))
     return dict(saved)
+
+
+def _same_criteria(key: str, given, saved: dict) -> bool:
+    """``sparse`` and ``[sparse, sparse]`` name the same criteria for two layers."""
+    if key != "criteria":
+        return False
+    n_layers = len(saved.get("hidden_layers_sizes") or [])
+    try:
+        return check_criteria(given, n_layers) == check_criteria(saved.get(key), n_layers)
+    except ValueError:
+        return False
 
 
 def _normal(value):

@@ -169,7 +169,7 @@ def _build(raw: dict) -> Sweep:
     grid, random_axes = _split_search(search)
     seeds = _seeds(raw, base)
     configurations = _expand(grid, random_axes, _count(raw, "num_samples", 1), raw.get("sample_seed", 0))
-    variants = _variants(raw, search)
+    variants = _variants(raw, fixed, search)
     axes = list(search)
     if variants:
         configurations = [{VARIANT: name, **copy.deepcopy(overrides), **point}
@@ -182,7 +182,7 @@ def _build(raw: dict) -> Sweep:
     return sweep
 
 
-def _variants(raw: dict, search: dict) -> dict:
+def _variants(raw: dict, fixed: dict, search: dict) -> dict:
     """``{name: overrides}`` of ``[[variants]]`` (empty without them), in the file's order."""
     variants = raw.get("variants", [])
     if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
@@ -194,7 +194,14 @@ def _variants(raw: dict, search: dict) -> dict:
         if not isinstance(name, str) or not name or name in named:
             raise SweepConfigError(f"variant {number} needs a name of its own, got {name!r}")
         _refuse_unknown(f"variant {name!r}", overrides, _HYPERPARAMETERS)
+        if "seed" in overrides:
+            raise SweepConfigError(f"variant {name!r} sets seed: every variant runs with the sweep's seeds "
+                                   f"(seeds = N or seeds = [s1, s2, ...])")
         _refuse_conflicts(overrides, search)
+        for key, built in _CONFLICTS.items():
+            if (key in fixed and built in overrides) or (built in fixed and key in overrides):
+                raise SweepConfigError(f"variant {name!r} gives {key if key in overrides else built} while [config] "
+                                       f"gives {built if key in overrides else key}: give the layer shape in one place")
         named[name] = overrides
     return named
 

@@ -62,7 +62,8 @@ def _rate(learning_rate) -> str:
 def _check_cost(cost, where: str, learning_rate) -> float:
     cost = float(cost)
     if not math.isfinite(cost):
-        raise DivergenceError(f"{where}: the cost became {cost}{_rate(learning_rate)}; lower the learning rate")
+        remedy = "lower the learning rate" if learning_rate is not None else "lower the penalty weights"
+        raise DivergenceError(f"{where}: the cost became {cost}{_rate(learning_rate)}; {remedy}")
     return cost
 
 
@@ -272,7 +273,11 @@ def fit_lbfgs(objective, validate, test=None, *, n_iterations: int, params=(), l
 
     if not state.done and state.epoch < n_iterations:
         objective.prepare()
-        minimize_lbfgs(objective, n_iterations - state.epoch, iteration_end)
+        outcome = minimize_lbfgs(objective, n_iterations - state.epoch, iteration_end)
+        _check_cost(outcome.fun, where, None)  # L-BFGS ends at once, without an iteration, on an infinite cost
+        if not state.done and log:
+            log(f"{name}: L-BFGS stopped after {state.epoch} iterations ({outcome.message})")
+        state.done = True  # converged: a resumed run has nothing left to do
     return _best_result(state, params)
 
 
@@ -329,12 +334,14 @@ class PretrainResult:
     """Mean reconstruction cost per epoch for each layer, the seconds each layer took, and the
     seconds of each epoch (``epoch_seconds[k][e]``).
 
-    Also the progress of an unfinished run: layer ``k`` has done ``len(costs[k])`` epochs.
+    Also the progress of an unfinished run: layer ``k`` has done ``len(costs[k])`` epochs, or is
+    done when listed in ``converged`` (L-BFGS met its tolerance before its iteration count).
     """
 
     costs: list[list[float]] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     epoch_seconds: list[list[float]] = field(default_factory=list)
+    converged: list[int] = field(default_factory=list)  # L-BFGS layers that stopped before their count
 
 
 def train_epoch(step, args=(), where: str = "", learning_rate=None, progress: bool = True) -> float:
@@ -376,7 +383,7 @@ def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_
         while len(result.epoch_seconds) <= layer:  # a checkpoint of sda < 0.3 kept no epoch times
             result.epoch_seconds.append([])
         done = len(result.costs[layer])
-        if done >= n_epochs:
+        if done >= n_epochs or layer in result.converged:
             continue
         step.prepare()
         unit = "iteration" if isinstance(step, FullBatchObjective) else "epoch"
@@ -404,7 +411,13 @@ def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_
                 _check_state(step, where, None)
                 epoch_end(_check_cost(cost, where, None))
 
-            minimize_lbfgs(step, n_epochs - done, iteration_end)
+            outcome = minimize_lbfgs(step, n_epochs - done, iteration_end)
+            _check_cost(outcome.fun, where, None)  # L-BFGS ends at once, without an iteration, on an infinite cost
+            if len(result.costs[layer]) < n_epochs:
+                result.converged.append(layer)
+                if log:
+                    log(f"pretraining layer {layer}: L-BFGS stopped after {len(result.costs[layer])} iterations "
+                        f"({outcome.message})")
             continue
         for epoch in range(done + 1, n_epochs + 1):
             epoch_end(train_epoch(step, (corruption, learning_rate), f"pretraining layer {layer}, epoch {epoch}",

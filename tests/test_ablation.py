@@ -77,3 +77,25 @@ def test_a_tiny_ablation_runs_end_to_end(tmp_path):
     assert (tmp_path / "ablation.png").stat().st_size > 10_000
     printed = run.stdout
     assert "criterion → sparse autoencoder" in printed and "ablation.csv" in printed
+
+
+def test_a_variant_may_not_set_the_seed_nor_a_layer_shape_config_also_sets():
+    with pytest.raises(SweepConfigError, match="sets seed"):
+        parse_sweep('[[variants]]\nname = "a"\nseed = 7\n')
+    with pytest.raises(SweepConfigError, match="give the layer shape in one place"):
+        parse_sweep('[config]\ndepth = 3\n[[variants]]\nname = "a"\nhidden_layers_sizes = [8, 16]\n'
+                    'corruption_levels = [0.1, 0.2]\n')
+
+
+def test_collect_refuses_a_folder_without_runs_and_marks_damaged_runs_failed(tmp_path, capsys):
+    from sda.ablation import main
+    assert main(["--tiny", "--collect", "--output-dir", str(tmp_path / "typo")]) == 2
+    assert "no run folders" in capsys.readouterr().err and not (tmp_path / "typo").exists()
+    damaged = tmp_path / "runs" / "tutorial_s1"
+    damaged.mkdir(parents=True)
+    (damaged / "metrics.jsonl").write_text("garbage{\n")
+    assert main(["--tiny", "--collect", "--output-dir", str(tmp_path / "runs")]) == 0
+    with open(tmp_path / "runs" / "ablation.csv", newline="") as f:
+        rows = {row["row"]: row for row in csv.DictReader(f)}
+    assert rows["tutorial"]["status"] == "failed" and "unreadable" in rows["tutorial"]["message"]
+    assert rows["ufldl"]["status"] == "unfinished"

@@ -244,3 +244,25 @@ def test_small_fits_choose_a_mode_that_compiles_fast():
     assert default_mode(20, digits_fit) != "JAX"
     if "JAX" in available_modes():
         assert default_mode(20, mnist_quick) == "JAX"
+
+
+def test_partial_fit_of_a_top_only_classifier_never_trains_the_hidden_layers():
+    X, y = load_digits(return_X_y=True)
+    clf = SdAClassifier(hidden_layer_sizes=(10,), corruption_levels=0.1, pretraining_epochs=1, finetune_layers="top",
+                        random_state=0,
+                        mode=CPU_MODE)
+    clf.partial_fit(X[:200], y[:200], classes=np.arange(10))
+    hidden = clf.model_.sigmoid_layers[0].W.get_value().copy()
+    clf.partial_fit(X[:100], y[:100])  # another batch size: the step is compiled again
+    pickle.loads(pickle.dumps(clf)).partial_fit(X[:100], y[:100])
+    np.testing.assert_array_equal(clf.model_.sigmoid_layers[0].W.get_value(), hidden)
+
+
+def test_an_lbfgs_fit_continues_by_sgd_partial_fit():
+    X, y = load_digits(return_X_y=True)
+    clf = SdAClassifier(hidden_layer_sizes=(10,), optimizer="lbfgs", pretraining_epochs=3, training_epochs=3,
+                        corruption_levels=0.0, random_state=0, mode=CPU_MODE).fit(X[:200], y[:200])
+    with pytest.raises(ValueError, match="partial_fit trains by minibatch SGD"):
+        clf.partial_fit(X[:200], y[:200])
+    clf.set_params(optimizer="sgd").partial_fit(X[:200], y[:200])
+    assert clf.n_finetune_epochs_ == clf.fit_result_.epochs + 1

@@ -519,3 +519,52 @@ def test_the_new_flags_set_the_new_keys():
         "sparse_weight_decay": 1e-4, "optimizer": "lbfgs", "pretrain_size": 100, "finetune_layers": "top"}
     # one name serves every layer
     assert config_from_args(build_parser().parse_args(["--criteria", "sparse"]))["criteria"] == "sparse"
+
+
+# --- what the hostile-user pass found (each fixed) ---
+
+def test_a_layer_where_lbfgs_converged_is_not_trained_again_on_resume(tmp_path):
+    # layer 1 meets scipy's gradient tolerance long before 400 iterations on these data
+    data, out = tiny_data(), tmp_path / "out"
+    first = tiny_run(data, output_dir=out, pretraining_epochs=400, training_epochs=3)
+    done = [len(costs) for costs in first.pretraining.costs]
+    assert done[1] < 400
+    weights = [p.get_value().copy() for p in first.model.saved_variables()]
+    again = tiny_run(data, output_dir=out, resume=True, pretraining_epochs=400, training_epochs=3)
+    assert [len(costs) for costs in again.pretraining.costs] == done
+    for before, after in zip(weights, again.model.saved_variables()):
+        np.testing.assert_array_equal(before, after.get_value())
+
+
+def test_an_infinite_cost_stops_lbfgs_as_a_divergence(float64):
+    from sda.training import DivergenceError
+    w = pytensor.shared(np.ones(3), name="w")
+    objective = FullBatchObjective(pt.sum(w) / pt.constant(0.0), [w], {}, MODE)
+    with pytest.raises(DivergenceError, match="the cost became (inf|nan)"):
+        fit_lbfgs(objective, lambda: 0.5, n_iterations=3, params=[w], log=None)
+
+
+@pytest.mark.parametrize("key", ["sparsity_weight", "sparse_weight_decay", "finetune_weight_decay"])
+def test_a_penalty_weight_beyond_float32_is_refused(key):
+    with pytest.raises(ValueError, match=f"{key} must be at most 1e\\+30"):
+        validate_config({**TUTORIAL, **LBFGS_RUN, key: 1e300})
+
+
+def test_criteria_given_per_layer_equal_one_name_on_resume(tmp_path):
+    data, out = tiny_data(), tmp_path / "out"
+    tiny_run(data, output_dir=out, pretraining_epochs=2, training_epochs=2)
+    run = tiny_run(data, output_dir=out, resume=True, pretraining_epochs=2, training_epochs=2,
+                   criteria=["sparse", "sparse"])
+    assert run.results["config"]["criteria"] == "sparse"
+
+
+def test_ctrl_c_says_in_one_line_what_was_kept(monkeypatch, capsys, tmp_path):
+    import sda.cli
+
+    def interrupted(args):
+        args.output_dir = tmp_path
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sda.cli, "train", interrupted)
+    assert main(["--preset", "quick"]) == 130
+    assert capsys.readouterr().err == "sda: interrupted; nothing was saved\n"
