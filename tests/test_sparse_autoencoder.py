@@ -526,11 +526,11 @@ def test_the_new_flags_set_the_new_keys():
 def test_a_layer_where_lbfgs_converged_is_not_trained_again_on_resume(tmp_path):
     # layer 1 meets scipy's gradient tolerance long before 400 iterations on these data
     data, out = tiny_data(), tmp_path / "out"
-    first = tiny_run(data, output_dir=out, pretraining_epochs=400, training_epochs=3)
+    first = tiny_run(data, output_dir=out, pretraining_epochs=400, training_epochs=15)
     done = [len(costs) for costs in first.pretraining.costs]
     assert done[1] < 400
     weights = [p.get_value().copy() for p in first.model.saved_variables()]
-    again = tiny_run(data, output_dir=out, resume=True, pretraining_epochs=400, training_epochs=3)
+    again = tiny_run(data, output_dir=out, resume=True, pretraining_epochs=400, training_epochs=15)
     assert [len(costs) for costs in again.pretraining.costs] == done
     for before, after in zip(weights, again.model.saved_variables()):
         np.testing.assert_array_equal(before, after.get_value())
