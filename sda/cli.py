@@ -293,12 +293,13 @@ def _summary(results: dict, output_dir) -> str:
     """The last line of a run: its errors, and where the time went."""
     pretrain, finetune = results["pretraining"], results["finetuning"]
     test = finetune["test_error"]
+    unit = "L-BFGS iteration" if results["config"]["optimizer"] == "lbfgs" else "epoch"
     return (f"best validation error {finetune['best_validation_error']:.2%}, "
             + (f"test error at that point {test:.2%}" if test is not None else "no test set") + "; "
             f"compiling {format_duration(results['compile_seconds'])}, "
             f"pretraining {format_duration(pretrain['seconds'])}, "
-            f"fine-tuning {format_duration(finetune['seconds'])} ({finetune['epochs']} "
-            f"epoch{'' if finetune['epochs'] == 1 else 's'}); "
+            f"fine-tuning {format_duration(finetune['seconds'])} ({finetune['epochs']} {unit}"
+            f"{'' if finetune['epochs'] == 1 else 's'}); "
             f"results in {Path(output_dir) / 'results.json'}")
 
 

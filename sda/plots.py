@@ -120,7 +120,7 @@ def _marked(image, changed) -> np.ndarray:
 
 
 def reconstructions_figure(images, corrupted, reconstructed, img_shape=(28, 28), noise: str = "masking",
-                           level: float | None = None):
+                           level: float | None = None, autoencoder: str = "denoising autoencoder"):
     """matplotlib Figure: a row of ``images``, the row of their corrupted versions with every
     pixel the noise changed in red (except under Gaussian noise, which changes them all), and the
     row of the dA's reconstructions; each row labelled, the corrupted one with its noise, level
@@ -146,16 +146,18 @@ def reconstructions_figure(images, corrupted, reconstructed, img_shape=(28, 28),
                 ax.imshow(picture, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
         axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    fig.suptitle("test images, corrupted by the first layer's noise, and the first denoising autoencoder's "
+    fig.suptitle(f"test images, corrupted by the first layer's noise, and the first {autoencoder}'s "
                  "reconstructions", fontsize=10)
     return fig
 
 
-def learning_curves_figure(pretraining_costs, finetune_history, validation_name: str = "validation error"):
+def learning_curves_figure(pretraining_costs, finetune_history, validation_name: str = "validation error",
+                           unit: str = "epoch", pretraining_cost: str = "mean cross-entropy per example"):
     """matplotlib Figure of a run's progress, with a marker at every epoch so that a run of one
     epoch shows too: the pretraining reconstruction cost of each layer (log scale: the layers'
     costs differ by orders of magnitude), the fine-tuning training cost, and the validation
-    error with the test error measured at each new best validation error."""
+    error with the test error measured at each new best validation error.  ``unit`` names the
+    x axes' steps (``"L-BFGS iteration"`` for full-batch runs), ``pretraining_cost`` the cost."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import LogFormatter, MaxNLocator
 
@@ -164,7 +166,7 @@ def learning_curves_figure(pretraining_costs, finetune_history, validation_name:
     for layer, costs in enumerate(pretraining_costs):
         if costs:
             pretrain_ax.plot(range(1, len(costs) + 1), costs, marker="o", label=f"layer {layer} (last {costs[-1]:.3g})")
-    pretrain_ax.set(title="pretraining: reconstruction cost", xlabel="epoch", ylabel="mean cross-entropy per example")
+    pretrain_ax.set(title="pretraining: reconstruction cost", xlabel=unit, ylabel=pretraining_cost)
     if any(pretraining_costs):
         pretrain_ax.set_yscale("log")
         # plain numbers (40, not 4 x 10^1), some minor ticks labelled when the range is narrow
@@ -176,7 +178,7 @@ def learning_curves_figure(pretraining_costs, finetune_history, validation_name:
     epochs = [r["epoch"] for r in finetune_history]
     cost_ax.plot(epochs, [r["cost"] for r in finetune_history], marker="o", color="tab:purple",
                  label=f"training cost (last {finetune_history[-1]['cost']:.3g})" if finetune_history else None)
-    cost_ax.set(title="fine-tuning: training cost", xlabel="epoch", ylabel="mean negative log-likelihood")
+    cost_ax.set(title="fine-tuning: training cost", xlabel=unit, ylabel="mean negative log-likelihood")
     valid = [(r["epoch"], 100 * r["validation_error"]) for r in finetune_history if r["validation_error"] is not None]
     if valid:
         error_ax.plot(*zip(*valid), marker="o", label=f"{validation_name} (last {valid[-1][1]:.2f} %)")
@@ -184,7 +186,7 @@ def learning_curves_figure(pretraining_costs, finetune_history, validation_name:
     if tests:
         error_ax.plot(*zip(*tests), "s", color="tab:red", markersize=7,
                       label=f"test error at a new best validation (last {tests[-1][1]:.2f} %)")
-    error_ax.set(title="fine-tuning: error", xlabel="epoch", ylabel="error (%)")
+    error_ax.set(title="fine-tuning: error", xlabel=unit, ylabel="error (%)")
     for axis in (cost_ax, error_ax):
         if axis.lines:
             _legend_below(axis)
@@ -223,10 +225,10 @@ def image_shape(n_pixels: int) -> tuple[int, int]:
 _FEW_EPOCHS = 5
 
 
-def _filters_note(layer: int, epochs: int) -> str:
+def _filters_note(layer: int, epochs: int, unit: str = "epoch") -> str:
     """What a reader of layer ``layer``'s filters should know: how they were made, and whether
     training had the time to give them structure."""
-    note = f"after {epochs} pretraining epoch{'' if epochs == 1 else 's'}"
+    note = f"after {epochs} pretraining {unit}{'' if epochs == 1 else 's'}"
     if layer:
         note += f"; layer {layer}'s weights projected onto the input through the layers below"
     if epochs < _FEW_EPOCHS and layer == 0:  # deeper projections average the noise away
@@ -241,17 +243,22 @@ def save_run_pictures(sda, results: dict, images, output_dir, img_shape=None, mo
     to :func:`image_shape`.  Returns the paths written."""
     output_dir = Path(output_dir)
     img_shape = img_shape or image_shape(sda.n_ins)
+    unit = "L-BFGS iteration" if results.get("config", {}).get("optimizer") == "lbfgs" else "epoch"
     written = []
     for k in range(sda.n_layers):
         figure = filters_figure(layer_filters(sda, k), img_shape, what=f"layer {k}",
-                                note=_filters_note(k, len(results["pretraining"]["costs"][k])))
+                                note=_filters_note(k, len(results["pretraining"]["costs"][k]), unit))
         written.append(save_png(figure, output_dir / f"filters_layer{k}.png"))
     sample = np.asarray(images[:10])
     corrupted, reconstructed = corrupt_and_reconstruct(sda.dA_layers[0], sample,
                                                        sda.corruption_levels[0], mode=mode)
     figure = reconstructions_figure(sample, corrupted, reconstructed, img_shape, sda.corruption_type,
-                                    sda.corruption_levels[0])
+                                    sda.corruption_levels[0], f"{sda.criteria[0]} autoencoder")
     written.append(save_png(figure, output_dir / "reconstructions.png"))
-    figure = learning_curves_figure(results["pretraining"]["costs"], results["finetuning"]["history"])
+    sparse = "sparse" in sda.criteria
+    cost = ("mean cost per example (cross-entropy; sparse layers: UFLDL's J)" if sparse and "denoising" in sda.criteria
+            else "mean UFLDL cost J per example" if sparse else "mean cross-entropy per example")
+    figure = learning_curves_figure(results["pretraining"]["costs"], results["finetuning"]["history"], unit=unit,
+                                    pretraining_cost=cost)
     written.append(save_png(figure, output_dir / "learning_curves.png"))
     return written
