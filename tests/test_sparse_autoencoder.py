@@ -536,6 +536,7 @@ def test_a_layer_where_lbfgs_converged_is_not_trained_again_on_resume(tmp_path):
         np.testing.assert_array_equal(before, after.get_value())
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero")  # the division by zero is the point
 def test_an_infinite_cost_stops_lbfgs_as_a_divergence(float64):
     from sda.training import DivergenceError
     w = pytensor.shared(np.ones(3), name="w")
