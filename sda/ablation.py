@@ -124,27 +124,31 @@ def rows_for(scale: Scale) -> list[Row]:
     """The ablation's rows at ``scale``: each anchor, then one factor changed at a time."""
     ufldl = {**_shape(2, scale.narrow, False), "criteria": "sparse", **_lbfgs(scale), "finetune_weight_decay": 1e-4}
     tutorial = {**_shape(3, scale.wide, True), "criteria": "denoising", **_sgd(scale), "finetune_weight_decay": 0.0}
-    rows = [Row("ufldl", "UFLDL", "anchor", "UFLDL's configuration", ufldl)]
-    for factor, value, change in (
+    less_data = ("pretraining data", f"{scale.pretrain_size} images", {"pretrain_size": scale.pretrain_size})
+    no_finetuning = ("fine-tuning", "none (softmax only)", {"finetune_layers": "top"})
+    return [
+        *_anchor_rows("ufldl", "UFLDL", "UFLDL's configuration", ufldl, (
             ("criterion", "plain autoencoder", {"criteria": "denoising"}),
             ("criterion", "denoising", {"criteria": "denoising", **_shape(2, scale.narrow, True)}),
             ("depth", "3 layers", _shape(3, scale.narrow, False)),
             ("width", f"{scale.wide} units", _shape(2, scale.wide, False)),
             ("optimiser", "minibatch SGD", _sgd(scale)),
-            ("pretraining data", f"{scale.pretrain_size} images", {"pretrain_size": scale.pretrain_size}),
-            ("fine-tuning", "none (softmax only)", {"finetune_layers": "top"})):
-        rows.append(Row(f"ufldl_{_slug(factor, value)}", "UFLDL", factor, value, {**ufldl, **change}))
-    rows.append(Row("tutorial", "tutorial", "anchor", "the tutorial's configuration", tutorial))
-    for factor, value, change in (
+            less_data, no_finetuning)),
+        *_anchor_rows("tutorial", "tutorial", "the tutorial's configuration", tutorial, (
             ("criterion", "sparse autoencoder", {"criteria": "sparse", **_shape(3, scale.wide, False)}),
             ("criterion", "plain autoencoder", _shape(3, scale.wide, False)),
             ("depth", "2 layers", _shape(2, scale.wide, True)),
             ("width", f"{scale.narrow} units", _shape(3, scale.narrow, True)),
             ("optimiser", "full-batch L-BFGS", _lbfgs(scale)),
-            ("pretraining data", f"{scale.pretrain_size} images", {"pretrain_size": scale.pretrain_size}),
-            ("fine-tuning", "none (softmax only)", {"finetune_layers": "top"})):
-        rows.append(Row(f"tutorial_{_slug(factor, value)}", "tutorial", factor, value, {**tutorial, **change}))
-    return rows
+            less_data, no_finetuning)),
+    ]
+
+
+def _anchor_rows(name: str, anchor: str, description: str, config: dict, changes) -> list[Row]:
+    """The anchor's own row, then one row per ``(factor, value, overrides)`` of ``changes``."""
+    return [Row(name, anchor, "anchor", description, config),
+            *(Row(f"{name}_{_slug(factor, value)}", anchor, factor, value, {**config, **change})
+              for factor, value, change in changes)]
 
 
 def _slug(factor: str, value: str) -> str:
