@@ -197,7 +197,7 @@ def _variants(raw: dict, fixed: dict, search: dict) -> dict:
         if "seed" in overrides:
             raise SweepConfigError(f"variant {name!r} sets seed: every variant runs with the sweep's seeds "
                                    f"(seeds = N or seeds = [s1, s2, ...])")
-        _refuse_conflicts(overrides, search)
+        _refuse_conflicts(overrides, search, f"variant {name!r}")
         for key, built in _CONFLICTS.items():
             if (key in fixed and built in overrides) or (built in fixed and key in overrides):
                 raise SweepConfigError(f"variant {name!r} gives {key if key in overrides else built} while [config] "
@@ -219,11 +219,11 @@ def _refuse_unknown(where: str, table: dict, allowed) -> None:
         raise SweepConfigError(f"unknown keys in {where}: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
 
 
-def _refuse_conflicts(fixed: dict, search: dict) -> None:
-    """A key fixed and swept at once, or a layer-shape key beside the list it builds."""
+def _refuse_conflicts(fixed: dict, search: dict, where: str = "[config]") -> None:
+    """A key fixed (in ``where``) and swept at once, or a layer-shape key beside the list it builds."""
     both = sorted(set(fixed) & set(search))
     if both:
-        raise SweepConfigError(f"{', '.join(both)} both fixed in [config] and swept in [search]")
+        raise SweepConfigError(f"{', '.join(both)} both fixed in {where} and swept in [search]")
     given = set(fixed) | set(search)
     for key, built in _CONFLICTS.items():
         if key in given and built in given:
