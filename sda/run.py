@@ -224,7 +224,9 @@ def validate_config(config: dict, names: dict | None = None) -> dict:
     for key in ("finetune_weight_decay", "finetune_max_norm"):
         config[key] = check_non_negative(name(key), config[key])
     config["seed"] = check_seed(name("seed"), config["seed"])
-    check_criteria(config["criteria"], len(sizes), name("criteria"))
+    criteria = check_criteria(config["criteria"], len(sizes), name("criteria"))
+    # one canonical form, so that "sparse" and ["sparse", "sparse"] are the same configuration
+    config["criteria"] = criteria[0] if len(set(criteria)) == 1 else criteria
     config["sparsity_target"] = check_open_unit_interval(name("sparsity_target"), config["sparsity_target"])
     for key in ("sparsity_weight", "sparse_weight_decay"):
         config[key] = check_non_negative(name(key), config[key])
@@ -313,6 +315,10 @@ class _OutputDir:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"output directory {self.path} is a file")
+        # the folders this run makes, deepest first: a refused run takes them away again
+        self._made = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        self._lock_made = not (self.path / _LOCK).exists()
+        self.claimed = False
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock = open(self.path / _LOCK, "a")
@@ -341,6 +347,7 @@ class _OutputDir:
 
         They are first moved aside together, so that a file that cannot be removed leaves the
         earlier run whole rather than half deleted."""
+        self.claimed = True
         if not self._earlier:
             return
         aside = Path(tempfile.mkdtemp(prefix=".sda-overwritten-", dir=self.path))
@@ -360,7 +367,19 @@ class _OutputDir:
         return self.path / name
 
     def release(self) -> None:
+        """Drop the lock; a run refused before :meth:`claim` leaves no lock file and no folder
+        it made behind (a later run there would otherwise meet a stray file)."""
+        if not self.claimed and self._lock_made:
+            # removed while still held: a run that opens the path from now on gets a new file
+            (self.path / _LOCK).unlink(missing_ok=True)
         self._lock.close()  # closing drops the lock (so does the death of the process)
+        if self.claimed:
+            return
+        for folder in self._made:
+            try:
+                folder.rmdir()  # only while empty: whatever else appeared there stays
+            except OSError:
+                break
 
 
 def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: bool = False,
@@ -442,24 +461,15 @@ def run_flops(n_train: int, n_ins: int, config: dict) -> float:
 
 
 def _resumed_config(checkpoint, given: dict, names: dict | None) -> dict:
-    """The checkpoint's configuration; a given value that contradicts it is refused."""
-    saved, name = checkpoint.config, _display(names)
-    conflicts = [k for k, v in given.items() if _normal(v) != _normal(saved.get(k)) and not _same_criteria(k, v, saved)]
+    """The checkpoint's configuration; a given value that contradicts it is refused (values are
+    compared in the form :func:`validate_config` gives them)."""
+    saved, name = validate_config({**TUTORIAL, **checkpoint.config}), _display(names)
+    asked = validate_config({**saved, **given}, names)
+    conflicts = [k for k in given if _normal(asked[k]) != _normal(saved[k])]
     if conflicts:
         raise RunError("a resumed run keeps its configuration; the checkpoint's differs in "
-                       + ", ".join(f"{name(k)} (checkpoint: {saved.get(k)}, given: {given[k]})" for k in conflicts))
-    return dict(saved)
-
-
-def _same_criteria(key: str, given, saved: dict) -> bool:
-    """``sparse`` and ``[sparse, sparse]`` name the same criteria for two layers."""
-    if key != "criteria":
-        return False
-    n_layers = len(saved.get("hidden_layers_sizes") or [])
-    try:
-        return check_criteria(given, n_layers) == check_criteria(saved.get(key), n_layers)
-    except ValueError:
-        return False
+                       + ", ".join(f"{name(k)} (checkpoint: {saved[k]}, given: {given[k]})" for k in conflicts))
+    return saved
 
 
 def _normal(value):

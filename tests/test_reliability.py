@@ -83,6 +83,20 @@ def test_a_folder_in_use_by_another_run_is_refused(data, tmp_path, capsys):
     assert run_cli(capsys, *data, "--output-dir", out)[0] == 0  # free again once the other has ended
 
 
+def test_a_refused_run_leaves_no_folder_or_lock_behind(data, tmp_path, capsys):
+    out = tmp_path / "new" / "out"
+    status, err = run_cli(capsys, *data, "--output-dir", out, "--batch-size", "1000")
+    assert status == 2 and "more than the 250 training examples" in err
+    assert not (tmp_path / "new").exists()  # both folders it made are gone
+    status, _ = run_cli(capsys, "--resume", out)
+    assert status == 2 and not out.parent.exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    assert run_cli(capsys, *data, "--output-dir", mine, "--batch-size", "1000")[0] == 2
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]  # the user's folder stays, as it was
+
+
 @pytest.mark.parametrize("where", ["file", "below a file"])
 def test_an_output_dir_that_cannot_be_a_folder(where, data, tmp_path, capsys):
     blocker = tmp_path / "blocker"
