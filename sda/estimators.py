@@ -108,10 +108,21 @@ class _ModeNames(StrOptions):
         return f"a str among {', '.join(sorted(self.options))} (in any case)"
 
 
+#: ``corruption_levels=None``: the tutorial's 0.1, 0.2, 0.3 continued, 0.1 more per layer up to this.
+_MOST_DEFAULT_CORRUPTION = 0.5
+
+
+def _corruption_per_layer(levels, n_layers: int) -> list[float]:
+    """One corruption level per layer from ``corruption_levels`` (None, a number or a sequence)."""
+    if levels is None:
+        return [min(0.1 * (k + 1), _MOST_DEFAULT_CORRUPTION) for k in range(n_layers)]
+    return [float(levels)] * n_layers if np.ndim(levels) == 0 else [float(v) for v in levels]
+
+
 def _check_one_level_per_layer(levels, sizes) -> None:
     """A sequence of corruption levels must match the layers; the constraints check each
     parameter alone, so this pair is checked in ``fit``."""
-    if np.ndim(levels) != 0 and len(levels) != len(sizes):
+    if levels is not None and np.ndim(levels) != 0 and len(levels) != len(sizes):
         raise ValueError(
             f"corruption_levels needs one value per hidden layer ({len(sizes)}), got {len(levels)} "
             "(or one number for every layer)")
@@ -144,7 +155,9 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     ----------
     hidden_layer_sizes : units per sigmoid hidden layer (scikit-learn's ``MLPClassifier`` name).
     corruption_levels : noise level of each layer's dA in [0, 1) (for masking noise, the
-        probability of zeroing an input); one number means the same for every layer.
+        probability of zeroing an input); one number means the same for every layer; None (the
+        default) rises as the tutorial's 0.1, 0.2, 0.3 do, 0.1 more per layer (at most 0.5), for
+        however many layers ``hidden_layer_sizes`` has.
     corruption_type : the dAs' noise: "masking", "salt_and_pepper" or "gaussian" (whose level
         is a standard deviation, here below 1).
     pretraining_epochs, pretrain_lr, pretrain_batch_size : greedy layer-wise dA training.
@@ -186,7 +199,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     _parameter_constraints = {
         "hidden_layer_sizes": [_NonEmptySequenceOf(Integral, 1, None, closed="left")],
-        "corruption_levels": [_CORRUPTION, _NonEmptySequenceOf(Real, 0, 1, closed="left")],
+        "corruption_levels": [None, _CORRUPTION, _NonEmptySequenceOf(Real, 0, 1, closed="left")],
         "pretraining_epochs": [Interval(Integral, 0, None, closed="left")],
         "pretrain_lr": [_LEARNING_RATE],
         "pretrain_batch_size": [_POSITIVE_INT],
@@ -214,7 +227,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         **_COMMON_CONSTRAINTS,
     }
 
-    def __init__(self, hidden_layer_sizes=(500, 500), corruption_levels=(0.1, 0.2),
+    def __init__(self, hidden_layer_sizes=(500, 500), corruption_levels=None,
                  pretraining_epochs=5, pretrain_lr=0.05, pretrain_batch_size=20,
                  training_epochs=30, finetune_lr=0.1, finetune_batch_size=20, finetune_momentum=0.0,
                  validation_fraction=0.0, patience_epochs=10, corruption_type="masking",
@@ -289,10 +302,9 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _config(self, training_epochs: int) -> dict:
         """The run's hyperparameters, as :func:`sda.run.train_SdA` takes them."""
         sizes = list(self.hidden_layer_sizes)
-        levels = self.corruption_levels
         return dict(
             hidden_layers_sizes=sizes, n_outs=max(len(self.classes_), 2),
-            corruption_levels=[float(levels)] * len(sizes) if np.ndim(levels) == 0 else list(levels),
+            corruption_levels=_corruption_per_layer(self.corruption_levels, len(sizes)),
             pretraining_epochs=self.pretraining_epochs, pretrain_lr=self.pretrain_lr,
             training_epochs=training_epochs, finetune_lr=self.finetune_lr,
             finetune_momentum=self.finetune_momentum, patience_epochs=self.patience_epochs,

@@ -266,3 +266,14 @@ def test_an_lbfgs_fit_continues_by_sgd_partial_fit():
         clf.partial_fit(X[:200], y[:200])
     clf.set_params(optimizer="sgd").partial_fit(X[:200], y[:200])
     assert clf.n_finetune_epochs_ == clf.fit_result_.epochs + 1
+
+
+@pytest.mark.parametrize("sizes, levels", [((20, 12), [0.1, 0.2]), ((9, 8, 7), [0.1, 0.2, 0.3]),
+                                           ((6,) * 7, [0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.5])])
+def test_the_default_corruption_rises_with_the_layers_the_estimator_has(digits, sizes, levels):
+    X_train, _, y_train, _ = digits
+    params = dict(SMALL_CLASSIFIER, hidden_layer_sizes=sizes, training_epochs=1, pretraining_epochs=1, mode=CPU_MODE)
+    del params["corruption_levels"]
+    clf = SdAClassifier(**params).fit(X_train[:200], y_train[:200])
+    np.testing.assert_allclose(clf.model_.corruption_levels, levels)
+    assert clf.get_params()["corruption_levels"] is None  # the parameter itself stays as given
