@@ -31,7 +31,7 @@ from sda.npz_data import load_npz
 from sda.persistence import load_model
 from sda.SdA import CRITERIA, FINETUNE_LAYERS
 from sda.run import (LR_SCHEDULES, OPTIMIZERS, PRESETS, TUTORIAL, RunError, epoch_records, preset_settings, preset_summary,
-                     run_flops, train_SdA, validate_config)
+                     run_phases, train_SdA, validate_config)
 from sda.training import DivergenceError
 from sda.utils import format_duration
 from sda.version import __version__
@@ -272,8 +272,7 @@ def train(args: argparse.Namespace) -> None:
         raise ValueError(f"--steps-per-call must be >= 1, got {args.steps_per_call}")
     datasets = load_split(source, download=args.download)
     n_train, n_ins = datasets[0][0].get_value(borrow=True).shape
-    mode = resolve_mode(args.mode, min(full_config["pretrain_batch_size"], full_config["finetune_batch_size"]),
-                        run_flops(n_train, n_ins, full_config))
+    mode = resolve_mode(args.mode, phases=run_phases(n_train, n_ins, full_config))
     log.info("%s; pytensor %s; data %s; output %s", describe_mode(mode), pytensor.__version__,
              source["data_file"] or source["data_dir"], output_dir)
     feed = EpochFeed(open_loggers(args.log_to, output_dir), full_config, already_logged)

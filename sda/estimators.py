@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 
 from sda.dA import CORRUPTION_TYPES, dA, new_pytensor_rng
 from sda.datasets import shared_dataset
-from sda.modes import MODES, compile_function, resolve_mode, training_flops
+from sda.modes import MODES, compile_function, resolve_mode, training_phases
 from sda.run import LR_SCHEDULES, OPTIMIZERS, finetune_learning_rate, train_SdA
 from sda.SdA import CRITERIA, FINETUNE_LAYERS
 from sda.steps import Step
@@ -460,8 +460,8 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64)
         rng = check_random_state(self.random_state)
         # a lone dA is one layer of pretraining: its size decides whether JAX pays for its compiling
-        mode = resolve_mode(self.mode, self.batch_size,
-                            training_flops(len(X), [X.shape[1], self.n_hidden, 1], self.n_epochs, 0))
+        mode = resolve_mode(self.mode, phases=training_phases(len(X), [X.shape[1], self.n_hidden, 1], self.n_epochs, 0,
+                                                              self.batch_size, self.batch_size))
         with pytensor.config.change_flags(floatX=FLOATX):
             self._scaler = _UnitScaler(X, self.scale_inputs)
             data, _ = shared_dataset((self._scaler(X), np.zeros(len(X), np.int32)))

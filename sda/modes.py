@@ -8,8 +8,8 @@ supports, and why one might pick each:
                 CPU at small batches, *slow without a BLAS* (PyTensor then falls
                 back to its own loops).
 ``NUMBA``       Numba-jitted Python; PyTensor 3's own default.  No C compiler needed.
-``JAX``         XLA through JAX; the fastest on a CPU at larger batches and the only
-                GPU path.  Needs static shapes (we always provide them).
+``JAX``         XLA through JAX; the fastest on a CPU at larger batches (and for
+                fine-tuning at batch 1) and the only GPU path.  Needs static shapes (we always provide them).
 ``FAST_COMPILE``  Python implementations, few rewrites: for debugging.
 ==============  ==================================================================
 
@@ -40,6 +40,8 @@ __all__ = [
     "compile_function",
     "describe_mode",
     "training_flops",
+    "training_phases",
+    "cpu_seconds",
     "use_device",
     "DEVICES",
 ]
@@ -139,25 +141,64 @@ def training_flops(n_examples: int, layer_sizes, pretraining_epochs: int, finetu
     ``layer_sizes`` (input, hidden..., output): a dA epoch of layer k encodes and decodes (2 matrix
     products) and back-propagates (about twice that); a fine-tuning epoch runs every layer forward
     and back once."""
+    phases = training_phases(n_examples, layer_sizes, pretraining_epochs, finetuning_epochs, 1, 1)
+    return sum(flops for flops, _ in phases.values())
+
+
+def training_phases(n_examples: int, layer_sizes, pretraining_epochs: int, finetuning_epochs: int,
+                    pretrain_batch_size: int, finetune_batch_size: int) -> dict:
+    """``{"pretraining": (flops, batch size), "fine-tuning": (flops, batch size)}`` of a run, the
+    operations counted as :func:`training_flops` counts them: what :func:`default_mode` weighs."""
     pairs = list(zip(layer_sizes[:-2], layer_sizes[1:-1]))
     pretraining = 12 * sum(a * b for a, b in pairs)
     finetuning = 6 * sum(a * b for a, b in zip(layer_sizes, layer_sizes[1:]))
-    return float(n_examples) * (pretraining_epochs * pretraining + finetuning_epochs * finetuning)
+    return {"pretraining": (float(n_examples) * pretraining_epochs * pretraining, pretrain_batch_size),
+            "fine-tuning": (float(n_examples) * finetuning_epochs * finetuning, finetune_batch_size)}
 
 
-def default_mode(batch_size: int | None = None, flops: float | None = None) -> str:
+#: Floating-point operations per second of whole epochs (counted as :func:`training_flops` counts
+#: them) on the project's 2-core machine, from ``bench/benchmark.py`` (docs/RESULTS.md, "Speed":
+#: a 784-1000-1000-1000 SdA, the seconds of the three pretraining layers summed), by mode, phase
+#: and minibatch size: batch 1 stands for batches below :data:`JAX_FROM_BATCH_SIZE`, 20 for the
+#: others.  At batch 1, CVM pretrains faster (72 s an epoch of the three layers against 167 s) and
+#: JAX fine-tunes twice as fast (42 s against 84 s), so the tutorial's protocol, whose fine-tuning
+#: epochs outweigh its pretraining, is faster under JAX.
+EPOCH_RATES = {
+    ("CVM", "pretraining", 1): 23.1e9, ("JAX", "pretraining", 1): 10.0e9,
+    ("CVM", "fine-tuning", 1): 10.0e9, ("JAX", "fine-tuning", 1): 19.9e9,
+    ("CVM", "pretraining", 20): 87.0e9, ("JAX", "pretraining", 20): 155.3e9,
+    ("CVM", "fine-tuning", 20): 60.6e9, ("JAX", "fine-tuning", 20): 109.6e9,
+}
+
+
+def cpu_seconds(mode: str, phases: dict) -> float:
+    """The seconds ``mode`` (CVM or JAX) should take on a CPU for ``phases`` (see
+    :func:`training_phases`), at the rates of :data:`EPOCH_RATES`."""
+    return sum(flops / EPOCH_RATES[(mode, phase, 1 if batch < JAX_FROM_BATCH_SIZE else 20)]
+               for phase, (flops, batch) in phases.items())
+
+
+def default_mode(batch_size: int | None = None, flops: float | None = None, phases: dict | None = None) -> str:
     """The fastest available mode, by ``python bench/benchmark.py`` (docs/RESULTS.md).
 
     JAX on a GPU beats everything.  On a CPU, JAX with fused steps was fastest at batch 20
-    and above; at batch 1 CVM with a BLAS was (for pretraining, the bulk of the tutorial's
-    protocol), then JAX, then NUMBA.  Without a ``batch_size`` the small-batch order holds.
+    and above; at batch 1 CVM with a BLAS pretrained faster and JAX fine-tuned faster, so with
+    the run's ``phases`` (:func:`training_phases`, which then stand for ``batch_size`` and
+    ``flops``) the mode of the shorter estimated time (:func:`cpu_seconds`) is chosen; without
+    them, or without a ``batch_size``, the small-batch order holds: CVM, JAX, NUMBA.
     A run of fewer than :data:`JAX_MIN_FLOPS` operations (``flops``, see
     :func:`training_flops`; None: unknown, a large run) spends more on compiling than JAX saves,
     so small data gets CVM or NUMBA, which compile in a moment from PyTensor's cache.
     """
+    if phases:
+        batch_size = min(batch for _, batch in phases.values())
+        flops = sum(f for f, _ in phases.values())
     available = available_modes()
     small = flops is not None and flops < JAX_MIN_FLOPS
     if "JAX" in available and (_jax_has_gpu() or ((batch_size or 1) >= JAX_FROM_BATCH_SIZE and not small)):
+        return "JAX"
+    if phases and not small and {"JAX", "CVM"} <= set(available) \
+            and cpu_seconds("JAX", phases) < cpu_seconds("CVM", phases):
         return "JAX"
     order = ("CVM", "NUMBA", "JAX") if small else ("CVM", "JAX", "NUMBA")
     for mode in order:
@@ -166,9 +207,10 @@ def default_mode(batch_size: int | None = None, flops: float | None = None) -> s
     return "FAST_COMPILE"
 
 
-def resolve_mode(name: str | None = None, batch_size: int | None = None, flops: float | None = None) -> str:
+def resolve_mode(name: str | None = None, batch_size: int | None = None, flops: float | None = None,
+                 phases: dict | None = None) -> str:
     """Validate a mode name (case-insensitive); ``None`` or ``"auto"`` picks
-    :func:`default_mode` for ``batch_size`` and ``flops``.
+    :func:`default_mode` for ``batch_size`` and ``flops``, or the run's ``phases``.
 
     Raises :class:`ModeError` for an unknown name, a mode this machine cannot run, or a mode
     that cannot reach the device chosen by :func:`use_device`.
@@ -181,7 +223,7 @@ def resolve_mode(name: str | None = None, batch_size: int | None = None, flops: 
         if name is not None and str(name).upper() not in ("AUTO", "JAX"):
             raise ModeError(f"--device gpu computes through JAX; mode {name} runs on the CPU (use --mode JAX)")
     if name is None or str(name).lower() == "auto":
-        return default_mode(batch_size, flops)
+        return default_mode(batch_size, flops, phases)
     mode = str(name).upper()
     if mode not in MODES:
         raise ModeError(f"unknown compile mode {name!r}; choose one of {', '.join(MODES)} or auto")

@@ -40,7 +40,7 @@ from pytensor.tensor.random.type import RandomType
 from sda.checkpoint import CheckpointError, load_checkpoint, restore_state, save_checkpoint
 from sda.dA import CORRUPTION_TYPES
 from sda.datasets import shared_dataset
-from sda.modes import device_description, resolve_mode, training_flops
+from sda.modes import device_description, resolve_mode, training_phases
 from sda.persistence import model_parameters, save_model
 from sda.plots import save_run_pictures
 from sda.SdA import FINETUNE_LAYERS, SdA, check_criteria
@@ -53,7 +53,7 @@ from sda.validation import (check_corruption, check_fits_in_memory, check_labels
 
 __all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "OPTIMIZERS", "RunError", "Run", "validate_config", "data_fingerprint",
            "train_SdA", "RUN_FILES", "epoch_records", "finetune_learning_rate", "preset_summary", "preset_settings",
-           "run_flops"]
+           "run_phases"]
 
 #: The Deep Learning Tutorials' protocol: every hyperparameter of a run.
 TUTORIAL = {
@@ -433,11 +433,7 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
         config = validate_config({**TUTORIAL, **config}, names)
         n_ins = _check_datasets(datasets, config, names)
         check_fits_in_memory("the network", _parameter_bytes(n_ins, config))
-        n_train = datasets[0][0].get_value(borrow=True).shape[0]
-        smallest_batch = n_train if config["optimizer"] == "lbfgs" else min(config["pretrain_batch_size"],
-                                                                             config["finetune_batch_size"])
-        mode = resolve_mode(mode, smallest_batch,
-                            run_flops(datasets[0][0].get_value(borrow=True).shape[0], n_ins, config))
+        mode = resolve_mode(mode, phases=run_phases(datasets[0][0].get_value(borrow=True).shape[0], n_ins, config))
         if steps_per_call is None:
             steps_per_call = DEFAULT_JAX_STEPS_PER_CALL if mode == "JAX" else 1
         fingerprint = data_fingerprint(datasets) if out is not None else None
@@ -453,11 +449,14 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
             out.release()
 
 
-def run_flops(n_train: int, n_ins: int, config: dict) -> float:
-    """Rough arithmetic of a run (:func:`sda.modes.training_flops`), which the automatic mode
-    choice weighs against compile time."""
+def run_phases(n_train: int, n_ins: int, config: dict) -> dict:
+    """Rough arithmetic and minibatch size of each phase of a run (:func:`sda.modes.training_phases`;
+    L-BFGS takes the whole set at once), which the automatic mode choice weighs."""
     sizes = [n_ins, *config["hidden_layers_sizes"], config["n_outs"]]
-    return training_flops(n_train, sizes, config["pretraining_epochs"], config["training_epochs"])
+    full_batch = config["optimizer"] == "lbfgs"
+    return training_phases(n_train, sizes, config["pretraining_epochs"], config["training_epochs"],
+                           n_train if full_batch else config["pretrain_batch_size"],
+                           n_train if full_batch else config["finetune_batch_size"])
 
 
 def _resumed_config(checkpoint, given: dict, names: dict | None) -> dict:

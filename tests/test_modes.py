@@ -88,3 +88,26 @@ def test_pretraining_and_finetuning_functions_compile_and_learn_in_each_mode(mod
         for i in range(6):
             train_fn(i)
     assert float(valid_fn()) < before
+
+
+@pytest.mark.parametrize("available, pretraining_epochs, finetuning_epochs, pretrain_batch, finetune_batch, chosen", [
+    (["CVM", "NUMBA", "JAX"], 15, 1000, 1, 1, "JAX"),    # the tutorial: batch-1 fine-tuning outweighs pretraining
+    (["CVM", "NUMBA", "JAX"], 15, 0, 1, 1, "CVM"),       # batch-1 pretraining alone: CVM pretrains faster
+    (["CVM", "NUMBA", "JAX"], 15, 2, 1, 1, "CVM"),       # a little fine-tuning does not pay for JAX's slower pretraining
+    (["CVM", "NUMBA", "JAX"], 15, 40, 1, 100, "CVM"),    # batch-1 pretraining outweighs 40 batch-100 epochs
+    (["CVM", "NUMBA", "JAX"], 15, 400, 1, 100, "JAX"),   # ... but not 400
+    (["CVM", "NUMBA", "JAX"], 5, 40, 100, 100, "JAX"),
+    (["NUMBA", "JAX"], 15, 0, 1, 1, "JAX"),              # no BLAS: JAX before NUMBA
+    (["CVM", "NUMBA"], 15, 1000, 1, 1, "CVM"),           # no jax
+])
+def test_auto_weighs_each_phase_at_its_measured_speed(monkeypatch, available, pretraining_epochs, finetuning_epochs,
+                                                      pretrain_batch, finetune_batch, chosen):
+    import sda.modes
+    monkeypatch.setattr(sda.modes, "available_modes", lambda: [*available, "FAST_COMPILE"])
+    monkeypatch.setattr(sda.modes, "_jax_has_gpu", lambda: False)
+    phases = sda.modes.training_phases(50_000, [784, 1000, 1000, 1000, 10], pretraining_epochs, finetuning_epochs,
+                                       pretrain_batch, finetune_batch)
+    assert default_mode(phases=phases) == resolve_mode("auto", phases=phases) == chosen
+    if {"CVM", "JAX"} <= set(available) and min(pretrain_batch, finetune_batch) == 1:
+        faster = min(("CVM", "JAX"), key=lambda mode: sda.modes.cpu_seconds(mode, phases))
+        assert faster == chosen
