@@ -116,7 +116,7 @@ PRESETS = {
 #: What each preset is for and how long it takes, as measured (README, docs/RESULTS.md): said before
 #: a run starts, and in ``--help``.
 PRESET_NOTES = {
-    "tutorial": "the tutorial's protocol; about 2 h on 2 CPU cores (33 min pretraining, then early stopping)",
+    "tutorial": "the tutorial's protocol (batch 1, early stopping); about 2 h on 2 CPU cores",
     "fast": "minibatches of 100, momentum, light dropout, a linear rate; about 10 min on 2 CPU cores",
     "best": "the lowest test error; 800 fine-tuning epochs: about 0.4 s an epoch on a GPU, 6 s on 2 CPU cores (80 min)",
     "quick": "a first look: one epoch of each phase; about 1 min on 2 CPU cores",
