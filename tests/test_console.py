@@ -140,3 +140,12 @@ def test_threads_limit_the_cores_before_the_libraries_load(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, "--threads", "1"], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
     assert proc.stdout.split() == ["1", "1", "False"], proc.stderr
+
+
+def test_every_flag_of_the_script_is_in_the_readme():
+    from sda.cli import build_parser
+    readme = (ROOT / "README.md").read_text()
+    undocumented = [action.option_strings for action in build_parser()._actions
+                    if action.option_strings and action.dest != "help"
+                    and not any(f"`{flag}" in readme for flag in action.option_strings if flag.startswith("--"))]
+    assert undocumented == []
