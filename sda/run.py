@@ -402,7 +402,7 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
     resume : continue the run in ``output_dir`` from its checkpoint, with its configuration
         (a value in ``config`` that differs from it is refused); the final parameters are those
         of an uninterrupted run in the CVM and NUMBA modes (JAX keeps its own copy of the noise
-        generators, so a resumed JAX run draws other masks).
+        generators, so a resumed JAX run draws new masks: see :func:`_fresh_noise`).
     overwrite : replace the files of an earlier run in ``output_dir``.
     mode, steps_per_call : how to compute (:mod:`sda.modes`; minibatches per compiled call,
         by default 250 under JAX and 1 otherwise).  Not part of the configuration.
@@ -494,6 +494,8 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
                 criteria=config["criteria"], sparsity_target=config["sparsity_target"],
                 sparsity_weight=config["sparsity_weight"], sparse_weight_decay=config["sparse_weight_decay"])
     lr = pytensor.shared(np.asarray(config["finetune_lr"], dtype=pytensor.config.floatX), name="finetune_lr")
+    if checkpoint is not None and mode == "JAX":
+        _fresh_noise(model.noise_generators(), config["seed"], checkpoint)
     pretraining_steps, train_step, validate, test = _training_functions(model, datasets, config, mode,
                                                                         steps_per_call, lr)
     # PyTensor's part of compiling; NUMBA and JAX compile more at each function's first call, which
@@ -587,6 +589,20 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
                 if log:
                     log(f"wrote {path}")
     return Run(model, pretrain_result, finetune_result, results, train_step, lr)
+
+
+def _fresh_noise(rngs, seed: int, checkpoint) -> None:
+    """Give the noise generators of a resumed JAX run states of their own, before compiling.
+
+    A JAX-compiled function draws from a copy of each generator made when it is compiled and
+    never writes it back, so a checkpoint holds the generators' first states: resumed from those,
+    the run would draw again the very masks of its first epochs.  New states from the seed and
+    the epochs done so far (the same for every resume at that point) avoid that; the draws then
+    differ from those of an uninterrupted run, as any other noise would (CVM and NUMBA continue
+    the checkpoint's generators exactly)."""
+    done = sum(len(c) for c in checkpoint.pretrain.costs) + (checkpoint.fit.epoch if checkpoint.fit else 0)
+    for k, rng in enumerate(rngs):
+        rng.set_value(np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, done, k]))))
 
 
 def _training_functions(model: SdA, datasets, config: dict, mode: str, steps_per_call: int, lr):

@@ -73,3 +73,32 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     from sda.cli import main
     assert main(["--resume", str(tmp_path), "--quiet"]) == 2
     assert "checkpoint.npz" in capsys.readouterr().err
+
+
+@pytest.mark.skipif("JAX" not in __import__("sda.modes").modes.available_modes(), reason="needs jax")
+def test_a_resumed_jax_run_draws_new_noise_not_its_first_epochs_again(tmp_path):
+    """JAX compiles a copy of each noise generator that a checkpoint cannot see: resumed from the
+    saved (first) states, the run would draw its first epochs' masks again.  With a learning rate
+    too small to move a float32 weight, a pretraining epoch's cost depends on its masks alone."""
+    from sda.run import train_SdA
+
+    rng = np.random.RandomState(0)
+    images, labels = rng.uniform(size=(120, 20)).astype("float32"), rng.randint(3, size=120).astype("int32")
+    datasets = [(images[:80], labels[:80]), (images[80:], labels[80:]), None]
+    config = dict(hidden_layers_sizes=[12], corruption_levels=[0.3], n_outs=3, pretraining_epochs=3, pretrain_lr=1e-30,
+                  pretrain_batch_size=10, training_epochs=1, finetune_batch_size=10, seed=5)
+    quiet = dict(mode="JAX", progress=False, log=None)
+    fresh = train_SdA(datasets, output_dir=tmp_path / "fresh", **quiet, **config).pretraining.costs[0]
+    assert len(set(fresh)) == 3  # every epoch draws other masks
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_one_epoch(pretrain, state):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train_SdA(datasets, output_dir=tmp_path / "stopped", on_epoch_end=stop_after_one_epoch, **quiet, **config)
+    resumed = train_SdA(datasets, output_dir=tmp_path / "stopped", resume=True, **quiet).pretraining.costs[0]
+    assert resumed[0] == fresh[0]  # the epoch before the stop
+    assert resumed[1] not in fresh[:1] and resumed[2] not in fresh[:2]  # not the first epochs' masks again
