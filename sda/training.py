@@ -312,10 +312,12 @@ def _lbfgs_time_left(state: FitState, n_iterations: int) -> str:
 
 
 def time_left(epoch_seconds, epochs_left: int) -> float:
-    """Seconds that ``epochs_left`` more epochs should take, from the epochs timed so far; the
-    first epoch is left out once there are others, as it also paid for JAX's compilation."""
+    """Seconds that ``epochs_left`` more epochs should take, from the epochs timed so far: their
+    median, so that one epoch stretched by a pause (SIGSTOP, a suspended laptop) or a busy moment
+    does not inflate every later estimate.  The first epoch is left out once there are others, as
+    it also paid for JAX's compilation."""
     timed = list(epoch_seconds)[1:] or list(epoch_seconds)
-    return epochs_left * float(np.mean(timed)) if timed else 0.0
+    return epochs_left * float(np.median(timed)) if timed else 0.0
 
 
 def _fit_time_left(state: FitState, n_epochs: int, rule: EarlyStopping, n_batches: int) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sda.steps import Step
-from sda.training import DivergenceError, EarlyStopping, fit_early_stopping, pretrain_layers
+from sda.training import DivergenceError, EarlyStopping, fit_early_stopping, pretrain_layers, time_left
 
 
 def run_scripted(curve, patience, n_train_batches, n_epochs=100):
@@ -113,6 +113,12 @@ def test_log_lines_count_epochs_and_estimate_the_time_left(slow_clock):
     assert pretrain_lines[0].startswith("pretraining layer 0 epoch 1/2: cost 2.0000")
     assert "pretraining ends in about" in pretrain_lines[0] and "ends" not in pretrain_lines[-1]
     assert len(pretrain_lines) == 4 and pretrain_lines[3].startswith("pretraining layer 1 epoch 2/2")
+
+
+def test_the_time_left_follows_the_typical_epoch_not_a_paused_one():
+    # the first epoch (compiling) is left out; one epoch stretched by a pause does not count
+    assert time_left([30.0, 6.0, 6.0, 1100.0, 6.0], 10) == pytest.approx(60.0)
+    assert time_left([5.0], 3) == pytest.approx(15.0) and time_left([], 3) == 0.0
 
 
 def test_patience_bounds_the_estimate(slow_clock):
