@@ -282,6 +282,8 @@ def _plot(path: Path, entries: list[dict]) -> None:
     for position, mean, entry in zip(positions, means, entries):
         if entry["test_error"][0] is not None:
             ax.text(mean, position, f"  {mean:.2f} %", va="center", fontsize="small")
+        else:  # an empty slot must not read as a zero error
+            ax.text(0, position, "  no run finished", va="center", fontsize="small", color="gray")
     ax.axvline(2.4, color="gray", linestyle="--", linewidth=1)
     ax.axvline(1.30, color="gray", linestyle=":", linewidth=1)
     ax.set_xlim(0, 1.18 * max([m + s for m, s in zip(means, sds)] + [2.4]))  # room for the labels

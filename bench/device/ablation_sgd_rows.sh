@@ -1,0 +1,23 @@
+#!/bin/bash
+# The ablation's minibatch-SGD rows (21 trials) before a deadline of $1 seconds; the missing rows first.
+set -u
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/pytensor-*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+export DEADLINE=$(( $(date +%s) + ${1:-230} ))
+mkdir -p /tmp/abl /tmp/logs
+run() {
+  name=$1; shift; left=$(( DEADLINE - $(date +%s) )); [ $left -gt 20 ] || { echo "skip $name" | tee -a /tmp/logs/times.txt; return; }
+  start=$EPOCHREALTIME; timeout -s INT $left "$@" > /tmp/logs/$name.log 2>&1; rc=$?
+  echo "$name rc=$rc $(awk "BEGIN{print $EPOCHREALTIME - $start}") s $(date +%s)" | tee -a /tmp/logs/times.txt
+}
+export -f run
+python3 -m sda.ablation --commands --output-dir /tmp/abl > /tmp/abl_cmds.txt || exit 1
+{ grep -vE -- '--optimizer lbfgs' /tmp/abl_cmds.txt | grep -E 'ufldl_optimiser_minibatch|tutorial_fine_tuning_none'
+  grep -vE -- '--optimizer lbfgs' /tmp/abl_cmds.txt | grep -vE 'ufldl_optimiser_minibatch|tutorial_fine_tuning_none|tutorial_pretraining_5000'; } \
+  | sed 's/^python /python3 /; s/$/ --mode JAX/' | awk '{for(i=1;i<=NF;i++) if($i=="--output-dir") {n=split($(i+1),p,"/"); print p[n], $0}}' > /tmp/abl_jobs.txt
+wc -l /tmp/abl_jobs.txt
+xargs -P ${2:-12} -L 1 bash -c 'run "$@"' _ < /tmp/abl_jobs.txt
+python3 -m sda.ablation --collect --output-dir /tmp/abl > $OUT/ablation.txt 2>&1; tail -20 $OUT/ablation.txt
+cp /tmp/abl/ablation.csv $OUT/ 2>/dev/null; cp /tmp/logs/times.txt $OUT/
+tar czf $OUT/runs.tgz --exclude='*.npz' -C /tmp abl logs
