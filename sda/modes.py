@@ -39,7 +39,6 @@ __all__ = [
     "keep_on_device",
     "compile_function",
     "describe_mode",
-    "training_flops",
     "training_phases",
     "cpu_seconds",
     "use_device",
@@ -121,7 +120,7 @@ def available_modes() -> list[str]:
 #: From this minibatch size on, JAX (with fused steps) beat CVM on the CPU (docs/RESULTS.md).
 JAX_FROM_BATCH_SIZE = 10
 
-#: A run of less arithmetic than this (in floating-point operations, see :func:`training_flops`)
+#: A run of less arithmetic than this (floating-point operations, counted by :func:`training_phases`)
 #: does not win back JAX's compile time on a CPU.  Measured on 2 cores: XLA compiles an SdA's
 #: functions in about 2 s more than CVM or NUMBA (from a warm PyTensor cache), and at batch 20
 #: JAX computes at about 120 GFLOP/s against CVM's 70 (docs/RESULTS.md), saving 6 ms per GFLOP:
@@ -136,19 +135,13 @@ JAX_FROM_BATCH_SIZE = 10
 JAX_MIN_FLOPS = 1e12
 
 
-def training_flops(n_examples: int, layer_sizes, pretraining_epochs: int, finetuning_epochs: int) -> float:
-    """Rough floating-point operations of a run on ``n_examples`` rows for layers of
-    ``layer_sizes`` (input, hidden..., output): a dA epoch of layer k encodes and decodes (2 matrix
-    products) and back-propagates (about twice that); a fine-tuning epoch runs every layer forward
-    and back once."""
-    phases = training_phases(n_examples, layer_sizes, pretraining_epochs, finetuning_epochs, 1, 1)
-    return sum(flops for flops, _ in phases.values())
-
-
 def training_phases(n_examples: int, layer_sizes, pretraining_epochs: int, finetuning_epochs: int,
                     pretrain_batch_size: int, finetune_batch_size: int) -> dict:
-    """``{"pretraining": (flops, batch size), "fine-tuning": (flops, batch size)}`` of a run, the
-    operations counted as :func:`training_flops` counts them: what :func:`default_mode` weighs."""
+    """``{"pretraining": (flops, batch size), "fine-tuning": (flops, batch size)}`` of a run on
+    ``n_examples`` rows for layers of ``layer_sizes`` (input, hidden..., output): what
+    :func:`default_mode` weighs.  Rough floating-point operations: a dA epoch of layer k encodes
+    and decodes (2 matrix products) and back-propagates (about twice that); a fine-tuning epoch
+    runs every layer forward and back once."""
     pairs = list(zip(layer_sizes[:-2], layer_sizes[1:-1]))
     pretraining = 12 * sum(a * b for a, b in pairs)
     finetuning = 6 * sum(a * b for a, b in zip(layer_sizes, layer_sizes[1:]))
@@ -156,7 +149,7 @@ def training_phases(n_examples: int, layer_sizes, pretraining_epochs: int, finet
             "fine-tuning": (float(n_examples) * finetuning_epochs * finetuning, finetune_batch_size)}
 
 
-#: Floating-point operations per second of whole epochs (counted as :func:`training_flops` counts
+#: Floating-point operations per second of whole epochs (counted as :func:`training_phases` counts
 #: them) on the project's 2-core machine, from ``bench/benchmark.py`` (docs/RESULTS.md, "Speed":
 #: a 784-1000-1000-1000 SdA, the seconds of the three pretraining layers summed), by mode, phase
 #: and minibatch size: batch 1 stands for batches below :data:`JAX_FROM_BATCH_SIZE`, 20 for the
@@ -178,24 +171,21 @@ def cpu_seconds(mode: str, phases: dict) -> float:
                for phase, (flops, batch) in phases.items())
 
 
-def default_mode(batch_size: int | None = None, flops: float | None = None, phases: dict | None = None) -> str:
+def default_mode(phases: dict | None = None) -> str:
     """The fastest available mode, by ``python bench/benchmark.py`` (docs/RESULTS.md).
 
     JAX on a GPU beats everything.  On a CPU, JAX with fused steps was fastest at batch 20
-    and above; at batch 1 CVM with a BLAS pretrained faster and JAX fine-tuned faster, so with
-    the run's ``phases`` (:func:`training_phases`, which then stand for ``batch_size`` and
-    ``flops``) the mode of the shorter estimated time (:func:`cpu_seconds`) is chosen; without
-    them, or without a ``batch_size``, the small-batch order holds: CVM, JAX, NUMBA.
-    A run of fewer than :data:`JAX_MIN_FLOPS` operations (``flops``, see
-    :func:`training_flops`; None: unknown, a large run) spends more on compiling than JAX saves,
-    so small data gets CVM or NUMBA, which compile in a moment from PyTensor's cache.
+    and above; at batch 1 CVM with a BLAS pretrained faster and JAX fine-tuned faster, so for
+    the run's ``phases`` (:func:`training_phases`) the mode of the shorter estimated time
+    (:func:`cpu_seconds`) is chosen; without them (None: an unknown, large run at a small batch)
+    the small-batch order holds: CVM, JAX, NUMBA.  A run of fewer than :data:`JAX_MIN_FLOPS`
+    operations spends more on compiling than JAX saves, so small data gets CVM or NUMBA, which
+    compile in a moment from PyTensor's cache.
     """
-    if phases:
-        batch_size = min(batch for _, batch in phases.values())
-        flops = sum(f for f, _ in phases.values())
+    batch_size = min((batch for _, batch in phases.values()), default=1) if phases else 1
+    small = bool(phases) and sum(flops for flops, _ in phases.values()) < JAX_MIN_FLOPS
     available = available_modes()
-    small = flops is not None and flops < JAX_MIN_FLOPS
-    if "JAX" in available and (_jax_has_gpu() or ((batch_size or 1) >= JAX_FROM_BATCH_SIZE and not small)):
+    if "JAX" in available and (_jax_has_gpu() or (batch_size >= JAX_FROM_BATCH_SIZE and not small)):
         return "JAX"
     if phases and not small and {"JAX", "CVM"} <= set(available) \
             and cpu_seconds("JAX", phases) < cpu_seconds("CVM", phases):
@@ -207,10 +197,9 @@ def default_mode(batch_size: int | None = None, flops: float | None = None, phas
     return "FAST_COMPILE"
 
 
-def resolve_mode(name: str | None = None, batch_size: int | None = None, flops: float | None = None,
-                 phases: dict | None = None) -> str:
+def resolve_mode(name: str | None = None, phases: dict | None = None) -> str:
     """Validate a mode name (case-insensitive); ``None`` or ``"auto"`` picks
-    :func:`default_mode` for ``batch_size`` and ``flops``, or the run's ``phases``.
+    :func:`default_mode` for the run's ``phases`` (:func:`training_phases`).
 
     Raises :class:`ModeError` for an unknown name, a mode this machine cannot run, or a mode
     that cannot reach the device chosen by :func:`use_device`.
@@ -223,7 +212,7 @@ def resolve_mode(name: str | None = None, batch_size: int | None = None, flops: 
         if name is not None and str(name).upper() not in ("AUTO", "JAX"):
             raise ModeError(f"--device gpu computes through JAX; mode {name} runs on the CPU (use --mode JAX)")
     if name is None or str(name).lower() == "auto":
-        return default_mode(batch_size, flops, phases)
+        return default_mode(phases)
     mode = str(name).upper()
     if mode not in MODES:
         raise ModeError(f"unknown compile mode {name!r}; choose one of {', '.join(MODES)} or auto")

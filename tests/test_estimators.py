@@ -237,13 +237,14 @@ def test_training_error_is_not_called_validation_error(digits, capsys):
 
 
 def test_small_fits_choose_a_mode_that_compiles_fast():
-    from sda.modes import JAX_MIN_FLOPS, available_modes, default_mode, training_flops
-    digits_fit = training_flops(1131, [64, 100, 10], 3, 30)
-    mnist_quick = training_flops(50_000, [784, 1000, 1000, 1000, 10], 1, 1)
-    assert digits_fit < JAX_MIN_FLOPS < mnist_quick
-    assert default_mode(20, digits_fit) != "JAX"
+    from sda.modes import JAX_MIN_FLOPS, available_modes, default_mode, training_phases
+    digits_fit = training_phases(1131, [64, 100, 10], 3, 30, 20, 20)
+    mnist_quick = training_phases(50_000, [784, 1000, 1000, 1000, 10], 1, 1, 20, 20)
+    flops = lambda phases: sum(f for f, _ in phases.values())
+    assert flops(digits_fit) < JAX_MIN_FLOPS < flops(mnist_quick)
+    assert default_mode(digits_fit) != "JAX"
     if "JAX" in available_modes():
-        assert default_mode(20, mnist_quick) == "JAX"
+        assert default_mode(mnist_quick) == "JAX"
 
 
 def test_partial_fit_of_a_top_only_classifier_never_trains_the_hidden_layers():
