@@ -430,8 +430,9 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
         checkpoint = None
         if out is not None and resume:
             checkpoint = load_checkpoint(out.file("checkpoint.npz"))
-            config = _resumed_config(checkpoint, config, names)
-        config = validate_config({**TUTORIAL, **config}, names)
+            config = _resumed_config(checkpoint, config, names)  # validated there
+        else:
+            config = validate_config({**TUTORIAL, **config}, names)
         n_ins = _check_datasets(datasets, config, names)
         check_fits_in_memory("the network", _parameter_bytes(n_ins, config))
         mode = resolve_mode(mode, phases=run_phases(datasets[0][0].get_value(borrow=True).shape[0], n_ins, config))
