@@ -119,7 +119,7 @@ PRESET_NOTES = {
     "tutorial": "the tutorial's protocol (batch 1, early stopping); about 2 h on 2 CPU cores",
     "fast": "minibatches of 100, momentum, light dropout, a linear rate; about 9 min on 2 CPU cores",
     "best": "the lowest test error (1.19 % over 3 seeds); 800 fine-tuning epochs: about 0.2 s an epoch on a GPU, "
-            "6 s on 2 CPU cores (80 min)",
+            "6 s on 2 CPU cores (81 min)",
     "quick": "a first look: one epoch of each phase; about 1 min on 2 CPU cores",
     "ufldl": "UFLDL's stacked sparse autoencoder, 784-200-200-10, L-BFGS; about 3 min on a GPU; its first layer "
              "alone about 15 min on 2 CPU cores (2 s an iteration), the whole not yet timed there",
