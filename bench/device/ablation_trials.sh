@@ -1,5 +1,7 @@
 #!/bin/bash
-# The ablation's minibatch-SGD rows (21 trials) before a deadline of $1 seconds; the missing rows first.
+# Ablation trials before a deadline of $1 seconds, $2 at a time: those whose folder name matches the
+# regular expression $3 (e.g. 'ufldl_width_1000|tutorial_optimiser_full_batch'), or without $3 the
+# 21 minibatch-SGD trials that best_and_ablation.sh did not reach on 2026-11-27, the missing rows first.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/pytensor-*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
@@ -13,8 +15,10 @@ run() {
 }
 export -f run
 python3 -m sda.ablation --commands --output-dir /tmp/abl > /tmp/abl_cmds.txt || exit 1
-{ grep -vE -- '--optimizer lbfgs' /tmp/abl_cmds.txt | grep -E 'ufldl_optimiser_minibatch|tutorial_fine_tuning_none'
-  grep -vE -- '--optimizer lbfgs' /tmp/abl_cmds.txt | grep -vE 'ufldl_optimiser_minibatch|tutorial_fine_tuning_none|tutorial_pretraining_5000'; } \
+if [ -n "${3:-}" ]; then grep -E -- "--output-dir [^ ]*/($3)_s[0-9]+\$" /tmp/abl_cmds.txt
+else grep -vE -- '--optimizer lbfgs' /tmp/abl_cmds.txt | grep -E 'ufldl_optimiser_minibatch|tutorial_fine_tuning_none'
+  grep -vE -- '--optimizer lbfgs' /tmp/abl_cmds.txt | grep -vE 'ufldl_optimiser_minibatch|tutorial_fine_tuning_none|tutorial_pretraining_5000'
+fi \
   | sed 's/^python /python3 /; s/$/ --mode JAX/' | awk '{for(i=1;i<=NF;i++) if($i=="--output-dir") {n=split($(i+1),p,"/"); print p[n], $0}}' > /tmp/abl_jobs.txt
 wc -l /tmp/abl_jobs.txt
 xargs -P ${2:-12} -L 1 bash -c 'run "$@"' _ < /tmp/abl_jobs.txt
