@@ -316,7 +316,10 @@ def collect_runs(runs_dir: Path, rows: list[Row], seeds: list[int]) -> list[dict
         for seed in seeds:
             folder = runs_dir / f"{row.name}_s{seed}"
             try:
-                outcome = trial_outcome(folder, _progress(folder / "metrics.jsonl"))
+                started = (folder / "checkpoint.npz").is_file()
+                outcome = trial_outcome(folder, _progress(folder / "metrics.jsonl"), how_to_continue=(
+                    f"continue it with python -m sda.SdA --resume {folder}" if started
+                    else "run its line of python -m sda.ablation --commands"))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a damaged or forged run folder
                 outcome = {"best_validation_error": None, "test_error": None, "epochs": None, "seconds": None,
                            "status": "failed", "message": f"unreadable run files in {folder}: {type(exc).__name__}"}

@@ -183,9 +183,11 @@ def _one_line(text: str) -> str:
 # ---------------------------------------------------------------- outcomes
 
 
-def trial_outcome(folder: Path | None, metrics: dict, error=None) -> dict:
+def trial_outcome(folder: Path | None, metrics: dict, error=None,
+                  how_to_continue: str = "continue the sweep with --resume") -> dict:
     """Status, errors, epochs, seconds and message of a trial, from its own folder first (what
-    the sda run wrote), then from what it last reported to Tune."""
+    the sda run wrote), then from what it last reported to Tune; an unfinished trial's message
+    ends with ``how_to_continue``."""
     if folder is None:
         return {"best_validation_error": None, "test_error": None, "epochs": None, "seconds": None,
                 "status": "unfinished", "message": "not started: continue the sweep with --resume"}
@@ -204,7 +206,7 @@ def trial_outcome(folder: Path | None, metrics: dict, error=None) -> dict:
     elif (folder / STOPPED_FILE).is_file():
         outcome.update(status="stopped", message=json.loads((folder / STOPPED_FILE).read_text())["message"])
     else:
-        outcome.update(status="unfinished", message="not run to its end: continue the sweep with --resume")
+        outcome.update(status="unfinished", message=f"not run to its end: {how_to_continue}")
     return outcome
 
 

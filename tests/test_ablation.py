@@ -94,8 +94,13 @@ def test_collect_refuses_a_folder_without_runs_and_marks_damaged_runs_failed(tmp
     damaged = tmp_path / "runs" / "tutorial_s1"
     damaged.mkdir(parents=True)
     (damaged / "metrics.jsonl").write_text("garbage{\n")
+    interrupted = tmp_path / "runs" / "ufldl_s1"
+    interrupted.mkdir()
+    (interrupted / "checkpoint.npz").write_bytes(b"")
     assert main(["--tiny", "--collect", "--output-dir", str(tmp_path / "runs")]) == 0
     with open(tmp_path / "runs" / "ablation.csv", newline="") as f:
         rows = {row["row"]: row for row in csv.DictReader(f)}
     assert rows["tutorial"]["status"] == "failed" and "unreadable" in rows["tutorial"]["message"]
-    assert rows["ufldl"]["status"] == "unfinished"
+    # each unfinished trial says how to go on: resume what started, run what did not
+    assert rows["ufldl"]["status"] == "unfinished" and f"--resume {interrupted}" in rows["ufldl"]["message"]
+    assert rows["tutorial_depth_2"]["status"] == "unfinished" and "--commands" in rows["tutorial_depth_2"]["message"]
