@@ -25,7 +25,7 @@ import numpy as np
 from sda.persistence import FORMAT_VERSION, ModelFileError, read_archive, write_archive
 from sda.training import FitState, PretrainResult
 
-__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "restore_state"]
+__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "restore_state", "restore_generators"]
 
 FORMAT = "sda-checkpoint"
 
@@ -98,6 +98,8 @@ def _check_values(checkpoint: Checkpoint) -> None:
     for i, array in enumerate([*checkpoint.state, *(checkpoint.fit.best_params if checkpoint.fit else [])]):
         if array.dtype.kind != "f" or not np.all(np.isfinite(array)):
             raise ValueError(f"array {i} is not finite floating point ({array.dtype})")
+    if checkpoint.execution is not None and not isinstance(checkpoint.execution, dict):
+        raise ValueError("execution must be an object")
     pretrain = checkpoint.pretrain
     if (not isinstance(pretrain.costs, list) or not isinstance(pretrain.seconds, list)
             or len(pretrain.costs) != len(pretrain.seconds)
@@ -147,6 +149,15 @@ def restore_state(checkpoint: Checkpoint, state_vars, rngs, best_vars=()) -> Non
             raise CheckpointError(f"checkpoint's {len(best)} best parameters do not fit the model's {len(best_vars)}")
     for var, value in zip(state_vars, checkpoint.state):
         var.set_value(value.astype(var.dtype, copy=False))
+    restore_generators(checkpoint, rngs)
+
+
+def restore_generators(checkpoint: Checkpoint, rngs) -> None:
+    """Set the noise generators ``rngs`` to the checkpoint's states.  Under JAX this must come
+    before the functions are compiled: each compiles a copy of the generators' states then
+    (:func:`sda.modes.write_back_compiled_noise`)."""
+    if len(checkpoint.rng_states) != len(rngs):
+        raise CheckpointError(f"checkpoint holds {len(checkpoint.rng_states)} generators; this run has {len(rngs)}")
     for rng, state in zip(rngs, checkpoint.rng_states):
         if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
             raise CheckpointError(f"unsupported noise generator state {state!r:.80}")

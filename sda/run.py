@@ -37,10 +37,10 @@ import numpy as np
 import pytensor
 from pytensor.tensor.random.type import RandomType
 
-from sda.checkpoint import CheckpointError, load_checkpoint, restore_state, save_checkpoint
+from sda.checkpoint import CheckpointError, load_checkpoint, restore_generators, restore_state, save_checkpoint
 from sda.dA import CORRUPTION_TYPES
 from sda.datasets import shared_dataset
-from sda.modes import device_description, resolve_mode, training_phases
+from sda.modes import device_description, resolve_mode, training_phases, write_back_compiled_noise
 from sda.persistence import model_parameters, save_model
 from sda.plots import save_run_pictures
 from sda.SdA import FINETUNE_LAYERS, SdA, check_criteria
@@ -400,9 +400,9 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
         masks that share of the input pixels in each fine-tuning step.
     output_dir : where checkpoints, the best model, metrics and results go (None: nowhere).
     resume : continue the run in ``output_dir`` from its checkpoint, with its configuration
-        (a value in ``config`` that differs from it is refused); the final parameters are those
-        of an uninterrupted run in the CVM and NUMBA modes (JAX keeps its own copy of the noise
-        generators, so a resumed JAX run draws new masks: see :func:`_fresh_noise`).
+        (a value in ``config`` that differs from it is refused); it continues the noise where the
+        checkpoint left it, so its final parameters are those of an uninterrupted run (under JAX
+        through :func:`sda.modes.write_back_compiled_noise`; up to rounding).
     overwrite : replace the files of an earlier run in ``output_dir``.
     mode, steps_per_call : how to compute (:mod:`sda.modes`; minibatches per compiled call,
         by default 250 under JAX and 1 otherwise).  Not part of the configuration.
@@ -495,8 +495,10 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
                 criteria=config["criteria"], sparsity_target=config["sparsity_target"],
                 sparsity_weight=config["sparsity_weight"], sparse_weight_decay=config["sparse_weight_decay"])
     lr = pytensor.shared(np.asarray(config["finetune_lr"], dtype=pytensor.config.floatX), name="finetune_lr")
-    if checkpoint is not None and mode == "JAX":
-        _fresh_noise(model.noise_generators(), config["seed"], checkpoint)
+    if checkpoint is not None:  # before compiling: JAX compiles copies of the generators' states
+        restore_generators(checkpoint, model.noise_generators())
+        if mode == "JAX" and (checkpoint.execution or {}).get("noise") != NOISE_WRITTEN_BACK:
+            _fresh_noise(model.noise_generators(), config["seed"], checkpoint)
     pretraining_steps, train_step, validate, test = _training_functions(model, datasets, config, mode,
                                                                         steps_per_call, lr)
     # PyTensor's part of compiling; NUMBA and JAX compile more at each function's first call, which
@@ -532,11 +534,17 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     def save(pretrain, state=None, force=False):
         if out is None or not (force or time.perf_counter() - last_save[0] >= save_every):
             return
+        # the noise where the running phase's step has drawn it (JAX keeps it in a compiled copy);
+        # a resumed run then continues it exactly, except that a fine-tuning step sharing the
+        # first dA's generator (finetune_corruption) starts from the checkpoint's state rather than
+        # from the run's first one, if the run stopped while that layer pretrained
+        running = train_step if state is not None else pretraining_steps[max(0, len(pretrain.costs) - 1)]
+        write_back_compiled_noise([running.function])
         if unsaved_best[0] is not None:
             save_model(model, out.file("best_model.npz"), **unsaved_best[0])
             unsaved_best[0] = None
         save_checkpoint(out.file("checkpoint.npz"), config, state_vars, rngs, pretrain, state, data["fingerprint"],
-                        data["source"], {"mode": mode, "steps_per_call": steps_per_call})
+                        data["source"], {"mode": mode, "steps_per_call": steps_per_call, "noise": NOISE_WRITTEN_BACK})
         _write_metrics(out.file("metrics.jsonl"), pretrain, state)
         last_save[0] = time.perf_counter()
 
@@ -592,15 +600,16 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     return Run(model, pretrain_result, finetune_result, results, train_step, lr)
 
 
-def _fresh_noise(rngs, seed: int, checkpoint) -> None:
-    """Give the noise generators of a resumed JAX run states of their own, before compiling.
+#: Marks a checkpoint whose generators hold the noise as JAX's compiled copies left it (sda > 0.3.0).
+NOISE_WRITTEN_BACK = "written back"
 
-    A JAX-compiled function draws from a copy of each generator made when it is compiled and
-    never writes it back, so a checkpoint holds the generators' first states: resumed from those,
-    the run would draw again the very masks of its first epochs.  New states from the seed and
-    the epochs done so far (the same for every resume at that point) avoid that; the draws then
-    differ from those of an uninterrupted run, as any other noise would (CVM and NUMBA continue
-    the checkpoint's generators exactly)."""
+
+def _fresh_noise(rngs, seed: int, checkpoint) -> None:
+    """Give the generators of a JAX run resumed from a checkpoint of sda 0.3.0 or before states of
+    their own, before compiling.  Those checkpoints hold the generators as they were when the run
+    compiled (JAX's compiled copies were not written back): resumed from them, the run would draw
+    again the very masks of its first epochs.  New states from the seed and the epochs done so
+    far avoid that; the draws then differ from those of an uninterrupted run."""
     done = sum(len(c) for c in checkpoint.pretrain.costs) + (checkpoint.fit.epoch if checkpoint.fit else 0)
     for k, rng in enumerate(rngs):
         rng.set_value(np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, done, k]))))

@@ -176,6 +176,7 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: a.update(best_0=a["best_0"].T.copy()), "best parameters"),
     (lambda h, a: a.update({f"state_{h['n_state'] - 1}": np.array(-0.1, np.float32)}), "learning rate of -0.1"),
     (lambda h, a: h["rngs"][0]["state"].update(inc=2 ** 200), "noise generator"),
+    (lambda h, a: h.update(execution=["JAX"]), "execution"),
 ])
 def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys):
     out = stopped_run(data, tmp_path, capsys)

@@ -12,7 +12,7 @@ import pytest
 
 from support import CPU_MODE
 from sda.checkpoint import CheckpointError, load_checkpoint
-from sda.persistence import read_model_file
+from sda.persistence import read_archive, read_model_file, write_archive
 
 RUN = ["--hidden-layers", "300", "300", "--corruption", "0.1", "0.2", "--pretraining-epochs", "3",
        "--pretrain-lr", "0.05", "--training-epochs", "120", "--finetune-lr", "0.1",
@@ -76,29 +76,46 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.skipif("JAX" not in __import__("sda.modes").modes.available_modes(), reason="needs jax")
-def test_a_resumed_jax_run_draws_new_noise_not_its_first_epochs_again(tmp_path):
-    """JAX compiles a copy of each noise generator that a checkpoint cannot see: resumed from the
-    saved (first) states, the run would draw its first epochs' masks again.  With a learning rate
-    too small to move a float32 weight, a pretraining epoch's cost depends on its masks alone."""
+@pytest.mark.parametrize("stop_in", ["pretraining", "fine-tuning"])
+def test_a_resumed_jax_run_continues_its_noise_exactly(stop_in, tmp_path):
+    """JAX compiles a copy of each noise generator that the generator itself never sees advance:
+    without writing it back, a resumed run would draw its first epochs' masks again.  With a
+    pretraining rate too small to move a float32 weight, a pretraining epoch's cost depends on its
+    masks alone; fine-tuning (its softmax starts at zero, so it must learn to show any noise)
+    depends on its dropout masks and on its parameters, both of which must continue exactly."""
     from sda.run import train_SdA
 
     rng = np.random.RandomState(0)
     images, labels = rng.uniform(size=(120, 20)).astype("float32"), rng.randint(3, size=120).astype("int32")
     datasets = [(images[:80], labels[:80]), (images[80:], labels[80:]), None]
     config = dict(hidden_layers_sizes=[12], corruption_levels=[0.3], n_outs=3, pretraining_epochs=3, pretrain_lr=1e-30,
-                  pretrain_batch_size=10, training_epochs=1, finetune_batch_size=10, seed=5)
+                  pretrain_batch_size=10, training_epochs=3, finetune_lr=0.1, finetune_batch_size=10,
+                  finetune_dropout_hidden=0.5, seed=5)
     quiet = dict(mode="JAX", progress=False, log=None)
-    fresh = train_SdA(datasets, output_dir=tmp_path / "fresh", **quiet, **config).pretraining.costs[0]
-    assert len(set(fresh)) == 3  # every epoch draws other masks
+    fresh = train_SdA(datasets, output_dir=tmp_path / "fresh", **quiet, **config)
+    costs = lambda run: (run.pretraining.costs[0], [r["cost"] for r in run.finetuning.history])
+    assert all(len(set(epochs)) == 3 for epochs in costs(fresh))  # every epoch draws other masks
 
     class Stop(Exception):
         pass
 
     def stop_after_one_epoch(pretrain, state):
-        raise Stop
+        if (state is None) == (stop_in == "pretraining"):
+            raise Stop
 
     with pytest.raises(Stop):
         train_SdA(datasets, output_dir=tmp_path / "stopped", on_epoch_end=stop_after_one_epoch, **quiet, **config)
-    resumed = train_SdA(datasets, output_dir=tmp_path / "stopped", resume=True, **quiet).pretraining.costs[0]
-    assert resumed[0] == fresh[0]  # the epoch before the stop
-    assert resumed[1] not in fresh[:1] and resumed[2] not in fresh[:2]  # not the first epochs' masks again
+    resumed = train_SdA(datasets, output_dir=tmp_path / "stopped", resume=True, **quiet)
+    assert costs(resumed) == costs(fresh)
+
+    if stop_in == "pretraining":
+        # a checkpoint of sda 0.3.0 or before (no mark) holds the generators as they were compiled, not
+        # where the noise stands: those are not trusted, the resumed run draws new noise instead
+        with pytest.raises(Stop):
+            train_SdA(datasets, output_dir=tmp_path / "old", on_epoch_end=stop_after_one_epoch, **quiet, **config)
+        header, arrays = read_archive(tmp_path / "old" / "checkpoint.npz", "sda-checkpoint")
+        del header["execution"]["noise"]
+        write_archive(tmp_path / "old" / "checkpoint.npz", header, arrays)
+        old = train_SdA(datasets, output_dir=tmp_path / "old", resume=True, **quiet).pretraining.costs[0]
+        pretraining = costs(fresh)[0]
+        assert old[0] == pretraining[0] and old[1] not in pretraining and old[2] not in pretraining
