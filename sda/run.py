@@ -537,7 +537,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
         # the noise where the running phase's step has drawn it (JAX keeps it in a compiled copy);
         # a resumed run then continues it exactly, except that a fine-tuning step sharing the
         # first dA's generator (finetune_corruption) starts from the checkpoint's state rather than
-        # from the run's first one, if the run stopped while that layer pretrained
+        # from the run's first one, if the run stopped before fine-tuning began
         running = train_step if state is not None else pretraining_steps[max(0, len(pretrain.costs) - 1)]
         write_back_compiled_noise([running.function])
         if unsaved_best[0] is not None:
