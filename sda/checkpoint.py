@@ -121,6 +121,13 @@ def _check_values(checkpoint: Checkpoint) -> None:
     for state in checkpoint.rng_states:
         if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
             raise ValueError(f"unsupported noise generator state {state!r:.80}")
+        words = state.get("state")
+        # PCG64's state and increment are 128-bit integers; one below 2**32 (a chance of 2**-96 for a
+        # real generator) is forged, and would stop JAX's compiling, which splits them into 32-bit words
+        if not (isinstance(words, dict) and all(type(words.get(k)) is int and 2 ** 32 <= words[k] < 2 ** 128
+                                                for k in ("state", "inc"))):
+            raise ValueError(f"damaged noise generator state (state and inc must be 128-bit integers, "
+                             f"got {words!r:.80})")
         try:
             np.random.Generator(np.random.PCG64()).bit_generator.state = state
         except (TypeError, ValueError, KeyError, OverflowError) as exc:

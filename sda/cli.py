@@ -376,7 +376,8 @@ def _what_was_kept(directory) -> str:
              if directory is not None and (Path(directory) / name).is_file()]
     if not files:
         return "nothing was saved"
-    return f"{' and '.join(files)} of the last good epoch are kept in {directory}"
+    # "saved", not "last": an L-BFGS run saves at most every 30 s, not at every iteration
+    return f"{' and '.join(files)} {'is' if len(files) == 1 else 'are'} kept in {directory}, as of the last epoch saved"
 
 
 def _one_line(exc: Exception) -> str:

@@ -177,6 +177,8 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: a.update({f"state_{h['n_state'] - 1}": np.array(-0.1, np.float32)}), "learning rate of -0.1"),
     (lambda h, a: h["rngs"][0]["state"].update(inc=2 ** 200), "noise generator"),
     (lambda h, a: h.update(execution=["JAX"]), "execution"),
+    (lambda h, a: h["rngs"][0]["state"].update(state=12345), "noise generator"),
+    (lambda h, a: h["rngs"][0]["state"].update(inc=True), "noise generator"),
 ])
 def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys):
     out = stopped_run(data, tmp_path, capsys)
@@ -290,7 +292,7 @@ def test_divergence_messages_say_truly_what_was_kept(data, tmp_path, capsys):
     out = tmp_path / "out"
     status = main([*FAST, *map(str, data), "--output-dir", str(out), "--finetune-lr", "1e30"])
     err = capsys.readouterr().err
-    assert status == 1 and "checkpoint.npz of the last good epoch are kept in" in err  # pretraining's
+    assert status == 1 and "checkpoint.npz is kept in" in err and "as of the last epoch saved" in err  # pretraining's
     assert not (out / "best_model.npz").exists() and "best_model" not in err
 
 
