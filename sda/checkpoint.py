@@ -138,14 +138,12 @@ def _is_number(value) -> bool:
     return type(value) in (int, float) and (value == value)  # not NaN; inf is a valid best_loss
 
 
-def restore_state(checkpoint: Checkpoint, state_vars, rngs, best_vars=()) -> None:
-    """Set the run's shared variables and noise generators to the checkpoint's values, once
-    every shape fits (``best_vars``: the variables the best parameters are kept for)."""
-    if len(checkpoint.state) != len(state_vars) or len(checkpoint.rng_states) != len(rngs):
-        raise CheckpointError(
-            f"checkpoint holds {len(checkpoint.state)} variables and {len(checkpoint.rng_states)} "
-            f"generators; this run has {len(state_vars)} and {len(rngs)}"
-        )
+def restore_state(checkpoint: Checkpoint, state_vars, best_vars=()) -> None:
+    """Set the run's shared variables to the checkpoint's values, once every shape fits
+    (``best_vars``: the variables the best parameters are kept for); the noise generators are
+    restored apart, before compiling (:func:`restore_generators`)."""
+    if len(checkpoint.state) != len(state_vars):
+        raise CheckpointError(f"checkpoint holds {len(checkpoint.state)} variables; this run has {len(state_vars)}")
     for i, (var, value) in enumerate(zip(state_vars, checkpoint.state)):
         expected = np.shape(var.get_value(borrow=True))
         if value.shape != expected:
@@ -156,7 +154,6 @@ def restore_state(checkpoint: Checkpoint, state_vars, rngs, best_vars=()) -> Non
             raise CheckpointError(f"checkpoint's {len(best)} best parameters do not fit the model's {len(best_vars)}")
     for var, value in zip(state_vars, checkpoint.state):
         var.set_value(value.astype(var.dtype, copy=False))
-    restore_generators(checkpoint, rngs)
 
 
 def restore_generators(checkpoint: Checkpoint, rngs) -> None:

@@ -495,10 +495,11 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
                 criteria=config["criteria"], sparsity_target=config["sparsity_target"],
                 sparsity_weight=config["sparsity_weight"], sparse_weight_decay=config["sparse_weight_decay"])
     lr = pytensor.shared(np.asarray(config["finetune_lr"], dtype=pytensor.config.floatX), name="finetune_lr")
+    rngs = model.noise_generators()
     if checkpoint is not None:  # before compiling: JAX compiles copies of the generators' states
-        restore_generators(checkpoint, model.noise_generators())
+        restore_generators(checkpoint, rngs)
         if mode == "JAX" and (checkpoint.execution or {}).get("noise") != NOISE_WRITTEN_BACK:
-            _fresh_noise(model.noise_generators(), config["seed"], checkpoint)
+            _fresh_noise(rngs, config["seed"], checkpoint)
     pretraining_steps, train_step, validate, test = _training_functions(model, datasets, config, mode,
                                                                         steps_per_call, lr)
     # PyTensor's part of compiling; NUMBA and JAX compile more at each function's first call, which
@@ -513,10 +514,9 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     step_vars = [v for step in [*pretraining_steps, train_step] for v in step.updated
                  if not isinstance(v.type, RandomType)]
     state_vars = model_vars + [v for v in dict.fromkeys(step_vars) if v not in model_vars] + [lr]
-    rngs = model.noise_generators()
     pretrain_progress, fit_state = None, None
-    if checkpoint is not None:
-        restore_state(checkpoint, state_vars, rngs, model.trained_params(config["finetune_layers"]))
+    if checkpoint is not None:  # the generators were restored before compiling
+        restore_state(checkpoint, state_vars, model.trained_params(config["finetune_layers"]))
         pretrain_progress, fit_state = checkpoint.pretrain, checkpoint.fit
         if len(pretrain_progress.costs) > model.n_layers or not float(lr.get_value()) > 0:
             raise CheckpointError(f"{out.file('checkpoint.npz')}: progress for {len(pretrain_progress.costs)} "

@@ -3,22 +3,13 @@
 # ablation's 48 runs (as python -m sda.SdA commands: Ray is not installed there), the rows still missing first,
 # all stopped at a deadline of $1 seconds from now.
 set -u
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/pytensor-*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
-export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1   # one thread per process: many processes share 16 cores
-export DEADLINE=$(( $(date +%s) + ${1:-450} ))
+DEFAULT_DEADLINE=450; . bench/device/common.sh
 nvidia-smi -L 2>/dev/null; nproc
 python3 -c "import pytensor, jax, numpy, scipy, sys; print('python', sys.version.split()[0], 'pytensor', pytensor.__version__, 'jax', jax.__version__, 'numpy', numpy.__version__, 'scipy', scipy.__version__, jax.devices())"
-mkdir -p /tmp/best /tmp/abl /tmp/logs
-run() {  # name, then the command: stopped by SIGINT at the deadline (the run keeps its checkpoint and metrics)
-  name=$1; shift; left=$(( DEADLINE - $(date +%s) )); [ $left -gt 20 ] || { echo "skip $name" | tee -a /tmp/logs/times.txt; return; }
-  start=$EPOCHREALTIME; timeout -s INT $left "$@" > /tmp/logs/$name.log 2>&1; rc=$?
-  echo "$name rc=$rc $(awk "BEGIN{print $EPOCHREALTIME - $start}") s $(date +%s)" | tee -a /tmp/logs/times.txt
-}
-export -f run
+mkdir -p /tmp/best
 T0=$(date +%s); echo "start $T0" >> /tmp/logs/times.txt
 for s in ${BEST_SEEDS:-3 2}; do run best_s$s python3 -m sda.SdA --preset best --seed $s --mode JAX --quiet --no-pictures --output-dir /tmp/best/best_s$s & done
-python3 -m sda.ablation --commands --output-dir /tmp/abl > /tmp/abl_cmds.txt || exit 1
+python3 -m sda.ablation --commands --output-dir $ABL_DIR > /tmp/abl_cmds.txt || exit 1
 measured='--output-dir [^ ]*/(tutorial|tutorial_criterion_sparse|tutorial_criterion_plain|tutorial_depth_2|tutorial_width_200|ufldl_optimiser_minibatch)_s[0-9]+$'
 lbfgs='--optimizer lbfgs'
 { grep -E 'tutorial_optimiser|ufldl_width' /tmp/abl_cmds.txt                                        # L-BFGS, 1000 units
@@ -26,14 +17,14 @@ lbfgs='--optimizer lbfgs'
   grep -vE -- "$lbfgs" /tmp/abl_cmds.txt | grep -vE -- "$measured"                                   # SGD rows not measured yet
   grep -vE -- "$lbfgs" /tmp/abl_cmds.txt | grep -E -- "$measured" | grep -E 'minibatch_s3'
   grep -vE -- "$lbfgs" /tmp/abl_cmds.txt | grep -E -- "$measured" | grep -vE 'minibatch_s3'; } \
-  | sed 's/^python /python3 /; s/$/ --mode JAX/' | awk '{for(i=1;i<=NF;i++) if($i=="--output-dir") {n=split($(i+1),p,"/"); print p[n], $0}}' > /tmp/abl_jobs.txt
+  | as_jobs > /tmp/abl_jobs.txt
 wc -l /tmp/abl_jobs.txt; sort -u /tmp/abl_jobs.txt | wc -l
 nice -n 5 xargs -P ${2:-12} -L 1 bash -c 'run "$@"' _ < /tmp/abl_jobs.txt
 wait
 echo "all done after $(( $(date +%s) - T0 )) s"
-python3 -m sda.ablation --collect --output-dir /tmp/abl > $OUT/ablation.txt 2>&1; tail -40 $OUT/ablation.txt
-cp /tmp/abl/ablation.csv /tmp/abl/ablation.png $OUT/ 2>/dev/null
+python3 -m sda.ablation --collect --output-dir $ABL_DIR > $OUT/ablation.txt 2>&1; tail -40 $OUT/ablation.txt
+cp $ABL_DIR/ablation.csv $ABL_DIR/ablation.png $OUT/ 2>/dev/null
 python3 bench/device/collect_runs.py /tmp/best > $OUT/best.csv; cat $OUT/best.csv
 cp /tmp/logs/times.txt $OUT/; cat $OUT/times.txt | sort -k2 | head -70
-tar czf $OUT/runs.tgz --exclude='*.npz' -C /tmp best abl logs
+tar czf $OUT/runs.tgz --exclude='*.npz' -C $(dirname $ABL_DIR) $(basename $ABL_DIR) -C /tmp best logs
 ls -la $OUT
