@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 
 from sda.dA import CORRUPTION_TYPES, dA, new_pytensor_rng
 from sda.datasets import shared_dataset
-from sda.modes import MODES, compile_function, resolve_mode, training_phases
+from sda.modes import MODES, compile_function, resolve_mode, training_phases, write_back_compiled_noise
 from sda.run import LR_SCHEDULES, OPTIMIZERS, finetune_learning_rate, train_SdA
 from sda.SdA import CRITERIA, FINETUNE_LAYERS
 from sda.steps import Step
@@ -356,6 +356,8 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             data[0].set_value(Xs, borrow=True)
             data[1].set_value(y_index, borrow=True)
         else:  # another batch size (or an unpickled estimator): compile for this one
+            if isinstance(step, Step):  # from where the last step's noise stands (JAX draws in a copy)
+                write_back_compiled_noise([step.function])
             rate = pytensor.shared(np.asarray(self.finetune_lr, dtype=FLOATX), name="finetune_lr")
             data = shared_dataset((Xs, y_index))
             step, _, _ = self.model_.build_finetune_functions(

@@ -43,6 +43,7 @@ __all__ = [
     "describe_mode",
     "training_phases",
     "write_back_compiled_noise",
+    "load_compiled_noise",
     "cpu_seconds",
     "use_device",
     "DEVICES",
@@ -326,6 +327,22 @@ def write_back_compiled_noise(functions) -> None:
             state["state"]["state"] = (state["state"]["state"] >> 64 << 64) | (high << 32) | low
             generator.bit_generator.state = state
             spec.variable.set_value(generator, borrow=True)
+
+
+def load_compiled_noise(functions) -> None:
+    """The converse of :func:`write_back_compiled_noise`: give the JAX-compiled ``functions``'
+    copies of the noise generators the generators' present states.  A function compiled before
+    another one drew from a generator they share (the fine-tuning step shares the first dA's)
+    would otherwise start from the state that generator had when it compiled, and draw that
+    function's masks again.  Does nothing under CVM and NUMBA, whose functions use the
+    generators themselves.
+    """
+    for function in functions:
+        for spec, container in zip(function.maker.inputs, function.input_storage):
+            copy = container.data
+            if isinstance(spec.variable.type, RandomType) and isinstance(copy, dict) and "jax_state" in copy:
+                state = spec.variable.get_value(borrow=True).bit_generator.state["state"]["state"]
+                copy["jax_state"] = np.asarray(_jax_key(state), dtype=np.uint32)
 
 
 def _jax_key(pcg_state: int) -> tuple[int, int]:

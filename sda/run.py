@@ -40,7 +40,8 @@ from pytensor.tensor.random.type import RandomType
 from sda.checkpoint import CheckpointError, load_checkpoint, restore_generators, restore_state, save_checkpoint
 from sda.dA import CORRUPTION_TYPES
 from sda.datasets import shared_dataset
-from sda.modes import device_description, resolve_mode, training_phases, write_back_compiled_noise
+from sda.modes import (device_description, load_compiled_noise, resolve_mode, training_phases,
+                       write_back_compiled_noise)
 from sda.persistence import model_parameters, save_model
 from sda.plots import save_run_pictures
 from sda.SdA import FINETUNE_LAYERS, SdA, check_criteria
@@ -534,10 +535,8 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     def save(pretrain, state=None, force=False):
         if out is None or not (force or time.perf_counter() - last_save[0] >= save_every):
             return
-        # the noise where the running phase's step has drawn it (JAX keeps it in a compiled copy);
-        # a resumed run then continues it exactly, except that a fine-tuning step sharing the
-        # first dA's generator (finetune_corruption) starts from the checkpoint's state rather than
-        # from the run's first one, if the run stopped before fine-tuning began
+        # the noise where the running phase's step has drawn it (JAX keeps it in a compiled copy),
+        # so that a resumed run continues it exactly
         running = train_step if state is not None else pretraining_steps[max(0, len(pretrain.costs) - 1)]
         write_back_compiled_noise([running.function])
         if unsaved_best[0] is not None:
@@ -558,6 +557,11 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
                                       on_epoch_end=pretraining_epoch_end, resume=pretrain_progress)
     if save_every > 0:  # L-BFGS's last pretraining iterations may not be saved yet
         save(pretrain_result, fit_state, force=True)
+    # JAX compiled the fine-tuning step before pretraining drew any noise: its copy of the first
+    # dA's generator (finetune_corruption's noise) must start where pretraining left it, as the
+    # generator itself does in the other modes, not draw pretraining's first masks again
+    write_back_compiled_noise([step.function for step in pretraining_steps])
+    load_compiled_noise([train_step.function])
     trained = model.trained_params(config["finetune_layers"])
 
     def finetuning_epoch_end(state):
@@ -586,6 +590,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
             train_step, validate, test, n_epochs=config["training_epochs"], patience=patience, params=trained,
             learning_rate=lr, progress=progress, log=log, name="fine-tuning", on_epoch_end=finetuning_epoch_end,
             resume=fit_state, validation_name=validation_name)
+    write_back_compiled_noise([train_step.function])  # the model's generators hold where its noise stands
     results = _results(config, mode, data["source"], pretrain_result, finetune_result, time.perf_counter() - start)
     warm_up = sum(step.warm_up_seconds() for step in [*pretraining_steps, train_step])
     results.update(compile_seconds=compile_seconds + warm_up, pytensor_compile_seconds=compile_seconds,

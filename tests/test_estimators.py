@@ -229,6 +229,21 @@ def test_partial_fit_pretrains_once_then_fine_tunes_batch_by_batch(digits):
     assert again.partial_fit(X_train[:37], y_train[:37]).n_finetune_epochs_ == 12
 
 
+@pytest.mark.skipif("JAX" not in __import__("sda.modes").modes.available_modes(), reason="needs jax")
+def test_partial_fit_under_jax_compiles_a_new_step_from_where_the_noise_stands(digits):
+    """Under JAX a compiled step draws its dropout masks from a copy of the generator; a step
+    compiled for another batch size must start from where the last step left the noise, not from
+    the generator's state at the last compile (which would draw that step's masks again)."""
+    X_train, _, y_train, _ = digits
+    clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=1, finetune_dropout_hidden=0.5, mode="JAX"))
+    clf.fit(X_train[:200], y_train[:200])
+    noise = lambda: str(clf.model_.dropout_rng.get_value().bit_generator.state)
+    clf.partial_fit(X_train[:30], y_train[:30])  # another size: a step of its own
+    after_first = noise()
+    clf.partial_fit(X_train[:40], y_train[:40])  # and another: it starts where the last one stopped
+    assert noise() != after_first
+
+
 def test_training_error_is_not_called_validation_error(digits, capsys):
     X_train, _, y_train, _ = digits
     SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=2, mode=CPU_MODE, verbose=1)).fit(X_train, y_train)

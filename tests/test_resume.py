@@ -13,6 +13,7 @@ import pytest
 from support import CPU_MODE
 from sda.checkpoint import CheckpointError, load_checkpoint
 from sda.persistence import read_archive, read_model_file, write_archive
+from sda.SdA import SdA
 
 RUN = ["--hidden-layers", "300", "300", "--corruption", "0.1", "0.2", "--pretraining-epochs", "3",
        "--pretrain-lr", "0.05", "--training-epochs", "120", "--finetune-lr", "0.1",
@@ -69,6 +70,29 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, tiny_mnist_dir, t
         np.testing.assert_array_equal(g, w)
 
 
+@pytest.mark.skipif("JAX" not in __import__("sda.modes").modes.available_modes(), reason="needs jax")
+def test_jax_fine_tuning_noise_goes_on_from_where_pretraining_left_it():
+    """Fine-tuning's input noise comes from the first dA's generator, which pretraining has drawn
+    from; under JAX the fine-tuning step holds its own copy, compiled before pretraining began.
+    With a pretraining rate too small to move a float32 weight, one more pretraining epoch changes
+    fine-tuning only through where that noise stands: its costs must change (with the copy's
+    first state they would not), and so must the model's generators after the run."""
+    from sda.run import train_SdA
+
+    rng = np.random.RandomState(1)
+    images, labels = rng.uniform(size=(60, 16)).astype("float32"), rng.randint(3, size=60).astype("int32")
+    config = dict(hidden_layers_sizes=[8], corruption_levels=[0.3], n_outs=3, pretrain_lr=1e-30, pretrain_batch_size=10,
+                  training_epochs=2, finetune_lr=0.1, finetune_batch_size=10, finetune_corruption=0.3,
+                  finetune_dropout_hidden=0.5, seed=2, mode="JAX", progress=False, log=None)
+    runs = [train_SdA([(images[:40], labels[:40]), (images[40:], labels[40:]), None], pretraining_epochs=epochs,
+                      **config) for epochs in (1, 2)]
+    finetuning_costs = [[r["cost"] for r in run.finetuning.history] for run in runs]
+    assert finetuning_costs[0] != finetuning_costs[1]
+    unused = SdA(np.random.RandomState(2), n_ins=16, hidden_layers_sizes=[8], n_outs=3, corruption_levels=[0.3])
+    state = lambda model: [str(g.get_value().bit_generator.state) for g in model.noise_generators()]
+    assert all(a != b for a, b in zip(state(runs[0].model), state(unused)))  # where the noise stands now
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     from sda.cli import main
     assert main(["--resume", str(tmp_path), "--quiet"]) == 2
@@ -82,7 +106,8 @@ def test_a_resumed_jax_run_continues_its_noise_exactly(stop_in, tmp_path):
     without writing it back, a resumed run would draw its first epochs' masks again.  With a
     pretraining rate too small to move a float32 weight, a pretraining epoch's cost depends on its
     masks alone; fine-tuning (its softmax starts at zero, so it must learn to show any noise)
-    depends on its dropout masks and on its parameters, both of which must continue exactly."""
+    depends on its dropout masks, on its input noise (drawn from the first dA's generator) and on
+    its parameters, all of which must continue exactly."""
     from sda.run import train_SdA
 
     rng = np.random.RandomState(0)
@@ -90,7 +115,7 @@ def test_a_resumed_jax_run_continues_its_noise_exactly(stop_in, tmp_path):
     datasets = [(images[:80], labels[:80]), (images[80:], labels[80:]), None]
     config = dict(hidden_layers_sizes=[12], corruption_levels=[0.3], n_outs=3, pretraining_epochs=3, pretrain_lr=1e-30,
                   pretrain_batch_size=10, training_epochs=3, finetune_lr=0.1, finetune_batch_size=10,
-                  finetune_dropout_hidden=0.5, seed=5)
+                  finetune_dropout_hidden=0.5, finetune_corruption=0.2, seed=5)
     quiet = dict(mode="JAX", progress=False, log=None)
     fresh = train_SdA(datasets, output_dir=tmp_path / "fresh", **quiet, **config)
     costs = lambda run: (run.pretraining.costs[0], [r["cost"] for r in run.finetuning.history])
