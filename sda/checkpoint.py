@@ -157,7 +157,8 @@ def restore_state(checkpoint: Checkpoint, state_vars, best_vars=()) -> None:
 
 
 def restore_generators(checkpoint: Checkpoint, rngs) -> None:
-    """Set the noise generators ``rngs`` to the checkpoint's states.  Under JAX this must come
+    """Set the noise generators ``rngs`` to the states of a checkpoint read by
+    :func:`load_checkpoint` (which checked them).  Under JAX this must come
     before the functions are compiled: each compiles a copy of the generators' states then
     (:func:`sda.modes.write_back_compiled_noise`)."""
     if len(checkpoint.rng_states) != len(rngs):

@@ -356,8 +356,6 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             data[0].set_value(Xs, borrow=True)
             data[1].set_value(y_index, borrow=True)
         else:  # another batch size (or an unpickled estimator): compile for this one
-            if isinstance(step, Step):  # from where the last step's noise stands (JAX draws in a copy)
-                write_back_compiled_noise([step.function])
             rate = pytensor.shared(np.asarray(self.finetune_lr, dtype=FLOATX), name="finetune_lr")
             data = shared_dataset((Xs, y_index))
             step, _, _ = self.model_.build_finetune_functions(
@@ -371,6 +369,9 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
                                   dtype=rate.dtype))
         self.n_finetune_epochs_ += 1
         train_epoch(step, (), f"partial_fit, fine-tuning epoch {self.n_finetune_epochs_}", rate, progress=False)
+        # the model's generators hold where the noise stands (JAX draws from the step's copies), so
+        # that a step compiled later, or in an unpickled estimator, goes on from there
+        write_back_compiled_noise([step.function])
 
     def __getstate__(self):
         """Pickles hold the model, not compiled functions nor the last batch (they are remade)."""

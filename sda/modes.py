@@ -333,8 +333,8 @@ def load_compiled_noise(functions) -> None:
     """The converse of :func:`write_back_compiled_noise`: give the JAX-compiled ``functions``'
     copies of the noise generators the generators' present states.  A function compiled before
     another one drew from a generator they share (the fine-tuning step shares the first dA's)
-    would otherwise start from the state that generator had when it compiled, and draw that
-    function's masks again.  Does nothing under CVM and NUMBA, whose functions use the
+    would otherwise start from the state that generator had when it compiled, and draw from the
+    same random keys as the other function's first calls.  Does nothing under CVM and NUMBA, whose functions use the
     generators themselves.
     """
     for function in functions:

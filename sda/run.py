@@ -559,7 +559,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
         save(pretrain_result, fit_state, force=True)
     # JAX compiled the fine-tuning step before pretraining drew any noise: its copy of the first
     # dA's generator (finetune_corruption's noise) must start where pretraining left it, as the
-    # generator itself does in the other modes, not draw pretraining's first masks again
+    # generator itself does in the other modes, not draw from the keys of pretraining's first steps
     write_back_compiled_noise([step.function for step in pretraining_steps])
     load_compiled_noise([train_step.function])
     trained = model.trained_params(config["finetune_layers"])

@@ -1,3 +1,3 @@
 """The version of sda (read by setup.py)."""
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"

@@ -230,18 +230,21 @@ def test_partial_fit_pretrains_once_then_fine_tunes_batch_by_batch(digits):
 
 
 @pytest.mark.skipif("JAX" not in __import__("sda.modes").modes.available_modes(), reason="needs jax")
-def test_partial_fit_under_jax_compiles_a_new_step_from_where_the_noise_stands(digits):
-    """Under JAX a compiled step draws its dropout masks from a copy of the generator; a step
-    compiled for another batch size must start from where the last step left the noise, not from
-    the generator's state at the last compile (which would draw that step's masks again)."""
+def test_partial_fit_under_jax_keeps_the_models_noise_where_it_stands(digits):
+    """Under JAX a compiled step draws its dropout masks from a copy of the generator: after each
+    call the model's generator must hold where the noise stands, so that a step compiled for
+    another batch size, or in an unpickled estimator, goes on from there instead of drawing
+    from the keys of an earlier step's first calls again."""
     X_train, _, y_train, _ = digits
     clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=1, finetune_dropout_hidden=0.5, mode="JAX"))
     clf.fit(X_train[:200], y_train[:200])
-    noise = lambda: str(clf.model_.dropout_rng.get_value().bit_generator.state)
-    clf.partial_fit(X_train[:30], y_train[:30])  # another size: a step of its own
-    after_first = noise()
-    clf.partial_fit(X_train[:40], y_train[:40])  # and another: it starts where the last one stopped
-    assert noise() != after_first
+    noise = lambda estimator: str(estimator.model_.dropout_rng.get_value().bit_generator.state)
+    states = [noise(clf)]
+    for n in (30, 40, 40):  # a step of its own for 30, another for 40, then that one again
+        clf.partial_fit(X_train[:n], y_train[:n])
+        states.append(noise(clf))
+    assert len(set(states)) == 4  # the noise moved on at every call
+    assert noise(pickle.loads(pickle.dumps(clf))) == states[-1]
 
 
 def test_training_error_is_not_called_validation_error(digits, capsys):
