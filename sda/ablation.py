@@ -299,13 +299,27 @@ def _plot(path: Path, entries: list[dict]) -> None:
 # ------------------------------------------------- the same trials, without Ray
 
 
-def trial_commands(scale_name: str, runs_dir: Path) -> list[str]:
-    """One ``python -m sda.SdA`` command per trial of the ablation, each writing into
-    ``runs_dir/<row>_s<seed>``: for a machine without Ray (:func:`collect_runs` reads them)."""
+def trial_commands(scale_name: str, runs_dir: Path, rows=None) -> list[str]:
+    """The ``python -m sda.SdA`` commands of the ablation's trials still to run, for a machine
+    without Ray (:func:`collect_runs` reads the folders they write, ``runs_dir/<row>_s<seed>``).
+    A trial whose folder holds its ``results.json`` is done and gets no command; one with a
+    checkpoint is continued (``--resume``); the others start.  ``rows``: the names of the rows
+    to run (None: every row)."""
     sweep = parse_sweep(ablation_toml(scale_name), f"the {scale_name} ablation")
-    return [f"{rerun_command(sweep, sweep.trial_config(configuration, seed))} --quiet --no-pictures "
-            f"--output-dir {shlex.quote(str(runs_dir / f'{configuration[VARIANT]}_s{seed}'))}"
-            for configuration in sweep.configurations for seed in sweep.seeds]
+    commands = []
+    for configuration in sweep.configurations:
+        if rows is not None and configuration[VARIANT] not in rows:
+            continue
+        for seed in sweep.seeds:
+            folder = runs_dir / f"{configuration[VARIANT]}_s{seed}"
+            if (folder / "results.json").is_file():
+                continue
+            if (folder / "checkpoint.npz").is_file():
+                commands.append(f"python -m sda.SdA --resume {shlex.quote(str(folder))} --quiet --no-pictures")
+            else:
+                commands.append(f"{rerun_command(sweep, sweep.trial_config(configuration, seed))} --quiet "
+                                f"--no-pictures --output-dir {shlex.quote(str(folder))}")
+    return commands
 
 
 def collect_runs(runs_dir: Path, rows: list[Row], seeds: list[int]) -> list[dict]:
@@ -361,10 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the interrupted ablation in --output-dir")
     given_runs = p.add_mutually_exclusive_group()
     given_runs.add_argument("--commands", action="store_true",
-                   help="print one python -m sda.SdA command per trial (into --output-dir/<row>_s<seed>) and exit: "
-                        "for a machine without Ray")
+                   help="print one python -m sda.SdA command per trial still to run (into --output-dir/<row>_s<seed>; "
+                        "--resume for one that has a checkpoint, none for one that finished) and exit: for a "
+                        "machine without Ray (e.g. | sh)")
     given_runs.add_argument("--collect", action="store_true",
                    help="write ablation.csv/png from the run folders those commands made in --output-dir")
+    p.add_argument("--rows", nargs="+", metavar="ROW", help="with --commands: only these rows (names as in "
+                                                             "ablation.csv, e.g. ufldl_width_1000)")
     p.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs each trial reserves (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs each trial reserves (default 0)")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once")
@@ -376,8 +393,21 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     scale = args.scale or "full"
     rows, output_dir = rows_for(SCALES[scale]), args.output_dir.resolve()
+    if args.rows is not None:
+        unknown = [name for name in args.rows if name not in {row.name for row in rows}]
+        if unknown or not args.commands:
+            print("sda-ablation: error: " + (f"unknown rows {', '.join(unknown)} (the rows: "
+                                              f"{', '.join(row.name for row in rows)})" if unknown
+                                              else "--rows goes with --commands"), file=sys.stderr)
+            return 2
     if args.commands:
-        print("\n".join(trial_commands(scale, output_dir)))
+        commands = trial_commands(scale, output_dir, args.rows)
+        if commands:
+            print("\n".join(commands))
+        else:
+            print(f"sda-ablation: every trial in {output_dir} has finished: python -m sda.ablation --collect "
+                  f"--output-dir {shlex.quote(str(output_dir))}" + (" --quick" if scale == "quick" else ""),
+                  file=sys.stderr)
         return 0
     if args.collect:
         if not output_dir.is_dir() or not any(output_dir.glob("*_s*/")):

@@ -58,6 +58,33 @@ def test_the_commands_train_the_sweeps_configurations(tmp_path):
         assert args.train_size == 5000 and args.output_dir.name == f"{configuration['variant']}_s1"
 
 
+def test_the_commands_are_those_still_to_run(tmp_path, capsys):
+    from sda.ablation import main
+    rows = ["ufldl", "tutorial_depth_2"]
+    assert len(trial_commands("full", tmp_path, rows)) == 6  # 3 seeds each, nothing run yet
+    (tmp_path / "ufldl_s1").mkdir()
+    (tmp_path / "ufldl_s1" / "results.json").write_text("{}")  # finished
+    (tmp_path / "ufldl_s2").mkdir()
+    (tmp_path / "ufldl_s2" / "checkpoint.npz").write_bytes(b"")  # interrupted
+    commands = trial_commands("full", tmp_path, rows)
+    assert len(commands) == 5 and not any("ufldl_s1" in c for c in commands)
+    assert commands[0] == f"python -m sda.SdA --resume {tmp_path / 'ufldl_s2'} --quiet --no-pictures"
+    assert all(f"--output-dir {tmp_path}/" in c for c in commands[1:])
+    assert [c.split("--output-dir ")[-1].rsplit("/", 1)[-1] for c in commands[1:]] == [
+        "ufldl_s3", "tutorial_depth_2_s1", "tutorial_depth_2_s2", "tutorial_depth_2_s3"]
+    assert main(["--commands", "--rows", "ufldl", "--output-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == commands[:2]
+    for name, flags in (("ufldl_typo", ["--commands"]), ("ufldl", [])):
+        assert main([*flags, "--rows", name, "--output-dir", str(tmp_path)]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+    for seed in (2, 3):
+        (tmp_path / f"ufldl_s{seed}").mkdir(exist_ok=True)
+        (tmp_path / f"ufldl_s{seed}" / "results.json").write_text("{}")
+    assert main(["--commands", "--rows", "ufldl", "--output-dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "every trial" in captured.err and "--collect" in captured.err
+
+
 def test_variants_need_distinct_names_and_known_keys():
     with pytest.raises(SweepConfigError, match="name of its own"):
         parse_sweep('[[variants]]\nname = "a"\n[[variants]]\nname = "a"\n')
