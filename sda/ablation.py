@@ -53,8 +53,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from sda.checkpoint import CheckpointError, load_checkpoint
 from sda.cli import OneLineParser
 from sda.data import DataError
+from sda.run import LOCK_FILE, RunError, stored_config
 from sda.sweep import SweepError, run_sweep, trial_outcome
 from sda.sweep_config import VARIANT, SweepConfigError, parse_sweep, rerun_command
 from sda.utils import atomic_write
@@ -299,41 +301,95 @@ def _plot(path: Path, entries: list[dict]) -> None:
 # ------------------------------------------------- the same trials, without Ray
 
 
+class TrialFolderError(ValueError):
+    """A trial's folder holds something its commands must not continue or count."""
+
+
 def trial_commands(scale_name: str, runs_dir: Path, rows=None) -> list[str]:
     """The ``python -m sda.SdA`` commands of the ablation's trials still to run, for a machine
     without Ray (:func:`collect_runs` reads the folders they write, ``runs_dir/<row>_s<seed>``).
     A trial whose folder holds its ``results.json`` is done and gets no command; one with a
     checkpoint is continued (``--resume``); the others start.  ``rows``: the names of the rows
-    to run (None: every row)."""
+    to run (None: every row).  A folder holding anything else (a run of another configuration
+    or scale, unreadable files, a run stopped before its first checkpoint) raises
+    :class:`TrialFolderError`, naming it: nothing there is continued, counted or overwritten."""
     sweep = parse_sweep(ablation_toml(scale_name), f"the {scale_name} ablation")
-    commands = []
+    commands, problems = [], []
     for configuration in sweep.configurations:
         if rows is not None and configuration[VARIANT] not in rows:
             continue
         for seed in sweep.seeds:
-            folder = runs_dir / f"{configuration[VARIANT]}_s{seed}"
-            if (folder / "results.json").is_file():
+            folder, config = runs_dir / f"{configuration[VARIANT]}_s{seed}", sweep.trial_config(configuration, seed)
+            try:
+                state = trial_folder_state(folder, config, sweep.data)
+            except TrialFolderError as exc:
+                problems.append(str(exc))
                 continue
-            if (folder / "checkpoint.npz").is_file():
+            if state == "stopped before its first checkpoint":
+                problems.append(f"{folder} holds a run {state}, which cannot be continued")
+            elif state == "interrupted":
                 commands.append(f"python -m sda.SdA --resume {shlex.quote(str(folder))} --quiet --no-pictures")
-            else:
-                commands.append(f"{rerun_command(sweep, sweep.trial_config(configuration, seed))} --quiet "
-                                f"--no-pictures --output-dir {shlex.quote(str(folder))}")
+            elif state == "new":
+                commands.append(f"{rerun_command(sweep, config)} --quiet --no-pictures "
+                                f"--output-dir {shlex.quote(str(folder))}")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise TrialFolderError(f"{problems[0]}{more}: move such folders away, or give another --output-dir")
     return commands
 
 
-def collect_runs(runs_dir: Path, rows: list[Row], seeds: list[int]) -> list[dict]:
+def trial_folder_state(folder: Path, config: dict, data: dict) -> str:
+    """What a trial's folder holds: ``"new"`` (nothing but perhaps a lock), ``"done"`` (its
+    results), ``"interrupted"`` (a checkpoint) or ``"stopped before its first checkpoint"``
+    (only the metrics of a run that cannot be continued).  Results or a checkpoint of another
+    configuration (``config``, the trial's) or of other data (``data``'s training and
+    validation sizes, e.g. another scale's) raise :class:`TrialFolderError`, as do unreadable ones."""
+    if (folder / "results.json").is_file():
+        state, path = "done", folder / "results.json"
+        try:
+            saved = json.loads(path.read_text())
+            saved_config, source = saved["config"], saved["data"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TrialFolderError(f"{path} is unreadable ({type(exc).__name__})") from None
+    elif (folder / "checkpoint.npz").is_file():
+        state, path = "interrupted", folder / "checkpoint.npz"
+        try:
+            checkpoint = load_checkpoint(path)
+        except CheckpointError as exc:
+            raise TrialFolderError(" ".join(str(exc).split())) from None
+        saved_config, source = checkpoint.config, checkpoint.data_source
+    elif folder.is_dir() and any(entry.name != LOCK_FILE for entry in folder.iterdir()):
+        return "stopped before its first checkpoint"
+    else:
+        return "new"
+    try:
+        same = (stored_config(saved_config) == stored_config(config)
+                and all(source.get(key) == data[key] for key in ("train_size", "valid_size")))
+    except (RunError, AttributeError, TypeError, ValueError):
+        same = False
+    if not same:
+        raise TrialFolderError(f"{path} is of another configuration or data than this trial (another scale?)")
+    return state
+
+
+def collect_runs(runs_dir: Path, rows: list[Row], sweep) -> list[dict]:
     """The table of :func:`ablation_rows` from the run folders of :func:`trial_commands`; a run
-    that did not end is ``unfinished``, with its best validation error so far."""
-    trials = []
+    that did not end is ``unfinished``, with its best validation error so far; a folder of
+    another configuration or scale, or unreadable, is ``failed``."""
+    trials, configurations = [], {configuration[VARIANT]: configuration for configuration in sweep.configurations}
     for row in rows:
-        for seed in seeds:
+        for seed in sweep.seeds:
             folder = runs_dir / f"{row.name}_s{seed}"
             try:
-                started = (folder / "checkpoint.npz").is_file()
-                outcome = trial_outcome(folder, _progress(folder / "metrics.jsonl"), how_to_continue=(
-                    f"continue it with python -m sda.SdA --resume {folder}" if started
-                    else "run its line of python -m sda.ablation --commands"))
+                state = trial_folder_state(folder, sweep.trial_config(configurations[row.name], seed), sweep.data)
+                continuation = {"interrupted": f"continue it with python -m sda.SdA --resume {shlex.quote(str(folder))}",
+                                "stopped before its first checkpoint": "it stopped before its first checkpoint: move "
+                                "the folder away and run its line of python -m sda.ablation --commands"}
+                outcome = trial_outcome(folder, _progress(folder / "metrics.jsonl"), how_to_continue=continuation.get(
+                    state, "run its line of python -m sda.ablation --commands"))
+            except TrialFolderError as exc:
+                outcome = {"best_validation_error": None, "test_error": None, "epochs": None, "seconds": None,
+                           "status": "failed", "message": str(exc)}
             except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a damaged or forged run folder
                 outcome = {"best_validation_error": None, "test_error": None, "epochs": None, "seconds": None,
                            "status": "failed", "message": f"unreadable run files in {folder}: {type(exc).__name__}"}
@@ -380,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "machine without Ray (e.g. | sh)")
     given_runs.add_argument("--collect", action="store_true",
                    help="write ablation.csv/png from the run folders those commands made in --output-dir")
-    p.add_argument("--rows", nargs="+", metavar="ROW", help="with --commands: only these rows (names as in "
+    p.add_argument("--rows", nargs="+", action="extend", metavar="ROW", help="with --commands: only these rows (names as in "
                                                              "ablation.csv, e.g. ufldl_width_1000)")
     p.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs each trial reserves (default 1)")
     p.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs each trial reserves (default 0)")
@@ -393,28 +449,30 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     scale = args.scale or "full"
     rows, output_dir = rows_for(SCALES[scale]), args.output_dir.resolve()
-    if args.rows is not None:
-        unknown = [name for name in args.rows if name not in {row.name for row in rows}]
-        if unknown or not args.commands:
-            print("sda-ablation: error: " + (f"unknown rows {', '.join(unknown)} (the rows: "
-                                              f"{', '.join(row.name for row in rows)})" if unknown
-                                              else "--rows goes with --commands"), file=sys.stderr)
-            return 2
+    problem = _without_ray_problem(args, rows, output_dir)
+    if problem:
+        print(f"sda-ablation: error: {problem}", file=sys.stderr)
+        return 2
     if args.commands:
-        commands = trial_commands(scale, output_dir, args.rows)
+        try:
+            commands = trial_commands(scale, output_dir, args.rows)
+        except TrialFolderError as exc:
+            print(f"sda-ablation: error: {exc}", file=sys.stderr)
+            return 2
         if commands:
             print("\n".join(commands))
         else:
-            print(f"sda-ablation: every trial in {output_dir} has finished: python -m sda.ablation --collect "
-                  f"--output-dir {shlex.quote(str(output_dir))}" + (" --quick" if scale == "quick" else ""),
+            which = "the rows asked for" if args.rows else "the ablation"
+            print(f"sda-ablation: every trial of {which} in {output_dir} has finished: python -m sda.ablation "
+                  f"--collect --output-dir {shlex.quote(str(output_dir))}" + (f" --{scale}" if scale != "full" else ""),
                   file=sys.stderr)
         return 0
     if args.collect:
-        if not output_dir.is_dir() or not any(output_dir.glob("*_s*/")):
+        if not any(output_dir.glob("*_s*/")):
             print(f"sda-ablation: error: no run folders (<row>_s<seed>) in {output_dir} to collect", file=sys.stderr)
             return 2
-        seeds = parse_sweep(ablation_toml(scale)).seeds
-        _print_table(write_ablation(output_dir, collect_runs(output_dir, rows, seeds), rows), output_dir)
+        sweep = parse_sweep(ablation_toml(scale))
+        _print_table(write_ablation(output_dir, collect_runs(output_dir, rows, sweep), rows), output_dir)
         return 0
     try:
         sweep = parse_sweep(ablation_toml(scale), f"the {scale} ablation")
@@ -429,6 +487,29 @@ def main(argv=None) -> int:
     if (output_dir / "results.csv").is_file():
         _print_table(write_ablation(output_dir, ablation_rows(output_dir / "results.csv", rows), rows), output_dir)
     return status
+
+
+def _without_ray_problem(args, rows: list[Row], output_dir: Path) -> str | None:
+    """What is wrong with the options of ``--commands`` / ``--collect`` (None: nothing)."""
+    if args.rows is not None:
+        unknown = [name for name in args.rows if name not in {row.name for row in rows}]
+        if unknown:
+            return (f"unknown rows {', '.join(map(repr, unknown))} (the rows: {', '.join(row.name for row in rows)})")
+        if not args.commands:
+            return "--rows goes with --commands"
+    if args.commands or args.collect:
+        ray_only = [flag for flag, given in (("--resume", args.resume), ("--address", args.address),
+                                             ("--max-concurrent", args.max_concurrent is not None),
+                                             ("--cpus-per-trial", args.cpus_per_trial != 1),
+                                             ("--gpus-per-trial", args.gpus_per_trial != 0)) if given]
+        if ray_only:
+            return (f"{', '.join(ray_only)} belong{'s' if len(ray_only) == 1 else ''} to the run on Ray, not to "
+                    f"{'--commands' if args.commands else '--collect'}")
+        if output_dir.exists() and not output_dir.is_dir():
+            return f"{output_dir} is not a folder"
+        if args.collect and not output_dir.is_dir():
+            return f"no run folders (<row>_s<seed>) in {output_dir} to collect"
+    return None
 
 
 def _print_table(lines: list[str], output_dir: Path) -> None:

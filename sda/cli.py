@@ -11,6 +11,7 @@ import argparse
 import copy
 import datetime
 import logging
+import shlex
 import os
 import re
 import sys
@@ -359,7 +360,7 @@ def main(argv=None, prog: str | None = None) -> int:
         except KeyboardInterrupt:
             directory = args.resume or args.output_dir
             kept = _what_was_kept(directory)
-            resume = f"; continue with --resume {directory}" if kept != "nothing was saved" else ""
+            resume = f"; continue with --resume {shlex.quote(str(directory))}" if kept != "nothing was saved" else ""
             print(f"sda: interrupted; {kept}{resume}", file=sys.stderr)
             return 130
         except (DataError, ModeError, LoggerError, ValueError, TypeError, OSError, MemoryError) as exc:

@@ -53,8 +53,8 @@ from sda.validation import (check_corruption, check_fits_in_memory, check_labels
                             check_positive_int, check_seed, check_unit_interval)
 
 __all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "OPTIMIZERS", "RunError", "Run", "validate_config", "data_fingerprint",
-           "train_SdA", "RUN_FILES", "epoch_records", "finetune_learning_rate", "preset_summary", "preset_settings",
-           "run_phases"]
+           "train_SdA", "RUN_FILES", "LOCK_FILE", "stored_config", "epoch_records", "finetune_learning_rate",
+           "preset_summary", "preset_settings", "run_phases"]
 
 #: The Deep Learning Tutorials' protocol: every hyperparameter of a run.
 TUTORIAL = {
@@ -156,7 +156,7 @@ LBFGS_SAVE_SECONDS = 30.0
 RUN_FILES = ("checkpoint.npz", "best_model.npz", "metrics.jsonl", "results.json", "reconstructions.png",
              "learning_curves.png", "filters_layer*.png", "tensorboard/events.out.tfevents.*",
              ".*.tmp")  # the last: writes cut short by a kill
-_LOCK = ".sda.lock"
+LOCK_FILE = ".sda.lock"
 
 
 class RunError(ValueError):
@@ -318,11 +318,11 @@ class _OutputDir:
             raise RunError(f"output directory {self.path} is a file")
         # the folders this run makes, deepest first: a refused run takes them away again
         self._made = [p for p in (self.path, *self.path.parents) if not p.exists()]
-        self._lock_made = not (self.path / _LOCK).exists()
+        self._lock_made = not (self.path / LOCK_FILE).exists()
         self.claimed = False
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self.path / _LOCK, "a")
+            self._lock = open(self.path / LOCK_FILE, "a")
         except OSError as exc:
             raise RunError(f"cannot use output directory {self.path}: {exc.strerror}") from None
         try:
@@ -372,7 +372,7 @@ class _OutputDir:
         it made behind (a later run there would otherwise meet a stray file)."""
         if not self.claimed and self._lock_made:
             # removed while still held: a run that opens the path from now on gets a new file
-            (self.path / _LOCK).unlink(missing_ok=True)
+            (self.path / LOCK_FILE).unlink(missing_ok=True)
         self._lock.close()  # closing drops the lock (so does the death of the process)
         if self.claimed:
             return
@@ -476,6 +476,12 @@ def _resumed_config(checkpoint, given: dict, names: dict | None) -> dict:
 def _normal(value):
     """Values as JSON stores them, so that (1000, 1000) equals [1000, 1000]."""
     return json.loads(json.dumps(value))
+
+
+def stored_config(config: dict) -> dict:
+    """``config`` validated, with :data:`TUTORIAL`'s values for missing keys, as JSON stores it:
+    a checkpoint's or ``results.json``'s configuration equals that of the run that wrote it."""
+    return _normal(validate_config({**TUTORIAL, **config}))
 
 
 def _parameter_bytes(n_ins: int, config: dict) -> int:

@@ -1,6 +1,8 @@
 """The ablation of sda.ablation: its rows, its sweep file, its commands, and a tiny run end to end."""
 
 import csv
+import shlex
+import shutil
 import subprocess
 import sys
 
@@ -58,31 +60,61 @@ def test_the_commands_train_the_sweeps_configurations(tmp_path):
         assert args.train_size == 5000 and args.output_dir.name == f"{configuration['variant']}_s1"
 
 
-def test_the_commands_are_those_still_to_run(tmp_path, capsys):
+def test_the_commands_are_those_still_to_run_and_odd_folders_are_refused(tmp_path, capsys):
+    """--commands prints what is left: nothing for a finished trial, --resume for an interrupted
+    one; a folder it must not continue or count (another scale's run, unreadable results, a run
+    stopped before its first checkpoint) is refused in one line, and --collect marks it failed."""
     from sda.ablation import main
+    from sda.cli import main as sda_main
     rows = ["ufldl", "tutorial_depth_2"]
-    assert len(trial_commands("full", tmp_path, rows)) == 6  # 3 seeds each, nothing run yet
-    (tmp_path / "ufldl_s1").mkdir()
-    (tmp_path / "ufldl_s1" / "results.json").write_text("{}")  # finished
-    (tmp_path / "ufldl_s2").mkdir()
-    (tmp_path / "ufldl_s2" / "checkpoint.npz").write_bytes(b"")  # interrupted
-    commands = trial_commands("full", tmp_path, rows)
-    assert len(commands) == 5 and not any("ufldl_s1" in c for c in commands)
-    assert commands[0] == f"python -m sda.SdA --resume {tmp_path / 'ufldl_s2'} --quiet --no-pictures"
-    assert all(f"--output-dir {tmp_path}/" in c for c in commands[1:])
-    assert [c.split("--output-dir ")[-1].rsplit("/", 1)[-1] for c in commands[1:]] == [
-        "ufldl_s3", "tutorial_depth_2_s1", "tutorial_depth_2_s2", "tutorial_depth_2_s3"]
-    assert main(["--commands", "--rows", "ufldl", "--output-dir", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.splitlines() == commands[:2]
-    for name, flags in (("ufldl_typo", ["--commands"]), ("ufldl", [])):
-        assert main([*flags, "--rows", name, "--output-dir", str(tmp_path)]) == 2
-        assert capsys.readouterr().err.count("\n") == 1
-    for seed in (2, 3):
-        (tmp_path / f"ufldl_s{seed}").mkdir(exist_ok=True)
-        (tmp_path / f"ufldl_s{seed}" / "results.json").write_text("{}")
-    assert main(["--commands", "--rows", "ufldl", "--output-dir", str(tmp_path)]) == 0
+    first = trial_commands("tiny", tmp_path, rows)
+    assert [c.rsplit("/", 1)[-1] for c in first] == ["ufldl_s1", "tutorial_depth_2_s1"]
+    assert sda_main(shlex.split(first[0])[3:]) == 0  # ufldl_s1 finished
+    capsys.readouterr()
+    assert trial_commands("tiny", tmp_path, rows) == first[1:]
+    interrupted = tmp_path / "copy" / "ufldl_s1"  # a finished run without its results: its checkpoint remains
+    shutil.copytree(tmp_path / "ufldl_s1", interrupted)
+    (interrupted / "results.json").unlink()
+    assert trial_commands("tiny", interrupted.parent, ["ufldl"]) == [
+        f"python -m sda.SdA --resume {interrupted} --quiet --no-pictures"]
+    assert main(["--tiny", "--collect", "--output-dir", str(interrupted.parent)]) == 0
+    with open(interrupted.parent / "ablation.csv", newline="") as f:
+        row = {row["row"]: row for row in csv.DictReader(f)}["ufldl"]
+    assert row["status"] == "unfinished" and f"--resume {interrupted}" in row["message"]
+    capsys.readouterr()
+    assert main(["--commands", "--tiny", "--rows", "ufldl", "--rows", "tutorial_depth_2", "--output-dir",
+                 str(tmp_path)]) == 0  # --rows given twice: both
+    assert capsys.readouterr().out.splitlines() == first[1:]
+
+    def refused(argv, *words):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and all(word in err for word in words), err
+
+    refused(["--commands", "--rows", "ufldl", "--output-dir", str(tmp_path)], "ufldl_s1", "another scale")  # full
+    (tmp_path / "tutorial_depth_2_s1").mkdir()
+    (tmp_path / "tutorial_depth_2_s1" / "metrics.jsonl").write_text("")
+    refused(["--commands", "--tiny", "--output-dir", str(tmp_path)], "stopped before its first checkpoint")
+    (tmp_path / "tutorial_depth_2_s1" / "results.json").write_text("garbage{")
+    refused(["--commands", "--tiny", "--output-dir", str(tmp_path)], "unreadable")
+    refused(["--commands", "--rows", "ufldl_typo", "--output-dir", str(tmp_path)], "'ufldl_typo'")
+    refused(["--rows", "ufldl", "--output-dir", str(tmp_path)], "--rows goes with --commands")
+    refused(["--commands", "--resume", "--output-dir", str(tmp_path)], "--resume", "Ray")
+    refused(["--commands", "--output-dir", str(tmp_path / "ufldl_s1" / "results.json")], "not a folder")
+    assert main(["--tiny", "--collect", "--output-dir", str(tmp_path)]) == 0
+    with open(tmp_path / "ablation.csv", newline="") as f:
+        table = {row["row"]: row for row in csv.DictReader(f)}
+    assert table["ufldl"]["status"] == "finished"
+    assert table["tutorial_depth_2"]["status"] == "failed" and "unreadable" in table["tutorial_depth_2"]["message"]
+    assert main(["--collect", "--output-dir", str(tmp_path)]) == 0  # the full scale: the tiny run is not counted
+    with open(tmp_path / "ablation.csv", newline="") as f:
+        full = {(row["row"], row["seed"]): row["status"] for row in csv.DictReader(f)}
+    assert full["ufldl", "1"] == "failed" and full["ufldl", "2"] == "unfinished"
+    capsys.readouterr()
+    assert main(["--commands", "--tiny", "--rows", "ufldl", "--output-dir", str(tmp_path)]) == 0
     captured = capsys.readouterr()
-    assert captured.out == "" and "every trial" in captured.err and "--collect" in captured.err
+    assert captured.out == "" and "rows asked for" in captured.err and "--collect" in captured.err
+    assert "--tiny" in captured.err
 
 
 def test_variants_need_distinct_names_and_known_keys():
@@ -128,6 +160,6 @@ def test_collect_refuses_a_folder_without_runs_and_marks_damaged_runs_failed(tmp
     with open(tmp_path / "runs" / "ablation.csv", newline="") as f:
         rows = {row["row"]: row for row in csv.DictReader(f)}
     assert rows["tutorial"]["status"] == "failed" and "unreadable" in rows["tutorial"]["message"]
-    # each unfinished trial says how to go on: resume what started, run what did not
-    assert rows["ufldl"]["status"] == "unfinished" and f"--resume {interrupted}" in rows["ufldl"]["message"]
+    # an unreadable checkpoint is not counted (an interrupted trial's message: the test above)
+    assert rows["ufldl"]["status"] == "failed" and str(interrupted) in rows["ufldl"]["message"]
     assert rows["tutorial_depth_2"]["status"] == "unfinished" and "--commands" in rows["tutorial_depth_2"]["message"]
