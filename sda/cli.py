@@ -11,9 +11,9 @@ import argparse
 import copy
 import datetime
 import logging
-import shlex
 import os
 import re
+import shlex
 import sys
 import textwrap
 from pathlib import Path
