@@ -61,8 +61,8 @@ from sda.sweep import SweepError, run_sweep, trial_outcome
 from sda.sweep_config import VARIANT, SweepConfigError, parse_sweep, rerun_command
 from sda.utils import atomic_write
 
-__all__ = ["Row", "ROWS", "SCALES", "rows_for", "ablation_toml", "ablation_rows", "write_ablation", "trial_commands",
-           "collect_runs", "main"]
+__all__ = ["Row", "ROWS", "SCALES", "rows_for", "ablation_toml", "ablation_rows", "write_ablation", "bar_label",
+           "TrialFolderError", "trial_commands", "trial_folder_state", "collect_runs", "main"]
 
 
 @dataclass(frozen=True)
@@ -261,6 +261,12 @@ def write_ablation(output_dir: Path, table: list[dict], rows: list[Row]) -> list
     return summary_lines(entries)
 
 
+def bar_label(percent: float, n: int, seeds: int) -> str:
+    """The figure's label of a row's mean test error over ``n`` finished seeds, saying so where
+    that is fewer than ``seeds`` (the most any row has)."""
+    return f"{percent:.2f} %" + (f" ({n} seed{'s' if n > 1 else ''} of {seeds})" if n < seeds else "")
+
+
 def _plot(path: Path, entries: list[dict]) -> None:
     """Test error (mean ± sd over seeds) of every row, the two anchors' groups apart."""
     try:
@@ -270,12 +276,13 @@ def _plot(path: Path, entries: list[dict]) -> None:
     figure = Figure(figsize=(9, 0.42 * len(entries) + 1.6), layout="constrained")
     ax = figure.add_subplot()
     labels, means, sds, colours = [], [], [], []
+    seeds = max(entry["n"] for entry in entries)  # a row with fewer finished seeds says so beside its bar
     for entry in entries:
         row = entry["row"]
         mean, sd = entry["test_error"]
         labels.append(f"{row.anchor}: " + ("anchor" if row.factor == "anchor" else f"{row.factor} → {row.value}"))
         means.append(100 * mean if mean is not None else 0.0)
-        sds.append(100 * sd if sd is not None else 0.0)
+        sds.append(100 * sd if sd is not None else float("nan"))  # one seed: no bar
         colours.append(("tab:orange" if row.anchor == "UFLDL" else "tab:blue") if row.factor != "anchor" else
                        ("darkorange" if row.anchor == "UFLDL" else "navy"))
     positions = list(range(len(entries)))[::-1]
@@ -283,12 +290,12 @@ def _plot(path: Path, entries: list[dict]) -> None:
     ax.set_yticks(positions, labels)
     for position, mean, entry in zip(positions, means, entries):
         if entry["test_error"][0] is not None:
-            ax.text(mean, position, f"  {mean:.2f} %", va="center", fontsize="small")
+            ax.text(mean, position, "  " + bar_label(mean, entry["n"], seeds), va="center", fontsize="small")
         else:  # an empty slot must not read as a zero error
             ax.text(0, position, "  no run finished", va="center", fontsize="small", color="gray")
     ax.axvline(2.4, color="gray", linestyle="--", linewidth=1)
     ax.axvline(1.30, color="gray", linestyle=":", linewidth=1)
-    ax.set_xlim(0, 1.18 * max([m + s for m, s in zip(means, sds)] + [2.4]))  # room for the labels
+    ax.set_xlim(0, 1.18 * max([m + (s if s == s else 0.0) for m, s in zip(means, sds)] + [2.4]))  # room for labels
     ax.set_xlabel("test error of the best-validation model (%), mean ± sd over seeds\n"
                   "dashed: UFLDL's 2.4 %; dotted: the tutorial's 1.30 %")
     ax.set_title("From each anchor, one factor changed at a time")

@@ -117,6 +117,12 @@ def test_the_commands_are_those_still_to_run_and_odd_folders_are_refused(tmp_pat
     assert "--tiny" in captured.err
 
 
+def test_the_figure_says_when_a_row_has_fewer_seeds():
+    from sda.ablation import bar_label
+    assert bar_label(1.77, 3, 3) == "1.77 %"
+    assert bar_label(1.954, 1, 3) == "1.95 % (1 seed of 3)" and bar_label(2.0, 2, 3) == "2.00 % (2 seeds of 3)"
+
+
 def test_variants_need_distinct_names_and_known_keys():
     with pytest.raises(SweepConfigError, match="name of its own"):
         parse_sweep('[[variants]]\nname = "a"\n[[variants]]\nname = "a"\n')
