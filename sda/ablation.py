@@ -308,6 +308,10 @@ def _plot(path: Path, entries: list[dict]) -> None:
 # ------------------------------------------------- the same trials, without Ray
 
 
+#: What a trial's folder holds (:func:`trial_folder_state`).
+NEW, DONE, INTERRUPTED, STOPPED_EARLY = "new", "done", "interrupted", "stopped before its first checkpoint"
+
+
 class TrialFolderError(ValueError):
     """A trial's folder holds something its commands must not continue or count."""
 
@@ -332,11 +336,11 @@ def trial_commands(scale_name: str, runs_dir: Path, rows=None) -> list[str]:
             except TrialFolderError as exc:
                 problems.append(str(exc))
                 continue
-            if state == "stopped before its first checkpoint":
+            if state == STOPPED_EARLY:
                 problems.append(f"{folder} holds a run {state}, which cannot be continued")
-            elif state == "interrupted":
+            elif state == INTERRUPTED:
                 commands.append(f"python -m sda.SdA --resume {shlex.quote(str(folder))} --quiet --no-pictures")
-            elif state == "new":
+            elif state == NEW:
                 commands.append(f"{rerun_command(sweep, config)} --quiet --no-pictures "
                                 f"--output-dir {shlex.quote(str(folder))}")
     if problems:
@@ -352,23 +356,23 @@ def trial_folder_state(folder: Path, config: dict, data: dict) -> str:
     configuration (``config``, the trial's) or of other data (``data``'s training and
     validation sizes, e.g. another scale's) raise :class:`TrialFolderError`, as do unreadable ones."""
     if (folder / "results.json").is_file():
-        state, path = "done", folder / "results.json"
+        state, path = DONE, folder / "results.json"
         try:
             saved = json.loads(path.read_text())
             saved_config, source = saved["config"], saved["data"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise TrialFolderError(f"{path} is unreadable ({type(exc).__name__})") from None
     elif (folder / "checkpoint.npz").is_file():
-        state, path = "interrupted", folder / "checkpoint.npz"
+        state, path = INTERRUPTED, folder / "checkpoint.npz"
         try:
             checkpoint = load_checkpoint(path)
         except CheckpointError as exc:
             raise TrialFolderError(" ".join(str(exc).split())) from None
         saved_config, source = checkpoint.config, checkpoint.data_source
     elif folder.is_dir() and any(entry.name != LOCK_FILE for entry in folder.iterdir()):
-        return "stopped before its first checkpoint"
+        return STOPPED_EARLY
     else:
-        return "new"
+        return NEW
     try:
         same = (stored_config(saved_config) == stored_config(config)
                 and all(source.get(key) == data[key] for key in ("train_size", "valid_size")))
@@ -389,8 +393,8 @@ def collect_runs(runs_dir: Path, rows: list[Row], sweep) -> list[dict]:
             folder = runs_dir / f"{row.name}_s{seed}"
             try:
                 state = trial_folder_state(folder, sweep.trial_config(configurations[row.name], seed), sweep.data)
-                continuation = {"interrupted": f"continue it with python -m sda.SdA --resume {shlex.quote(str(folder))}",
-                                "stopped before its first checkpoint": "it stopped before its first checkpoint: move "
+                continuation = {INTERRUPTED: f"continue it with python -m sda.SdA --resume {shlex.quote(str(folder))}",
+                                STOPPED_EARLY: "it stopped before its first checkpoint: move "
                                 "the folder away and run its line of python -m sda.ablation --commands"}
                 outcome = trial_outcome(folder, _progress(folder / "metrics.jsonl"), how_to_continue=continuation.get(
                     state, "run its line of python -m sda.ablation --commands"))
