@@ -1,13 +1,13 @@
 #!/bin/bash
-# Ablation trials before a deadline of $1 seconds, $2 at a time: those whose folder name matches the
-# regular expression $3 (e.g. 'ufldl_width_1000|tutorial_optimiser_full_batch'), or without $3 the
-# 21 minibatch-SGD trials that best_and_ablation.sh did not reach on 2026-11-27, the missing rows first.
+# Ablation trials before a deadline of $1 seconds, $2 at a time: those of the rows named in $3 (e.g.
+# 'ufldl_width_1000 tutorial_optimiser_full_batch'), or without $3 the 21 minibatch-SGD trials that
+# best_and_ablation.sh did not reach on 2026-11-27, the missing rows first.
 # The trials' folders are in $ABL_DIR (default /tmp/abl; a folder under runs/, which git ignores, stays
 # on the device machine between calls, and common.sh's run() resumes what did not finish).
 set -u
 DEFAULT_DEADLINE=230; . bench/device/common.sh
-python3 -m sda.ablation --commands --output-dir $ABL_DIR > /tmp/abl_cmds.txt || exit 1
-if [ -n "${3:-}" ]; then grep -E -- "--output-dir [^ ]*/($3)_s[0-9]+\$" /tmp/abl_cmds.txt
+python3 -m sda.ablation --commands ${3:+--rows $3} --output-dir $ABL_DIR > /tmp/abl_cmds.txt || exit 1
+if [ -n "${3:-}" ]; then cat /tmp/abl_cmds.txt
 else grep -vE -- '--optimizer lbfgs' /tmp/abl_cmds.txt | grep -E 'ufldl_optimiser_minibatch|tutorial_fine_tuning_none'
   grep -vE -- '--optimizer lbfgs' /tmp/abl_cmds.txt | grep -vE 'ufldl_optimiser_minibatch|tutorial_fine_tuning_none|tutorial_pretraining_5000'
 fi \

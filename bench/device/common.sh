@@ -17,5 +17,6 @@ run() {
   echo "$name rc=$rc $(awk "BEGIN{print $EPOCHREALTIME - $start}") s $(date +%s)" | tee -a /tmp/logs/times.txt
 }
 export -f run
-# the trial commands of `python -m sda.ablation --commands` as "NAME COMMAND --mode JAX" lines, for xargs
-as_jobs() { sed 's/^python /python3 /; s/$/ --mode JAX/' | awk '{for(i=1;i<=NF;i++) if($i=="--output-dir") {n=split($(i+1),p,"/"); print p[n], $0}}'; }
+# the trial commands of `python -m sda.ablation --commands` (new trials by --output-dir, interrupted ones
+# by --resume) as "NAME COMMAND --mode JAX" lines, for xargs
+as_jobs() { sed 's/^python /python3 /; s/$/ --mode JAX/' | awk '{for(i=1;i<=NF;i++) if($i=="--output-dir" || $i=="--resume") {n=split($(i+1),p,"/"); print p[n], $0}}'; }
