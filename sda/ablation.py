@@ -47,6 +47,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import shlex
 import statistics
 import sys
@@ -295,7 +296,7 @@ def _plot(path: Path, entries: list[dict]) -> None:
             ax.text(0, position, "  no run finished", va="center", fontsize="small", color="gray")
     ax.axvline(2.4, color="gray", linestyle="--", linewidth=1)
     ax.axvline(1.30, color="gray", linestyle=":", linewidth=1)
-    ax.set_xlim(0, 1.18 * max([m + (s if s == s else 0.0) for m, s in zip(means, sds)] + [2.4]))  # room for labels
+    ax.set_xlim(0, 1.18 * max([m + (0.0 if math.isnan(s) else s) for m, s in zip(means, sds)] + [2.4]))  # labels
     ax.set_xlabel("test error of the best-validation model (%), mean ± sd over seeds\n"
                   "dashed: UFLDL's 2.4 %; dotted: the tutorial's 1.30 %")
     ax.set_title("From each anchor, one factor changed at a time")
