@@ -39,10 +39,10 @@ setup(
         # a CPU build on the CI machine; a looser pin pulls a multi-GB CUDA build
         "bench": ["torch==2.13.0"],
         # sweeps: python -m sda.sweep
-        "sweep": ["ray[tune]>=2.9"],
+        "sweep": ["ray[tune]>=2.41"],
         "dev": ["pytest>=8", "hypothesis>=6.100", "scikit-learn>=1.6",
                 "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "ipywidgets>=8",
-                "tensorboardX>=2.6", "mlflow>=3", "ray[tune]>=2.9"],
+                "tensorboardX>=2.6", "mlflow>=3", "ray[tune]>=2.41"],
     },
     entry_points={"console_scripts": ["sda-train=sda.launch:main", "sda-sweep=sda.sweep:main",
                                       "sda-ablation=sda.ablation:main"]},

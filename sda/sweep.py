@@ -10,11 +10,17 @@ optional ASHA scheduler stops the trials whose validation error lags at a rung.
 
 * ``sweep.toml``: the configuration file as it was given (what ``--resume`` continues);
 * ``trials/<trial>/``: each trial's own sda output folder (``results.json``, ``checkpoint.npz``,
-  ``best_model.npz``, ``metrics.jsonl``), with ``trial.json`` (its configuration number and seed)
+  ``best_model.npz``, ``metrics.jsonl``), with ``trial.json`` (its configuration number, seed
+  and the id of the Ray node it ran on)
   and, when it did not finish, ``failure.json`` (the one-line reason it failed) or
   ``stopped.json`` (the scheduler stopped it early);
 * ``ray/``: Tune's own experiment storage, from which ``Tuner.restore`` resumes;
 * ``results.csv``, ``summary.csv``, ``results.png`` (:mod:`sda.sweep_report`).
+
+Without ``--address`` the sweep starts a Ray of its own, whatever clusters the machine knows
+of, and every port it opens is on the loopback address: nothing is reachable from the network.
+With ``--address`` it joins that cluster, first checking that every node sees ``DIR`` as this
+machine does (a shared file system).
 
 It prints a line per finished trial and, at the end, the best configuration by mean validation
 error with the ``python -m sda.SdA`` command that reruns it.
@@ -23,7 +29,7 @@ Interrupting (Ctrl-C) lets Ray stop the trials and save the experiment's state; 
 continues it: finished, stopped and failed trials are kept as they are, an unfinished trial
 continues from its last sda checkpoint (``train_SdA(..., resume=True)``), and trials not yet
 started start.  Each trial reports its validation error after every fine-tuning epoch
-(``ray.tune.report``; ``ray.train.report`` before Ray 2.41); a trial that diverges or fails is
+(``ray.tune.report``); a trial that diverges or fails is
 recorded as failed with its message, and the others go on.
 
 Exit status: 0 when the sweep ran to the end (whatever its trials' fates), 2 for a bad
@@ -35,7 +41,10 @@ command printed for it give the same numbers in the same mode.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import importlib
+import ipaddress
 import json
 import logging
 import os
@@ -47,20 +56,23 @@ import pytensor
 from sda.data import DataError, load_mnist
 from sda.datasets import shared_dataset
 from sda.run import train_SdA
-from sda.sweep_config import Sweep, SweepConfigError, parse_sweep, read_sweep, rerun_command
+from sda.sweep_config import MAX_TRIALS, Sweep, SweepConfigError, parse_sweep, read_sweep, rerun_command
 from sda.sweep_report import best_line, plot_results, summarise, write_results, write_summary
 from sda.training import DivergenceError
 from sda.utils import atomic_write, write_json
 
-try:
-    import ray
-    from ray import tune
-except ImportError:  # the command says how to install it
-    ray = tune = None
-else:
-    # Ray >= 2.41 has the function trainable's API in ray.tune (and refuses ray.train's there);
-    # Ray 2.9 to 2.40 had it in ray.train only
-    _TUNE_API = tune if hasattr(tune, "get_context") else importlib.import_module("ray.train")
+#: Ray's single-machine switch (its default on macOS and Windows): every node and port on the
+#: loopback address.  Ray reads it when first imported, so this module imports Ray only in
+#: functions, after a local sweep has set it (a sweep joining a cluster must not).
+SINGLE_MACHINE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def _ray():
+    return importlib.import_module("ray")
+
+
+def _tune():
+    return importlib.import_module("ray.tune")
 
 __all__ = ["main", "run_sweep", "run_trial", "load_sweep_data", "collect_rows"]
 
@@ -116,7 +128,7 @@ def _share_gpu_memory(gpus_per_trial: float) -> None:
 def _report(epoch: int, validation_error: float, best_validation_error: float, test_error, seconds: float) -> None:
     """What a trial tells Tune after each fine-tuning epoch: the scheduler judges
     ``validation_error`` at each ``epoch``; the rest is for the results table."""
-    _TUNE_API.report({"epoch": epoch, "validation_error": validation_error,
+    _tune().report({"epoch": epoch, "validation_error": validation_error,
                       "best_validation_error": best_validation_error, "test_error": test_error, "seconds": seconds})
 
 
@@ -146,7 +158,7 @@ def run_trial(tune_config: dict, *, sweep: Sweep, trials_dir: str, datasets, mod
     """One trial, in a Ray worker: ``train_SdA`` in ``trials_dir/<trial>``, resumed from its
     checkpoint when an earlier attempt left one; a divergence or a bad value is recorded in
     ``failure.json`` (the trial then ends normally, so that Tune keeps it as done)."""
-    folder = Path(trials_dir) / _TUNE_API.get_context().get_trial_name()
+    folder = Path(trials_dir) / _tune().get_context().get_trial_name()
     if (folder / FAILURE_FILE).is_file():
         return
     if (folder / "results.json").is_file():
@@ -154,7 +166,8 @@ def run_trial(tune_config: dict, *, sweep: Sweep, trials_dir: str, datasets, mod
         return
     _share_gpu_memory(gpus_per_trial)
     write_json(folder / TRIAL_FILE, {"configuration": tune_config["configuration"]["number"],
-                                     "seed": tune_config["seed"]})
+                                     "seed": tune_config["seed"],
+                                     "node": _ray().get_runtime_context().get_node_id()})
     config = sweep.trial_config(tune_config["configuration"]["values"], tune_config["seed"])
     resume = (folder / "checkpoint.npz").is_file()
     try:
@@ -173,7 +186,7 @@ def _record_failure(folder: Path, message: str) -> None:
     """``failure.json`` in the trial's folder, and the message as the trial's last result."""
     message = _one_line(message)
     write_json(folder / FAILURE_FILE, {"message": message})
-    _TUNE_API.report({"failure": message})
+    _tune().report({"failure": message})
 
 
 def _one_line(text: str) -> str:
@@ -225,16 +238,13 @@ def _outcome_line(name: str, description: str, outcome: dict) -> str:
             f"{outcome['epochs']} epochs, {outcome['seconds']:.0f} s")
 
 
-if tune is not None:
-    class _TrialLines(tune.Callback):
-        """Prints a line as each trial ends, and marks the trials the scheduler stopped early
-        (``stopped.json``), which Tune's results do not tell apart from finished ones."""
+def _trial_lines(trials_dir: str):
+    """Tune's callback that prints a line as each trial ends, and marks the trials the scheduler
+    stopped early (``stopped.json``), which Tune's results do not tell apart from finished ones."""
 
-        def __init__(self, trials_dir: str):
-            self.trials_dir = trials_dir
-
+    class TrialLines(_tune().Callback):
         def on_trial_complete(self, iteration, trials, trial, **info):
-            folder = Path(self.trials_dir) / str(trial)
+            folder = Path(trials_dir) / str(trial)
             done = any((folder / name).is_file() for name in ("results.json", FAILURE_FILE))
             if not done and trial.last_result.get("epoch") is not None:
                 write_json(folder / STOPPED_FILE, {"message": f"stopped by the scheduler after epoch "
@@ -245,8 +255,10 @@ if tune is not None:
             self._print(trial, trial.last_result, trial.get_error())
 
         def _print(self, trial, metrics, error=None):
-            outcome = trial_outcome(Path(self.trials_dir) / str(trial), metrics, error)
+            outcome = trial_outcome(Path(trials_dir) / str(trial), metrics, error)
             print(_outcome_line(str(trial), _describe(trial.config), outcome), flush=True)
+
+    return TrialLines()
 
 
 def collect_rows(sweep: Sweep, result_grid, trials_dir: Path) -> list[dict]:
@@ -287,6 +299,7 @@ def _trial_names(trials_dir: Path, results: dict) -> dict:
 
 def _param_space(sweep: Sweep) -> dict:
     """Tune's grid: the configurations (numbered, their swept values as given) × the seeds."""
+    tune = _tune()
     return {"configuration": tune.grid_search([{"number": i, "values": values}
                                                for i, values in enumerate(sweep.configurations)]),
             "seed": tune.grid_search(sweep.seeds)}
@@ -303,29 +316,90 @@ def _scheduler(sweep: Sweep):
                          reduction_factor=sweep.scheduler["reduction_factor"], stop_last_trials=False)
 
 
+def _import_ray(local: bool) -> None:
+    """Import Ray Tune, first setting Ray's single-machine switch for a local sweep."""
+    if local:
+        os.environ.update(SINGLE_MACHINE)
+        # token authentication, as Ray turns on by default for a local cluster, without its
+        # warning; read at import too, hence here
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    try:
+        importlib.import_module("ray.tune")
+    except ImportError:
+        raise SweepError('sweeps need Ray Tune: pip install -e ".[sweep]"') from None
+
+
+def _cores() -> int:
+    """The cores this process may use (all of the machine's where the OS cannot tell)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _start_ray(address: str | None) -> None:
-    """Join the cluster at ``address``, or start a private Ray in this process: every core,
-    no dashboard, and the workers' output kept out of this terminal."""
+    """Join the cluster at ``address``, or start a Ray of this process's own on every core,
+    whatever clusters the machine knows of (``address="local"``), reachable from this machine
+    only: its node address and every port on loopback, no dashboard.  The workers' output is
+    kept out of this terminal."""
     # a failed trial's last report holds its message, not the scheduler's metric, which Tune
     # would take for a mistake in the trainable
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     options = {"logging_level": logging.WARNING, "log_to_driver": False}
+    ray = _ray()
     if address:
-        ray.init(address=address, **options)
-    else:
-        ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, **options)
+        try:
+            ray.init(address=address, **options)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise SweepError(f"cannot join the Ray cluster at {address}: {_one_line(exc)}") from None
+        return
+    ray.init(address="local", num_cpus=_cores(), include_dashboard=False, **options)
+    if not ipaddress.ip_address(ray.util.get_node_ip_address()).is_loopback:
+        ray.shutdown()
+        raise SweepError(f"Ray was imported in this process before the sweep, so a local Ray would listen on "
+                         f"{ray.util.get_node_ip_address()}: start the sweep in a new process "
+                         f"(python -m sda.sweep), or join a cluster with --address")
+
+
+def _check_shared_folder(output_dir: Path) -> None:
+    """On a cluster, every node must see ``output_dir`` as this machine does (a shared file
+    system): each node reads the ``sweep.toml`` just written there, and a node that finds
+    another file, or none, stops the sweep before any trial starts."""
+    ray = _ray()
+    expected = hashlib.sha256((output_dir / SWEEP_FILE).read_bytes()).hexdigest()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    def digest(path: str):
+        try:
+            return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    found = ray.get([digest.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+                     .remote(str(output_dir / SWEEP_FILE)) for node in nodes])
+    for node, value in zip(nodes, found):
+        if value != expected:
+            raise SweepError(f"node {node['NodeManagerAddress']} does not see {output_dir} as this machine does "
+                             f"(its {SWEEP_FILE} is {'missing' if value is None else 'another file'}): on a "
+                             f"cluster, --output-dir must be on a file system that every node shares")
 
 
 def run_sweep(sweep: Sweep, output_dir, *, resume: bool = False, address: str | None = None,
               cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_concurrent: int | None = None) -> int:
     """Run (or continue) the sweep into ``output_dir``; returns the exit status (0, or 130 when
-    interrupted).  Everything that can be checked is checked before Ray starts."""
+    interrupted).  Everything that can be checked is checked before Ray starts, and a sweep
+    refused before then leaves the folder as it found it."""
     output_dir = Path(output_dir).resolve()
-    _claim_output_dir(output_dir, sweep, resume)
+    _import_ray(local=not address)
+    _check_output_dir(output_dir, sweep, resume)
     datasets = load_sweep_data(sweep)
     print(f"sweep: {len(sweep.configurations)} configurations × {len(sweep.seeds)} seeds = {sweep.n_trials} trials; "
           f"output {output_dir}", flush=True)
-    _start_ray(address)
+    with _claimed(output_dir, sweep, resume):
+        _start_ray(address)
+        if address:
+            with _shut_down_ray_on_error():
+                _check_shared_folder(output_dir)
+    tune = _tune()
     try:
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, sweep=sweep, trials_dir=str(output_dir / "trials"), datasets=datasets,
@@ -337,12 +411,13 @@ def run_sweep(sweep: Sweep, output_dir, *, resume: bool = False, address: str | 
         _print_resume(output_dir)
         return INTERRUPTED
     finally:
-        ray.shutdown()
+        _ray().shutdown()
     return _finish(sweep, output_dir, result_grid)
 
 
 def _tuner(sweep: Sweep, output_dir: Path, trainable, resume: bool, max_concurrent: int | None):
     """Tune's tuner: the grid of configurations × seeds stored under DIR/ray, or that one restored."""
+    tune = _tune()
     storage = output_dir / "ray"
     if resume:
         return tune.Tuner.restore(str(storage / EXPERIMENT), trainable, resume_unfinished=True, resume_errored=False)
@@ -351,8 +426,8 @@ def _tuner(sweep: Sweep, output_dir: Path, trainable, resume: bool, max_concurre
                                   reuse_actors=True, trial_name_creator=_trial_name,
                                   trial_dirname_creator=_trial_name)
     # verbose=0: Tune's tables would bury the one line per trial printed here
-    run_config = _TUNE_API.RunConfig(name=EXPERIMENT, storage_path=str(storage), verbose=0,
-                                     callbacks=[_TrialLines(str(output_dir / "trials"))])
+    run_config = tune.RunConfig(name=EXPERIMENT, storage_path=str(storage), verbose=0,
+                                callbacks=[_trial_lines(str(output_dir / "trials"))])
     return tune.Tuner(trainable, param_space=_param_space(sweep), tune_config=tune_config, run_config=run_config)
 
 
@@ -379,14 +454,14 @@ def _print_resume(output_dir: Path) -> None:
     print(f"sweep interrupted: continue it with python -m sda.sweep --output-dir {output_dir} --resume", flush=True)
 
 
-def _claim_output_dir(output_dir: Path, sweep: Sweep, resume: bool) -> None:
+def _check_output_dir(output_dir: Path, sweep: Sweep, resume: bool) -> None:
     """A new sweep needs a folder without one; a resumed one needs the same configuration as
-    the sweep it continues.  Saves ``sweep.toml``."""
+    the sweep it continues."""
     saved = output_dir / SWEEP_FILE
     if resume:
-        if not saved.is_file() or not tune.Tuner.can_restore(str(output_dir / "ray" / EXPERIMENT)):
+        if not saved.is_file() or not _tune().Tuner.can_restore(str(output_dir / "ray" / EXPERIMENT)):
             raise SweepError(f"no sweep to resume in {output_dir} (it lacks {SWEEP_FILE} or Ray's ray/{EXPERIMENT})")
-        if parse_sweep(saved.read_text(encoding="utf-8"), str(saved)) != sweep:
+        if parse_sweep(saved.read_text(encoding="utf-8"), str(saved), max_trials=None) != sweep:
             raise SweepError(f"{saved} differs from the given --config: a resumed sweep keeps its configuration "
                              f"(give no --config, or the same file)")
         return
@@ -395,10 +470,38 @@ def _claim_output_dir(output_dir: Path, sweep: Sweep, resume: bool) -> None:
     if saved.exists() or (output_dir / "ray").exists():
         raise SweepError(f"{output_dir} already holds a sweep: continue it with --resume, "
                          f"or choose another --output-dir")
+
+
+@contextlib.contextmanager
+def _claimed(output_dir: Path, sweep: Sweep, resume: bool):
+    """Saves ``sweep.toml`` (the file as given: what claims the folder, and what ``--resume``
+    reads) for a new sweep; a sweep refused inside the block removes it again, and the folder
+    too when this sweep made it, so that the same command can be given again."""
+    if resume:
+        yield
+        return
+    made = not output_dir.exists()
     try:
-        atomic_write(saved, lambda f: f.write(sweep.text.encode("utf-8")))
+        atomic_write(output_dir / SWEEP_FILE, lambda f: f.write(sweep.text.encode("utf-8")))
     except OSError as exc:
         raise SweepError(f"cannot write to output directory {output_dir}: {exc.strerror}") from None
+    try:
+        yield
+    except (SweepError, KeyboardInterrupt):
+        (output_dir / SWEEP_FILE).unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):
+                output_dir.rmdir()
+        raise
+
+
+@contextlib.contextmanager
+def _shut_down_ray_on_error():
+    try:
+        yield
+    except BaseException:
+        _ray().shutdown()
+        raise
 
 
 # ---------------------------------------------------------------- command line
@@ -417,27 +520,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, default=0,
                    help="GPUs each trial reserves, e.g. 1, or 0.25 for four trials per GPU (default 0)")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: as resources allow)")
+    p.add_argument("--max-trials", type=int, default=MAX_TRIALS,
+                   help=f"refuse a file that asks for more trials than this (default {MAX_TRIALS})")
     return p
 
 
 def _check_arguments(args: argparse.Namespace) -> Sweep:
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
         raise SweepError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if args.max_trials < 1:
+        raise SweepError(f"--max-trials must be >= 1, got {args.max_trials}")
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise SweepError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
     if args.config is None:
         if not args.resume:
             raise SweepError("--config FILE.toml is needed (except with --resume)")
-        return read_sweep(args.output_dir / SWEEP_FILE)
-    return read_sweep(args.config)
+        return read_sweep(args.output_dir / SWEEP_FILE, max_trials=None)  # the limit was applied when it started
+    return read_sweep(args.config, max_trials=None if args.resume else args.max_trials)
 
 
 def main(argv=None) -> int:
     """Entry point of ``python -m sda.sweep`` and ``sda-sweep``; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        if tune is None:
-            raise SweepError('sweeps need Ray Tune: pip install -e ".[sweep]"')
         sweep = _check_arguments(args)
         return run_sweep(sweep, args.output_dir, resume=args.resume, address=args.address,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,

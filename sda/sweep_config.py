@@ -75,7 +75,12 @@ from sda.modes import MODES
 from sda.run import PRESETS, TUTORIAL, validate_config
 from sda.validation import check_seed
 
-__all__ = ["SweepConfigError", "Sweep", "read_sweep", "parse_sweep", "LAYER_SHAPE_KEYS", "VARIANT", "rerun_command"]
+__all__ = ["SweepConfigError", "Sweep", "read_sweep", "parse_sweep", "LAYER_SHAPE_KEYS", "VARIANT", "rerun_command",
+           "MAX_TRIALS"]
+
+#: The trials a sweep file may ask for unless the command says more (``--max-trials``): a
+#: typo such as ``seeds = 1000000000`` is refused at once instead of filling the memory.
+MAX_TRIALS = 1000
 
 #: Convenience keys that build ``hidden_layers_sizes`` and ``corruption_levels`` (see above).
 LAYER_SHAPE_KEYS = ("depth", "units", "corruption_level")
@@ -125,8 +130,8 @@ class Sweep:
         return expand_layer_shape({**self.base, **values, "seed": seed})
 
 
-def read_sweep(path) -> Sweep:
-    """Read and check the sweep file ``path``."""
+def read_sweep(path, max_trials: int | None = MAX_TRIALS) -> Sweep:
+    """Read and check the sweep file ``path`` (see :func:`parse_sweep`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -134,17 +139,18 @@ def read_sweep(path) -> Sweep:
         raise SweepConfigError(f"sweep file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SweepConfigError(f"cannot read sweep file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    return parse_sweep(text, str(path))
+    return parse_sweep(text, str(path), max_trials)
 
 
-def parse_sweep(text: str, where: str = "sweep file") -> Sweep:
-    """Check the TOML ``text`` of a sweep and expand it; ``where`` names it in messages."""
+def parse_sweep(text: str, where: str = "sweep file", max_trials: int | None = MAX_TRIALS) -> Sweep:
+    """Check the TOML ``text`` of a sweep and expand it; ``where`` names it in messages.  A file
+    asking for more than ``max_trials`` trials (None: no limit) is refused before any is made."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SweepConfigError(f"{where} is not valid TOML: {exc}") from None
     try:
-        sweep = _build(raw)
+        sweep = _build(raw, max_trials)
     except SweepConfigError as exc:
         raise SweepConfigError(f"{where}: {exc}") from None
     except (ValueError, TypeError) as exc:  # validate_config's messages
@@ -153,7 +159,7 @@ def parse_sweep(text: str, where: str = "sweep file") -> Sweep:
     return sweep
 
 
-def _build(raw: dict) -> Sweep:
+def _build(raw: dict, max_trials: int | None) -> Sweep:
     _refuse_unknown("the file's top level", raw, _TOP_KEYS)
     preset = raw.get("preset", "tutorial")
     if preset not in PRESETS:
@@ -167,9 +173,15 @@ def _build(raw: dict) -> Sweep:
         raise SweepConfigError("sweep seeds with seeds = N or seeds = [s1, s2, ...], not in [search]")
     base = {**copy.deepcopy(PRESETS[preset]), **fixed}
     grid, random_axes = _split_search(search)
+    variants = _variants(raw, fixed, search)
+    seeds = raw.get("seeds", 1)
+    n_trials = (math.prod(len(values) for values in grid.values()) * _count(raw, "num_samples", 1)
+                * max(1, len(variants)) * (len(seeds) if isinstance(seeds, list) else _count(raw, "seeds", 1)))
+    if max_trials is not None and n_trials > max_trials:
+        raise SweepConfigError(f"the file asks for {n_trials:,} trials, more than the {max_trials:,} a sweep runs "
+                               f"unless told (--max-trials N)")
     seeds = _seeds(raw, base)
     configurations = _expand(grid, random_axes, _count(raw, "num_samples", 1), raw.get("sample_seed", 0))
-    variants = _variants(raw, fixed, search)
     axes = list(search)
     if variants:
         configurations = [{VARIANT: name, **copy.deepcopy(overrides), **point}

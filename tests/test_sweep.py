@@ -262,7 +262,31 @@ def test_bad_configuration_exits_2_with_one_line(text, message, data_dir, tmp_pa
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("sda-sweep: error: ")
     assert message in err
-    assert not (tmp_path / "out" / "ray").exists()
+    assert not (tmp_path / "out").exists()  # a refused sweep leaves no folder claimed
+
+
+@pytest.mark.parametrize("text, trials", [
+    ("seeds = 1000000000", "1,000,000,000"),
+    ("num_samples = 1000000000\n[search]\nfinetune_lr = {loguniform = [0.001, 1.0]}", "1,000,000,000"),
+    ("[search]\n" + "\n".join(f"{key} = {list(range(1, 41))}" for key in
+                               ("training_epochs", "pretraining_epochs", "pretrain_batch_size", "finetune_batch_size",
+                                "patience_epochs", "seed")[:5]) + "\nfinetune_lr = " + str([0.1] * 40),
+     f"{40 ** 6:,}"),
+])
+def test_a_file_asking_for_too_many_trials_is_refused_before_they_are_made(text, trials, data_dir, tmp_path, capsys):
+    config = tmp_path / "big.toml"
+    config.write_text(text + f'\n[data]\ndata_dir = "{data_dir}"\nverify = false\nvalid_size = 50\n')
+    assert sweep_main(["--config", str(config), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"asks for {trials} trials" in err and "--max-trials" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_max_trials_raises_the_limit():
+    text = "seeds = 1500"
+    with pytest.raises(SweepConfigError, match="asks for 1,500 trials, more than the 1,000"):
+        parse_sweep(text)
+    assert parse_sweep(text, max_trials=1500).n_trials == 1500
 
 
 def test_missing_file_and_occupied_or_empty_output_folders_exit_2(data_dir, tmp_path, capsys):
