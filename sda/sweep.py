@@ -42,11 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import importlib
-import ipaddress
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -55,24 +51,13 @@ import pytensor
 
 from sda.data import DataError, load_mnist
 from sda.datasets import shared_dataset
+from sda.ray_session import (SweepError, check_shared_folder, import_ray, ray_module, shut_down_ray_on_error,
+                              start_ray, tune_module)
 from sda.run import train_SdA
 from sda.sweep_config import MAX_TRIALS, Sweep, SweepConfigError, parse_sweep, read_sweep, rerun_command
 from sda.sweep_report import best_line, plot_results, summarise, write_results, write_summary
 from sda.training import DivergenceError
 from sda.utils import atomic_write, write_json
-
-#: Ray's single-machine switch (its default on macOS and Windows): every node and port on the
-#: loopback address.  Ray reads it when first imported, so this module imports Ray only in
-#: functions, after a local sweep has set it (a sweep joining a cluster must not).
-SINGLE_MACHINE = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-
-
-def _ray():
-    return importlib.import_module("ray")
-
-
-def _tune():
-    return importlib.import_module("ray.tune")
 
 __all__ = ["main", "run_sweep", "run_trial", "load_sweep_data", "collect_rows"]
 
@@ -82,10 +67,6 @@ TRIAL_FILE = "trial.json"  # which configuration and seed a trial folder holds
 FAILURE_FILE = "failure.json"
 STOPPED_FILE = "stopped.json"
 INTERRUPTED = 130
-
-
-class SweepError(ValueError):
-    """The sweep cannot start as asked: output folder, resume, data, or Ray itself."""
 
 
 # ---------------------------------------------------------------- data
@@ -128,7 +109,7 @@ def _share_gpu_memory(gpus_per_trial: float) -> None:
 def _report(epoch: int, validation_error: float, best_validation_error: float, test_error, seconds: float) -> None:
     """What a trial tells Tune after each fine-tuning epoch: the scheduler judges
     ``validation_error`` at each ``epoch``; the rest is for the results table."""
-    _tune().report({"epoch": epoch, "validation_error": validation_error,
+    tune_module().report({"epoch": epoch, "validation_error": validation_error,
                       "best_validation_error": best_validation_error, "test_error": test_error, "seconds": seconds})
 
 
@@ -158,7 +139,7 @@ def run_trial(tune_config: dict, *, sweep: Sweep, trials_dir: str, datasets, mod
     """One trial, in a Ray worker: ``train_SdA`` in ``trials_dir/<trial>``, resumed from its
     checkpoint when an earlier attempt left one; a divergence or a bad value is recorded in
     ``failure.json`` (the trial then ends normally, so that Tune keeps it as done)."""
-    folder = Path(trials_dir) / _tune().get_context().get_trial_name()
+    folder = Path(trials_dir) / tune_module().get_context().get_trial_name()
     if (folder / FAILURE_FILE).is_file():
         return
     if (folder / "results.json").is_file():
@@ -167,7 +148,7 @@ def run_trial(tune_config: dict, *, sweep: Sweep, trials_dir: str, datasets, mod
     _share_gpu_memory(gpus_per_trial)
     write_json(folder / TRIAL_FILE, {"configuration": tune_config["configuration"]["number"],
                                      "seed": tune_config["seed"],
-                                     "node": _ray().get_runtime_context().get_node_id()})
+                                     "node": ray_module().get_runtime_context().get_node_id()})
     config = sweep.trial_config(tune_config["configuration"]["values"], tune_config["seed"])
     resume = (folder / "checkpoint.npz").is_file()
     try:
@@ -186,7 +167,7 @@ def _record_failure(folder: Path, message: str) -> None:
     """``failure.json`` in the trial's folder, and the message as the trial's last result."""
     message = _one_line(message)
     write_json(folder / FAILURE_FILE, {"message": message})
-    _tune().report({"failure": message})
+    tune_module().report({"failure": message})
 
 
 def _one_line(text: str) -> str:
@@ -242,7 +223,7 @@ def _trial_lines(trials_dir: str):
     """Tune's callback that prints a line as each trial ends, and marks the trials the scheduler
     stopped early (``stopped.json``), which Tune's results do not tell apart from finished ones."""
 
-    class TrialLines(_tune().Callback):
+    class TrialLines(tune_module().Callback):
         def on_trial_complete(self, iteration, trials, trial, **info):
             folder = Path(trials_dir) / str(trial)
             done = any((folder / name).is_file() for name in ("results.json", FAILURE_FILE))
@@ -299,7 +280,7 @@ def _trial_names(trials_dir: Path, results: dict) -> dict:
 
 def _param_space(sweep: Sweep) -> dict:
     """Tune's grid: the configurations (numbered, their swept values as given) × the seeds."""
-    tune = _tune()
+    tune = tune_module()
     return {"configuration": tune.grid_search([{"number": i, "values": values}
                                                for i, values in enumerate(sweep.configurations)]),
             "seed": tune.grid_search(sweep.seeds)}
@@ -316,90 +297,23 @@ def _scheduler(sweep: Sweep):
                          reduction_factor=sweep.scheduler["reduction_factor"], stop_last_trials=False)
 
 
-def _import_ray(local: bool) -> None:
-    """Import Ray Tune, first setting Ray's single-machine switch for a local sweep."""
-    if local:
-        os.environ.update(SINGLE_MACHINE)
-        # token authentication, as Ray turns on by default for a local cluster, without its
-        # warning; read at import too, hence here
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-    try:
-        importlib.import_module("ray.tune")
-    except ImportError:
-        raise SweepError('sweeps need Ray Tune: pip install -e ".[sweep]"') from None
-
-
-def _cores() -> int:
-    """The cores this process may use (all of the machine's where the OS cannot tell)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _start_ray(address: str | None) -> None:
-    """Join the cluster at ``address``, or start a Ray of this process's own on every core,
-    whatever clusters the machine knows of (``address="local"``), reachable from this machine
-    only: its node address and every port on loopback, no dashboard.  The workers' output is
-    kept out of this terminal."""
-    # a failed trial's last report holds its message, not the scheduler's metric, which Tune
-    # would take for a mistake in the trainable
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    options = {"logging_level": logging.WARNING, "log_to_driver": False}
-    ray = _ray()
-    if address:
-        try:
-            ray.init(address=address, **options)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise SweepError(f"cannot join the Ray cluster at {address}: {_one_line(exc)}") from None
-        return
-    ray.init(address="local", num_cpus=_cores(), include_dashboard=False, **options)
-    if not ipaddress.ip_address(ray.util.get_node_ip_address()).is_loopback:
-        ray.shutdown()
-        raise SweepError(f"Ray was imported in this process before the sweep, so a local Ray would listen on "
-                         f"{ray.util.get_node_ip_address()}: start the sweep in a new process "
-                         f"(python -m sda.sweep), or join a cluster with --address")
-
-
-def _check_shared_folder(output_dir: Path) -> None:
-    """On a cluster, every node must see ``output_dir`` as this machine does (a shared file
-    system): each node reads the ``sweep.toml`` just written there, and a node that finds
-    another file, or none, stops the sweep before any trial starts."""
-    ray = _ray()
-    expected = hashlib.sha256((output_dir / SWEEP_FILE).read_bytes()).hexdigest()
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    @ray.remote(num_cpus=0)
-    def digest(path: str):
-        try:
-            return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        except OSError:
-            return None
-
-    nodes = [node for node in ray.nodes() if node["Alive"]]
-    found = ray.get([digest.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
-                     .remote(str(output_dir / SWEEP_FILE)) for node in nodes])
-    for node, value in zip(nodes, found):
-        if value != expected:
-            raise SweepError(f"node {node['NodeManagerAddress']} does not see {output_dir} as this machine does "
-                             f"(its {SWEEP_FILE} is {'missing' if value is None else 'another file'}): on a "
-                             f"cluster, --output-dir must be on a file system that every node shares")
-
-
 def run_sweep(sweep: Sweep, output_dir, *, resume: bool = False, address: str | None = None,
               cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_concurrent: int | None = None) -> int:
     """Run (or continue) the sweep into ``output_dir``; returns the exit status (0, or 130 when
     interrupted).  Everything that can be checked is checked before Ray starts, and a sweep
     refused before then leaves the folder as it found it."""
     output_dir = Path(output_dir).resolve()
-    _import_ray(local=not address)
+    import_ray(local=not address)
     _check_output_dir(output_dir, sweep, resume)
     datasets = load_sweep_data(sweep)
     print(f"sweep: {len(sweep.configurations)} configurations × {len(sweep.seeds)} seeds = {sweep.n_trials} trials; "
           f"output {output_dir}", flush=True)
     with _claimed(output_dir, sweep, resume):
-        _start_ray(address)
+        start_ray(address)
         if address:
-            with _shut_down_ray_on_error():
-                _check_shared_folder(output_dir)
-    tune = _tune()
+            with shut_down_ray_on_error():
+                check_shared_folder(output_dir, SWEEP_FILE)
+    tune = tune_module()
     try:
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, sweep=sweep, trials_dir=str(output_dir / "trials"), datasets=datasets,
@@ -411,13 +325,13 @@ def run_sweep(sweep: Sweep, output_dir, *, resume: bool = False, address: str | 
         _print_resume(output_dir)
         return INTERRUPTED
     finally:
-        _ray().shutdown()
+        ray_module().shutdown()
     return _finish(sweep, output_dir, result_grid)
 
 
 def _tuner(sweep: Sweep, output_dir: Path, trainable, resume: bool, max_concurrent: int | None):
     """Tune's tuner: the grid of configurations × seeds stored under DIR/ray, or that one restored."""
-    tune = _tune()
+    tune = tune_module()
     storage = output_dir / "ray"
     if resume:
         return tune.Tuner.restore(str(storage / EXPERIMENT), trainable, resume_unfinished=True, resume_errored=False)
@@ -459,7 +373,7 @@ def _check_output_dir(output_dir: Path, sweep: Sweep, resume: bool) -> None:
     the sweep it continues."""
     saved = output_dir / SWEEP_FILE
     if resume:
-        if not saved.is_file() or not _tune().Tuner.can_restore(str(output_dir / "ray" / EXPERIMENT)):
+        if not saved.is_file() or not tune_module().Tuner.can_restore(str(output_dir / "ray" / EXPERIMENT)):
             raise SweepError(f"no sweep to resume in {output_dir} (it lacks {SWEEP_FILE} or Ray's ray/{EXPERIMENT})")
         if parse_sweep(saved.read_text(encoding="utf-8"), str(saved), max_trials=None) != sweep:
             raise SweepError(f"{saved} differs from the given --config: a resumed sweep keeps its configuration "
@@ -492,15 +406,6 @@ def _claimed(output_dir: Path, sweep: Sweep, resume: bool):
         if made:
             with contextlib.suppress(OSError):
                 output_dir.rmdir()
-        raise
-
-
-@contextlib.contextmanager
-def _shut_down_ray_on_error():
-    try:
-        yield
-    except BaseException:
-        _ray().shutdown()
         raise
 
 
