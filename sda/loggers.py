@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sda.run import epoch_records
+from sda.run_folder import record_written
 
 __all__ = ["LOGGERS", "LoggerError", "TensorBoardLogger", "MLflowLogger", "EpochFeed", "open_loggers"]
 
@@ -41,7 +42,9 @@ def _scalars(record: dict) -> tuple[str, dict]:
 class TensorBoardLogger:
     """Scalars ``pretraining/layer<k>/cost``, ``fine-tuning/validation_error`` ... per epoch.
 
-    The event files are written from the first epoch on, once the run holds its output directory.
+    The event files are written from the first epoch on, once the run holds its output directory;
+    their names (chosen by tensorboardX) go to the folder's list of files the run wrote
+    (:func:`sda.run_folder.record_written`), so that ``--overwrite`` removes them and no others.
     """
 
     def __init__(self, output_dir):
@@ -49,12 +52,18 @@ class TensorBoardLogger:
             from tensorboardX import SummaryWriter
         except ImportError:
             raise LoggerError("--log-to tensorboard needs tensorboardX: pip install -e \".[tensorboard]\"") from None
-        self.directory = Path(output_dir) / "tensorboard"
+        self.output_dir = Path(output_dir)
+        self.directory = self.output_dir / "tensorboard"
         self._writer_class, self.writer = SummaryWriter, None
 
     def start(self, config: dict) -> None:
+        before = set(self._event_files())
         self.writer = self._writer_class(str(self.directory))
+        record_written(self.output_dir, [p for p in self._event_files() if p not in before])
         self.writer.add_text("config", "\n".join(f"    {key}: {json.dumps(value)}" for key, value in config.items()))
+
+    def _event_files(self) -> list[Path]:
+        return sorted(self.directory.glob("events.out.tfevents.*")) if self.directory.is_dir() else []
 
     def log_record(self, record: dict) -> None:
         prefix, values = _scalars(record)

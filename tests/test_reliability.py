@@ -63,6 +63,41 @@ def test_overwrite_replaces_the_whole_earlier_run(data, tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "mine"  # not a file of the run: left alone
 
 
+def test_overwrite_removes_only_the_files_the_run_wrote(data, tmp_path, capsys):
+    pytest.importorskip("tensorboardX")
+    out = tmp_path / "out"
+    assert run_cli(capsys, *data, "--output-dir", out, "--log-to", "tensorboard")[0] == 0
+    (out / "filters_layer0.png").write_text("a picture of the earlier run")
+    written = sorted(p.name for p in (out / "tensorboard").iterdir())
+    mine = [out / ".notes.tmp", out / "filters_layer_old_copy.png", out / "tensorboard" / "events.out.tfevents.mine",
+            out / ".checkpoint.npz.tmp", out / "results.json.bak"]
+    for path in mine:
+        path.write_text("mine")
+    assert run_cli(capsys, *data, "--output-dir", out, "--overwrite")[0] == 0
+    assert all(path.read_text() == "mine" for path in mine)
+    assert not (out / "filters_layer0.png").exists()  # the earlier run's pictures
+    assert sorted(p.name for p in (out / "tensorboard").iterdir()) == ["events.out.tfevents.mine"], written
+
+
+def test_a_folder_holding_only_files_of_the_user_is_not_a_run(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".notes.tmp").write_text("mine")
+    (out / "filters_layer_old_copy.png").write_text("mine")
+    assert run_cli(capsys, *data, "--output-dir", out)[0] == 0
+    assert (out / ".notes.tmp").read_text() == "mine"
+
+
+def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_never_followed(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    target = tmp_path / "elsewhere"
+    (out / ".sda.lock").symlink_to(target)
+    status, err = run_cli(capsys, *data, "--output-dir", out)
+    assert status == 2 and "symbolic link" in err
+    assert not target.exists() and (out / ".sda.lock").is_symlink()
+
+
 def test_overwrite_that_cannot_start_leaves_the_earlier_run(data, tmp_path, capsys):
     out = tmp_path / "out"
     assert run_cli(capsys, *data, "--output-dir", out)[0] == 0
