@@ -139,11 +139,11 @@ def write_archive(path, header: dict, arrays: dict) -> Path:
     return atomic_write(path, lambda f: np.savez(f, **entries))
 
 
-def read_archive(path, expected_format: str, error=None) -> tuple[dict, dict]:
+def read_archive(path, expected_format: str, error=None, version: int = FORMAT_VERSION) -> tuple[dict, dict]:
     """``(header, arrays)`` of an archive written by :func:`write_archive`.
 
     Never unpickles: object arrays, pickles and anything that is not an .npz of numeric
-    arrays with a JSON header of ``expected_format`` raise ``error`` (ModelFileError).
+    arrays with a JSON header of ``expected_format`` and ``version`` raise ``error`` (ModelFileError).
     A forged file cannot make reading slow or large either: every entry's size and shape
     are checked before any array is inflated (see :func:`_npz_entries`, :func:`_npy_layout`).
     """
@@ -162,7 +162,7 @@ def read_archive(path, expected_format: str, error=None) -> tuple[dict, dict]:
             entries = _npz_entries(path, archive, len(data), error)
             layouts = {name: _npy_layout(path, archive, name, info, error) for name, info in entries.items()}
             _check_header_layout(path, layouts, error)
-            header = _parse_header(path, _read_npy(archive, entries.pop(_HEADER)), expected_format, error)
+            header = _parse_header(path, _read_npy(archive, entries.pop(_HEADER)), expected_format, version, error)
             return header, {name: _read_npy(archive, info) for name, info in entries.items()}
         except error:
             raise
@@ -249,7 +249,7 @@ def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
         return np.lib.format.read_array(stream, allow_pickle=False)
 
 
-def _parse_header(path, raw: np.ndarray, expected_format: str, error) -> dict:
+def _parse_header(path, raw: np.ndarray, expected_format: str, version: int, error) -> dict:
     """The JSON header, refused if it nests too deeply (``json`` recurses once per level,
     so a header nested 100,000 deep would overflow the stack) or has the wrong format."""
     text = raw.tobytes()
@@ -263,8 +263,9 @@ def _parse_header(path, raw: np.ndarray, expected_format: str, error) -> dict:
     if not isinstance(header, dict) or header.get("format") != expected_format:
         found = header.get("format") if isinstance(header, dict) else None
         raise error(f"{path}: not an {expected_format} file (format {found!r:.80})")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise error(f"{path}: format version {header.get('format_version')!r:.80} is not supported")
+    if header.get("format_version") != version:
+        raise error(f"{path}: format version {header.get('format_version')!r:.80} is not supported "
+                    f"(this sda reads version {version})")
     return header
 
 

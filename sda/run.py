@@ -380,8 +380,11 @@ def _resumed_config(checkpoint, given: dict, names: dict | None) -> dict:
     asked = validate_config({**saved, **given}, names)
     conflicts = [k for k in given if _normal(asked[k]) != _normal(saved[k])]
     if conflicts:
+        # keys one flag sets together (--batch-size: both phases') are named once
+        named = {name(k): k for k in reversed(conflicts)}
         raise RunError("a resumed run keeps its configuration; the checkpoint's differs in "
-                       + ", ".join(f"{name(k)} (checkpoint: {saved[k]}, given: {given[k]})" for k in conflicts))
+                       + ", ".join(f"{flag} (checkpoint: {saved[k]}, given: {given[k]})"
+                                   for flag, k in reversed(named.items())))
     return saved
 
 
@@ -417,8 +420,6 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     rngs = model.noise_generators()
     if checkpoint is not None:  # before compiling: JAX compiles copies of the generators' states
         restore_generators(checkpoint, rngs)
-        if mode == "JAX" and (checkpoint.execution or {}).get("noise") != NOISE_WRITTEN_BACK:
-            _fresh_noise(rngs, config["seed"], checkpoint)
     pretraining_steps, train_step, validate, test = _training_functions(model, datasets, config, mode,
                                                                         steps_per_call, lr)
     # PyTensor's part of compiling; NUMBA and JAX compile more at each function's first call, which
@@ -437,9 +438,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     if checkpoint is not None:  # the generators were restored before compiling
         restore_state(checkpoint, state_vars, model.trained_params(config["finetune_layers"]))
         pretrain_progress, fit_state = checkpoint.pretrain, checkpoint.fit
-        if len(pretrain_progress.costs) > model.n_layers or not float(lr.get_value()) > 0:
-            raise CheckpointError(f"{out.file('checkpoint.npz')}: progress for {len(pretrain_progress.costs)} "
-                                  f"layers or a learning rate of {float(lr.get_value())} does not fit this run")
+        _check_progress(checkpoint, config, model.n_layers, lr, out.file("checkpoint.npz"))
         if log:
             log(f"resuming from {out.file('checkpoint.npz')}: pretraining epochs done per layer "
                 f"{[len(c) for c in pretrain_progress.costs]}, fine-tuning epochs done "
@@ -523,19 +522,19 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     return Run(model, pretrain_result, finetune_result, results, train_step, lr)
 
 
-#: Marks a checkpoint whose generators hold the noise as JAX's compiled copies left it (sda > 0.3.0).
+#: Marks a checkpoint whose generators hold the noise as JAX's compiled copies left it.
 NOISE_WRITTEN_BACK = "written back"
 
 
-def _fresh_noise(rngs, seed: int, checkpoint) -> None:
-    """Give the generators of a JAX run resumed from a checkpoint of sda 0.3.0 or before states of
-    their own, before compiling.  Those checkpoints hold the generators as they were when the run
-    compiled (JAX's compiled copies were not written back): resumed from them, the run would draw
-    again the very masks of its first epochs.  New states from the seed and the epochs done so
-    far avoid that; the draws then differ from those of an uninterrupted run."""
-    done = sum(len(c) for c in checkpoint.pretrain.costs) + (checkpoint.fit.epoch if checkpoint.fit else 0)
-    for k, rng in enumerate(rngs):
-        rng.set_value(np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, done, k]))))
+def _check_progress(checkpoint, config: dict, n_layers: int, lr, path) -> None:
+    """A checkpoint's progress must fit the run: no more layers than it has, and the learning rate
+    the schedule gives at its fine-tuning epoch (0 is one: a linear schedule's last epoch)."""
+    epoch = checkpoint.fit.epoch if checkpoint.fit is not None else 0
+    stored, scheduled = lr.get_value(), np.asarray(finetune_learning_rate(config, epoch), dtype=lr.dtype)
+    if len(checkpoint.pretrain.costs) > n_layers or stored != scheduled:
+        raise CheckpointError(f"{path}: progress for {len(checkpoint.pretrain.costs)} layers with a learning rate "
+                              f"of {float(stored)} does not fit this run of {n_layers} layers, whose schedule "
+                              f"gives {float(scheduled)} after {epoch} fine-tuning epochs")
 
 
 def _training_functions(model: SdA, datasets, config: dict, mode: str, steps_per_call: int, lr):

@@ -12,7 +12,7 @@ import pytest
 from conftest import synthetic_digits, write_idx
 from support import CPU_MODE
 from test_cli import TINY
-from sda.checkpoint import load_checkpoint
+from sda.checkpoint import checkpoint_digest, load_checkpoint
 from sda.cli import main
 from sda.data import MNIST_FILES
 from sda.persistence import read_archive, write_archive
@@ -214,15 +214,80 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: h.update(execution=["JAX"]), "execution"),
     (lambda h, a: h["rngs"][0]["state"].update(state=12345), "noise generator"),
     (lambda h, a: h["rngs"][0]["state"].update(inc=True), "noise generator"),
+    (lambda h, a: h.update(data_source=[1]), "data_source"),
+    (lambda h, a: h.update(data_source={"data_dir": 7}), "data_source"),
+    (lambda h, a: h["pretrain"].update(epoch_seconds={"a": 1}), "epoch_seconds"),
+    (lambda h, a: h["fit"].update(history=[{}, {}]), "fit.history"),
+    (lambda h, a: h["fit"].update(history=[]), "fit.history"),
+    (lambda h, a: h["fit"].update(extra=1), "fit must be"),
+    (lambda h, a: h.update(data=[1]), "fingerprint"),
+    (lambda h, a: h["execution"].update(mode=["JAX"]), "execution"),
+    (lambda h, a: a.update(state_0=np.full_like(a["state_0"], 1e30)), "beyond the 1e+06"),
+    (lambda h, a: a.update(best_0=np.full_like(a["best_0"], -2e6)), "beyond the 1e+06"),
+    (lambda h, a: a.update({f"state_{h['n_state'] - 1}": np.array(0.5, np.float32)}), "schedule gives 0.2"),
+    (lambda h, a: h["config"].update(finetune_lr=0.5), "schedule gives 0.5"),
 ])
 def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys):
+    """Forgeries that also recompute the digest, as a forger who knows the format would: each
+    field's own check refuses them."""
     out = stopped_run(data, tmp_path, capsys)
-    header, arrays = read_archive(out / "checkpoint.npz", "sda-checkpoint")
-    forge(header, arrays)
-    write_archive(out / "checkpoint.npz", header, arrays)
+    forge_checkpoint(out / "checkpoint.npz", forge)
     status = main(["--resume", str(out), "--quiet", "--no-pictures"])
     err = capsys.readouterr().err
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (out / "results.json").exists()  # refused before anything trained
+
+
+def forge_checkpoint(path, forge, seal=True):
+    """Apply ``forge(header, arrays)`` to the checkpoint at ``path``; ``seal``: with a digest that fits."""
+    header, arrays = read_archive(path, "sda-checkpoint", version=2)
+    forge(header, arrays)
+    if seal:
+        header["digest"] = checkpoint_digest(header, arrays)
+    write_archive(path, header, arrays)
+
+
+@pytest.mark.parametrize("forge", [
+    lambda h, a: h["config"].update(finetune_lr=0.5),
+    lambda h, a: h["config"].update(training_epochs=3),
+    lambda h, a: h["fit"].update(best_loss=0.0),
+    lambda h, a: a.update(state_0=a["state_0"] * 2),
+    lambda h, a: h.pop("digest"),
+])
+def test_a_checkpoint_edited_after_it_was_written_is_refused(forge, data, tmp_path, capsys):
+    out = stopped_run(data, tmp_path, capsys)
+    forge_checkpoint(out / "checkpoint.npz", forge, seal=False)
+    status = main(["--resume", str(out), "--quiet", "--no-pictures"])
+    err = capsys.readouterr().err
+    assert status == 2 and ("changed after it was written" in err or "digest" in err), err
+    assert len(err.strip().splitlines()) == 1 and not (out / "results.json").exists()
+
+
+def test_a_checkpoint_of_the_earlier_format_is_refused_in_one_line(data, tmp_path, capsys):
+    out = stopped_run(data, tmp_path, capsys)
+    forge_checkpoint(out / "checkpoint.npz", lambda h, a: (h.update(format_version=1), h.pop("digest")), seal=False)
+    status = main(["--resume", str(out), "--quiet", "--no-pictures"])
+    err = capsys.readouterr().err
+    assert status == 2 and "format version 1 is not supported" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flags", [["--finetune-lr-schedule", "linear"], ["--finetune-lr-decay", "1e-300"]])
+def test_a_learning_rate_of_zero_on_schedule_resumes(flags, data, tmp_path, capsys):
+    """A linear schedule reaches 0 at its last epoch; a tiny decay underflows to 0: both are states
+    of a real run, which a resume continues (here: ends, as its results were lost)."""
+    out = tmp_path / "out"
+    assert run_cli(capsys, *data, "--output-dir", out, "--training-epochs", "2", *flags)[0] == 0
+    assert float(load_checkpoint(out / "checkpoint.npz").state[-1]) == 0.0
+    (out / "results.json").unlink()
+    assert main(["--resume", str(out), "--quiet", "--no-pictures"]) == 0, capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text())["finetuning"]["epochs"] == 2
+
+
+def test_resume_names_a_flag_that_sets_two_values_once(data, tmp_path, capsys):
+    out = stopped_run(data, tmp_path, capsys)
+    status = main(["--resume", str(out), "--quiet", "--no-pictures", "--batch-size", "20"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("--batch-size") == 1, err
 
 
 def test_the_python_api_refuses_what_the_command_line_refuses(tmp_path):
