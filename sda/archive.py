@@ -43,12 +43,12 @@ def check_zip_signature(path: Path, error) -> None:
         raise error(f"{path}: not an .npz (zip) archive (it starts with {start!r})")
 
 
-def npz_members(path, archive: zipfile.ZipFile, error, max_members: int) -> dict:
+def npz_members(path, archive: zipfile.ZipFile, error, max_members: int, kind: str = "an sda file") -> dict:
     """The archive's members by array name (``X`` for ``X.npy``), each checked as the module
-    docstring says; at most ``max_members`` of them."""
+    docstring says; at most ``max_members`` of them (as many as ``kind`` of file ever holds)."""
     infos = archive.infolist()
     if len(infos) > max_members:
-        raise error(f"{path}: {len(infos)} entries, more than {max_members}")
+        raise error(f"{path}: {len(infos)} entries, more than {kind} holds ({max_members})")
     members = {}
     for info in infos:
         name = info.filename.removesuffix(".npy")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytensor
 
-from sda.archive import READ_ERRORS, npy_layout, npz_members, read_member
+from sda.archive import READ_ERRORS, check_zip_signature, npy_layout, npz_members, read_member
 from sda.utils import MAX_JSON_DEPTH, atomic_write, json_depth
 from sda.version import __version__
 
@@ -148,6 +148,7 @@ def read_archive(path, expected_format: str, error=None, version: int = FORMAT_V
             raise error(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
         if path.stat().st_size > _MAX_FILE_BYTES:
             raise error(f"{path}: {path.stat().st_size} bytes, larger than any sda file ({_MAX_FILE_BYTES})")
+        check_zip_signature(path, error)  # before a large file of something else is read whole
         data = path.read_bytes()
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror})") from None
