@@ -413,3 +413,20 @@ def test_resume_keeps_the_mode_the_run_started_in(data, tmp_path, capsys):
 def test_resume_in_python_needs_the_output_dir():
     with pytest.raises(ValueError, match="resume=True needs the output_dir"):
         train_SdA([None, None, None], resume=True)
+
+
+@pytest.mark.parametrize("flags, message", [("floatX=float99", "Invalid value ('float99')"),
+                                            ("base_compiledir={blocker}/x", "compiledir"),
+                                            ("compiledir={blocker}/x", "compiledir")])
+def test_an_environment_pytensor_cannot_start_in_is_one_line(flags, message, tmp_path):
+    import os
+    import subprocess
+    import sys
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    env = {**os.environ, "PYTENSOR_FLAGS": f"blas__ldflags=,{flags.format(blocker=blocker)}"}
+    done = subprocess.run([sys.executable, "-m", "sda.SdA", "--quiet", "--output-dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    err = done.stderr.strip()
+    assert done.returncode == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
