@@ -14,6 +14,7 @@ test error (at a new best) and seconds, with the epoch as the step.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,6 +88,25 @@ class MLflowLogger:
         except ImportError:
             raise LoggerError("--log-to mlflow needs mlflow: pip install -e \".[mlflow]\"") from None
         self.mlflow, self.name, self.run = mlflow, Path(output_dir).name, None
+        self._check_store()
+
+    #: The one request that checks the tracking store before training: no retries, this many seconds.
+    CHECK_SECONDS = 10
+
+    def _check_store(self) -> None:
+        """Reach the tracking store (``MLFLOW_TRACKING_URI``) now, so that a store MLflow cannot
+        use is a :class:`LoggerError` before training, not an error after the first epoch."""
+        from mlflow.exceptions import MlflowException
+
+        uri = self.mlflow.get_tracking_uri()
+        try:
+            with _quiet_dependencies(), _environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+                                                     MLFLOW_HTTP_REQUEST_TIMEOUT=str(self.CHECK_SECONDS)):
+                self.mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        except (MlflowException, OSError, ValueError, *_database_errors()) as exc:
+            reason = " ".join(str(exc).split())[:200]
+            raise LoggerError(f"--log-to mlflow cannot use the tracking store {uri} (MLFLOW_TRACKING_URI): "
+                              f"{reason}") from None
 
     def start(self, config: dict) -> None:
         with _quiet_dependencies():
@@ -104,6 +124,29 @@ class MLflowLogger:
         if self.run is not None:
             with _quiet_dependencies():
                 self.mlflow.end_run(status="FAILED" if failed else "FINISHED")
+
+
+@contextmanager
+def _environment(**values):
+    """Environment variables set to ``values`` for a while (MLflow reads its settings there),
+    as they were afterwards; ones the user set are kept."""
+    earlier = {key: os.environ.get(key) for key in values}
+    os.environ.update({key: value for key, value in values.items() if earlier[key] is None})
+    try:
+        yield
+    finally:
+        for key, value in earlier.items():
+            if value is None:
+                os.environ.pop(key, None)
+
+
+def _database_errors() -> tuple:
+    """SQLAlchemy's errors (MLflow's database stores raise them), when it is installed."""
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:
+        return ()
+    return (SQLAlchemyError,)
 
 
 @contextmanager
