@@ -107,10 +107,13 @@ def load_checkpoint(path) -> Checkpoint:
         n_state = header["n_state"]
         if not isinstance(n_state, int) or not 0 <= n_state <= len(arrays):
             raise ValueError(f"n_state {n_state!r} does not match the {len(arrays)} arrays")
+        n_best = len(arrays) - n_state if header["fit"] is not None else 0
+        odd = set(arrays) ^ {*(f"state_{i}" for i in range(n_state)), *(f"best_{i}" for i in range(n_best))}
+        if odd:
+            raise ValueError(f"arrays {sorted(odd)[:3]!r:.80} do not fit n_state={n_state}")
         state = [arrays[f"state_{i}"] for i in range(n_state)]
         fit = None
         if header["fit"] is not None:
-            n_best = len([k for k in arrays if k.startswith("best_")])
             fit = FitState.from_scalars(header["fit"], [arrays[f"best_{i}"] for i in range(n_best)])
         if not isinstance(header["config"], dict) or not isinstance(header["rngs"], list):
             raise TypeError("config must be an object and rngs a list")
@@ -166,7 +169,7 @@ def _check_structure(header: dict) -> None:
     execution = header["execution"]
     if execution is not None and not (isinstance(execution, dict) and all(
             isinstance(execution.get(k, ""), str) for k in ("mode", "noise"))
-            and type(execution.get("steps_per_call", 1)) is int):
+            and type(execution.get("steps_per_call", 1)) is int and execution.get("steps_per_call", 1) >= 1):
         raise ValueError("execution must be an object of the mode, steps per call and noise")
 
 
@@ -175,8 +178,8 @@ def _check_values(checkpoint: Checkpoint) -> None:
     nonsense (TypeError / ValueError name the field)."""
     arrays = [*checkpoint.state, *(checkpoint.fit.best_params if checkpoint.fit else [])]
     for i, array in enumerate(arrays):
-        if array.dtype.kind != "f" or not np.all(np.isfinite(array)):
-            raise ValueError(f"array {i} is not finite floating point ({array.dtype})")
+        if array.dtype not in (np.float32, np.float64) or not np.all(np.isfinite(array)):  # what PyTensor computes in
+            raise ValueError(f"array {i} is not finite float32 or float64 ({array.dtype})")
         # training stops at this bound, so no checkpoint holds more; the last state is the learning
         # rate, which the run checks against its schedule
         if i != len(checkpoint.state) - 1 and array.size and not np.max(np.abs(array)) <= PARAMETER_LIMIT:

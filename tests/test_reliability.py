@@ -226,6 +226,11 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: a.update(best_0=np.full_like(a["best_0"], -2e6)), "beyond the 1e+06"),
     (lambda h, a: a.update({f"state_{h['n_state'] - 1}": np.array(0.5, np.float32)}), "schedule gives 0.2"),
     (lambda h, a: h["config"].update(finetune_lr=0.5), "schedule gives 0.5"),
+    (lambda h, a: a.update(state_0=a["state_0"].astype(np.float16)), "not finite float32 or float64"),
+    (lambda h, a: a.update(state_99=np.zeros(2, np.float32)), "do not fit n_state"),
+    (lambda h, a: h["execution"].update(steps_per_call=0), "execution"),
+    (lambda h, a: h["pretrain"].update(costs=[*h["pretrain"]["costs"], [1.0]], seconds=[*h["pretrain"]["seconds"], 1.0],
+                                       epoch_seconds=[*h["pretrain"]["epoch_seconds"], [1.0]]), "progress for 3 layers"),
 ])
 def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys):
     """Forgeries that also recompute the digest, as a forger who knows the format would: each
