@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import shlex
 import statistics
@@ -60,7 +59,7 @@ from sda.data import DataError
 from sda.run import LOCK_FILE, RunError, stored_config
 from sda.sweep import SweepError, run_sweep, trial_outcome
 from sda.sweep_config import VARIANT, SweepConfigError, parse_sweep, rerun_command
-from sda.utils import atomic_write
+from sda.utils import atomic_write, read_json, read_json_lines
 
 __all__ = ["Row", "ROWS", "SCALES", "rows_for", "ablation_toml", "ablation_rows", "write_ablation", "bar_label",
            "TrialFolderError", "trial_commands", "trial_folder_state", "collect_runs", "main"]
@@ -359,7 +358,7 @@ def trial_folder_state(folder: Path, config: dict, data: dict) -> str:
     if (folder / "results.json").is_file():
         state, path = DONE, folder / "results.json"
         try:
-            saved = json.loads(path.read_text())
+            saved = read_json(path)
             saved_config, source = saved["config"], saved["data"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise TrialFolderError(f"{path} is unreadable ({type(exc).__name__})") from None
@@ -413,7 +412,7 @@ def _progress(metrics_path: Path) -> dict:
     """Best validation error so far, the test error then, epochs and seconds of a run's
     ``metrics.jsonl`` (empty when it has none)."""
     try:
-        records = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+        records = read_json_lines(metrics_path)
     except OSError:
         return {}
     best_errors = [r.get("validation_error") for r in records if isinstance(r, dict)]

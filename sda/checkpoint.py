@@ -11,23 +11,41 @@ arrays + JSON header, never a pickle, written atomically) holding
   each corruption noise generator, the pretraining progress
   (:class:`~sda.training.PretrainResult`) and the fine-tuning state (:class:`~sda.training.FitState`).
 
-Every field is checked on loading: a damaged or forged checkpoint raises :class:`CheckpointError`.
+* ``digest``: the sha256 of everything else in the file (:func:`checkpoint_digest`).
+
+Every field is checked on loading, its kind and its keys before any value is used, then the
+digest: a damaged checkpoint, or one edited after it was written, raises :class:`CheckpointError`.
+Parameters must be finite and within the bound training stops at
+(:data:`sda.training.PARAMETER_LIMIT`); the run checks that the learning rate is the one its
+schedule gives at the checkpoint's epoch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sda.persistence import FORMAT_VERSION, ModelFileError, read_archive, write_archive
-from sda.training import FitState, PretrainResult
+from sda.persistence import ModelFileError, read_archive, write_archive
+from sda.training import PARAMETER_LIMIT, FitState, PretrainResult
 
-__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "restore_state", "restore_generators"]
+__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "restore_state", "restore_generators",
+           "checkpoint_digest", "CHECKPOINT_VERSION"]
 
 FORMAT = "sda-checkpoint"
+#: Version 2 added the digest; files of version 1 are refused (sda 0.3.1 and before wrote them).
+CHECKPOINT_VERSION = 2
+_HEADER_KEYS = {"format", "format_version", "config", "n_state", "rngs", "pretrain", "fit", "data", "data_source",
+                "execution", "digest"}
+_HISTORY_KEYS = {"epoch", "cost", "validation_error", "test_error", "seconds"}
+_FIT_KEYS = {"epoch", "patience", "best_loss", "best_iteration", "test_error", "done", "seconds", "history"}
+#: The command line's data source (:func:`sda.cli._data_source`): each key's allowed types.
+_SOURCE_TYPES = {"data_file": (str, type(None)), "data_dir": (str, type(None)), "valid_size": (int, type(None)),
+                 "train_size": (int, type(None)), "verify": (bool,)}
 
 
 class CheckpointError(ModelFileError):
@@ -58,27 +76,44 @@ def save_checkpoint(path, config: dict, state_vars, rngs, pretrain: PretrainResu
     if fit is not None:
         arrays.update({f"best_{i}": np.asarray(a) for i, a in enumerate(fit.best_params)})
     header = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "config": config,
+        "format": FORMAT, "format_version": CHECKPOINT_VERSION, "config": config,
         "n_state": len(state_vars), "rngs": [_rng_state(r) for r in rngs],
         "pretrain": dataclasses.asdict(pretrain),
         "fit": None if fit is None else fit.scalars(),
         "data": data, "data_source": data_source, "execution": execution,
     }
+    header = json.loads(json.dumps(header))  # as it will be read back (tuples as lists)
+    header["digest"] = checkpoint_digest(header, arrays)
     return write_archive(path, header, arrays)
+
+
+def checkpoint_digest(header: dict, arrays: dict) -> str:
+    """The sha256 of a checkpoint's header (but its ``digest``) and of every array's name, dtype,
+    shape and bytes: any change to the file after it was written changes it."""
+    digest = hashlib.sha256(json.dumps({k: v for k, v in header.items() if k != "digest"}, sort_keys=True).encode())
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"\n{name} {array.dtype.str} {array.shape}\n".encode())
+        digest.update(array.reshape(-1).view(np.uint8).data)
+    return digest.hexdigest()
 
 
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; anything missing or of the wrong
     kind raises :class:`CheckpointError` naming the file."""
-    header, arrays = read_archive(path, FORMAT, CheckpointError)
+    header, arrays = read_archive(path, FORMAT, CheckpointError, CHECKPOINT_VERSION)
     try:
+        _check_structure(header)
         n_state = header["n_state"]
         if not isinstance(n_state, int) or not 0 <= n_state <= len(arrays):
             raise ValueError(f"n_state {n_state!r} does not match the {len(arrays)} arrays")
+        n_best = len(arrays) - n_state if header["fit"] is not None else 0
+        odd = set(arrays) ^ {*(f"state_{i}" for i in range(n_state)), *(f"best_{i}" for i in range(n_best))}
+        if odd:
+            raise ValueError(f"arrays {sorted(odd)[:3]!r:.80} do not fit n_state={n_state}")
         state = [arrays[f"state_{i}"] for i in range(n_state)]
         fit = None
         if header["fit"] is not None:
-            n_best = len([k for k in arrays if k.startswith("best_")])
             fit = FitState.from_scalars(header["fit"], [arrays[f"best_{i}"] for i in range(n_best)])
         if not isinstance(header["config"], dict) or not isinstance(header["rngs"], list):
             raise TypeError("config must be an object and rngs a list")
@@ -87,17 +122,69 @@ def load_checkpoint(path) -> Checkpoint:
                                 data=header.get("data"), data_source=header.get("data_source"),
                                 execution=header.get("execution"))
         _check_values(checkpoint)
-        return checkpoint
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
         raise CheckpointError(f"{path}: damaged or incomplete checkpoint ({type(exc).__name__}: {exc})"[:300]) from None
+    if header["digest"] != checkpoint_digest(header, arrays):
+        raise CheckpointError(f"{path}: the checkpoint was changed after it was written (its digest does not match "
+                              f"its contents); a run's settings cannot be edited: start a new run instead")
+    return checkpoint
+
+
+def _check_structure(header: dict) -> None:
+    """The header's fields, of the kinds and with the keys :func:`save_checkpoint` writes, before
+    any of them is used (TypeError / ValueError name the field)."""
+    unknown = set(header) - _HEADER_KEYS
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)!r:.80}")
+    if not isinstance(header["digest"], str):
+        raise TypeError("digest must be a string")
+    pretrain = header["pretrain"]
+    if not isinstance(pretrain, dict) or set(pretrain) != {f.name for f in dataclasses.fields(PretrainResult)}:
+        raise ValueError(f"pretrain must be an object with the keys of the pretraining progress, got {pretrain!r:.80}")
+    if not (isinstance(pretrain["epoch_seconds"], list) and isinstance(pretrain["costs"], list)
+            and len(pretrain["epoch_seconds"]) == len(pretrain["costs"])
+            and all(isinstance(s, list) and isinstance(c, list) and len(s) == len(c) and all(map(_is_number, s))
+                    for s, c in zip(pretrain["epoch_seconds"], pretrain["costs"]))):
+        raise ValueError("pretrain.epoch_seconds must hold one list of seconds per layer, one per epoch")
+    fit = header["fit"]
+    if fit is not None:
+        if not isinstance(fit, dict) or set(fit) != _FIT_KEYS:
+            raise ValueError(f"fit must be an object with the keys of the fine-tuning state, got {fit!r:.80}")
+        history = fit["history"]
+        if not isinstance(history, list) or type(fit["epoch"]) is int and len(history) != fit["epoch"] or not all(
+                isinstance(r, dict) and set(r) == _HISTORY_KEYS and r["epoch"] == k and type(r["epoch"]) is int
+                and _is_number(r["cost"]) and _is_number(r["seconds"])
+                and all(r[key] is None or _is_number(r[key]) for key in ("validation_error", "test_error"))
+                for k, r in enumerate(history, start=1)):
+            raise ValueError("fit.history must hold one record per fine-tuning epoch (epoch, cost, "
+                             "validation_error, test_error, seconds), wrong kind")
+    source = header["data_source"]
+    if source is not None and not (isinstance(source, dict) and all(isinstance(k, str) for k in source)
+                                   and all(isinstance(source[k], types) for k, types in _SOURCE_TYPES.items()
+                                           if k in source)):
+        raise ValueError(f"data_source must be an object of the data flags, got {source!r:.80}")
+    if header["data"] is not None and not (isinstance(header["data"], dict) and all(
+            isinstance(v, dict) and set(v) == {"shape", "dtype", "sha256"} for v in header["data"].values())):
+        raise ValueError("data must be the data's fingerprint (shape, dtype and sha256 of each array)")
+    execution = header["execution"]
+    if execution is not None and not (isinstance(execution, dict) and all(
+            isinstance(execution.get(k, ""), str) for k in ("mode", "noise"))
+            and type(execution.get("steps_per_call", 1)) is int and execution.get("steps_per_call", 1) >= 1):
+        raise ValueError("execution must be an object of the mode, steps per call and noise")
 
 
 def _check_values(checkpoint: Checkpoint) -> None:
     """Every field of the right kind and finite: a checkpoint edited by hand must not train on
     nonsense (TypeError / ValueError name the field)."""
-    for i, array in enumerate([*checkpoint.state, *(checkpoint.fit.best_params if checkpoint.fit else [])]):
-        if array.dtype.kind != "f" or not np.all(np.isfinite(array)):
-            raise ValueError(f"array {i} is not finite floating point ({array.dtype})")
+    arrays = [*checkpoint.state, *(checkpoint.fit.best_params if checkpoint.fit else [])]
+    for i, array in enumerate(arrays):
+        if array.dtype not in (np.float32, np.float64) or not np.all(np.isfinite(array)):  # what PyTensor computes in
+            raise ValueError(f"array {i} is not finite float32 or float64 ({array.dtype})")
+        # training stops at this bound, so no checkpoint holds more; the last state is the learning
+        # rate, which the run checks against its schedule
+        if i != len(checkpoint.state) - 1 and array.size and not np.max(np.abs(array)) <= PARAMETER_LIMIT:
+            raise ValueError(f"array {i} holds {np.max(np.abs(array)):g}, beyond the {PARAMETER_LIMIT:g} "
+                             f"at which training stops as diverged")
     if checkpoint.execution is not None and not isinstance(checkpoint.execution, dict):
         raise ValueError("execution must be an object")
     pretrain = checkpoint.pretrain

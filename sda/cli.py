@@ -259,7 +259,7 @@ def train(args: argparse.Namespace) -> None:
             raise RunError(f"no checkpoint to resume from: {checkpoint_path} does not exist")
         saved = load_checkpoint(checkpoint_path)
         config, source, output_dir = given_config(args), _data_source(args, saved.data_source), args.resume
-        full_config = {**TUTORIAL, **saved.config, **config}
+        full_config = validate_config({**TUTORIAL, **saved.config, **config}, names)  # before it is used
         already_logged = len(epoch_records(saved.pretrain, saved.fit))
         if args.mode == "AUTO" and saved.execution:  # the mode it ran in: the same noise, the same numbers
             args.mode = saved.execution.get("mode", "AUTO")

@@ -3,7 +3,10 @@ be settled before numpy, PyTensor and JAX load — how many cores they may use (
 whether JAX may see a GPU (``--device cpu``) — then :func:`sda.cli.main` does the rest.
 
 It imports no numeric library before reading those two flags; :mod:`sda.cli` checks every flag
-again (and applies these two once more, for callers that loaded the libraries already).
+again (and applies these two once more, for callers that loaded the libraries already).  Then it
+starts PyTensor, which reads its flags (``PYTENSOR_FLAGS``, ``THEANO_FLAGS``, ``.pytensorrc``) and
+makes its compile directory as it is imported: a flag it refuses or a directory it cannot write
+is a problem of the environment, said in one line (exit status 2) before anything else runs.
 """
 
 from __future__ import annotations
@@ -33,9 +36,29 @@ def main(argv=None) -> int:
         limit_threads(int(early.threads))
     if early.device == "cpu":
         os.environ["JAX_PLATFORMS"] = "cpu"  # read once, when jax starts
+    problem = pytensor_problem()
+    if problem is not None:
+        print(f"sda: error: {problem}", file=sys.stderr)
+        return 2
     from sda.cli import main as cli_main  # only now: numpy and PyTensor load here
 
     return cli_main(argv)
+
+
+def pytensor_problem() -> str | None:
+    """Why PyTensor cannot start in this environment, in one line, or None when it can: a flag
+    it refuses, or a compile directory it cannot make or write (every backend compiles there)."""
+    try:
+        import pytensor
+
+        compiledir = pytensor.config.compiledir  # made on first use
+    except (ValueError, OSError) as exc:  # PyTensor's refusals of a flag; a directory it cannot make
+        reason = " ".join(str(exc).split())[:300]
+        return f"PyTensor cannot start with the flags given (PYTENSOR_FLAGS, THEANO_FLAGS or .pytensorrc): {reason}"
+    if not os.access(compiledir, os.W_OK | os.X_OK):
+        return (f"PyTensor's compile directory {compiledir} is not writable: choose another with "
+                f"PYTENSOR_FLAGS=base_compiledir=DIR")
+    return None
 
 
 if __name__ == "__main__":

@@ -14,11 +14,13 @@ test error (at a new best) and seconds, with the epoch as the step.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 from sda.run import epoch_records
+from sda.run_folder import record_written
 
 __all__ = ["LOGGERS", "LoggerError", "TensorBoardLogger", "MLflowLogger", "EpochFeed", "open_loggers"]
 
@@ -41,7 +43,9 @@ def _scalars(record: dict) -> tuple[str, dict]:
 class TensorBoardLogger:
     """Scalars ``pretraining/layer<k>/cost``, ``fine-tuning/validation_error`` ... per epoch.
 
-    The event files are written from the first epoch on, once the run holds its output directory.
+    The event files are written from the first epoch on, once the run holds its output directory;
+    their names (chosen by tensorboardX) go to the folder's list of files the run wrote
+    (:func:`sda.run_folder.record_written`), so that ``--overwrite`` removes them and no others.
     """
 
     def __init__(self, output_dir):
@@ -49,12 +53,18 @@ class TensorBoardLogger:
             from tensorboardX import SummaryWriter
         except ImportError:
             raise LoggerError("--log-to tensorboard needs tensorboardX: pip install -e \".[tensorboard]\"") from None
-        self.directory = Path(output_dir) / "tensorboard"
+        self.output_dir = Path(output_dir)
+        self.directory = self.output_dir / "tensorboard"
         self._writer_class, self.writer = SummaryWriter, None
 
     def start(self, config: dict) -> None:
+        before = set(self._event_files())
         self.writer = self._writer_class(str(self.directory))
+        record_written(self.output_dir, [p for p in self._event_files() if p not in before])
         self.writer.add_text("config", "\n".join(f"    {key}: {json.dumps(value)}" for key, value in config.items()))
+
+    def _event_files(self) -> list[Path]:
+        return sorted(self.directory.glob("events.out.tfevents.*")) if self.directory.is_dir() else []
 
     def log_record(self, record: dict) -> None:
         prefix, values = _scalars(record)
@@ -78,6 +88,25 @@ class MLflowLogger:
         except ImportError:
             raise LoggerError("--log-to mlflow needs mlflow: pip install -e \".[mlflow]\"") from None
         self.mlflow, self.name, self.run = mlflow, Path(output_dir).name, None
+        self._check_store()
+
+    #: The one request that checks the tracking store before training: no retries, this many seconds.
+    CHECK_SECONDS = 10
+
+    def _check_store(self) -> None:
+        """Reach the tracking store (``MLFLOW_TRACKING_URI``) now, so that a store MLflow cannot
+        use is a :class:`LoggerError` before training, not an error after the first epoch."""
+        from mlflow.exceptions import MlflowException
+
+        uri = self.mlflow.get_tracking_uri()
+        try:
+            with _quiet_dependencies(), _environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+                                                     MLFLOW_HTTP_REQUEST_TIMEOUT=str(self.CHECK_SECONDS)):
+                self.mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        except (MlflowException, OSError, ValueError, *_database_errors()) as exc:
+            reason = " ".join(str(exc).split())[:200]
+            raise LoggerError(f"--log-to mlflow cannot use the tracking store {uri} (MLFLOW_TRACKING_URI): "
+                              f"{reason}") from None
 
     def start(self, config: dict) -> None:
         with _quiet_dependencies():
@@ -95,6 +124,29 @@ class MLflowLogger:
         if self.run is not None:
             with _quiet_dependencies():
                 self.mlflow.end_run(status="FAILED" if failed else "FINISHED")
+
+
+@contextmanager
+def _environment(**values):
+    """Environment variables set to ``values`` for a while (MLflow reads its settings there),
+    as they were afterwards; ones the user set are kept."""
+    earlier = {key: os.environ.get(key) for key in values}
+    os.environ.update({key: value for key, value in values.items() if earlier[key] is None})
+    try:
+        yield
+    finally:
+        for key, value in earlier.items():
+            if value is None:
+                os.environ.pop(key, None)
+
+
+def _database_errors() -> tuple:
+    """SQLAlchemy's errors (MLflow's database stores raise them), when it is installed."""
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:
+        return ()
+    return (SQLAlchemyError,)
 
 
 @contextmanager

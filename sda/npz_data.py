@@ -16,18 +16,23 @@ the training set the rows before them, as the tutorial split MNIST.  Make such a
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from sda.archive import READ_ERRORS, check_zip_signature, npy_layout, npz_members, read_member
 from sda.data import DataError, Split
+from sda.validation import available_memory
 
 __all__ = ["load_npz", "default_valid_size", "REQUIRED_ARRAYS", "TEST_ARRAYS"]
 
 REQUIRED_ARRAYS = ("X", "y")
 TEST_ARRAYS = ("X_test", "y_test")
+#: A data file holds four arrays; more members than this is not one.
+MAX_MEMBERS = 64
 
 
 def default_valid_size(n_rows: int) -> int:
@@ -67,17 +72,30 @@ def _labels(path: Path, name: str, values: np.ndarray, n_rows: int) -> np.ndarra
 
 
 def _read_arrays(path: Path) -> dict:
-    """The arrays of the archive, refusing pickles and anything that is not an .npz file."""
+    """The arrays of the archive, refusing pickles and anything that is not an .npz file.
+
+    Checked before anything large is read (:mod:`sda.archive`): that the file is a zip archive,
+    that each member is one distinctly named, readable .npy array, whose header's shape fits the
+    member's size, and that the arrays fit in memory."""
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise DataError(f"{path}: not an .npz archive of named arrays (numpy.savez writes one)")
-        with archive:
-            return {name: archive[name] for name in archive.files}
+        check_zip_signature(path, DataError)
+        with zipfile.ZipFile(path) as archive:
+            members = npz_members(path, archive, DataError, MAX_MEMBERS, "a data file")
+            layouts = {name: npy_layout(path, archive, name, info, DataError, kinds="fiub")
+                       for name, info in members.items()}
+            total = sum(math.prod(shape) * dtype.itemsize for dtype, shape in layouts.values())
+            available = available_memory()
+            if total > available:
+                raise DataError(f"{path}: its arrays take {total / 2 ** 30:,.1f} GiB, more than the "
+                                f"{available / 2 ** 30:,.1f} GiB of memory this process may use")
+            return {name: read_member(archive, info) for name, info in members.items()}
+    except DataError:
+        raise
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{path}: not a readable .npz archive of plain arrays ({exc})") from None
+    except READ_ERRORS as exc:
+        raise DataError(f"{path}: not a readable .npz archive of plain arrays "
+                        f"({' '.join(str(exc).split())[:160] or type(exc).__name__})") from None
 
 
 def load_npz(path: str | os.PathLike, n_valid: int | None = None, dtype: str = "float32") -> Split:

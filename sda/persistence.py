@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytensor
 
-from sda.utils import atomic_write
+from sda.archive import READ_ERRORS, check_zip_signature, npy_layout, npz_members, read_member
+from sda.utils import MAX_JSON_DEPTH, atomic_write, json_depth
 from sda.version import __version__
 
 __all__ = ["ModelFileError", "FORMAT", "SaveLoadMixin", "model_config", "model_parameters",
@@ -38,16 +37,11 @@ _HEADER = "__header__"
 _MAX_HEADER_BYTES = 1 << 20
 _MAX_FILE_BYTES = 8 << 30  # a 3×4000 float64 network's checkpoint is under 2 GiB
 _MAX_ENTRIES = 4096  # a model has 2 arrays per layer (3 per pretrained one); a checkpoint about twice that
-_MAX_JSON_DEPTH = 64  # real headers nest about 4 deep; json recurses once per level
 # np.savez stores entries uncompressed, so real files inflate 1:1 (a checkpoint's momentum
 # velocities too). 64x leaves room for files re-packed with np.savez_compressed, the slack
 # for small ones of zeros (fresh biases), and still keeps a zip bomb (1000x) far off.
 _MAX_INFLATION = 64
 _INFLATION_SLACK = 16 << 20
-_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-_BRACKET_STEPS = np.zeros(256, np.int32)  # by byte: +1 opens an array or object, -1 closes one
-_BRACKET_STEPS[list(b"[{")], _BRACKET_STEPS[list(b"]}")] = 1, -1
 
 
 class ModelFileError(ValueError):
@@ -139,13 +133,13 @@ def write_archive(path, header: dict, arrays: dict) -> Path:
     return atomic_write(path, lambda f: np.savez(f, **entries))
 
 
-def read_archive(path, expected_format: str, error=None) -> tuple[dict, dict]:
+def read_archive(path, expected_format: str, error=None, version: int = FORMAT_VERSION) -> tuple[dict, dict]:
     """``(header, arrays)`` of an archive written by :func:`write_archive`.
 
     Never unpickles: object arrays, pickles and anything that is not an .npz of numeric
-    arrays with a JSON header of ``expected_format`` raise ``error`` (ModelFileError).
+    arrays with a JSON header of ``expected_format`` and ``version`` raise ``error`` (ModelFileError).
     A forged file cannot make reading slow or large either: every entry's size and shape
-    are checked before any array is inflated (see :func:`_npz_entries`, :func:`_npy_layout`).
+    are checked before any array is inflated (see :func:`_npz_entries`, :func:`sda.archive.npy_layout`).
     """
     error = error or ModelFileError
     path = Path(path)
@@ -154,19 +148,20 @@ def read_archive(path, expected_format: str, error=None) -> tuple[dict, dict]:
             raise error(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
         if path.stat().st_size > _MAX_FILE_BYTES:
             raise error(f"{path}: {path.stat().st_size} bytes, larger than any sda file ({_MAX_FILE_BYTES})")
+        check_zip_signature(path, error)  # before a large file of something else is read whole
         data = path.read_bytes()
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror})") from None
     with _open_zip(path, data, error) as archive:
         try:
             entries = _npz_entries(path, archive, len(data), error)
-            layouts = {name: _npy_layout(path, archive, name, info, error) for name, info in entries.items()}
+            layouts = {name: npy_layout(path, archive, name, info, error) for name, info in entries.items()}
             _check_header_layout(path, layouts, error)
-            header = _parse_header(path, _read_npy(archive, entries.pop(_HEADER)), expected_format, error)
-            return header, {name: _read_npy(archive, info) for name, info in entries.items()}
+            header = _parse_header(path, read_member(archive, entries.pop(_HEADER)), expected_format, version, error)
+            return header, {name: read_member(archive, info) for name, info in entries.items()}
         except error:
             raise
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError, zlib.error) as exc:
+        except READ_ERRORS as exc:
             raise error(f"{path}: damaged .npz archive ({_one_line(exc)})") from None
 
 
@@ -186,50 +181,20 @@ def _open_zip(path, data: bytes, error) -> zipfile.ZipFile:
 
 
 def _npz_entries(path, archive: zipfile.ZipFile, archive_size: int, error) -> dict:
-    """The archive's members by array name, refused before anything is inflated when their
-    declared sizes add up to more than an .npz of this size could hold.
+    """The archive's members by array name (:func:`sda.archive.npz_members`), refused before
+    anything is inflated when their declared sizes add up to more than an .npz of this size
+    could hold.
 
     zipfile never inflates a member beyond its declared ``file_size``, so bounding the sum
     of those bounds the memory that reading can take, whatever the compressed data hold.
     """
-    if len(archive.infolist()) > _MAX_ENTRIES:
-        raise error(f"{path}: {len(archive.infolist())} entries, more than an sda file holds ({_MAX_ENTRIES})")
-    entries, total = {}, 0
-    for info in archive.infolist():
-        name = info.filename.removesuffix(".npy")
-        if name == info.filename or name in entries:
-            raise error(f"{path}: member {info.filename!r:.80} is not a distinct .npy array")
-        if info.compress_type not in _COMPRESSIONS:  # bzip2/lzma inflate unbounded chunks at once
-            raise error(f"{path}: member {info.filename!r:.80} uses compression {info.compress_type}, "
-                        "not stored or deflated")
-        entries[name] = info
-        total += info.file_size
+    entries = npz_members(path, archive, error, _MAX_ENTRIES)
+    total = sum(info.file_size for info in entries.values())
     limit = _MAX_INFLATION * archive_size + _INFLATION_SLACK
     if total > limit:
         raise error(f"{path}: entries would inflate to {total} bytes, more than {limit} "
                     f"for a file of {archive_size} bytes")
     return entries
-
-
-def _npy_layout(path, archive: zipfile.ZipFile, name: str, info: zipfile.ZipInfo, error):
-    """``(dtype, shape)`` from an entry's .npy header, read without inflating its data.
-
-    The shape must account for exactly the entry's declared size: a header claiming a
-    huge shape in a small entry would otherwise make numpy allocate that shape first.
-    """
-    with archive.open(info) as stream:
-        version = np.lib.format.read_magic(stream)
-        if version not in _NPY_HEADER_READERS:
-            raise error(f"{path}: entry {name!r:.80} has .npy format version {version}, expected 1.0 or 2.0")
-        shape, _, dtype = _NPY_HEADER_READERS[version](stream)
-        data_start = stream.tell()
-    if dtype.kind not in "fiub":  # object arrays would be pickles; structured ones are not parameters
-        raise error(f"{path}: entry {name!r:.80} has dtype {dtype}, expected numbers")
-    nbytes = math.prod(shape) * dtype.itemsize
-    if min(shape, default=0) < 0 or data_start + nbytes != info.file_size:
-        raise error(f"{path}: entry {name!r:.80} claims shape {shape} ({nbytes} bytes of {dtype}) "
-                    f"but holds {info.file_size - data_start} bytes")
-    return dtype, shape
 
 
 def _check_header_layout(path, layouts: dict, error) -> None:
@@ -243,19 +208,13 @@ def _check_header_layout(path, layouts: dict, error) -> None:
         raise error(f"{path}: header of {shape[0]} bytes is larger than {_MAX_HEADER_BYTES}")
 
 
-def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
-    """An entry's array; only called once :func:`_npy_layout` has vouched for its size."""
-    with archive.open(info) as stream:
-        return np.lib.format.read_array(stream, allow_pickle=False)
-
-
-def _parse_header(path, raw: np.ndarray, expected_format: str, error) -> dict:
+def _parse_header(path, raw: np.ndarray, expected_format: str, version: int, error) -> dict:
     """The JSON header, refused if it nests too deeply (``json`` recurses once per level,
     so a header nested 100,000 deep would overflow the stack) or has the wrong format."""
     text = raw.tobytes()
-    depth = _json_depth(text)
-    if depth > _MAX_JSON_DEPTH:
-        raise error(f"{path}: header nests {depth} levels deep, more than {_MAX_JSON_DEPTH}")
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise error(f"{path}: header nests {depth} levels deep, more than {MAX_JSON_DEPTH}")
     try:
         header = json.loads(text.decode("utf-8"))
     except ValueError as exc:  # also numbers longer than Python's int digit limit
@@ -263,27 +222,10 @@ def _parse_header(path, raw: np.ndarray, expected_format: str, error) -> dict:
     if not isinstance(header, dict) or header.get("format") != expected_format:
         found = header.get("format") if isinstance(header, dict) else None
         raise error(f"{path}: not an {expected_format} file (format {found!r:.80})")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise error(f"{path}: format version {header.get('format_version')!r:.80} is not supported")
+    if header.get("format_version") != version:
+        raise error(f"{path}: format version {header.get('format_version')!r:.80} is not supported "
+                    f"(this sda reads version {version})")
     return header
-
-
-def _json_depth(text: bytes) -> int:
-    """How deeply JSON ``text`` nests arrays and objects, found without recursing.
-
-    Brackets count only outside strings, which run between quotes not escaped by an odd
-    run of backslashes. Vectorised, as a forged megabyte holds a million brackets; past
-    json's first error this may misread the text, but json stops there anyway.
-    """
-    if text.count(b"[") + text.count(b"{") <= _MAX_JSON_DEPTH:  # the usual header: no scan needed
-        return 0
-    chars = np.frombuffer(text, dtype=np.uint8)
-    position = np.arange(len(chars), dtype=np.int32)
-    last_other = np.maximum.accumulate(np.where(chars == ord("\\"), -1, position))
-    backslashes_before = position - 1 - np.concatenate(([-1], last_other[:-1]))
-    quotes = (chars == ord('"')) & (backslashes_before % 2 == 0)
-    outside = np.cumsum(quotes, dtype=np.int32) % 2 == 0
-    return int(np.cumsum(_BRACKET_STEPS[chars] * outside).max(initial=0))
 
 
 def save_model(model, path, training_state: dict | None = None, values=None) -> Path:

@@ -22,16 +22,12 @@ sweeps all call :func:`train_SdA`; configurations are plain dictionaries (:data:
 from __future__ import annotations
 
 import copy
-import fcntl
 import hashlib
 import json
 import math
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytensor
@@ -44,6 +40,7 @@ from sda.modes import (device_description, load_compiled_noise, resolve_mode, tr
                        write_back_compiled_noise)
 from sda.persistence import model_parameters, save_model
 from sda.plots import save_run_pictures
+from sda.run_folder import LOCK_FILE, RUN_FILES, OutputDir, RunError
 from sda.SdA import FINETUNE_LAYERS, SdA, check_criteria
 from sda.training import FitResult, PretrainResult, fit_early_stopping, fit_lbfgs, pretrain_layers
 from sda.utils import atomic_write, write_json
@@ -151,16 +148,6 @@ DEFAULT_JAX_STEPS_PER_CALL = 250
 
 #: With L-BFGS, the longest wait between two checkpoints (seconds).
 LBFGS_SAVE_SECONDS = 30.0
-
-#: The files a run writes into its output directory (what ``overwrite`` replaces).
-RUN_FILES = ("checkpoint.npz", "best_model.npz", "metrics.jsonl", "results.json", "reconstructions.png",
-             "learning_curves.png", "filters_layer*.png", "tensorboard/events.out.tfevents.*",
-             ".*.tmp")  # the last: writes cut short by a kill
-LOCK_FILE = ".sda.lock"
-
-
-class RunError(ValueError):
-    """A run cannot start as asked: its output directory, checkpoint or data do not fit."""
 
 
 @dataclass
@@ -308,81 +295,6 @@ def finetune_learning_rate(config: dict, epochs_done: int) -> float:
     return rate
 
 
-class _OutputDir:
-    """An output directory held by one run: locked from the start, and, once the run is known to
-    be able to start (:meth:`claim`), empty of other runs' files."""
-
-    def __init__(self, path, resume: bool):
-        self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise RunError(f"output directory {self.path} is a file")
-        # the folders this run makes, deepest first: a refused run takes them away again
-        self._made = [p for p in (self.path, *self.path.parents) if not p.exists()]
-        self._lock_made = not (self.path / LOCK_FILE).exists()
-        self.claimed = False
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self.path / LOCK_FILE, "a")
-        except OSError as exc:
-            raise RunError(f"cannot use output directory {self.path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise RunError(f"output directory {self.path} is in use by another sda run") from None
-        self.resume = resume
-        checkpoint = self.path / "checkpoint.npz"
-        if resume and not checkpoint.is_file():
-            self.release()
-            raise RunError(f"no checkpoint to resume from: {checkpoint} does not exist")
-        self._earlier = [] if resume else [p for pattern in RUN_FILES for p in self.path.glob(pattern)]
-
-    def check_free(self, overwrite: bool) -> None:
-        """Refuse a folder holding another run, unless it is to be overwritten."""
-        if self._earlier and not overwrite:
-            raise RunError(f"output directory {self.path} already holds a run: continue it with --resume "
-                           f"{self.path} or replace it with --overwrite (in Python: resume=True or overwrite=True)")
-
-    def claim(self) -> None:
-        """Remove the earlier run's files (``overwrite``): called once everything else is checked.
-
-        They are first moved aside together, so that a file that cannot be removed leaves the
-        earlier run whole rather than half deleted."""
-        self.claimed = True
-        if not self._earlier:
-            return
-        aside = Path(tempfile.mkdtemp(prefix=".sda-overwritten-", dir=self.path))
-        moved = []
-        try:
-            for path in self._earlier:
-                path.rename(aside / path.name)
-                moved.append(path)
-        except OSError as exc:
-            for earlier in moved:
-                (aside / earlier.name).rename(earlier)
-            aside.rmdir()
-            raise RunError(f"cannot replace the earlier run in {self.path}: {path.name}: {exc.strerror}") from None
-        shutil.rmtree(aside, ignore_errors=True)
-
-    def file(self, name: str) -> Path:
-        return self.path / name
-
-    def release(self) -> None:
-        """Drop the lock; a run refused before :meth:`claim` leaves no lock file and no folder
-        it made behind (a later run there would otherwise meet a stray file)."""
-        if not self.claimed and self._lock_made:
-            # removed while still held: a run that opens the path from now on gets a new file
-            (self.path / LOCK_FILE).unlink(missing_ok=True)
-        self._lock.close()  # closing drops the lock (so does the death of the process)
-        if self.claimed:
-            return
-        for folder in self._made:
-            try:
-                folder.rmdir()  # only while empty: whatever else appeared there stays
-            except OSError:
-                break
-
-
 def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: bool = False,
               mode: str | None = None, steps_per_call: int | None = None, progress: bool = True, log=print,
               pictures: bool = False, data_source: dict | None = None, on_epoch_end=None,
@@ -423,7 +335,7 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
         check_positive_int("steps_per_call", steps_per_call)
     datasets = [pair if pair is None or isinstance(pair[0], pytensor.compile.SharedVariable)
                 else shared_dataset(pair) for pair in datasets]
-    out = None if output_dir is None else _OutputDir(output_dir, resume)
+    out = None if output_dir is None else OutputDir(output_dir, resume)
     try:
         if out is not None:
             out.check_free(overwrite)
@@ -468,8 +380,11 @@ def _resumed_config(checkpoint, given: dict, names: dict | None) -> dict:
     asked = validate_config({**saved, **given}, names)
     conflicts = [k for k in given if _normal(asked[k]) != _normal(saved[k])]
     if conflicts:
+        # keys one flag sets together (--batch-size: both phases') are named once
+        named = {name(k): k for k in reversed(conflicts)}
         raise RunError("a resumed run keeps its configuration; the checkpoint's differs in "
-                       + ", ".join(f"{name(k)} (checkpoint: {saved[k]}, given: {given[k]})" for k in conflicts))
+                       + ", ".join(f"{flag} (checkpoint: {saved[k]}, given: {given[k]})"
+                                   for flag, k in reversed(named.items())))
     return saved
 
 
@@ -505,8 +420,6 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     rngs = model.noise_generators()
     if checkpoint is not None:  # before compiling: JAX compiles copies of the generators' states
         restore_generators(checkpoint, rngs)
-        if mode == "JAX" and (checkpoint.execution or {}).get("noise") != NOISE_WRITTEN_BACK:
-            _fresh_noise(rngs, config["seed"], checkpoint)
     pretraining_steps, train_step, validate, test = _training_functions(model, datasets, config, mode,
                                                                         steps_per_call, lr)
     # PyTensor's part of compiling; NUMBA and JAX compile more at each function's first call, which
@@ -525,9 +438,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     if checkpoint is not None:  # the generators were restored before compiling
         restore_state(checkpoint, state_vars, model.trained_params(config["finetune_layers"]))
         pretrain_progress, fit_state = checkpoint.pretrain, checkpoint.fit
-        if len(pretrain_progress.costs) > model.n_layers or not float(lr.get_value()) > 0:
-            raise CheckpointError(f"{out.file('checkpoint.npz')}: progress for {len(pretrain_progress.costs)} "
-                                  f"layers or a learning rate of {float(lr.get_value())} does not fit this run")
+        _check_progress(checkpoint, config, model.n_layers, lr, out.file("checkpoint.npz"))
         if log:
             log(f"resuming from {out.file('checkpoint.npz')}: pretraining epochs done per layer "
                 f"{[len(c) for c in pretrain_progress.costs]}, fine-tuning epochs done "
@@ -611,19 +522,19 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     return Run(model, pretrain_result, finetune_result, results, train_step, lr)
 
 
-#: Marks a checkpoint whose generators hold the noise as JAX's compiled copies left it (sda > 0.3.0).
+#: Marks a checkpoint whose generators hold the noise as JAX's compiled copies left it.
 NOISE_WRITTEN_BACK = "written back"
 
 
-def _fresh_noise(rngs, seed: int, checkpoint) -> None:
-    """Give the generators of a JAX run resumed from a checkpoint of sda 0.3.0 or before states of
-    their own, before compiling.  Those checkpoints hold the generators as they were when the run
-    compiled (JAX's compiled copies were not written back): resumed from them, the run would draw
-    again the very masks of its first epochs.  New states from the seed and the epochs done so
-    far avoid that; the draws then differ from those of an uninterrupted run."""
-    done = sum(len(c) for c in checkpoint.pretrain.costs) + (checkpoint.fit.epoch if checkpoint.fit else 0)
-    for k, rng in enumerate(rngs):
-        rng.set_value(np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, done, k]))))
+def _check_progress(checkpoint, config: dict, n_layers: int, lr, path) -> None:
+    """A checkpoint's progress must fit the run: no more layers than it has, and the learning rate
+    the schedule gives at its fine-tuning epoch (0 is one: a linear schedule's last epoch)."""
+    epoch = checkpoint.fit.epoch if checkpoint.fit is not None else 0
+    stored, scheduled = lr.get_value(), np.asarray(finetune_learning_rate(config, epoch), dtype=lr.dtype)
+    if len(checkpoint.pretrain.costs) > n_layers or stored != scheduled:
+        raise CheckpointError(f"{path}: progress for {len(checkpoint.pretrain.costs)} layers with a learning rate "
+                              f"of {float(stored)} does not fit this run of {n_layers} layers, whose schedule "
+                              f"gives {float(scheduled)} after {epoch} fine-tuning epochs")
 
 
 def _training_functions(model: SdA, datasets, config: dict, mode: str, steps_per_call: int, lr):

@@ -62,6 +62,7 @@ import copy
 import itertools
 import math
 import numbers
+import re
 import shlex
 import tomllib
 from dataclasses import dataclass, field
@@ -130,10 +131,36 @@ class Sweep:
         return expand_layer_shape({**self.base, **values, "seed": seed})
 
 
+#: The largest sweep file read (real ones are a few KiB).
+MAX_SWEEP_BYTES = 1 << 20
+#: The deepest nesting of arrays and inline tables in a sweep file: tomllib recurses once per level.
+MAX_TOML_DEPTH = 32
+# what changes the nesting, and the strings and comments that may hold brackets, each matched whole
+_TOML_TOKENS = re.compile(r'"""(?:\\.|[^\\])*?"""' r"|'''.*?'''" r'|"(?:\\.|[^"\\\n])*"' r"|'[^'\n]*'"
+                          r"|#[^\n]*|[\[\]{}]", re.DOTALL)
+
+
+def toml_depth(text: str) -> int:
+    """How deeply TOML ``text`` nests arrays and inline tables, found without recursing (brackets
+    in strings and comments do not count; a table header's brackets open and close at once)."""
+    depth = deepest = 0
+    for token in _TOML_TOKENS.finditer(text):
+        bracket = token.group()
+        if bracket in ("[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif bracket in ("]", "}"):
+            depth -= 1
+    return deepest
+
+
 def read_sweep(path, max_trials: int | None = MAX_TRIALS) -> Sweep:
-    """Read and check the sweep file ``path`` (see :func:`parse_sweep`)."""
+    """Read and check the sweep file ``path`` (at most :data:`MAX_SWEEP_BYTES`; see :func:`parse_sweep`)."""
     path = Path(path)
     try:
+        if path.is_file() and path.stat().st_size > MAX_SWEEP_BYTES:
+            raise SweepConfigError(f"sweep file {path} holds {path.stat().st_size} bytes, more than a sweep file "
+                                   f"may ({MAX_SWEEP_BYTES})")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SweepConfigError(f"sweep file {path} does not exist") from None
@@ -143,8 +170,14 @@ def read_sweep(path, max_trials: int | None = MAX_TRIALS) -> Sweep:
 
 
 def parse_sweep(text: str, where: str = "sweep file", max_trials: int | None = MAX_TRIALS) -> Sweep:
-    """Check the TOML ``text`` of a sweep and expand it; ``where`` names it in messages.  A file
-    asking for more than ``max_trials`` trials (None: no limit) is refused before any is made."""
+    """Check the TOML ``text`` of a sweep and expand it; ``where`` names it in messages.  Its size
+    and nesting are bounded before it is parsed, and a file asking for more than ``max_trials``
+    trials (None: no limit) is refused before any is made."""
+    if len(text) > MAX_SWEEP_BYTES:
+        raise SweepConfigError(f"{where} holds {len(text)} characters, more than a sweep file may ({MAX_SWEEP_BYTES})")
+    depth = toml_depth(text)
+    if depth > MAX_TOML_DEPTH:
+        raise SweepConfigError(f"{where} nests arrays or tables {depth} deep, more than {MAX_TOML_DEPTH}")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

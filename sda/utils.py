@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["scale_to_unit_interval", "tile_raster_images", "give_default_permissions", "atomic_write",
-           "write_json", "format_duration", "tqdm"]
+           "write_json", "format_duration", "tqdm", "MAX_JSON_DEPTH", "MAX_JSON_BYTES", "json_depth", "parse_json",
+           "read_json", "read_json_lines"]
+
+#: The deepest nesting any JSON sda reads may have: its own files nest about 5 deep, and ``json``
+#: recurses once per level (a file nested 100,000 deep would overflow the stack).
+MAX_JSON_DEPTH = 64
+#: The largest JSON file sda reads (a run's results of 1,000 epochs take under 1 MiB).
+MAX_JSON_BYTES = 256 << 20
+_BRACKET_STEPS = np.zeros(256, np.int32)  # by byte: +1 opens an array or object, -1 closes one
+_BRACKET_STEPS[list(b"[{")], _BRACKET_STEPS[list(b"]}")] = 1, -1
 
 # Progress bars: tqdm.auto draws a widget in a notebook, but only where ipywidgets is installed;
 # without it, it warns in every notebook ("IProgress not found") and falls back to the text bar,
@@ -105,3 +114,56 @@ def format_duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def json_depth(text: bytes) -> int:
+    """How deeply JSON ``text`` nests arrays and objects (0 when it cannot pass
+    :data:`MAX_JSON_DEPTH`), found without recursing.
+
+    Brackets count only outside strings, which run between quotes not escaped by an odd
+    run of backslashes. Vectorised, as a forged megabyte holds a million brackets; past
+    json's first error this may misread the text, but json stops there anyway.
+    """
+    if text.count(b"[") + text.count(b"{") <= MAX_JSON_DEPTH:  # the usual file: no scan needed
+        return 0
+    chars = np.frombuffer(text, dtype=np.uint8)
+    position = np.arange(len(chars), dtype=np.int64)
+    last_other = np.maximum.accumulate(np.where(chars == ord("\\"), -1, position))
+    backslashes_before = position - 1 - np.concatenate(([-1], last_other[:-1]))
+    quotes = (chars == ord('"')) & (backslashes_before % 2 == 0)
+    outside = np.cumsum(quotes, dtype=np.int64) % 2 == 0
+    return int(np.cumsum(_BRACKET_STEPS[chars] * outside).max(initial=0))
+
+
+def parse_json(text: bytes | str, where: str):
+    """The value of JSON ``text``, refused with ValueError naming ``where`` when it nests deeper
+    than :data:`MAX_JSON_DEPTH` (checked before ``json`` parses) or is not JSON."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{where}: JSON nested {depth} levels deep, more than {MAX_JSON_DEPTH}")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # ValueError: also invalid UTF-8, over-long integers
+        raise ValueError(f"{where}: not valid JSON ({' '.join(str(exc).split())[:120]})") from None
+
+
+def _read_bounded(path, max_bytes: int) -> bytes:
+    """The bytes of ``path``, refused with ValueError when it is larger than ``max_bytes``
+    (checked before reading; OSError as reading raises it)."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path}: {size} bytes, more than the {max_bytes} of any JSON file sda reads")
+    return path.read_bytes()
+
+
+def read_json(path, max_bytes: int = MAX_JSON_BYTES):
+    """The JSON value in file ``path``, bounded in size and depth (ValueError, or OSError)."""
+    return parse_json(_read_bounded(path, max_bytes), str(path))
+
+
+def read_json_lines(path, max_bytes: int = MAX_JSON_BYTES) -> list:
+    """The JSON values of a file of one per line (``metrics.jsonl``), bounded as :func:`read_json`."""
+    return [parse_json(line, f"{path}, line {k}")
+            for k, line in enumerate(_read_bounded(path, max_bytes).splitlines(), start=1) if line.strip()]

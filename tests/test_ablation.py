@@ -169,3 +169,24 @@ def test_collect_refuses_a_folder_without_runs_and_marks_damaged_runs_failed(tmp
     # an unreadable checkpoint is not counted (an interrupted trial's message: the test above)
     assert rows["ufldl"]["status"] == "failed" and str(interrupted) in rows["ufldl"]["message"]
     assert rows["tutorial_depth_2"]["status"] == "unfinished" and "--commands" in rows["tutorial_depth_2"]["message"]
+
+
+def test_deeply_nested_run_files_are_refused_in_one_line(tmp_path, capsys):
+    """json recurses once per level: files nested 100,000 deep are refused before parsing."""
+    from sda.ablation import main
+    deep = "[" * 100_000 + "]" * 100_000
+    stopped = tmp_path / "tutorial_s1"
+    stopped.mkdir()
+    (stopped / "metrics.jsonl").write_text(deep + "\n")
+    finished = tmp_path / "ufldl_s1"
+    finished.mkdir()
+    (finished / "results.json").write_text(deep)
+    assert main(["--tiny", "--collect", "--output-dir", str(tmp_path)]) == 0
+    with open(tmp_path / "ablation.csv", newline="") as f:
+        rows = {row["row"]: row for row in csv.DictReader(f)}
+    assert rows["tutorial"]["status"] == "failed" and rows["ufldl"]["status"] == "failed"
+    assert "nested" in rows["ufldl"]["message"] or "unreadable" in rows["ufldl"]["message"]
+    capsys.readouterr()
+    assert main(["--commands", "--tiny", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err

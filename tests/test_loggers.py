@@ -80,3 +80,17 @@ def test_unknown_or_missing_logger_is_one_line(tiny_mnist_dir, tmp_path, capsys,
                  "tensorboard"]) == 2
     assert capsys.readouterr().err.strip() == ('sda: error: --log-to tensorboard needs tensorboardX: '
                                                'pip install -e ".[tensorboard]"')
+
+
+@pytest.mark.parametrize("uri", ["nonsense://x", "sqlite:///{blocker}/x.db", "http://127.0.0.1:1"])
+def test_a_tracking_store_mlflow_cannot_use_is_one_line_before_training(uri, tiny_mnist_dir, tmp_path, capsys,
+                                                                      monkeypatch):
+    pytest.importorskip("mlflow")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri.format(blocker=blocker))
+    out = tmp_path / "out"
+    assert main([*TINY, "--data-dir", str(tiny_mnist_dir), "--output-dir", str(out), "--log-to", "mlflow"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot use the tracking store" in err and len(err.splitlines()) == 1, err
+    assert not (out / "checkpoint.npz").exists()  # nothing trained

@@ -1,6 +1,9 @@
 """One's own data: an .npz file on the command line, a subset, and arrays straight into the model."""
 
+import io
 import json
+import warnings
+import zipfile
 
 import numpy as np
 import pytensor
@@ -51,7 +54,7 @@ def test_npz_file_is_split_like_mnist(digits_npz):
     ({"X": np.zeros((4, 3)), "y": np.zeros(4, int), "X_test": np.zeros((2, 3))}, "both X_test and y_test"),
     ({"X": np.zeros((4, 3)), "y": np.zeros(4, int), "X_test": np.zeros((2, 5)), "y_test": np.zeros(2, int)},
      "X_test has 5 features per example, X has 3"),
-    ({"X": np.array([[0.5, None]], dtype=object), "y": np.zeros(1, int)}, "not a readable .npz archive"),
+    ({"X": np.array([[0.5, None]], dtype=object), "y": np.zeros(1, int)}, "has dtype object, expected numbers"),
 ])
 def test_bad_npz_files_are_refused_with_the_reason(arrays, message, tmp_path):
     path = tmp_path / "bad.npz"
@@ -62,10 +65,80 @@ def test_bad_npz_files_are_refused_with_the_reason(arrays, message, tmp_path):
 
 def test_not_an_npz_file(tmp_path):
     np.save(tmp_path / "one.npy", np.zeros((3, 3)))
-    with pytest.raises(DataError, match="not an .npz archive"):
+    with pytest.raises(DataError, match="not an .npz .zip. archive"):
         load_npz(tmp_path / "one.npy")
     with pytest.raises(DataError, match="does not exist"):
         load_npz(tmp_path / "absent.npz")
+
+
+def npz_bytes(members, compression=zipfile.ZIP_STORED) -> bytes:
+    """A zip archive of ``members``: (name, array or raw .npy bytes) pairs, duplicates allowed."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w", compression) as archive:
+        warnings.simplefilter("ignore", UserWarning)  # "Duplicate name"
+        for name, value in members:
+            if isinstance(value, np.ndarray):
+                npy = io.BytesIO()
+                np.save(npy, value)
+                value = npy.getvalue()
+            archive.writestr(name, value)
+    return buffer.getvalue()
+
+
+def patch_members(data: bytes, local_offset: int, central_offset: int, value: bytes) -> bytes:
+    """``data`` with 2 bytes of every local and central member header replaced by ``value``."""
+    data = bytearray(data)
+    for signature, offset in ((b"PK\x03\x04", local_offset), (b"PK\x01\x02", central_offset)):
+        start = data.find(signature)
+        while start >= 0:
+            data[start + offset:start + offset + 2] = value
+            start = data.find(signature, start + 4)
+    return bytes(data)
+
+
+GOOD = [("X.npy", np.zeros((6, 4), np.uint8)), ("y.npy", np.zeros(6, np.int64))]
+
+
+def forged_rows_npy(rows: int) -> bytes:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (rows, 64)})
+    return header.getvalue() + bytes(64)
+
+
+@pytest.mark.parametrize("data, message", [
+    (patch_members(npz_bytes(GOOD), 8, 10, (99).to_bytes(2, "little")), "uses compression 99"),
+    (patch_members(npz_bytes(GOOD), 6, 8, (1).to_bytes(2, "little")), "is encrypted"),
+    (npz_bytes([GOOD[0], ("X.npy", np.ones((6, 4), np.uint8)), GOOD[1]]), "two of that name"),
+    (npz_bytes([("X.npy", forged_rows_npy(10 ** 12)), GOOD[1]]), r"claims shape \(1000000000000, 64\)"),
+    (b"PK\x03\x04" + bytes(100), "not a readable .npz archive"),
+    (npz_bytes(GOOD)[:-30], "not a readable .npz archive"),
+])
+def test_forged_npz_archives_are_one_line(data, message, tmp_path, capsys):
+    path = tmp_path / "forged.npz"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=message):
+        load_npz(path, n_valid=1)
+    assert main([*TINY, "--data", str(path), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_a_damaged_deflate_stream_is_one_line(tmp_path):
+    data = bytearray(npz_bytes([("X.npy", np.arange(4000, dtype=np.uint8).reshape(100, 40)), GOOD[1]],
+                               zipfile.ZIP_DEFLATED))
+    data[200:260] = bytes(range(60))  # inside X.npy's compressed data
+    path = tmp_path / "damaged.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="not a readable .npz archive"):
+        load_npz(path, n_valid=1)
+
+
+def test_a_large_file_that_is_not_a_zip_archive_is_refused_unread(tmp_path):
+    path = tmp_path / "huge.npz"
+    with open(path, "wb") as f:
+        f.truncate(7 << 30)  # sparse: takes no disk
+    with pytest.raises(DataError, match="not an .npz .zip. archive"):
+        load_npz(path)
 
 
 def test_cli_trains_on_an_npz_file_and_a_subset_and_resumes_on_them(digits_npz, tmp_path, capsys):

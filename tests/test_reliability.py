@@ -12,7 +12,7 @@ import pytest
 from conftest import synthetic_digits, write_idx
 from support import CPU_MODE
 from test_cli import TINY
-from sda.checkpoint import load_checkpoint
+from sda.checkpoint import checkpoint_digest, load_checkpoint
 from sda.cli import main
 from sda.data import MNIST_FILES
 from sda.persistence import read_archive, write_archive
@@ -61,6 +61,41 @@ def test_overwrite_replaces_the_whole_earlier_run(data, tmp_path, capsys):
     assert json.loads(json.dumps(read_archive(out / "best_model.npz", "sda-model")[0]["config"]))[
         "hidden_layers_sizes"] == [9, 7]
     assert (out / "notes.txt").read_text() == "mine"  # not a file of the run: left alone
+
+
+def test_overwrite_removes_only_the_files_the_run_wrote(data, tmp_path, capsys):
+    pytest.importorskip("tensorboardX")
+    out = tmp_path / "out"
+    assert run_cli(capsys, *data, "--output-dir", out, "--log-to", "tensorboard")[0] == 0
+    (out / "filters_layer0.png").write_text("a picture of the earlier run")
+    written = sorted(p.name for p in (out / "tensorboard").iterdir())
+    mine = [out / ".notes.tmp", out / "filters_layer_old_copy.png", out / "tensorboard" / "events.out.tfevents.mine",
+            out / ".checkpoint.npz.tmp", out / "results.json.bak"]
+    for path in mine:
+        path.write_text("mine")
+    assert run_cli(capsys, *data, "--output-dir", out, "--overwrite")[0] == 0
+    assert all(path.read_text() == "mine" for path in mine)
+    assert not (out / "filters_layer0.png").exists()  # the earlier run's pictures
+    assert sorted(p.name for p in (out / "tensorboard").iterdir()) == ["events.out.tfevents.mine"], written
+
+
+def test_a_folder_holding_only_files_of_the_user_is_not_a_run(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".notes.tmp").write_text("mine")
+    (out / "filters_layer_old_copy.png").write_text("mine")
+    assert run_cli(capsys, *data, "--output-dir", out)[0] == 0
+    assert (out / ".notes.tmp").read_text() == "mine"
+
+
+def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_never_followed(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    target = tmp_path / "elsewhere"
+    (out / ".sda.lock").symlink_to(target)
+    status, err = run_cli(capsys, *data, "--output-dir", out)
+    assert status == 2 and "symbolic link" in err
+    assert not target.exists() and (out / ".sda.lock").is_symlink()
 
 
 def test_overwrite_that_cannot_start_leaves_the_earlier_run(data, tmp_path, capsys):
@@ -179,15 +214,85 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: h.update(execution=["JAX"]), "execution"),
     (lambda h, a: h["rngs"][0]["state"].update(state=12345), "noise generator"),
     (lambda h, a: h["rngs"][0]["state"].update(inc=True), "noise generator"),
+    (lambda h, a: h.update(data_source=[1]), "data_source"),
+    (lambda h, a: h.update(data_source={"data_dir": 7}), "data_source"),
+    (lambda h, a: h["pretrain"].update(epoch_seconds={"a": 1}), "epoch_seconds"),
+    (lambda h, a: h["fit"].update(history=[{}, {}]), "fit.history"),
+    (lambda h, a: h["fit"].update(history=[]), "fit.history"),
+    (lambda h, a: h["fit"].update(extra=1), "fit must be"),
+    (lambda h, a: h.update(data=[1]), "fingerprint"),
+    (lambda h, a: h["execution"].update(mode=["JAX"]), "execution"),
+    (lambda h, a: a.update(state_0=np.full_like(a["state_0"], 1e30)), "beyond the 1e+06"),
+    (lambda h, a: a.update(best_0=np.full_like(a["best_0"], -2e6)), "beyond the 1e+06"),
+    (lambda h, a: a.update({f"state_{h['n_state'] - 1}": np.array(0.5, np.float32)}), "schedule gives 0.2"),
+    (lambda h, a: h["config"].update(finetune_lr=0.5), "schedule gives 0.5"),
+    (lambda h, a: a.update(state_0=a["state_0"].astype(np.float16)), "not finite float32 or float64"),
+    (lambda h, a: a.update(state_99=np.zeros(2, np.float32)), "do not fit n_state"),
+    (lambda h, a: h["execution"].update(steps_per_call=0), "execution"),
+    (lambda h, a: h["pretrain"].update(costs=[*h["pretrain"]["costs"], [1.0]], seconds=[*h["pretrain"]["seconds"], 1.0],
+                                       epoch_seconds=[*h["pretrain"]["epoch_seconds"], [1.0]]), "progress for 3 layers"),
 ])
 def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys):
+    """Forgeries that also recompute the digest, as a forger who knows the format would: each
+    field's own check refuses them."""
     out = stopped_run(data, tmp_path, capsys)
-    header, arrays = read_archive(out / "checkpoint.npz", "sda-checkpoint")
-    forge(header, arrays)
-    write_archive(out / "checkpoint.npz", header, arrays)
+    forge_checkpoint(out / "checkpoint.npz", forge)
     status = main(["--resume", str(out), "--quiet", "--no-pictures"])
     err = capsys.readouterr().err
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (out / "results.json").exists()  # refused before anything trained
+
+
+def forge_checkpoint(path, forge, seal=True):
+    """Apply ``forge(header, arrays)`` to the checkpoint at ``path``; ``seal``: with a digest that fits."""
+    header, arrays = read_archive(path, "sda-checkpoint", version=2)
+    forge(header, arrays)
+    if seal:
+        header["digest"] = checkpoint_digest(header, arrays)
+    write_archive(path, header, arrays)
+
+
+@pytest.mark.parametrize("forge", [
+    lambda h, a: h["config"].update(finetune_lr=0.5),
+    lambda h, a: h["config"].update(training_epochs=3),
+    lambda h, a: h["fit"].update(best_loss=0.0),
+    lambda h, a: a.update(state_0=a["state_0"] * 2),
+    lambda h, a: h.pop("digest"),
+])
+def test_a_checkpoint_edited_after_it_was_written_is_refused(forge, data, tmp_path, capsys):
+    out = stopped_run(data, tmp_path, capsys)
+    forge_checkpoint(out / "checkpoint.npz", forge, seal=False)
+    status = main(["--resume", str(out), "--quiet", "--no-pictures"])
+    err = capsys.readouterr().err
+    assert status == 2 and ("changed after it was written" in err or "digest" in err), err
+    assert len(err.strip().splitlines()) == 1 and not (out / "results.json").exists()
+
+
+def test_a_checkpoint_of_the_earlier_format_is_refused_in_one_line(data, tmp_path, capsys):
+    out = stopped_run(data, tmp_path, capsys)
+    forge_checkpoint(out / "checkpoint.npz", lambda h, a: (h.update(format_version=1), h.pop("digest")), seal=False)
+    status = main(["--resume", str(out), "--quiet", "--no-pictures"])
+    err = capsys.readouterr().err
+    assert status == 2 and "format version 1 is not supported" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flags", [["--finetune-lr-schedule", "linear"], ["--finetune-lr-decay", "1e-300"]])
+def test_a_learning_rate_of_zero_on_schedule_resumes(flags, data, tmp_path, capsys):
+    """A linear schedule reaches 0 at its last epoch; a tiny decay underflows to 0: both are states
+    of a real run, which a resume continues (here: ends, as its results were lost)."""
+    out = tmp_path / "out"
+    assert run_cli(capsys, *data, "--output-dir", out, "--training-epochs", "2", *flags)[0] == 0
+    assert float(load_checkpoint(out / "checkpoint.npz").state[-1]) == 0.0
+    (out / "results.json").unlink()
+    assert main(["--resume", str(out), "--quiet", "--no-pictures"]) == 0, capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text())["finetuning"]["epochs"] == 2
+
+
+def test_resume_names_a_flag_that_sets_two_values_once(data, tmp_path, capsys):
+    out = stopped_run(data, tmp_path, capsys)
+    status = main(["--resume", str(out), "--quiet", "--no-pictures", "--batch-size", "20"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("--batch-size") == 1, err
 
 
 def test_the_python_api_refuses_what_the_command_line_refuses(tmp_path):
@@ -313,3 +418,20 @@ def test_resume_keeps_the_mode_the_run_started_in(data, tmp_path, capsys):
 def test_resume_in_python_needs_the_output_dir():
     with pytest.raises(ValueError, match="resume=True needs the output_dir"):
         train_SdA([None, None, None], resume=True)
+
+
+@pytest.mark.parametrize("flags, message", [("floatX=float99", "Invalid value ('float99')"),
+                                            ("base_compiledir={blocker}/x", "compiledir"),
+                                            ("compiledir={blocker}/x", "compiledir")])
+def test_an_environment_pytensor_cannot_start_in_is_one_line(flags, message, tmp_path):
+    import os
+    import subprocess
+    import sys
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    env = {**os.environ, "PYTENSOR_FLAGS": f"blas__ldflags=,{flags.format(blocker=blocker)}"}
+    done = subprocess.run([sys.executable, "-m", "sda.SdA", "--quiet", "--output-dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    err = done.stderr.strip()
+    assert done.returncode == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

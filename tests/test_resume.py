@@ -12,7 +12,7 @@ import pytest
 
 from support import CPU_MODE
 from sda.checkpoint import CheckpointError, load_checkpoint
-from sda.persistence import read_archive, read_model_file, write_archive
+from sda.persistence import read_model_file
 from sda.SdA import SdA
 
 RUN = ["--hidden-layers", "300", "300", "--corruption", "0.1", "0.2", "--pretraining-epochs", "3",
@@ -133,14 +133,3 @@ def test_a_resumed_jax_run_continues_its_noise_exactly(stop_in, tmp_path):
     resumed = train_SdA(datasets, output_dir=tmp_path / "stopped", resume=True, **quiet)
     assert costs(resumed) == costs(fresh)
 
-    if stop_in == "pretraining":
-        # a checkpoint of sda 0.3.0 or before (no mark) holds the generators as they were compiled, not
-        # where the noise stands: those are not trusted, the resumed run draws new noise instead
-        with pytest.raises(Stop):
-            train_SdA(datasets, output_dir=tmp_path / "old", on_epoch_end=stop_after_one_epoch, **quiet, **config)
-        header, arrays = read_archive(tmp_path / "old" / "checkpoint.npz", "sda-checkpoint")
-        del header["execution"]["noise"]
-        write_archive(tmp_path / "old" / "checkpoint.npz", header, arrays)
-        old = train_SdA(datasets, output_dir=tmp_path / "old", resume=True, **quiet).pretraining.costs[0]
-        pretraining = costs(fresh)[0]
-        assert old[0] == pretraining[0] and old[1] not in pretraining and old[2] not in pretraining
