@@ -259,7 +259,11 @@ def train(args: argparse.Namespace) -> None:
             raise RunError(f"no checkpoint to resume from: {checkpoint_path} does not exist")
         saved = load_checkpoint(checkpoint_path)
         config, source, output_dir = given_config(args), _data_source(args, saved.data_source), args.resume
-        full_config = {**TUTORIAL, **saved.config, **config}
+        try:  # checked before it sizes anything (run_phases below), as train_SdA checks it again
+            saved_config = validate_config({**TUTORIAL, **saved.config})
+        except (TypeError, ValueError) as exc:
+            raise RunError(f"{checkpoint_path}: damaged or edited configuration ({exc})") from None
+        full_config = validate_config({**saved_config, **config}, names)
         already_logged = len(epoch_records(saved.pretrain, saved.fit))
         if args.mode == "AUTO" and saved.execution:  # the mode it ran in: the same noise, the same numbers
             args.mode = saved.execution.get("mode", "AUTO")

@@ -95,12 +95,12 @@ def check_positive_int(name: str, value, minimum: int = 1, maximum: int | None =
 def check_positive(name: str, value, maximum: float | None = None, dtype=FLOATX) -> float:
     """``value`` as a float, if it is a finite number > 0 (learning rates), at most ``maximum``
     when given, and representable in ``dtype`` (:func:`check_number`)."""
-    value = check_number(name, value, "a finite number > 0", dtype)
+    value = check_number(name, value, "a finite number > 0", dtype=None)
     if value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be at most {maximum:,}, got {value:g}")
-    return value
+    return check_number(name, value, dtype=dtype)  # and representable where it is stored
 
 
 def check_corruption(name: str, value, dtype=FLOATX) -> float:

@@ -179,6 +179,11 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: h.update(execution=["JAX"]), "execution"),
     (lambda h, a: h["rngs"][0]["state"].update(state=12345), "noise generator"),
     (lambda h, a: h["rngs"][0]["state"].update(inc=True), "noise generator"),
+    (lambda h, a: h["config"].update(training_epochs=10 ** 400), "training_epochs must be at most 2,147,483,647"),
+    (lambda h, a: h["config"].update(finetune_lr=float("inf")), "finetune_lr must be a finite number > 0, got inf"),
+    (lambda h, a: h["config"].update(pretrain_lr=1e39), "pretrain_lr must be at most 3.403e+38"),
+    (lambda h, a: h["config"].update(hidden_layers_sizes=[10 ** 30, 8]), "must be at most 2,147,483,647"),
+    (lambda h, a: h["config"].update(patience_epochs=True), "patience_epochs must be a number, got True"),
 ])
 def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys):
     out = stopped_run(data, tmp_path, capsys)
@@ -222,6 +227,40 @@ def test_the_python_api_refuses_what_the_command_line_refuses(tmp_path):
 def test_impossible_values_are_one_line(flags, message, data, tmp_path, capsys):
     status, err = run_cli(capsys, *data, "--output-dir", tmp_path / "out", *flags)
     assert status == 2 and message in err, err
+
+
+HUGE = str(10 ** 400)  # beyond float64: float() of it raises OverflowError
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--finetune-lr", "1e39"], "--finetune-lr must be at most 3.403e+38 in size, the largest float32"),
+    (["--pretrain-lr", "1e39"], "--pretrain-lr must be at most 3.403e+38"),
+    (["--corruption-type", "gaussian", "--corruption", "0.1", "1e308"], "--corruption must be at most 3.403e+38"),
+    (["--finetune-lr", "1e-50"], "--finetune-lr = 1e-50 is 0 as a float32"),
+    (["--training-epochs", HUGE], "--training-epochs must be at most 2,147,483,647, got an integer of about 10**400"),
+    (["--hidden-layers", HUGE, "8"], "--hidden-layers[0] must be at most 2,147,483,647"),
+    (["--n-outs", HUGE], "--n-outs must be at most 2,147,483,647"),
+    (["--pretraining-epochs", HUGE], "--pretraining-epochs must be at most"),
+    (["--batch-size", HUGE], "must be at most 2,147,483,647"),
+    (["--patience-epochs", "1e308"], "--patience-epochs must be at most 2,147,483,647, got 1e+308"),
+    (["--patience-epochs", HUGE], "--patience-epochs must be a finite number > 0, got inf"),
+    (["--finetune-weight-decay", "1e-60"], "is 0 as a float32"),
+    (["--seed", HUGE], "--seed must be below 2**32"),
+])
+def test_numbers_are_checked_as_numbers_before_the_folder_is_claimed(flags, message, data, tmp_path, capsys):
+    status, err = run_cli(capsys, *data, "--output-dir", tmp_path / "out", *flags)
+    assert status == 2 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_non_finite_state_is_never_checkpointed(data, tmp_path, capsys):
+    from sda.checkpoint import save_checkpoint
+    from sda.training import DivergenceError, PretrainResult
+    import pytensor
+    lr = pytensor.shared(np.float32(np.inf), name="finetune_lr")
+    with pytest.raises(DivergenceError, match="finetune_lr is not finite"):
+        save_checkpoint(tmp_path / "checkpoint.npz", {}, [lr], [], PretrainResult())
+    assert not (tmp_path / "checkpoint.npz").exists()
 
 
 @pytest.mark.parametrize("flags, where", [
