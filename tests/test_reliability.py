@@ -296,6 +296,19 @@ def test_evaluate_refuses_a_model_of_another_width(data, tmp_path, capsys):
     assert status == 2 and "takes 400 inputs" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("key, value", [("n_outs", float("inf")), ("n_ins", 10 ** 400),
+                                        ("hidden_layers_sizes", [float("-inf")]), ("n_outs", 1e300)])
+def test_evaluate_refuses_a_header_whose_sizes_are_not_counts(key, value, data, tmp_path, capsys):
+    from sda.SdA import SdA
+    model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=[5], n_outs=10, corruption_levels=[0.1])
+    header, arrays = read_archive(model.save(tmp_path / "m.npz"), "sda-model")
+    header["config"][key] = value
+    write_archive(tmp_path / "m.npz", header, arrays)
+    status = main(["--evaluate", str(tmp_path / "m.npz"), *map(str, data), "--no-verify"])
+    err = capsys.readouterr().err
+    assert status == 2 and "configuration is invalid" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_an_overwrite_that_cannot_remove_a_file_leaves_the_earlier_run_whole(data, tmp_path, capsys, monkeypatch):
     from pathlib import Path
     out = tmp_path / "out"
