@@ -37,7 +37,7 @@ from sda.training import DivergenceError
 from sda.utils import format_duration
 from sda.version import __version__
 
-__all__ = ["build_parser", "config_from_args", "main", "FLAGS", "OneLineParser"]
+__all__ = ["build_parser", "config_from_args", "main", "FLAGS", "OneLineParser", "join_negative_numbers"]
 
 DEFAULT_PRESET = "tutorial"
 DEFAULT_VALID_SIZE = 10_000
@@ -180,7 +180,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 _NEGATIVE_NUMBER = re.compile(r"-(inf(inity)?|nan|\d.*|\.\d.*)", re.IGNORECASE)
 
 
-def _join_negative_numbers(argv: list[str]) -> list[str]:
+def join_negative_numbers(argv: list[str]) -> list[str]:
     """``--flag -inf`` -> ``--flag=-inf``: argparse takes ``-inf`` or ``-1e5`` for an option name,
     and would answer "expected one argument" instead of checking the value."""
     joined = []
@@ -341,7 +341,7 @@ def main(argv=None, prog: str | None = None) -> int:
     """Entry point; returns the exit status: 0 done, 2 bad arguments, data or files, 1 divergence,
     130 interrupted (Ctrl-C)."""
     parser = build_parser(prog)
-    args = parser.parse_args(_join_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
+    args = parser.parse_args(join_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
     if args.list_presets:
         print(presets_text())
         return 0

@@ -365,3 +365,26 @@ def test_resume_keeps_the_mode_the_run_started_in(data, tmp_path, capsys):
 def test_resume_in_python_needs_the_output_dir():
     with pytest.raises(ValueError, match="resume=True needs the output_dir"):
         train_SdA([None, None, None], resume=True)
+
+
+@pytest.mark.parametrize("script, flags, message", [
+    ("dA", ["--corruption", "5"], "--corruption must be in [0, 1), got 5.0"),
+    ("dA", ["--corruption", "0.3", "nan"], "--corruption must be in [0, 1), got nan"),
+    ("dA", ["--corruption", "0.3", "1"], "--corruption must be in [0, 1), got 1.0"),
+    ("dA", ["--learning-rate", "1e39"], "--learning-rate must be at most 3.403e+38"),
+    ("dA", ["--n-hidden", HUGE], "--n-hidden must be at most 2,147,483,647"),
+    ("dA", ["--seed", "-1"], "--seed must be >= 0"),
+    ("mlp", ["--l2", "inf"], "--l2 must be a finite number >= 0, got inf"),
+    ("mlp", ["--l1", "-1e-3"], "--l1 must be a finite number >= 0"),
+    ("mlp", ["--epochs", HUGE], "--epochs must be at most 2,147,483,647"),
+    ("logistic_sgd", ["--learning-rate", "1e-50"], "--learning-rate = 1e-50 is 0 as a float32"),
+    ("logistic_sgd", ["--valid-size", "0"], "--valid-size must be >= 1"),
+])
+def test_tutorial_scripts_check_numbers_as_the_rest_before_training(script, flags, message, data, tmp_path, capsys):
+    from sda.tutorial_scripts import main as script_main
+    folder = ["--output-folder", str(tmp_path / "dA")] if script == "dA" else []
+    status = script_main(script, [*map(str, data), "--no-verify", "--valid-size", "50", "--epochs", "1", "--quiet", *folder,
+                                  *flags])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "dA").exists()
