@@ -105,10 +105,10 @@ def check_positive(name: str, value, maximum: float | None = None, dtype=FLOATX)
 
 def check_corruption(name: str, value, dtype=FLOATX) -> float:
     """``value`` as a float, if it is a corruption probability in [0, 1)."""
-    value = check_number(name, value, "in [0, 1)", dtype)
+    value = check_number(name, value, "in [0, 1)", dtype=None)
     if not 0 <= value < 1:
         raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return value
+    return check_number(name, value, dtype=dtype)  # and representable where it is stored
 
 
 def check_layer_sizes(name: str, sizes) -> list[int]:
@@ -152,7 +152,7 @@ def check_seed(name: str, value) -> int:
     """``value`` as an int, if it can seed numpy's generators (0 .. 2**32 - 1)."""
     value = check_positive_int(name, value, minimum=0, maximum=None)
     if value >= 2 ** 32:
-        raise ValueError(f"{name} must be below 2**32 = {2 ** 32}, got {value}")
+        raise ValueError(f"{name} must be below 2**32 = {2 ** 32}, got {shown(value)}")
     return value
 
 
@@ -174,10 +174,10 @@ def check_fits_in_memory(what: str, n_bytes: int) -> None:
 
 def check_open_unit_interval(name: str, value, dtype=FLOATX) -> float:
     """``value`` as a float, if it is a number strictly between 0 and 1 (a target probability)."""
-    value = check_number(name, value, "in (0, 1)", dtype)
+    value = check_number(name, value, "in (0, 1)", dtype=None)
     if not 0 < value < 1:
         raise ValueError(f"{name} must be in (0, 1), got {value}")
-    return value
+    return check_number(name, value, dtype=dtype)  # and representable where it is stored
 
 
 def check_noise_level(name: str, value, corruption_type: str) -> float:
@@ -186,18 +186,18 @@ def check_noise_level(name: str, value, corruption_type: str) -> float:
     if corruption_type != "gaussian":
         return check_corruption(name, value)
     requirement = "finite and >= 0 (a Gaussian noise's standard deviation)"
-    value = check_number(name, value, requirement)
+    value = check_number(name, value, requirement, dtype=None)
     if value < 0:
         raise ValueError(f"{name} must be {requirement}, got {value}")
-    return value
+    return check_number(name, value)  # and finite in the graphs' type
 
 
 def check_non_negative(name: str, value, dtype=FLOATX) -> float:
     """``value`` as a float, if it is a finite number >= 0 (0 switching something off)."""
-    value = check_number(name, value, "a finite number >= 0", dtype)
+    value = check_number(name, value, "a finite number >= 0", dtype=None)
     if value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return value
+    return check_number(name, value, dtype=dtype)  # and representable where it is stored
 
 
 def check_layer_index(layer, n_layers: int) -> int:
