@@ -198,6 +198,9 @@ def given_config(args: argparse.Namespace) -> dict:
     if len(given.get("criteria", ())) == 1:  # one name serves every layer
         given["criteria"] = given["criteria"][0]
     if args.batch_size is not None:
+        both = [FLAGS[key] for key in ("pretrain_batch_size", "finetune_batch_size") if key in given]
+        if both:  # one of them would be dropped without a word
+            raise ValueError(f"give --batch-size (both batch sizes) or {' and '.join(both)}, not both")
         given["pretrain_batch_size"] = given["finetune_batch_size"] = args.batch_size
     return given
 

@@ -246,6 +246,7 @@ HUGE = str(10 ** 400)  # beyond float64: float() of it raises OverflowError
     (["--patience-epochs", HUGE], "--patience-epochs must be a finite number > 0, got inf"),
     (["--finetune-weight-decay", "1e-60"], "is 0 as a float32"),
     (["--seed", HUGE], "--seed must be below 2**32"),
+    (["--pretrain-batch-size", "5"], "give --batch-size (both batch sizes) or --pretrain-batch-size, not both"),
 ])
 def test_numbers_are_checked_as_numbers_before_the_folder_is_claimed(flags, message, data, tmp_path, capsys):
     status, err = run_cli(capsys, *data, "--output-dir", tmp_path / "out", *flags)
@@ -278,6 +279,14 @@ def test_exploding_training_stops_and_keeps_only_finite_state(flags, where, data
         assert "kept in" in err
     else:
         assert "nothing was saved" in err
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # numpy's overflow warnings would be more lines
+def test_a_rate_near_the_float32_limit_diverges_in_one_line_in_every_mode(data, tmp_path, capsys):
+    status = main([*FAST, *map(str, data), "--output-dir", str(tmp_path / "o"), "--finetune-lr", "3.4e38",
+                   "--pretraining-epochs", "0", "--mode", "FAST_COMPILE"])  # graphs that run in Python too
+    err = capsys.readouterr().err
+    assert status == 1 and "diverged" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_divergence_before_any_checkpoint_says_nothing_was_saved(data, tmp_path, capsys):
