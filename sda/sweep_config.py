@@ -74,7 +74,7 @@ from sda.cli import DEFAULT_VALID_SIZE, FLAGS
 from sda.data import DEFAULT_DATA_DIR
 from sda.modes import MODES
 from sda.run import PRESETS, TUTORIAL, validate_config
-from sda.validation import check_number, check_seed
+from sda.validation import MAX_COUNT, check_number, check_seed, shown
 
 __all__ = ["SweepConfigError", "Sweep", "read_sweep", "parse_sweep", "LAYER_SHAPE_KEYS", "VARIANT", "rerun_command"]
 
@@ -271,7 +271,9 @@ def _is_number(value) -> bool:
 def _count(raw: dict, key: str, default: int) -> int:
     value = raw.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SweepConfigError(f"{key} must be an integer >= 1, got {value!r}")
+        raise SweepConfigError(f"{key} must be an integer >= 1, got {shown(value)}")
+    if value > MAX_COUNT:
+        raise SweepConfigError(f"{key} must be at most {MAX_COUNT:,}, got {shown(value)}")
     return value
 
 
@@ -372,8 +374,8 @@ def _scheduler(raw: dict, base: dict) -> dict | None:
     if table.get("type") != "asha":
         raise SweepConfigError(f'scheduler.type must be "asha" (the only scheduler offered), got {table.get("type")!r}')
     reduction = table.get("reduction_factor", 3)
-    if not _is_number(reduction) or not reduction > 1:
-        raise SweepConfigError(f"scheduler.reduction_factor must be a number > 1, got {reduction!r}")
+    if not _is_number(reduction) or not 1 < reduction < math.inf:
+        raise SweepConfigError(f"scheduler.reduction_factor must be a finite number > 1, got {reduction!r}")
     max_t = _count(table, "max_t", base["training_epochs"])
     return {"type": "asha", "grace_period": _count(table, "grace_period", 1), "reduction_factor": float(reduction),
             "max_t": max_t}

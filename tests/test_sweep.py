@@ -345,6 +345,10 @@ def test_random_search_draws_are_reproducible_and_in_range():
     ("[config]\npretrain_lr = 1e-46", "pretrain_lr = 1e-46 is 0 as a float32"),
     ("[config]\ncorruption_type = \"gaussian\"\n[search]\ncorruption_level = [1e308]", "must be at most 3.403e+38"),
     ("[search]\nfinetune_lr = [nan]", "finetune_lr must be a finite number > 0, got nan"),
+    ('[scheduler]\ntype = "asha"\nreduction_factor = inf', "reduction_factor must be a finite number > 1, got inf"),
+    ('[scheduler]\ntype = "asha"\nreduction_factor = 1e400', "reduction_factor must be a finite number > 1, got inf"),
+    (f'[scheduler]\ntype = "asha"\nmax_t = {10 ** 30}', "max_t must be at most 2,147,483,647, got an integer of about 10**30"),
+    (f"[data]\nvalid_size = {2 ** 63 - 1}", "valid_size must be at most 2,147,483,647"),
 ])
 def test_sweep_numbers_are_checked_as_numbers(text, message):
     with pytest.raises(SweepConfigError, match="^sweep file: .*" + re.escape(message)):
