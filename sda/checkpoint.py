@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from sda.persistence import ModelFileError, read_archive, write_archive
-from sda.training import PARAMETER_LIMIT, FitState, PretrainResult
+from sda.training import PARAMETER_LIMIT, DivergenceError, FitState, PretrainResult
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "restore_state", "restore_generators",
            "checkpoint_digest", "CHECKPOINT_VERSION"]
@@ -71,10 +72,17 @@ def _rng_state(shared_rng) -> dict:
 def save_checkpoint(path, config: dict, state_vars, rngs, pretrain: PretrainResult,
                     fit: FitState | None = None, data: dict | None = None, data_source: dict | None = None,
                     execution: dict | None = None) -> Path:
-    """Write a checkpoint of a run atomically (the previous one stays until this one is whole)."""
+    """Write a checkpoint of a run atomically (the previous one stays until this one is whole).
+
+    A state holding a NaN or an infinity is never written (:class:`~sda.training.DivergenceError`):
+    :func:`load_checkpoint` would refuse it, and the previous checkpoint is the last good one."""
     arrays = {f"state_{i}": np.asarray(v.get_value()) for i, v in enumerate(state_vars)}
     if fit is not None:
         arrays.update({f"best_{i}": np.asarray(a) for i, a in enumerate(fit.best_params)})
+    for (entry, value), var in itertools.zip_longest(arrays.items(), state_vars):
+        if not np.all(np.isfinite(value)):
+            raise DivergenceError(f"{getattr(var, 'name', None) or entry} is not finite: no checkpoint of "
+                                  "this epoch was written")
     header = {
         "format": FORMAT, "format_version": CHECKPOINT_VERSION, "config": config,
         "n_state": len(state_vars), "rngs": [_rng_state(r) for r in rngs],

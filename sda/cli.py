@@ -37,7 +37,7 @@ from sda.training import DivergenceError
 from sda.utils import format_duration
 from sda.version import __version__
 
-__all__ = ["build_parser", "config_from_args", "main", "FLAGS", "OneLineParser"]
+__all__ = ["build_parser", "config_from_args", "main", "FLAGS", "OneLineParser", "join_negative_numbers"]
 
 DEFAULT_PRESET = "tutorial"
 DEFAULT_VALID_SIZE = 10_000
@@ -180,7 +180,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 _NEGATIVE_NUMBER = re.compile(r"-(inf(inity)?|nan|\d.*|\.\d.*)", re.IGNORECASE)
 
 
-def _join_negative_numbers(argv: list[str]) -> list[str]:
+def join_negative_numbers(argv: list[str]) -> list[str]:
     """``--flag -inf`` -> ``--flag=-inf``: argparse takes ``-inf`` or ``-1e5`` for an option name,
     and would answer "expected one argument" instead of checking the value."""
     joined = []
@@ -198,6 +198,9 @@ def given_config(args: argparse.Namespace) -> dict:
     if len(given.get("criteria", ())) == 1:  # one name serves every layer
         given["criteria"] = given["criteria"][0]
     if args.batch_size is not None:
+        both = [FLAGS[key] for key in ("pretrain_batch_size", "finetune_batch_size") if key in given]
+        if both:  # one of them would be dropped without a word
+            raise ValueError(f"give --batch-size (both batch sizes) or {' and '.join(both)}, not both")
         given["pretrain_batch_size"] = given["finetune_batch_size"] = args.batch_size
     return given
 
@@ -259,7 +262,11 @@ def train(args: argparse.Namespace) -> None:
             raise RunError(f"no checkpoint to resume from: {checkpoint_path} does not exist")
         saved = load_checkpoint(checkpoint_path)
         config, source, output_dir = given_config(args), _data_source(args, saved.data_source), args.resume
-        full_config = validate_config({**TUTORIAL, **saved.config, **config}, names)  # before it is used
+        try:  # checked before it sizes anything (run_phases below), as train_SdA checks it again
+            saved_config = validate_config({**TUTORIAL, **saved.config})
+        except (TypeError, ValueError) as exc:
+            raise RunError(f"{checkpoint_path}: damaged or edited configuration ({exc})") from None
+        full_config = validate_config({**saved_config, **config}, names)
         already_logged = len(epoch_records(saved.pretrain, saved.fit))
         if args.mode == "AUTO" and saved.execution:  # the mode it ran in: the same noise, the same numbers
             args.mode = saved.execution.get("mode", "AUTO")
@@ -337,7 +344,7 @@ def main(argv=None, prog: str | None = None) -> int:
     """Entry point; returns the exit status: 0 done, 2 bad arguments, data or files, 1 divergence,
     130 interrupted (Ctrl-C)."""
     parser = build_parser(prog)
-    args = parser.parse_args(_join_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
+    args = parser.parse_args(join_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
     if args.list_presets:
         print(presets_text())
         return 0

@@ -48,7 +48,7 @@ from sda.persistence import SaveLoadMixin
 from sda.plots import filters_image, save_png
 from sda.steps import Step, compile_step, sgd_updates
 from sda.training import pretrain_layers
-from sda.validation import check_positive_int
+from sda.validation import check_fits_in_memory, check_positive_int
 
 __all__ = ["dA", "train_dA", "CORRUPTION_TYPES"]
 
@@ -91,6 +91,8 @@ class dA(SaveLoadMixin):
         if pytensor_rng is None:
             pytensor_rng = new_pytensor_rng(numpy_rng)
         if W is None:
+            # refused before numpy tries: the float64 draw is the largest array made here
+            check_fits_in_memory(f"a {n_visible} x {n_hidden} weight matrix", 8 * self.n_visible * self.n_hidden)
             bound = 4 * np.sqrt(6.0 / (n_hidden + n_visible))
             W = pytensor.shared(numpy_rng.uniform(-bound, bound, size=(n_visible, n_hidden)).astype(floatX),
                                 name="W", borrow=True)
@@ -189,7 +191,7 @@ class dA(SaveLoadMixin):
 
     @classmethod
     def variable_shapes(cls, config: dict) -> list:
-        n_visible, n_hidden = int(config["n_visible"]), int(config["n_hidden"])
+        n_visible, n_hidden = (check_positive_int(key, config[key]) for key in ("n_visible", "n_hidden"))
         return [(n_visible, n_hidden), (n_hidden,), (n_visible,)]
 
 

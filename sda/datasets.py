@@ -10,6 +10,7 @@ import numpy as np
 import pytensor
 
 from sda.data import DEFAULT_DATA_DIR, load_mnist
+from sda.validation import check_integers_fit
 
 __all__ = ["shared_dataset", "shared_split", "as_shared", "load_data", "n_batches", "minibatch"]
 
@@ -24,6 +25,7 @@ def shared_dataset(data_xy, borrow: bool = True, name: str | None = None):
     data_y = np.asarray(data_y)
     if data_y.ndim != 1 or not np.issubdtype(data_y.dtype, np.integer):
         raise TypeError(f"labels must be a 1-d integer array, got shape {data_y.shape} dtype {data_y.dtype}")
+    check_integers_fit("labels", data_y, np.int32)  # before the cast, which would wrap them
     shared_x = as_shared(data_x, name=f"{name}_x" if name else "x", borrow=borrow)
     if shared_x.get_value(borrow=True).shape[0] != data_y.shape[0]:
         raise ValueError(f"images must be (n, features) with one label each, got "

@@ -34,10 +34,11 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 from sda.dA import CORRUPTION_TYPES, dA, new_pytensor_rng
 from sda.datasets import shared_dataset
 from sda.modes import MODES, compile_function, resolve_mode, training_phases, write_back_compiled_noise
-from sda.run import LR_SCHEDULES, OPTIMIZERS, finetune_learning_rate, train_SdA
+from sda.run import LR_SCHEDULES, OPTIMIZERS, TUTORIAL, finetune_learning_rate, train_SdA, validate_config
 from sda.SdA import CRITERIA, FINETUNE_LAYERS
 from sda.steps import Step
 from sda.training import pretrain_layers, train_epoch
+from sda.validation import MAX_COUNT, check_corruption, check_positive, check_positive_int
 
 __all__ = ["SdAClassifier", "DenoisingAutoencoder"]
 
@@ -52,11 +53,12 @@ class _UnitScaler:
         in_unit_interval = X.size == 0 or (X.min() >= 0 and X.max() <= 1)
         self.enabled = enabled and not in_unit_interval
         if self.enabled:
-            self.low, high = X.min(axis=0), X.max(axis=0)
+            # halves: the span of features from -1e308 to 1e308 is beyond float64, half of it is not
+            self.low, high = X.min(axis=0) / 2, X.max(axis=0) / 2
             self.span = np.where(high > self.low, high - self.low, 1.0)
 
     def __call__(self, X):
-        scaled = (X - self.low) / self.span if self.enabled else X
+        scaled = (X / 2 - self.low) / self.span if self.enabled else X
         return np.clip(scaled, 0.0, 1.0).astype(FLOATX)
 
 
@@ -128,7 +130,7 @@ def _check_one_level_per_layer(levels, sizes) -> None:
             "(or one number for every layer)")
 
 
-_POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+_POSITIVE_INT = Interval(Integral, 1, MAX_COUNT, closed="both")
 _LEARNING_RATE = Interval(Real, 0, None, closed="neither")  # > 0 and finite
 _CORRUPTION = Interval(Real, 0, 1, closed="left")
 #: constraints that both estimators share
@@ -198,9 +200,9 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "hidden_layer_sizes": [_NonEmptySequenceOf(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [_NonEmptySequenceOf(Integral, 1, MAX_COUNT, closed="both")],
         "corruption_levels": [None, _CORRUPTION, _NonEmptySequenceOf(Real, 0, 1, closed="left")],
-        "pretraining_epochs": [Interval(Integral, 0, None, closed="left")],
+        "pretraining_epochs": [Interval(Integral, 0, MAX_COUNT, closed="both")],
         "pretrain_lr": [_LEARNING_RATE],
         "pretrain_batch_size": [_POSITIVE_INT],
         "training_epochs": [_POSITIVE_INT],
@@ -220,7 +222,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         "sparsity_weight": [Interval(Real, 0, None, closed="left")],
         "sparse_weight_decay": [Interval(Real, 0, None, closed="left")],
         "optimizer": [StrOptions(set(OPTIMIZERS))],
-        "pretrain_size": [Interval(Integral, 0, None, closed="left")],
+        "pretrain_size": [Interval(Integral, 0, MAX_COUNT, closed="both")],
         "finetune_layers": [StrOptions(set(FINETUNE_LAYERS))],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "patience_epochs": [Interval(Real, 0, None, closed="neither")],
@@ -268,6 +270,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def fit(self, X, y):
         """Pretrain and fine-tune on ``X`` (n_samples, n_features) and labels ``y``."""
         _check_one_level_per_layer(self.corruption_levels, self.hidden_layer_sizes)
+        self._check_numbers()
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
@@ -283,6 +286,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise ValueError("partial_fit trains by minibatch SGD; optimizer='lbfgs' needs the whole set (use fit)")
         if first:
             _check_one_level_per_layer(self.corruption_levels, self.hidden_layer_sizes)
+            self._check_numbers()
         X, y = validate_data(self, X, y, dtype=np.float64, reset=first)
         check_classification_targets(y)
         _check_partial_fit_first_call(self, classes)
@@ -292,6 +296,14 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             self._fine_tune_once(self._scaler(X), self._class_indices(y))
         return self
 
+    def _check_numbers(self) -> None:
+        """Every hyperparameter through the checks of a run (:func:`sda.run.validate_config`),
+        before any data is read: scikit-learn's intervals let through numbers that are not
+        finite in float32 (1e39) or not even in float64 (10**400)."""
+        with pytensor.config.change_flags(floatX=FLOATX):
+            validate_config({**TUTORIAL, **self._config(self.training_epochs, n_outs=2)},
+                            {"hidden_layers_sizes": "hidden_layer_sizes"})
+
     def _class_indices(self, y) -> np.ndarray:
         """Labels as indices into ``classes_`` (int32); a label outside them is refused."""
         unknown = np.setdiff1d(y, self.classes_)
@@ -299,11 +311,12 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"y holds labels not in classes_ {self.classes_.tolist()}: {unknown.tolist()[:5]}")
         return np.searchsorted(self.classes_, y).astype(np.int32)
 
-    def _config(self, training_epochs: int) -> dict:
-        """The run's hyperparameters, as :func:`sda.run.train_SdA` takes them."""
+    def _config(self, training_epochs: int, n_outs: int | None = None) -> dict:
+        """The run's hyperparameters, as :func:`sda.run.train_SdA` takes them (``n_outs``: by
+        default one per class of ``classes_``)."""
         sizes = list(self.hidden_layer_sizes)
         return dict(
-            hidden_layers_sizes=sizes, n_outs=max(len(self.classes_), 2),
+            hidden_layers_sizes=sizes, n_outs=max(len(self.classes_), 2) if n_outs is None else n_outs,
             corruption_levels=_corruption_per_layer(self.corruption_levels, len(sizes)),
             pretraining_epochs=self.pretraining_epochs, pretrain_lr=self.pretrain_lr,
             training_epochs=training_epochs, finetune_lr=self.finetune_lr,
@@ -460,18 +473,22 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the autoencoder on the rows of ``X``."""
+        # checked as every run checks them, before any data is read or any size computed
+        n_hidden, n_epochs, batch_size = (check_positive_int(k, getattr(self, k)) for k in ("n_hidden", "n_epochs", "batch_size"))
+        learning_rate = check_positive("learning_rate", self.learning_rate, dtype=FLOATX)
+        corruption_level = check_corruption("corruption_level", self.corruption_level, dtype=FLOATX)
         X = validate_data(self, X, dtype=np.float64)
         rng = check_random_state(self.random_state)
         # a lone dA is one layer of pretraining: its size decides whether JAX pays for its compiling
-        mode = resolve_mode(self.mode, phases=training_phases(len(X), [X.shape[1], self.n_hidden, 1], self.n_epochs, 0,
-                                                              self.batch_size, self.batch_size))
+        mode = resolve_mode(self.mode, phases=training_phases(len(X), [X.shape[1], n_hidden, 1], n_epochs, 0,
+                                                              batch_size, batch_size))
         with pytensor.config.change_flags(floatX=FLOATX):
             self._scaler = _UnitScaler(X, self.scale_inputs)
             data, _ = shared_dataset((self._scaler(X), np.zeros(len(X), np.int32)))
-            self.model_ = dA(rng, new_pytensor_rng(rng), n_visible=X.shape[1], n_hidden=self.n_hidden)
-            bs = _batch_size(self.batch_size, len(X))
+            self.model_ = dA(rng, new_pytensor_rng(rng), n_visible=X.shape[1], n_hidden=n_hidden)
+            bs = _batch_size(batch_size, len(X))
             step = self.model_.training_function(data, bs, mode)
-            result = pretrain_layers([step], self.n_epochs, [self.corruption_level], self.learning_rate,
+            result = pretrain_layers([step], n_epochs, [corruption_level], learning_rate,
                                      progress=False, log=_log(self.verbose))
             self.costs_ = result.costs[0]
             x = self.model_.x

@@ -30,7 +30,7 @@ from sda.modes import compile_function, resolve_mode
 from sda.persistence import SaveLoadMixin
 from sda.steps import supervised_functions
 from sda.training import fit_early_stopping
-from sda.validation import check_positive, check_positive_int
+from sda.validation import check_fits_in_memory, check_positive, check_positive_int
 
 __all__ = ["LogisticRegression", "load_data", "sgd_optimization_mnist", "predict"]
 
@@ -65,6 +65,7 @@ class LogisticRegression(SaveLoadMixin):
         n_in, n_out = check_positive_int("n_in", n_in), check_positive_int("n_out", n_out)
         floatX = pytensor.config.floatX
         if W is None:
+            check_fits_in_memory(f"a {n_in} x {n_out} weight matrix", np.dtype(floatX).itemsize * n_in * n_out)
             W = pytensor.shared(np.zeros((n_in, n_out), dtype=floatX), name="W", borrow=True)
         if b is None:
             b = pytensor.shared(np.zeros((n_out,), dtype=floatX), name="b", borrow=True)
@@ -104,7 +105,8 @@ class LogisticRegression(SaveLoadMixin):
 
     @classmethod
     def variable_shapes(cls, config: dict) -> list:
-        return [(int(config["n_in"]), int(config["n_out"])), (int(config["n_out"]),)]
+        n_in, n_out = check_positive_int("n_in", config["n_in"]), check_positive_int("n_out", config["n_out"])
+        return [(n_in, n_out), (n_out,)]
 
     @classmethod
     def from_config(cls, config: dict, rng=None):

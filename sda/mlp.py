@@ -27,7 +27,7 @@ from sda.modes import resolve_mode
 from sda.persistence import SaveLoadMixin
 from sda.steps import supervised_functions
 from sda.training import fit_early_stopping
-from sda.validation import check_positive, check_positive_int
+from sda.validation import check_fits_in_memory, check_positive, check_positive_int
 
 __all__ = ["HiddenLayer", "MLP", "train_mlp"]
 
@@ -51,6 +51,8 @@ class HiddenLayer:
         n_in, n_out = check_positive_int("n_in", n_in), check_positive_int("n_out", n_out)
         floatX = pytensor.config.floatX
         if W is None:
+            # refused before numpy tries: the float64 draw is the largest array made here
+            check_fits_in_memory(f"a {n_in} x {n_out} weight matrix", 8 * n_in * n_out)
             bound = np.sqrt(6.0 / (n_in + n_out)) * (4 if activation is pt.sigmoid else 1)
             W = pytensor.shared(rng.uniform(-bound, bound, size=(n_in, n_out)).astype(floatX),
                                 name="W", borrow=True)
@@ -98,7 +100,7 @@ class MLP(SaveLoadMixin):
 
     @classmethod
     def variable_shapes(cls, config: dict) -> list:
-        n_in, n_hidden, n_out = int(config["n_in"]), int(config["n_hidden"]), int(config["n_out"])
+        n_in, n_hidden, n_out = (check_positive_int(key, config[key]) for key in ("n_in", "n_hidden", "n_out"))
         return [(n_in, n_hidden), (n_hidden,), (n_hidden, n_out), (n_out,)]
 
     @classmethod

@@ -25,7 +25,7 @@ import numpy as np
 
 from sda.archive import READ_ERRORS, check_zip_signature, npy_layout, npz_members, read_member
 from sda.data import DataError, Split
-from sda.validation import available_memory
+from sda.validation import available_memory, check_integers_fit
 
 __all__ = ["load_npz", "default_valid_size", "REQUIRED_ARRAYS", "TEST_ARRAYS"]
 
@@ -47,16 +47,18 @@ def _examples(path: Path, name: str, values: np.ndarray, dtype: str) -> np.ndarr
         raise DataError(f"{path}: {name} must hold examples in rows, (n, features) or (n, rows, cols), "
                         f"got shape {values.shape}")
     values = values.reshape(values.shape[0], -1)
+    if values.shape[1] == 0:
+        raise DataError(f"{path}: {name} has no features: shape {values.shape}")
     if values.dtype == np.uint8:
         return (values / np.asarray(255, dtype)).astype(dtype)
     if values.dtype == np.bool_ or np.issubdtype(values.dtype, np.floating):
-        values = values.astype(dtype)
+        # checked as saved, then cast: 1e39 is finite in float64 and infinite in float32
         finite = np.isfinite(values).all()
         if not finite or values.min() < 0 or values.max() > 1:
             found = "NaN or infinite values" if not finite else f"values {values.min():g} .. {values.max():g}"
             raise DataError(f"{path}: {name} must lie in [0, 1] (the cross-entropy reconstruction needs it), "
                             f"found {found}: scale it, or save pixel bytes as uint8")
-        return values
+        return values.astype(dtype)
     raise DataError(f"{path}: {name} holds {values.dtype}; save pixel bytes as uint8 or floats in [0, 1]")
 
 
@@ -68,6 +70,10 @@ def _labels(path: Path, name: str, values: np.ndarray, n_rows: int) -> np.ndarra
         raise DataError(f"{path}: {name} has {len(values)} labels for {n_rows} examples")
     if len(values) and values.min() < 0:
         raise DataError(f"{path}: {name} must be >= 0, found {values.min()}")
+    try:  # on the values as saved: a cast first would wrap 2**32 + 1 into the valid class 1
+        check_integers_fit(name, values, np.int32)
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from None
     return values.astype(np.int32)
 
 

@@ -47,7 +47,7 @@ from sda.utils import atomic_write, write_json
 from sda.version import __version__
 from sda.validation import (check_corruption, check_fits_in_memory, check_labels_in_range, check_layer_sizes,
                             check_non_negative, check_noise_level, check_open_unit_interval, check_positive,
-                            check_positive_int, check_seed, check_unit_interval)
+                            check_positive_int, check_seed, check_unit_interval, MAX_COUNT)
 
 __all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "OPTIMIZERS", "RunError", "Run", "validate_config", "data_fingerprint",
            "train_SdA", "RUN_FILES", "LOCK_FILE", "stored_config", "epoch_records", "finetune_learning_rate",
@@ -191,8 +191,8 @@ def validate_config(config: dict, names: dict | None = None) -> dict:
     config["hidden_layers_sizes"] = sizes
     config["corruption_levels"] = [check_noise_level(name("corruption_levels"), c, config["corruption_type"])
                                    for c in levels]
-    for key in ("pretrain_lr", "finetune_lr", "patience_epochs"):
-        config[key] = check_positive(name(key), config[key])
+    for key in ("pretrain_lr", "finetune_lr", "patience_epochs"):  # patience: epochs, bounded as counts are
+        config[key] = check_positive(name(key), config[key], MAX_COUNT if key == "patience_epochs" else None)
     config["pretraining_epochs"] = check_positive_int(name("pretraining_epochs"), config["pretraining_epochs"], 0)
     for key in ("training_epochs", "pretrain_batch_size", "finetune_batch_size"):
         config[key] = check_positive_int(name(key), config[key])

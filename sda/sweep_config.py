@@ -69,12 +69,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytensor
 
 from sda.cli import DEFAULT_VALID_SIZE, FLAGS
 from sda.data import DEFAULT_DATA_DIR
 from sda.modes import MODES
 from sda.run import PRESETS, TUTORIAL, validate_config
-from sda.validation import check_seed
+from sda.validation import MAX_COUNT, check_number, check_seed, shown
 
 __all__ = ["SweepConfigError", "Sweep", "read_sweep", "parse_sweep", "LAYER_SHAPE_KEYS", "VARIANT", "rerun_command",
            "MAX_TRIALS"]
@@ -292,12 +293,20 @@ def _split_search(search: dict) -> tuple[dict, dict]:
 
 
 def _random_range(key: str, kind: str, bounds) -> tuple[str, float, float]:
-    if (not isinstance(bounds, list) or len(bounds) != 2
-            or not all(_is_number(b) and math.isfinite(b) for b in bounds) or not bounds[0] < bounds[1]):
-        raise SweepConfigError(f"search.{key}: {kind} needs [low, high] with finite low < high, got {bounds!r}")
-    if kind == "loguniform" and bounds[0] <= 0:
-        raise SweepConfigError(f"search.{key}: loguniform needs low > 0, got {bounds!r}")
-    return kind, float(bounds[0]), float(bounds[1])
+    """``(kind, low, high)``, each bound a number finite as a float (the hyperparameter's own
+    check, on each draw, says whether a value fits where it is stored)."""
+    needs = f"search.{key}: {kind} needs [low, high] with finite low < high, got {bounds!r:.200}"
+    if not isinstance(bounds, list) or len(bounds) != 2:
+        raise SweepConfigError(needs)
+    try:
+        low, high = (check_number(f"search.{key}", b, dtype=None) for b in bounds)
+    except (TypeError, ValueError):
+        raise SweepConfigError(needs) from None
+    if not low < high:
+        raise SweepConfigError(needs)
+    if kind == "loguniform" and low <= 0:
+        raise SweepConfigError(f"search.{key}: loguniform needs low > 0, got {bounds!r:.200}")
+    return kind, low, high
 
 
 def _is_number(value) -> bool:
@@ -307,7 +316,9 @@ def _is_number(value) -> bool:
 def _count(raw: dict, key: str, default: int) -> int:
     value = raw.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SweepConfigError(f"{key} must be an integer >= 1, got {value!r}")
+        raise SweepConfigError(f"{key} must be an integer >= 1, got {shown(value)}")
+    if value > MAX_COUNT:
+        raise SweepConfigError(f"{key} must be at most {MAX_COUNT:,}, got {shown(value)}")
     return value
 
 
@@ -348,7 +359,8 @@ def _expand(grid: dict, random_axes: dict, num_samples: int, sample_seed) -> lis
 def _draw(rng, kind: str, low: float, high: float) -> float:
     if kind == "loguniform":
         return float(math.exp(rng.uniform(math.log(low), math.log(high))))
-    return float(rng.uniform(low, high))
+    # in halves, then doubled (exactly): the span of [-1.7e308, 1.7e308] is beyond float64, half of it is not
+    return float(2 * rng.uniform(low / 2, high / 2))
 
 
 def expand_layer_shape(config: dict) -> dict:
@@ -407,18 +419,20 @@ def _scheduler(raw: dict, base: dict) -> dict | None:
     if table.get("type") != "asha":
         raise SweepConfigError(f'scheduler.type must be "asha" (the only scheduler offered), got {table.get("type")!r}')
     reduction = table.get("reduction_factor", 3)
-    if not _is_number(reduction) or not reduction > 1:
-        raise SweepConfigError(f"scheduler.reduction_factor must be a number > 1, got {reduction!r}")
+    if not _is_number(reduction) or not 1 < reduction < math.inf:
+        raise SweepConfigError(f"scheduler.reduction_factor must be a finite number > 1, got {reduction!r}")
     max_t = _count(table, "max_t", base["training_epochs"])
     return {"type": "asha", "grace_period": _count(table, "grace_period", 1), "reduction_factor": float(reduction),
             "max_t": max_t}
 
 
 def _validate_trials(sweep: Sweep) -> None:
-    """Every configuration through :func:`sda.run.validate_config`, with every seed."""
-    for configuration in sweep.configurations:
-        for seed in sweep.seeds:
-            validate_config(sweep.trial_config(configuration, seed))
+    """Every configuration through :func:`sda.run.validate_config`, with every seed, in float32,
+    which trials compute in (a rate of 1e39 is finite in float64, not there)."""
+    with pytensor.config.change_flags(floatX="float32"):
+        for configuration in sweep.configurations:
+            for seed in sweep.seeds:
+                validate_config(sweep.trial_config(configuration, seed))
 
 
 def rerun_command(sweep: Sweep, config: dict) -> str:

@@ -59,6 +59,13 @@ def _rate(learning_rate) -> str:
     return f" (learning rate {float(value):g})"
 
 
+def _overflow_unwarned():
+    """numpy's overflow warnings off while an epoch runs: a run that overflows is stopped after
+    it, in one line (:class:`DivergenceError`); the warnings on the way (graphs that run in
+    Python in some modes) would only repeat it, over many lines."""
+    return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
+
 def _check_cost(cost, where: str, learning_rate) -> float:
     cost = float(cost)
     if not math.isfinite(cost):
@@ -211,21 +218,22 @@ def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patien
         epoch = state.epoch + 1
         where = f"{name}, epoch {epoch}"
         epoch_start, costs, val_error, improved = time.perf_counter(), [], None, False
-        for first, chunk in train_step.epoch(desc=f"{name} epoch {epoch}", progress=progress):
-            costs.extend(chunk)
-            first_iteration = (epoch - 1) * n_batches + first
-            iteration = first_iteration + len(chunk) - 1
-            if rule.should_validate(first_iteration, iteration):
-                _check_cost(np.mean(costs), where, learning_rate)
-                val_error = float(validate())
-                if rule.report(iteration, val_error):
-                    improved = True
-                    state.best_params = [p.get_value() for p in params]
-                    if test is not None:
-                        state.test_error = float(test())
-            if rule.should_stop(iteration):
-                state.done = True
-                break
+        with _overflow_unwarned():
+            for first, chunk in train_step.epoch(desc=f"{name} epoch {epoch}", progress=progress):
+                costs.extend(chunk)
+                first_iteration = (epoch - 1) * n_batches + first
+                iteration = first_iteration + len(chunk) - 1
+                if rule.should_validate(first_iteration, iteration):
+                    _check_cost(np.mean(costs), where, learning_rate)
+                    val_error = float(validate())
+                    if rule.report(iteration, val_error):
+                        improved = True
+                        state.best_params = [p.get_value() for p in params]
+                        if test is not None:
+                            state.test_error = float(test())
+                if rule.should_stop(iteration):
+                    state.done = True
+                    break
         mean_cost = _check_cost(np.mean(costs), where, learning_rate)
         _check_state(train_step, where, learning_rate)
         record = {"epoch": epoch, "cost": mean_cost, "validation_error": val_error,
@@ -351,8 +359,9 @@ def train_epoch(step, args=(), where: str = "", learning_rate=None, progress: bo
 
     Raises :class:`DivergenceError` when the cost or a variable the step updates runs away.
     """
-    costs = np.concatenate([chunk for _, chunk in step.epoch(args, where, progress)])
-    mean_cost = _check_cost(np.mean(costs), where, learning_rate)
+    with _overflow_unwarned():
+        costs = np.concatenate([chunk for _, chunk in step.epoch(args, where, progress)])
+        mean_cost = _check_cost(np.mean(costs), where, learning_rate)
     _check_state(step, where, learning_rate)
     return mean_cost
 

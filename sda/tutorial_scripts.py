@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytensor
 
-from sda.cli import OneLineParser
+from sda.cli import OneLineParser, join_negative_numbers
 from sda.data import DEFAULT_DATA_DIR, DataError
 from sda.dA import train_dA
 from sda.datasets import load_data
 from sda.logistic_sgd import sgd_optimization_mnist
 from sda.mlp import train_mlp
 from sda.modes import MODES, ModeError
-from sda.validation import check_positive, check_positive_int
+from sda.validation import check_corruption, check_non_negative, check_positive, check_positive_int, check_seed
 
 __all__ = ["SCRIPTS", "build_parser", "main"]
 
@@ -70,11 +70,25 @@ def build_parser(script: str) -> argparse.ArgumentParser:
     return p
 
 
+def _check_numbers(script: str, args: argparse.Namespace) -> None:
+    """Every number of ``args`` through the checks of the rest of sda, before any data is read:
+    a corruption of 5 or NaN, a rate infinite in float32, a count beyond int32 end here."""
+    check_positive("--learning-rate", args.learning_rate)
+    for flag in ("--epochs", "--batch-size", "--valid-size", *(("--n-hidden",) if script != "logistic_sgd" else ())):
+        check_positive_int(flag, getattr(args, flag[2:].replace("-", "_")))
+    if script != "logistic_sgd":
+        check_seed("--seed", args.seed)
+    if script == "mlp":
+        check_non_negative("--l1", args.l1)
+        check_non_negative("--l2", args.l2)
+    if script == "dA":
+        for level in args.corruption:
+            check_corruption("--corruption", level)
+
+
 def _run(script: str, args: argparse.Namespace) -> str:
     """Train as ``args`` say; returns the summary line."""
-    check_positive("--learning-rate", args.learning_rate)
-    check_positive_int("--epochs", args.epochs)
-    check_positive_int("--batch-size", args.batch_size)
+    _check_numbers(script, args)
     datasets = load_data(args.data_dir, n_valid=args.valid_size, verify=args.verify)
     common = dict(learning_rate=args.learning_rate, datasets=datasets, batch_size=args.batch_size,
                   mode=args.mode, progress=not args.quiet, log=None if args.quiet else print)
@@ -93,7 +107,7 @@ def _run(script: str, args: argparse.Namespace) -> str:
 
 def main(script: str, argv=None) -> int:
     """Run ``script`` (one of :data:`SCRIPTS`) with ``argv``; returns the exit status."""
-    args = build_parser(script).parse_args(argv)
+    args = build_parser(script).parse_args(join_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
     with pytensor.config.change_flags(floatX="float32"):
         try:
             print(_run(script, args))

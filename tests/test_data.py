@@ -209,3 +209,11 @@ def test_labels_that_are_not_whole_class_numbers_are_refused(labels, message, tm
         write_idx(tmp_path / MNIST_FILES[key], labels.astype(">f4"), dtype=">f4")
     with pytest.raises(DataError, match=message):
         load_mnist(tmp_path, n_valid=1, verify=False)
+
+
+@pytest.mark.parametrize("label", [2 ** 32 + 1, 2 ** 31, -2 ** 31 - 1, 2 ** 63])
+def test_shared_dataset_refuses_labels_an_int32_cast_would_wrap(label):
+    from sda.datasets import shared_dataset
+    labels = np.array([0, 1, label], dtype=np.uint64 if label >= 2 ** 63 else np.int64)
+    with pytest.raises(ValueError, match=str(label)):
+        shared_dataset((np.zeros((3, 2)), labels))

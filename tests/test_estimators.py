@@ -126,6 +126,13 @@ BAD_CLASSIFIER_PARAMS = [
     ("scale_inputs", "yes", TypeError), ("random_state", "seed", TypeError),
     ("mode", "GPU", ValueError), ("mode", 3, TypeError),
     ("verbose", -1, ValueError), ("verbose", "loud", TypeError),
+    # beyond float32, where the graphs compute, or beyond float64, or a count no run can have
+    ("finetune_lr", 1e39, ValueError), ("pretrain_lr", 10 ** 400, ValueError), ("finetune_lr", 1e-50, ValueError),
+    ("training_epochs", 10 ** 400, ValueError), ("pretraining_epochs", 10 ** 400, ValueError),
+    ("hidden_layer_sizes", (10 ** 400,), ValueError), ("hidden_layer_sizes", (2 ** 31,), ValueError),
+    ("patience_epochs", 1e308, ValueError), ("patience_epochs", 10 ** 400, ValueError),
+    ("finetune_weight_decay", 1e39, ValueError), ("sparsity_weight", 10 ** 400, ValueError),
+    ("corruption_levels", 10 ** 400, ValueError), ("pretrain_batch_size", 10 ** 400, ValueError),
 ]
 BAD_AUTOENCODER_PARAMS = [
     ("n_hidden", 0, ValueError), ("n_hidden", 4.0, TypeError), ("corruption_level", -0.1, ValueError),
@@ -134,6 +141,9 @@ BAD_AUTOENCODER_PARAMS = [
     ("batch_size", 0, ValueError), ("batch_size", -1, ValueError), ("n_epochs", 0, ValueError),
     ("n_epochs", -1, ValueError), ("scale_inputs", None, TypeError), ("random_state", "seed", TypeError),
     ("mode", "GPU", ValueError), ("verbose", -1, ValueError),
+    ("n_hidden", 10 ** 400, ValueError), ("n_epochs", 10 ** 400, ValueError), ("batch_size", 10 ** 400, ValueError),
+    ("learning_rate", 1e39, ValueError), ("learning_rate", 10 ** 400, ValueError), ("learning_rate", 1e-50, ValueError),
+    ("corruption_level", 1e-50, ValueError),
 ]
 
 
@@ -296,3 +306,24 @@ def test_the_default_corruption_rises_with_the_layers_the_estimator_has(digits, 
     clf = SdAClassifier(**params).fit(X_train[:200], y_train[:200])
     np.testing.assert_allclose(clf.model_.corruption_levels, levels)
     assert clf.get_params()["corruption_levels"] is None  # the parameter itself stays as given
+
+
+def test_an_autoencoder_too_large_for_memory_is_refused_before_allocating():
+    with pytest.raises(ValueError, match="weight matrix would need .* GiB"):
+        DenoisingAutoencoder(n_hidden=10 ** 9, mode="FAST_COMPILE").fit(np.zeros((4, 1000)))
+
+
+@pytest.mark.parametrize("estimator", [SdAClassifier(**{**SMALL_CLASSIFIER, "training_epochs": 2}),
+                                       DenoisingAutoencoder(**SMALL_AUTOENCODER)], ids=["SdAClassifier", "dA"])
+def test_features_up_to_the_float64_limits_are_scaled_not_called_nan(estimator, digits):
+    X, y = digits[0][:60].astype(np.float64), digits[2][:60]
+    X[:, 5] = np.where(np.arange(60) % 2, 1.7e308, -1.7e308)
+    fitted = estimator.fit(X, y)
+    assert np.all(np.isfinite(fitted.transform(X)))
+
+
+@pytest.mark.parametrize("estimator", [SdAClassifier(**SMALL_CLASSIFIER), DenoisingAutoencoder(**SMALL_AUTOENCODER)],
+                         ids=["SdAClassifier", "dA"])
+def test_examples_without_features_are_one_clear_error(estimator):
+    with pytest.raises(ValueError, match="0 feature"):
+        estimator.fit(np.zeros((6, 0)), [0, 1] * 3)

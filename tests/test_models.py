@@ -293,3 +293,28 @@ def test_train_dA_writes_filters_for_each_corruption_level(tmp_path, float32):
         costs = trained[level][1].costs[0]
         assert costs[-1] < costs[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["filters_corruption_0.png", "filters_corruption_30.png"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: dA(np.random.RandomState(0), n_visible=10 ** 6, n_hidden=10 ** 9),
+    lambda: HiddenLayer(np.random.RandomState(0), pt.matrix(), 10 ** 6, 10 ** 9),
+    lambda: LogisticRegression(pt.matrix(), 10 ** 6, 10 ** 9),
+    lambda: SdA(np.random.RandomState(0), n_ins=10 ** 6, hidden_layers_sizes=[10 ** 9], n_outs=2, corruption_levels=[0.1]),
+])
+def test_weights_that_cannot_fit_are_refused_before_allocating(make, float32):
+    with pytest.raises(ValueError, match="weight matrix would need .* GiB, more than the"):
+        make()
+
+
+@pytest.mark.parametrize("size, error, message", [
+    (10 ** 400, ValueError, "at most 2,147,483,647, got an integer of about 10\\*\\*400"),
+    (2 ** 31, ValueError, "at most 2,147,483,647, got 2147483648"),
+    (np.int64(3), None, None), (np.uint8(3), None, None),
+    (3.0, TypeError, "must be an integer"), (True, TypeError, "must be an integer"), ("3", TypeError, "integer"),
+])
+def test_layer_sizes_are_plain_counts(size, error, message, float32):
+    if error is None:
+        assert dA(np.random.RandomState(0), n_visible=4, n_hidden=size).n_hidden == 3
+        return
+    with pytest.raises(error, match=message):
+        dA(np.random.RandomState(0), n_visible=4, n_hidden=size)

@@ -203,3 +203,30 @@ def test_model_takes_numpy_arrays_and_gives_the_features_of_any_layer(float32):
     with pytest.raises(ValueError, match=r"X must have shape \(n_examples, 6\)"):
         sda.encode(x[:, :5])
     assert pytensor.config.floatX == "float32"
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"X": np.zeros((8, 3)), "y": np.array([0, 1, 0, 1, 0, 1, 0, 2 ** 32 + 1])}, r"found 0 \.\. 4294967297"),
+    ({"X": np.zeros((8, 3)), "y": np.array([0, 1, 0, 1, 0, 1, 0, 2 ** 31])}, r"found 0 \.\. 2147483648"),
+    ({"X": np.zeros((8, 3)), "y": np.full(8, 2 ** 64 - 1, np.uint64)}, "18446744073709551615"),
+    ({"X": np.zeros((8, 0)), "y": np.zeros(8, int)}, r"X has no features: shape \(8, 0\)"),
+    ({"X": np.zeros((8, 3, 0)), "y": np.zeros(8, int)}, "X has no features"),
+    ({"X": np.full((8, 3), 1e39), "y": np.zeros(8, int)}, r"found values 1e\+39 \.\. 1e\+39"),
+    ({"X": np.full((8, 3), -0.0), "y": np.zeros(8, int), "X_test": np.zeros((2, 0)), "y_test": np.zeros(2, int)},
+     "X_test has no features"),
+])
+def test_npz_numbers_are_checked_as_saved_before_any_cast(arrays, message, tmp_path):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=message):
+        load_npz(path, n_valid=1)
+
+
+def test_npz_labels_beyond_int32_never_train_as_another_class(tmp_path, capsys):
+    x, y = synthetic_digits(60, seed=1)
+    y = y.astype(np.int64)
+    y[7] = 2 ** 32 + 1  # int32 would wrap it into class 1
+    np.savez(tmp_path / "d.npz", X=x, y=y)
+    assert main([*TINY, "--data", str(tmp_path / "d.npz"), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "4294967297" in err and len(err.splitlines()) == 1

@@ -270,3 +270,21 @@ def test_files_that_no_model_can_be_are_refused_before_reading(tmp_path, float32
     if os.path.exists("/dev/zero"):
         with pytest.raises(ModelFileError, match="not a regular file"):
             load_model("/dev/zero")
+
+
+_MODELS = {"dA": (lambda: dA(np.random.RandomState(0), n_visible=6, n_hidden=4), "n_hidden"),
+           "MLP": (lambda: MLP(np.random.RandomState(0), pt.matrix(), 6, 5, 3, activation=pt.sigmoid), "n_hidden"),
+           "LogisticRegression": (lambda: LogisticRegression(pt.matrix(), 6, 3), "n_out"),
+           "SdA": (lambda: small_sda(), "n_outs")}
+
+
+@pytest.mark.parametrize("size", [float("inf"), float("nan"), 10 ** 400, 1e300, 4.0, 3.7, "4", True, -4, 2 ** 40])
+@pytest.mark.parametrize("kind", sorted(_MODELS))
+def test_a_header_size_that_is_not_a_plain_count_is_refused(kind, size, tmp_path, float32):
+    make, key = _MODELS[kind]
+    path = save_model(make(), tmp_path / "m.npz")
+    header, arrays = read_archive(path, "sda-model")
+    header["config"][key] = size
+    write_archive(path, header, arrays)
+    with pytest.raises(ModelFileError, match="configuration is invalid"):
+        load_model(path)

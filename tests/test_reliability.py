@@ -231,6 +231,11 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: h["execution"].update(steps_per_call=0), "execution"),
     (lambda h, a: h["pretrain"].update(costs=[*h["pretrain"]["costs"], [1.0]], seconds=[*h["pretrain"]["seconds"], 1.0],
                                        epoch_seconds=[*h["pretrain"]["epoch_seconds"], [1.0]]), "progress for 3 layers"),
+    (lambda h, a: h["config"].update(training_epochs=10 ** 400), "training_epochs must be at most 2,147,483,647"),
+    (lambda h, a: h["config"].update(finetune_lr=float("inf")), "finetune_lr must be a finite number > 0, got inf"),
+    (lambda h, a: h["config"].update(pretrain_lr=1e39), "pretrain_lr must be at most 3.403e+38"),
+    (lambda h, a: h["config"].update(hidden_layers_sizes=[10 ** 30, 8]), "must be at most 2,147,483,647"),
+    (lambda h, a: h["config"].update(patience_epochs=True), "patience_epochs must be a number, got True"),
 ])
 def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys):
     """Forgeries that also recompute the digest, as a forger who knows the format would: each
@@ -329,6 +334,41 @@ def test_impossible_values_are_one_line(flags, message, data, tmp_path, capsys):
     assert status == 2 and message in err, err
 
 
+HUGE = str(10 ** 400)  # beyond float64: float() of it raises OverflowError
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--finetune-lr", "1e39"], "--finetune-lr must be at most 3.403e+38 in size, the largest float32"),
+    (["--pretrain-lr", "1e39"], "--pretrain-lr must be at most 3.403e+38"),
+    (["--corruption-type", "gaussian", "--corruption", "0.1", "1e308"], "--corruption must be at most 3.403e+38"),
+    (["--finetune-lr", "1e-50"], "--finetune-lr = 1e-50 is 0 as a float32"),
+    (["--training-epochs", HUGE], "--training-epochs must be at most 2,147,483,647, got an integer of about 10**400"),
+    (["--hidden-layers", HUGE, "8"], "--hidden-layers[0] must be at most 2,147,483,647"),
+    (["--n-outs", HUGE], "--n-outs must be at most 2,147,483,647"),
+    (["--pretraining-epochs", HUGE], "--pretraining-epochs must be at most"),
+    (["--batch-size", HUGE], "must be at most 2,147,483,647"),
+    (["--patience-epochs", "1e308"], "--patience-epochs must be at most 2,147,483,647, got 1e+308"),
+    (["--patience-epochs", HUGE], "--patience-epochs must be a finite number > 0, got inf"),
+    (["--finetune-weight-decay", "1e-60"], "is 0 as a float32"),
+    (["--seed", HUGE], "--seed must be below 2**32"),
+    (["--pretrain-batch-size", "5"], "give --batch-size (both batch sizes) or --pretrain-batch-size, not both"),
+])
+def test_numbers_are_checked_as_numbers_before_the_folder_is_claimed(flags, message, data, tmp_path, capsys):
+    status, err = run_cli(capsys, *data, "--output-dir", tmp_path / "out", *flags)
+    assert status == 2 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_non_finite_state_is_never_checkpointed(data, tmp_path, capsys):
+    from sda.checkpoint import save_checkpoint
+    from sda.training import DivergenceError, PretrainResult
+    import pytensor
+    lr = pytensor.shared(np.float32(np.inf), name="finetune_lr")
+    with pytest.raises(DivergenceError, match="finetune_lr is not finite"):
+        save_checkpoint(tmp_path / "checkpoint.npz", {}, [lr], [], PretrainResult())
+    assert not (tmp_path / "checkpoint.npz").exists()
+
+
 @pytest.mark.parametrize("flags, where", [
     (["--pretrain-lr", "1e6"], "pretraining layer 0, epoch 1"),
     (["--finetune-lr", "1e6"], "fine-tuning, epoch 1"),
@@ -346,6 +386,14 @@ def test_exploding_training_stops_and_keeps_only_finite_state(flags, where, data
         assert "nothing was saved" in err
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # numpy's overflow warnings would be more lines
+def test_a_rate_near_the_float32_limit_diverges_in_one_line_in_every_mode(data, tmp_path, capsys):
+    status = main([*FAST, *map(str, data), "--output-dir", str(tmp_path / "o"), "--finetune-lr", "3.4e38",
+                   "--pretraining-epochs", "0", "--mode", "FAST_COMPILE"])  # graphs that run in Python too
+    err = capsys.readouterr().err
+    assert status == 1 and "diverged" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_divergence_before_any_checkpoint_says_nothing_was_saved(data, tmp_path, capsys):
     status = main([*FAST, *map(str, data), "--output-dir", str(tmp_path / "o"), "--finetune-lr", "1e30",
                    "--pretraining-epochs", "0"])
@@ -360,6 +408,19 @@ def test_evaluate_refuses_a_model_of_another_width(data, tmp_path, capsys):
     status = main(["--evaluate", str(tmp_path / "m.npz"), *map(str, data), "--no-verify", "--valid-size", "50"])
     err = capsys.readouterr().err
     assert status == 2 and "takes 400 inputs" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("key, value", [("n_outs", float("inf")), ("n_ins", 10 ** 400),
+                                        ("hidden_layers_sizes", [float("-inf")]), ("n_outs", 1e300)])
+def test_evaluate_refuses_a_header_whose_sizes_are_not_counts(key, value, data, tmp_path, capsys):
+    from sda.SdA import SdA
+    model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=[5], n_outs=10, corruption_levels=[0.1])
+    header, arrays = read_archive(model.save(tmp_path / "m.npz"), "sda-model")
+    header["config"][key] = value
+    write_archive(tmp_path / "m.npz", header, arrays)
+    status = main(["--evaluate", str(tmp_path / "m.npz"), *map(str, data), "--no-verify"])
+    err = capsys.readouterr().err
+    assert status == 2 and "configuration is invalid" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_an_overwrite_that_cannot_remove_a_file_leaves_the_earlier_run_whole(data, tmp_path, capsys, monkeypatch):
@@ -435,3 +496,26 @@ def test_an_environment_pytensor_cannot_start_in_is_one_line(flags, message, tmp
     err = done.stderr.strip()
     assert done.returncode == 2 and message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("script, flags, message", [
+    ("dA", ["--corruption", "5"], "--corruption must be in [0, 1), got 5.0"),
+    ("dA", ["--corruption", "0.3", "nan"], "--corruption must be in [0, 1), got nan"),
+    ("dA", ["--corruption", "0.3", "1"], "--corruption must be in [0, 1), got 1.0"),
+    ("dA", ["--learning-rate", "1e39"], "--learning-rate must be at most 3.403e+38"),
+    ("dA", ["--n-hidden", HUGE], "--n-hidden must be at most 2,147,483,647"),
+    ("dA", ["--seed", "-1"], "--seed must be >= 0"),
+    ("mlp", ["--l2", "inf"], "--l2 must be a finite number >= 0, got inf"),
+    ("mlp", ["--l1", "-1e-3"], "--l1 must be a finite number >= 0"),
+    ("mlp", ["--epochs", HUGE], "--epochs must be at most 2,147,483,647"),
+    ("logistic_sgd", ["--learning-rate", "1e-50"], "--learning-rate = 1e-50 is 0 as a float32"),
+    ("logistic_sgd", ["--valid-size", "0"], "--valid-size must be >= 1"),
+])
+def test_tutorial_scripts_check_numbers_as_the_rest_before_training(script, flags, message, data, tmp_path, capsys):
+    from sda.tutorial_scripts import main as script_main
+    folder = ["--output-folder", str(tmp_path / "dA")] if script == "dA" else []
+    status = script_main(script, [*map(str, data), "--no-verify", "--valid-size", "50", "--epochs", "1", "--quiet", *folder,
+                                  *flags])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "dA").exists()

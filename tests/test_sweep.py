@@ -7,6 +7,7 @@ its resume are a second one.  Bad configuration files never reach Ray.
 
 import csv
 import json
+import re
 import os
 import shlex
 import signal
@@ -350,6 +351,32 @@ def test_random_search_draws_are_reproducible_and_in_range():
     assert len({c["finetune_lr"] for c in sweep.configurations}) == 10  # a fresh draw per grid point
     with pytest.raises(SweepConfigError, match="num_samples repeats the random draws"):
         parse_sweep("num_samples = 2\n[search]\nfinetune_lr = [0.1]")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[search]\nfinetune_momentum = {uniform = [-1.7e308, 1.7e308]}", "finetune_momentum must be in [0, 1)"),
+    ("[search]\nfinetune_lr = {uniform = [1e-3, 1.7e308]}", "finetune_lr must be at most 3.403e+38"),
+    ("[search]\nfinetune_lr = {loguniform = [1e-300, 1.7e308]}", "finetune_lr"),
+    (f"[search]\nfinetune_lr = {{uniform = [1, {10 ** 400}]}}", "uniform needs [low, high] with finite low < high"),
+    ("[search]\nfinetune_lr = {uniform = [0.01, inf]}", "uniform needs [low, high] with finite low < high"),
+    ("[search]\nfinetune_lr = {uniform = [0.01, true]}", "uniform needs [low, high] with finite low < high"),
+    ('[search]\nfinetune_lr = {uniform = [0.01, "0.1"]}', "uniform needs [low, high] with finite low < high"),
+    ("[search]\nfinetune_lr = {uniform = [-0.0, 0.0]}", "uniform needs [low, high] with finite low < high"),
+    (f"[search]\ntraining_epochs = [{10 ** 400}]", "training_epochs must be at most 2,147,483,647"),
+    ("[search]\nunits = [9223372036854775807]", "hidden_layers_sizes[0] must be at most 2,147,483,647"),
+    ('[config]\ntraining_epochs = "5"', "training_epochs must be an integer, got '5'"),
+    ("[config]\npatience_epochs = 1e308", "patience_epochs must be at most 2,147,483,647"),
+    ("[config]\npretrain_lr = 1e-46", "pretrain_lr = 1e-46 is 0 as a float32"),
+    ("[config]\ncorruption_type = \"gaussian\"\n[search]\ncorruption_level = [1e308]", "must be at most 3.403e+38"),
+    ("[search]\nfinetune_lr = [nan]", "finetune_lr must be a finite number > 0, got nan"),
+    ('[scheduler]\ntype = "asha"\nreduction_factor = inf', "reduction_factor must be a finite number > 1, got inf"),
+    ('[scheduler]\ntype = "asha"\nreduction_factor = 1e400', "reduction_factor must be a finite number > 1, got inf"),
+    (f'[scheduler]\ntype = "asha"\nmax_t = {10 ** 30}', "max_t must be at most 2,147,483,647, got an integer of about 10**30"),
+    (f"[data]\nvalid_size = {2 ** 63 - 1}", "valid_size must be at most 2,147,483,647"),
+])
+def test_sweep_numbers_are_checked_as_numbers(text, message):
+    with pytest.raises(SweepConfigError, match="^sweep file: .*" + re.escape(message)):
+        parse_sweep(text)
 
 
 def test_rerun_command_gives_the_trial_configuration():
