@@ -136,6 +136,9 @@ class Sweep:
 MAX_SWEEP_BYTES = 1 << 20
 #: The deepest nesting of arrays and inline tables in a sweep file: tomllib recurses once per level.
 MAX_TOML_DEPTH = 32
+#: The longest line of a sweep file: a dotted key (``a.b.c = 1``, ``[a.b.c]``) lies on one line, and
+#: tomllib's time grows with the square of its parts, so this bounds it too.
+MAX_TOML_LINE = 4096
 # what changes the nesting, and the strings and comments that may hold brackets, each matched whole
 _TOML_TOKENS = re.compile(r'"""(?:\\.|[^\\])*?"""' r"|'''.*?'''" r'|"(?:\\.|[^"\\\n])*"' r"|'[^'\n]*'"
                           r"|#[^\n]*|[\[\]{}]", re.DOTALL)
@@ -179,6 +182,9 @@ def parse_sweep(text: str, where: str = "sweep file", max_trials: int | None = M
     depth = toml_depth(text)
     if depth > MAX_TOML_DEPTH:
         raise SweepConfigError(f"{where} nests arrays or tables {depth} deep, more than {MAX_TOML_DEPTH}")
+    longest = max(map(len, text.splitlines()), default=0)
+    if longest > MAX_TOML_LINE:
+        raise SweepConfigError(f"{where} has a line of {longest} characters, more than {MAX_TOML_LINE}")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -20,6 +20,12 @@ def test_a_sweep_file_nested_deeply_is_refused_before_parsing(text, tmp_path):
         read_sweep(tmp_path / "deep.toml")
 
 
+@pytest.mark.parametrize("text", ["a" + ".a" * DEEP + " = 1", "[a" + ".a" * DEEP + "]"])
+def test_a_sweep_file_with_a_dotted_key_of_many_parts_is_refused_before_parsing(text):
+    with pytest.raises(SweepConfigError, match="has a line of"):
+        parse_sweep(text)
+
+
 def test_brackets_in_strings_comments_and_table_headers_do_not_count():
     text = ('[config]\n# [[[[[[[[\nname = "[[[[\\"[[[["\nother = \'[[[[[[\'\nlong = """[[[[\n[[[["""\n'
             'x = [[1, 2], [3]]\n[[variants]]\n')
