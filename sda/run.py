@@ -75,7 +75,7 @@ TUTORIAL = {
     "patience_epochs": 10,
     "n_outs": 10,
     "seed": 89677,
-    # beyond the tutorial (issue 14): UFLDL's sparse autoencoder, L-BFGS, and what to leave out
+    # beyond the tutorial: UFLDL's sparse autoencoder, L-BFGS, and what to leave out
     "criteria": "denoising",
     "sparsity_target": 0.1,
     "sparsity_weight": 3.0,
