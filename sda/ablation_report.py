@@ -1,0 +1,129 @@
+"""The ablation's report: the sweep's ``results.csv`` labelled by row, ``ablation.csv``, the
+summary table (mean ± sd over seeds per row) and the figure ``ablation.png``.  ``rows`` are the
+ablation's :class:`sda.ablation.Row` entries (name, anchor, factor, value)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from pathlib import Path
+
+from sda.sweep_config import VARIANT
+from sda.utils import atomic_write
+
+_COLUMNS = ["row", "anchor", "factor", "value", "seed", "validation_error", "test_error", "epochs", "seconds",
+            "status", "message"]
+
+
+def ablation_rows(results_csv: Path, rows: list) -> list[dict]:
+    """One entry per trial of the sweep's ``results.csv``, labelled with its ablation row."""
+    with open(results_csv, newline="", encoding="utf-8") as f:
+        return _labelled(list(csv.DictReader(f)), rows)
+
+
+def _labelled(trials: list[dict], rows: list) -> list[dict]:
+    by_name = {row.name: row for row in rows}
+    table = []
+    for trial in trials:
+        row = by_name[trial[VARIANT]]
+        table.append({"row": row.name, "anchor": row.anchor, "factor": row.factor, "value": row.value,
+                      "seed": int(trial["seed"]), "validation_error": _float(trial["best_validation_error"]),
+                      "test_error": _float(trial["test_error"]), "epochs": trial["epochs"],
+                      "seconds": _float(trial["seconds"]), "status": trial["status"], "message": trial["message"]})
+    return table
+
+
+def _float(text: str):
+    return float(text) if text not in ("", None) else None
+
+
+def summary(table: list[dict], rows: list) -> list[dict]:
+    """Per row, in the ablation's order: mean and sample sd of the validation and test errors
+    (%) over its finished seeds, and their count."""
+    entries = []
+    for row in rows:
+        trials = [t for t in table if t["row"] == row.name and t["status"] == "finished"]
+        entry = {"row": row, "n": len(trials)}
+        for key in ("validation_error", "test_error", "seconds"):
+            values = [t[key] for t in trials if t[key] is not None]
+            entry[key] = (statistics.fmean(values) if values else None,
+                          statistics.stdev(values) if len(values) > 1 else None)
+        entries.append(entry)
+    return entries
+
+
+def _percent(mean_sd) -> str:
+    mean, sd = mean_sd
+    if mean is None:
+        return "—"
+    return f"{100 * mean:.2f} %" if sd is None else f"{100 * mean:.2f} ± {100 * sd:.2f} %"
+
+
+def summary_lines(entries: list[dict]) -> list[str]:
+    """The table as printed: one line per row."""
+    lines = [f"{'row':<30} {'factor → value':<42} {'validation':>16} {'test':>16} {'seeds':>5}"]
+    for entry in entries:
+        row = entry["row"]
+        change = row.value if row.factor == "anchor" else f"{row.factor} → {row.value}"
+        lines.append(f"{row.name:<30} {change:<42} {_percent(entry['validation_error']):>16} "
+                     f"{_percent(entry['test_error']):>16} {entry['n']:>5}")
+    return lines
+
+
+def write_ablation(output_dir: Path, table: list[dict], rows: list) -> list[str]:
+    """``ablation.csv`` and ``ablation.png`` of ``table`` (:func:`ablation_rows`); returns the
+    printed table."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, _COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    atomic_write(output_dir / "ablation.csv", lambda f: f.write(buffer.getvalue().encode("utf-8")))
+    entries = summary(table, rows)
+    _plot(output_dir / "ablation.png", entries)
+    return summary_lines(entries)
+
+
+def bar_label(percent: float, n: int, seeds: int) -> str:
+    """The figure's label of a row's mean test error over ``n`` finished seeds, saying so where
+    that is fewer than ``seeds`` (the most any row has)."""
+    return f"{percent:.2f} %" + (f" ({n} seed{'s' if n > 1 else ''} of {seeds})" if n < seeds else "")
+
+
+def _plot(path: Path, entries: list[dict]) -> None:
+    """Test error (mean ± sd over seeds) of every row, the two anchors' groups apart."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return
+    figure = Figure(figsize=(9, 0.42 * len(entries) + 1.6), layout="constrained")
+    ax = figure.add_subplot()
+    labels, means, sds, colours = [], [], [], []
+    seeds = max(entry["n"] for entry in entries)  # a row with fewer finished seeds says so beside its bar
+    for entry in entries:
+        row = entry["row"]
+        mean, sd = entry["test_error"]
+        labels.append(f"{row.anchor}: " + ("anchor" if row.factor == "anchor" else f"{row.factor} → {row.value}"))
+        means.append(100 * mean if mean is not None else 0.0)
+        sds.append(100 * sd if sd is not None else float("nan"))  # one seed: no bar
+        colours.append(("tab:orange" if row.anchor == "UFLDL" else "tab:blue") if row.factor != "anchor" else
+                       ("darkorange" if row.anchor == "UFLDL" else "navy"))
+    positions = list(range(len(entries)))[::-1]
+    ax.barh(positions, means, xerr=sds, color=colours, capsize=3)
+    ax.set_yticks(positions, labels)
+    for position, mean, entry in zip(positions, means, entries):
+        if entry["test_error"][0] is not None:
+            ax.text(mean, position, "  " + bar_label(mean, entry["n"], seeds), va="center", fontsize="small")
+        else:  # an empty slot must not read as a zero error
+            ax.text(0, position, "  no run finished", va="center", fontsize="small", color="gray")
+    ax.axvline(2.4, color="gray", linestyle="--", linewidth=1)
+    ax.axvline(1.30, color="gray", linestyle=":", linewidth=1)
+    ax.set_xlim(0, 1.18 * max([m + (0.0 if math.isnan(s) else s) for m, s in zip(means, sds)] + [2.4]))  # labels
+    ax.set_xlabel("test error of the best-validation model (%), mean ± sd over seeds\n"
+                  "dashed: UFLDL's 2.4 %; dotted: the tutorial's 1.30 %")
+    ax.set_title("From each anchor, one factor changed at a time")
+    ax.grid(True, axis="x", alpha=0.3)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
