@@ -22,6 +22,11 @@ import resource
 import numpy as np
 import pytensor
 
+__all__ = ["MAX_COUNT", "FLOATX", "shown", "check_number", "check_integers_fit", "check_positive_int",
+           "check_positive", "check_corruption", "check_layer_sizes", "check_unit_interval", "check_labels_in_range",
+           "check_seed", "check_fits_in_memory", "check_noise_level", "check_open_unit_interval",
+           "check_non_negative", "check_layer_index"]
+
 #: The largest count accepted (epochs, layer sizes, classes, batch sizes): int32's largest
 #: value.  The compiled graphs index minibatches and hold class labels as int32, and every
 #: count times a modest factor must stay an exact float.
@@ -74,10 +79,6 @@ def check_integers_fit(name: str, values, dtype) -> None:
     if values.size and (values.min() < info.min or values.max() > info.max):
         raise ValueError(f"{name} must lie in {info.min} .. {info.max} (they are stored as {np.dtype(dtype)}), "
                          f"found {values.min()} .. {values.max()}")
-
-__all__ = ["MAX_COUNT", "FLOATX", "shown", "check_number", "check_integers_fit", "check_positive_int", "check_positive", "check_corruption", "check_layer_sizes",
-           "check_unit_interval", "check_labels_in_range", "check_seed", "check_fits_in_memory",
-           "check_noise_level", "check_open_unit_interval", "check_non_negative", "check_layer_index"]
 
 
 def check_positive_int(name: str, value, minimum: int = 1, maximum: int | None = MAX_COUNT) -> int:
