@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -57,7 +56,7 @@ from sda.run import train_SdA
 from sda.sweep_config import MAX_TRIALS, Sweep, SweepConfigError, parse_sweep, read_sweep, rerun_command
 from sda.sweep_report import best_line, plot_results, summarise, write_results, write_summary
 from sda.training import DivergenceError
-from sda.utils import atomic_write, write_json
+from sda.utils import atomic_write, read_json, write_json
 
 __all__ = ["main", "run_sweep", "run_trial", "load_sweep_data", "collect_rows"]
 
@@ -143,7 +142,7 @@ def run_trial(tune_config: dict, *, sweep: Sweep, trials_dir: str, datasets, mod
     if (folder / FAILURE_FILE).is_file():
         return
     if (folder / "results.json").is_file():
-        _report_finished(json.loads((folder / "results.json").read_text()))
+        _report_finished(read_json(folder / "results.json"))
         return
     _share_gpu_memory(gpus_per_trial)
     write_json(folder / TRIAL_FILE, {"configuration": tune_config["configuration"]["number"],
@@ -188,17 +187,17 @@ def trial_outcome(folder: Path | None, metrics: dict, error=None,
     outcome = {"best_validation_error": metrics.get("best_validation_error"), "test_error": metrics.get("test_error"),
                "epochs": metrics.get("epoch"), "seconds": metrics.get("seconds"), "message": ""}
     if (folder / "results.json").is_file():
-        results = json.loads((folder / "results.json").read_text())
+        results = read_json(folder / "results.json")
         finetuning = results["finetuning"]
         outcome.update(status="finished", best_validation_error=finetuning["best_validation_error"],
                        test_error=finetuning["test_error"], epochs=finetuning["epochs"], seconds=_run_seconds(results))
     elif (folder / FAILURE_FILE).is_file():
-        outcome.update(status="failed", message=json.loads((folder / FAILURE_FILE).read_text())["message"])
+        outcome.update(status="failed", message=read_json(folder / FAILURE_FILE)["message"])
     elif error is not None:
         outcome.update(status="failed", message=_one_line(str(error).strip().splitlines()[-1] if str(error).strip()
                                                           else type(error).__name__))
     elif (folder / STOPPED_FILE).is_file():
-        outcome.update(status="stopped", message=json.loads((folder / STOPPED_FILE).read_text())["message"])
+        outcome.update(status="stopped", message=read_json(folder / STOPPED_FILE)["message"])
     else:
         outcome.update(status="unfinished", message=f"not run to its end: {how_to_continue}")
     return outcome
@@ -270,7 +269,7 @@ def _trial_names(trials_dir: Path, results: dict) -> dict:
         if result.config is not None:
             names[(result.config["configuration"]["number"], result.config["seed"])] = name
     for path in trials_dir.glob(f"*/{TRIAL_FILE}"):
-        identity = json.loads(path.read_text())
+        identity = read_json(path)
         names[(identity["configuration"], identity["seed"])] = path.parent.name
     return names
 
