@@ -46,7 +46,7 @@ def measure(datasets, config: dict, mode, pretrain: bool) -> dict:
                        "patience_epochs": 1000})
     first, second = (record["seconds"] for record in run.finetuning.history)
     result = {"finetune": second, "compile": first - second, "pretrain": []}
-    for layer in range(len(config["hidden_layers_sizes"]) if pretrain else 0):
+    for layer in range(len(config["hidden_layer_sizes"]) if pretrain else 0):
         one, two = [seconds for k, seconds in layer_epochs if k == layer]
         result["pretrain"].append(two - one)
         result["compile"] += one - (two - one)
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
         layers, networks, total = {}, {}, 0.0
         for configuration in sweep.configurations:
             config = sweep.trial_config(configuration, sweep.seeds[0])
-            sizes = [datasets[0][0].shape[1], *config["hidden_layers_sizes"]]
+            sizes = [datasets[0][0].shape[1], *config["hidden_layer_sizes"]]
             layer_keys = [(a, b, config["pretrain_batch_size"]) for a, b in zip(sizes, sizes[1:])]
             network = (tuple(sizes), config["finetune_batch_size"])
             if network not in networks:

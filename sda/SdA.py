@@ -322,7 +322,7 @@ class SdA(SaveLoadMixin):
         sizes = [check_positive_int("n_ins", config["n_ins"]),
                  *check_layer_sizes("hidden_layers_sizes", config["hidden_layers_sizes"]),
                  check_positive_int("n_outs", config["n_outs"])]
-        criteria = check_criteria(config.get("criteria", "denoising"), len(sizes) - 2)  # files of sda < 0.3 lack it
+        criteria = check_criteria(config["criteria"], len(sizes) - 2)
         layers = [[(n_in, n_out), (n_out,)] for n_in, n_out in zip(sizes, sizes[1:])]
         decoders = [[(n_out, n_in), (n_in,)] if criterion == "sparse" else [(n_in,)]
                     for n_in, n_out, criterion in zip(sizes, sizes[1:], criteria)]

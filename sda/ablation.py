@@ -116,7 +116,7 @@ def _lbfgs(scale: Scale) -> dict:
 
 
 def _shape(depth: int, width: int, noisy: bool) -> dict:
-    return {"hidden_layers_sizes": [width] * depth, "corruption_levels": _levels(depth, noisy)}
+    return {"hidden_layer_sizes": [width] * depth, "corruption_levels": _levels(depth, noisy)}
 
 
 def rows_for(scale: Scale) -> list[Row]:

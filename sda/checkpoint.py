@@ -38,8 +38,8 @@ __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint"
            "checkpoint_digest", "CHECKPOINT_VERSION"]
 
 FORMAT = "sda-checkpoint"
-#: Version 2 added the digest; files of version 1 are refused (sda 0.3.1 and before wrote them).
-CHECKPOINT_VERSION = 2
+#: Version 3 names layer sizes ``hidden_layer_sizes``; older checkpoints are refused, naming their version.
+CHECKPOINT_VERSION = 3
 _HEADER_KEYS = {"format", "format_version", "config", "n_state", "rngs", "pretrain", "fit", "data", "data_source",
                 "execution", "digest"}
 _HISTORY_KEYS = {"epoch", "cost", "validation_error", "test_error", "seconds"}
@@ -176,9 +176,9 @@ def _check_structure(header: dict) -> None:
         raise ValueError("data must be the data's fingerprint (shape, dtype and sha256 of each array)")
     execution = header["execution"]
     if execution is not None and not (isinstance(execution, dict) and all(
-            isinstance(execution.get(k, ""), str) for k in ("mode", "noise"))
+            isinstance(execution.get(k, ""), str) for k in ("mode",))
             and type(execution.get("steps_per_call", 1)) is int and execution.get("steps_per_call", 1) >= 1):
-        raise ValueError("execution must be an object of the mode, steps per call and noise")
+        raise ValueError("execution must be an object of the mode and the steps per call")
 
 
 def _check_values(checkpoint: Checkpoint) -> None:
@@ -255,7 +255,7 @@ def restore_generators(checkpoint: Checkpoint, rngs) -> None:
     """Set the noise generators ``rngs`` to the states of a checkpoint read by
     :func:`load_checkpoint` (which checked them).  Under JAX this must come
     before the functions are compiled: each compiles a copy of the generators' states then
-    (:func:`sda.modes.write_back_compiled_noise`)."""
+    (:mod:`sda.jax_noise`)."""
     if len(checkpoint.rng_states) != len(rngs):
         raise CheckpointError(f"checkpoint holds {len(checkpoint.rng_states)} generators; this run has {len(rngs)}")
     for rng, state in zip(rngs, checkpoint.rng_states):

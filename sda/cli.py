@@ -22,7 +22,6 @@ import numpy as np
 import pytensor
 
 from sda.checkpoint import load_checkpoint
-from sda.dA import CORRUPTION_TYPES
 from sda.data import DEFAULT_DATA_DIR, DataError, load_mnist
 from sda.datasets import shared_split
 from sda.execution import limit_threads
@@ -30,9 +29,9 @@ from sda.loggers import LOGGERS, EpochFeed, LoggerError, open_loggers
 from sda.modes import DEVICES, MODES, ModeError, describe_mode, resolve_mode, use_device
 from sda.npz_data import load_npz
 from sda.persistence import load_model
-from sda.SdA import CRITERIA, FINETUNE_LAYERS
-from sda.run import (LR_SCHEDULES, OPTIMIZERS, PRESETS, TUTORIAL, RunError, epoch_records, preset_settings, preset_summary,
-                     run_phases, train_SdA, validate_config)
+from sda.hyperparameters import HYPERPARAMETERS, MODEL, STOPPING, TRAINING, UFLDL, Values, flags
+from sda.run import (PRESETS, TUTORIAL, RunError, epoch_records, preset_settings, preset_summary, run_phases, train_SdA,
+                     validate_config)
 from sda.training import DivergenceError
 from sda.utils import format_duration
 from sda.version import __version__
@@ -43,16 +42,7 @@ DEFAULT_PRESET = "tutorial"
 DEFAULT_VALID_SIZE = 10_000
 
 #: The flag of each configuration key, for messages.
-FLAGS = {key: "--" + key.replace("_", "-") for key in TUTORIAL}
-FLAGS.update(hidden_layers_sizes="--hidden-layers", corruption_levels="--corruption", n_outs="--n-outs")
-
-#: The fine-tuning regularisers' flags (sda.SdA.SdA.build_finetune_functions states their maths).
-REGULARISER_FLAGS = (
-    ("--finetune-dropout-input", "dropout probability of each input pixel, in [0, 1)"),
-    ("--finetune-dropout-hidden", "dropout probability of each hidden unit, in [0, 1)"),
-    ("--finetune-weight-decay", "L2 penalty lambda/2 * sum of squared weights (0: off)"),
-    ("--finetune-max-norm", "bound on the norm of each unit's incoming weights (0: off)"),
-)
+FLAGS = flags()
 
 log = logging.getLogger("sda")
 
@@ -87,51 +77,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help=f"starting values for every hyperparameter (default {DEFAULT_PRESET}; "
                         f"see the list below)")
     p.add_argument("--list-presets", action="store_true", help="print the presets and exit")
-    g = p.add_argument_group("model")
-    g.add_argument("--hidden-layers", dest="hidden_layers_sizes", type=int, nargs="+", metavar="N",
-                   help="units per hidden layer, e.g. 1000 1000 1000")
-    g.add_argument("--corruption", dest="corruption_levels", type=float, nargs="+", metavar="P",
-                   help="noise level of each layer's dA: for masking and salt-and-pepper noise the share "
-                        "of inputs corrupted, in [0, 1); for Gaussian noise its standard deviation")
-    g.add_argument("--corruption-type", choices=CORRUPTION_TYPES,
-                   help="the dAs' noise (Vincent et al. 2010; tutorial: masking)")
-    g.add_argument("--seed", type=int, help="seed for weights and noise, 0 .. 2**32 - 1")
-    g.add_argument("--n-outs", type=int, help="number of classes: the labels run from 0 to this less one (default 10)")
-    g = p.add_argument_group("training")
-    g.add_argument("--pretraining-epochs", type=int, help="epochs of dA training per layer (0 skips)")
-    g.add_argument("--pretrain-lr", type=float, help="pretraining learning rate")
-    g.add_argument("--pretrain-batch-size", type=int, help="pretraining minibatch size")
-    g.add_argument("--training-epochs", type=int, help="maximum fine-tuning epochs")
-    g.add_argument("--finetune-lr", type=float, help="fine-tuning learning rate")
-    g.add_argument("--finetune-batch-size", type=int, help="fine-tuning minibatch size")
-    g.add_argument("--finetune-momentum", type=float, help="classical momentum in [0, 1) for fine-tuning")
-    g.add_argument("--finetune-lr-decay", type=float,
-                   help="multiply the fine-tuning learning rate by this, in (0, 1], after every epoch")
-    g.add_argument("--finetune-lr-schedule", choices=LR_SCHEDULES,
-                   help="exponential: times --finetune-lr-decay each epoch; linear: also falling "
-                        "linearly to 0 at --training-epochs")
-    g.add_argument("--finetune-corruption", type=float,
-                   help="the dAs' noise on the inputs during fine-tuning, at this level")
-    for flag, meaning in REGULARISER_FLAGS:
-        g.add_argument(flag, type=float, help=meaning + " while fine-tuning")
-    g = p.add_argument_group("UFLDL's stacked sparse autoencoder (--preset ufldl) and the ablation")
-    g.add_argument("--criteria", nargs="+", choices=CRITERIA, metavar="{" + ",".join(CRITERIA) + "}",
-                   help="what each layer's autoencoder minimises in pretraining: the dA's reconstruction of "
-                        "corrupted inputs, or UFLDL's sparse autoencoder (one name: every layer)")
-    g.add_argument("--sparsity-target", type=float, help="sparse layers' target mean activation rho, in (0, 1) (UFLDL: 0.1)")
-    g.add_argument("--sparsity-weight", type=float, help="sparse layers' sparsity penalty weight beta (UFLDL: 3)")
-    g.add_argument("--sparse-weight-decay", type=float, help="sparse layers' weight decay lambda (UFLDL: 3e-3)")
-    g.add_argument("--optimizer", choices=OPTIMIZERS,
-                   help="sgd: minibatches (the tutorial); lbfgs: full-batch L-BFGS (UFLDL), an epoch being one "
-                        "iteration, without learning rates or batch sizes")
-    g.add_argument("--pretrain-size", type=int, metavar="N",
-                   help="pretrain on the first N training images only (0: all); fine-tuning uses all")
-    g.add_argument("--finetune-layers", choices=FINETUNE_LAYERS,
-                   help="all: fine-tune the whole network; top: train only the softmax layer on the pretrained "
-                        "features (no fine-tuning)")
-    g = p.add_argument_group("early stopping")
-    g.add_argument("--patience-epochs", type=float,
-                   help="early stopping looks at least this many epochs ahead (tutorial: 10)")
+    groups = {MODEL: p.add_argument_group("model"), TRAINING: p.add_argument_group("training"),
+              UFLDL: p.add_argument_group("UFLDL's stacked sparse autoencoder (--preset ufldl) and the ablation"),
+              STOPPING: p.add_argument_group("early stopping")}
+    for h in HYPERPARAMETERS:
+        groups[h.group].add_argument(h.cli_flag, dest=h.name, help=f"{h.help} (tutorial: {_shown(h.default)})",
+                                     **_argparse_options(h.values))
+    g = groups[STOPPING]
     g.add_argument("--batch-size", type=int, help="set both batch sizes")
     g = p.add_argument_group("data and output")
     g.add_argument("--data-dir", type=Path,
@@ -177,6 +129,21 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def _argparse_options(values: Values) -> dict:
+    """How argparse reads a value of this kind: a name of its options, an integer or a number;
+    several of them where there is one per layer."""
+    options: dict = {"type": int if values.integer else float}
+    if values.options:
+        options = {"choices": values.options, "metavar": "{" + ",".join(values.options) + "}"}
+    else:
+        options["metavar"] = "N" if values.integer else "X"
+    return {**options, "nargs": "+"} if values.per_layer else options
+
+
+def _shown(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 _NEGATIVE_NUMBER = re.compile(r"-(inf(inity)?|nan|\d.*|\.\d.*)", re.IGNORECASE)
 
 
@@ -195,8 +162,9 @@ def join_negative_numbers(argv: list[str]) -> list[str]:
 def given_config(args: argparse.Namespace) -> dict:
     """The configuration keys set by flags on this command line."""
     given = {key: getattr(args, key) for key in TUTORIAL if getattr(args, key, None) is not None}
-    if len(given.get("criteria", ())) == 1:  # one name serves every layer
-        given["criteria"] = given["criteria"][0]
+    for h in HYPERPARAMETERS:  # one value (a name, a noise level) serves every layer
+        if h.values.one_for_all and len(given.get(h.name, ())) == 1:
+            given[h.name] = given[h.name][0]
     if args.batch_size is not None:
         both = [FLAGS[key] for key in ("pretrain_batch_size", "finetune_batch_size") if key in given]
         if both:  # one of them would be dropped without a word

@@ -1,6 +1,6 @@
 """What the two estimators of :mod:`sda.estimators` share: the scaling of their inputs onto
-[0, 1], scikit-learn parameter constraints for sequences and mode names, and per-layer
-corruption levels."""
+[0, 1], and scikit-learn parameter constraints made from the hyperparameter table
+(:mod:`sda.hyperparameters`), for sequences and for mode names."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from sda.hyperparameters import Values
 from sda.modes import MODES
 from sda.validation import MAX_COUNT
 
 FLOATX = "float32"
 
 
-class _UnitScaler:
+class UnitScaler:
     """Training data onto [0, 1]: left as it is when it lies there already, else each feature by
     its own minimum and maximum (a constant feature to 0); clipped to [0, 1] afterwards."""
 
@@ -33,15 +34,15 @@ class _UnitScaler:
         return np.clip(scaled, 0.0, 1.0).astype(FLOATX)
 
 
-def _batch_size(requested: int, n_samples: int) -> int:
+def batch_size_for(requested: int, n_samples: int) -> int:
     return max(1, min(int(requested), n_samples))
 
 
-def _log(verbose):
+def epoch_log(verbose):
     return print if verbose else None
 
 
-class _NonEmptySequenceOf(Interval):
+class NonEmptySequenceOf(Interval):
     """A non-empty 1-d sequence whose every item lies in the interval (layer sizes, one
     corruption level per layer).
 
@@ -60,7 +61,7 @@ class _NonEmptySequenceOf(Interval):
         return f"a non-empty sequence, each item {super().__str__()}"
 
 
-class _SequenceOfOptions(StrOptions):
+class SequenceOfOptions(StrOptions):
     """A non-empty sequence of the options (one pretraining criterion per layer)."""
 
     def is_satisfied_by(self, val):
@@ -71,7 +72,7 @@ class _SequenceOfOptions(StrOptions):
         return f"a non-empty sequence of {super().__str__()}"
 
 
-class _ModeNames(StrOptions):
+class ModeNames(StrOptions):
     """Compile mode names, compared case-insensitively as :func:`sda.modes.resolve_mode` does."""
 
     def is_satisfied_by(self, val):
@@ -81,39 +82,36 @@ class _ModeNames(StrOptions):
         return f"a str among {', '.join(sorted(self.options))} (in any case)"
 
 
-#: ``corruption_levels=None``: the tutorial's 0.1, 0.2, 0.3 continued, 0.1 more per layer up to this.
-_MOST_DEFAULT_CORRUPTION = 0.5
+def sklearn_constraints(values: Values) -> list:
+    """scikit-learn's constraints for a hyperparameter's :class:`sda.hyperparameters.Values`: its
+    interval or options, for one value and (one per layer) for a sequence of them.  They check
+    each parameter alone and in float64; :func:`sda.config.validate_config` checks the rest in
+    ``fit`` (one level per layer, bounds that depend on other parameters, float32)."""
+    if values.options:
+        one, sequence = StrOptions(set(values.options)), SequenceOfOptions(set(values.options))
+    else:
+        number = Integral if values.integer else Real
+        one = Interval(number, values.low, values.high, closed=values.closed)
+        sequence = NonEmptySequenceOf(number, values.low, values.high, closed=values.closed)
+    constraints = [sequence] if values.per_layer else [one]
+    if values.per_layer and values.one_for_all:
+        constraints.insert(0, one)
+    return [None, *constraints] if values.none else constraints
 
 
-def _corruption_per_layer(levels, n_layers: int) -> list[float]:
-    """One corruption level per layer from ``corruption_levels`` (None, a number or a sequence)."""
-    if levels is None:
-        return [min(0.1 * (k + 1), _MOST_DEFAULT_CORRUPTION) for k in range(n_layers)]
-    return [float(levels)] * n_layers if np.ndim(levels) == 0 else [float(v) for v in levels]
-
-
-def _check_one_level_per_layer(levels, sizes) -> None:
-    """A sequence of corruption levels must match the layers; the constraints check each
-    parameter alone, so this pair is checked in ``fit``."""
-    if levels is not None and np.ndim(levels) != 0 and len(levels) != len(sizes):
-        raise ValueError(
-            f"corruption_levels needs one value per hidden layer ({len(sizes)}), got {len(levels)} "
-            "(or one number for every layer)")
-
-
-_POSITIVE_INT = Interval(Integral, 1, MAX_COUNT, closed="both")
-_LEARNING_RATE = Interval(Real, 0, None, closed="neither")  # > 0 and finite
-_CORRUPTION = Interval(Real, 0, 1, closed="left")
+POSITIVE_INT = Interval(Integral, 1, MAX_COUNT, closed="both")
+LEARNING_RATE = Interval(Real, 0, None, closed="neither")  # > 0 and finite
+PROBABILITY = Interval(Real, 0, 1, closed="left")
 #: constraints that both estimators share
-_COMMON_CONSTRAINTS = {
+COMMON_CONSTRAINTS = {
     "scale_inputs": ["boolean"],
     "random_state": ["random_state"],
-    "mode": [None, _ModeNames({"auto", *MODES})],
+    "mode": [None, ModeNames({"auto", *MODES})],
     "verbose": ["verbose"],
 }
 
 
-def _set_common_params(estimator, scale_inputs, random_state, mode, verbose) -> None:
+def set_common_params(estimator, scale_inputs, random_state, mode, verbose) -> None:
     """The parameters both estimators share, stored as given (scikit-learn's rule for __init__)."""
     estimator.scale_inputs = scale_inputs
     estimator.random_state = random_state

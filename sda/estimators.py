@@ -20,66 +20,57 @@ longer than training, and the automatic mode (``mode=None``) chooses by the size
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+import textwrap
 
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
-from sda.dA import CORRUPTION_TYPES, dA, new_pytensor_rng
+from sda.dA import dA, new_pytensor_rng
 from sda.datasets import shared_dataset
-from sda.estimator_parts import (_COMMON_CONSTRAINTS, _CORRUPTION, _LEARNING_RATE, _POSITIVE_INT, FLOATX,
-                                  _check_one_level_per_layer, _corruption_per_layer, _log, _NonEmptySequenceOf,
-                                  _SequenceOfOptions, _set_common_params, _UnitScaler, _batch_size)
-from sda.modes import compile_function, resolve_mode, training_phases, write_back_compiled_noise
-from sda.run import LR_SCHEDULES, OPTIMIZERS, TUTORIAL, finetune_learning_rate, train_SdA, validate_config
-from sda.SdA import CRITERIA, FINETUNE_LAYERS
+from sda.estimator_parts import (COMMON_CONSTRAINTS, FLOATX, LEARNING_RATE, POSITIVE_INT, PROBABILITY, UnitScaler,
+                                 batch_size_for, epoch_log, set_common_params, sklearn_constraints)
+from sda.hyperparameters import estimator_hyperparameters, finetune_arguments
+from sda.jax_noise import write_back_compiled_noise
+from sda.modes import compile_function, resolve_mode, training_phases
+from sda.run import TUTORIAL, finetune_learning_rate, train_SdA, validate_config
 from sda.steps import Step
 from sda.training import pretrain_layers, train_epoch
-from sda.validation import MAX_COUNT, check_corruption, check_positive, check_positive_int
+from sda.validation import check_corruption, check_positive, check_positive_int
 
 __all__ = ["SdAClassifier", "DenoisingAutoencoder"]
 
+def _documented(h) -> str:
+    """A hyperparameter's entry in a numpydoc parameter list."""
+    meaning = textwrap.fill(f"{h.help[0].upper()}{h.help[1:]}.", 92, initial_indent="    ", subsequent_indent="    ")
+    return f"{h.name} : default={h.estimator_value!r}\n{meaning}"
+
+
 class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
-    """Stacked denoising autoencoder classifier: greedy dA pretraining, then fine-tuning.
+    __doc__ = """Stacked denoising autoencoder classifier: greedy dA pretraining, then fine-tuning.
 
     Parameters
     ----------
-    hidden_layer_sizes : units per sigmoid hidden layer (scikit-learn's ``MLPClassifier`` name).
-    corruption_levels : noise level of each layer's dA in [0, 1) (for masking noise, the
-        probability of zeroing an input); one number means the same for every layer; None (the
-        default) rises as the tutorial's 0.1, 0.2, 0.3 do, 0.1 more per layer (at most 0.5), for
-        however many layers ``hidden_layer_sizes`` has.
-    corruption_type : the dAs' noise: "masking", "salt_and_pepper" or "gaussian" (whose level
-        is a standard deviation, here below 1).
-    pretraining_epochs, pretrain_lr, pretrain_batch_size : greedy layer-wise dA training.
-    training_epochs, finetune_lr, finetune_batch_size, finetune_momentum : supervised SGD.
-    finetune_lr_decay, finetune_lr_schedule : the rate times ``decay`` after each epoch
-        ("exponential"), and also falling linearly to 0 at ``training_epochs`` ("linear").
-    finetune_corruption : the dAs' noise on the inputs while fine-tuning, at this level.
-    finetune_dropout_input, finetune_dropout_hidden : dropout probabilities while fine-tuning.
-    finetune_weight_decay : L2 penalty λ/2·Σ‖W‖² while fine-tuning.
-    finetune_max_norm : bound on each unit's incoming weight norm while fine-tuning (0: none).
-    criteria : each layer's pretraining criterion, "denoising" or UFLDL's "sparse" (one name:
-        every layer); ``sparsity_target``, ``sparsity_weight``, ``sparse_weight_decay`` are the
-        sparse layers' ρ, β and λ.
-    optimizer : "sgd" (minibatches) or "lbfgs" (full-batch L-BFGS in both phases; epochs are
-        then iterations, and learning rates, batch sizes, momentum and dropout do not apply).
-    pretrain_size : pretrain on the first this many training examples only (0: all).
-    finetune_layers : "all", or "top" to train only the softmax layer on the pretrained features.
-    validation_fraction : if > 0, that share of the training data is held out and the model
-        keeps the parameters of its best validation error (early stopping with
-        ``patience_epochs``); if 0, all data trains and the lowest training error is kept.
-        ``partial_fit`` holds nothing out.
-    patience_epochs : early-stopping patience, in epochs.
-    scale_inputs : map the inputs onto [0, 1] (see the module docstring).
-    random_state : int, RandomState or None.
-    mode : PyTensor compile mode (None = the fastest available for the size of the fit).
-    verbose : 0 silent, 1 one line per epoch.
+    """ + "\n    ".join(_documented(h).replace("\n", "\n    ") for h in estimator_hyperparameters()) + """
+    validation_fraction : default=0.0
+        If > 0, that share of the training data is held out and the model keeps the parameters
+        of its best validation error (early stopping with ``patience_epochs``); if 0, all data
+        trains and the lowest training error is kept.  ``partial_fit`` holds nothing out.
+    scale_inputs : default=True
+        Map the inputs onto [0, 1] (see the module docstring).
+    random_state : int, RandomState or None, default=None
+    mode : default=None
+        PyTensor compile mode (None: the fastest available for the size of the fit).
+    verbose : default=0
+        0 silent, 1 one line per epoch.
+
+    The hyperparameters are those of a run (:mod:`sda.hyperparameters`, the command line's
+    flags), with smaller defaults for a first fit; ``corruption_levels=None`` rises as the
+    tutorial's 0.1, 0.2, 0.3 do, 0.1 more per layer (at most 0.5), for however many layers
+    ``hidden_layer_sizes`` has.
 
     ``partial_fit(X, y, classes)`` trains on one batch at a time: the first call pretrains on its
     batch and runs one fine-tuning epoch (``classes`` lists every class to come, as scikit-learn
@@ -94,76 +85,27 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "hidden_layer_sizes": [_NonEmptySequenceOf(Integral, 1, MAX_COUNT, closed="both")],
-        "corruption_levels": [None, _CORRUPTION, _NonEmptySequenceOf(Real, 0, 1, closed="left")],
-        "pretraining_epochs": [Interval(Integral, 0, MAX_COUNT, closed="both")],
-        "pretrain_lr": [_LEARNING_RATE],
-        "pretrain_batch_size": [_POSITIVE_INT],
-        "training_epochs": [_POSITIVE_INT],
-        "finetune_lr": [_LEARNING_RATE],
-        "finetune_batch_size": [_POSITIVE_INT],
-        "finetune_momentum": [Interval(Real, 0, 1, closed="left")],
-        "corruption_type": [StrOptions(set(CORRUPTION_TYPES))],
-        "finetune_lr_decay": [Interval(Real, 0, 1, closed="right")],
-        "finetune_lr_schedule": [StrOptions(set(LR_SCHEDULES))],
-        "finetune_corruption": [_CORRUPTION],
-        "finetune_dropout_input": [_CORRUPTION],
-        "finetune_dropout_hidden": [_CORRUPTION],
-        "finetune_weight_decay": [Interval(Real, 0, None, closed="left")],
-        "finetune_max_norm": [Interval(Real, 0, None, closed="left")],
-        "criteria": [StrOptions(set(CRITERIA)), _SequenceOfOptions(set(CRITERIA))],
-        "sparsity_target": [Interval(Real, 0, 1, closed="neither")],
-        "sparsity_weight": [Interval(Real, 0, None, closed="left")],
-        "sparse_weight_decay": [Interval(Real, 0, None, closed="left")],
-        "optimizer": [StrOptions(set(OPTIMIZERS))],
-        "pretrain_size": [Interval(Integral, 0, MAX_COUNT, closed="both")],
-        "finetune_layers": [StrOptions(set(FINETUNE_LAYERS))],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "patience_epochs": [Interval(Real, 0, None, closed="neither")],
-        **_COMMON_CONSTRAINTS,
+        **{h.name: sklearn_constraints(h.values) for h in estimator_hyperparameters()},
+        "validation_fraction": [PROBABILITY],
+        **COMMON_CONSTRAINTS,
     }
 
-    def __init__(self, hidden_layer_sizes=(500, 500), corruption_levels=None,
-                 pretraining_epochs=5, pretrain_lr=0.05, pretrain_batch_size=20,
-                 training_epochs=30, finetune_lr=0.1, finetune_batch_size=20, finetune_momentum=0.0,
-                 validation_fraction=0.0, patience_epochs=10, corruption_type="masking",
-                 finetune_lr_decay=1.0, finetune_lr_schedule="exponential", finetune_corruption=0.0,
-                 finetune_dropout_input=0.0, finetune_dropout_hidden=0.0, finetune_weight_decay=0.0,
-                 finetune_max_norm=0.0, criteria="denoising", sparsity_target=0.1, sparsity_weight=3.0,
-                 sparse_weight_decay=3e-3, optimizer="sgd", pretrain_size=0, finetune_layers="all", scale_inputs=True,
-                 random_state=None, mode=None, verbose=0):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.corruption_levels = corruption_levels
-        self.pretraining_epochs = pretraining_epochs
-        self.pretrain_lr = pretrain_lr
-        self.pretrain_batch_size = pretrain_batch_size
-        self.training_epochs = training_epochs
-        self.finetune_lr = finetune_lr
-        self.finetune_batch_size = finetune_batch_size
-        self.finetune_momentum = finetune_momentum
-        self.validation_fraction = validation_fraction
-        self.patience_epochs = patience_epochs
-        self.corruption_type = corruption_type
-        self.finetune_lr_decay = finetune_lr_decay
-        self.finetune_lr_schedule = finetune_lr_schedule
-        self.finetune_corruption = finetune_corruption
-        self.finetune_dropout_input = finetune_dropout_input
-        self.finetune_dropout_hidden = finetune_dropout_hidden
-        self.finetune_weight_decay = finetune_weight_decay
-        self.finetune_max_norm = finetune_max_norm
-        self.criteria = criteria
-        self.sparsity_target = sparsity_target
-        self.sparsity_weight = sparsity_weight
-        self.sparse_weight_decay = sparse_weight_decay
-        self.optimizer = optimizer
-        self.pretrain_size = pretrain_size
-        self.finetune_layers = finetune_layers
-        _set_common_params(self, scale_inputs, random_state, mode, verbose)
+    # explicit, as scikit-learn requires; tests/test_hyperparameters.py holds it to the table
+    def __init__(self, hidden_layer_sizes=(500, 500), corruption_type="masking", corruption_levels=None,
+                 pretraining_epochs=5, pretrain_lr=0.05, pretrain_batch_size=20, training_epochs=30,
+                 finetune_lr=0.1, finetune_batch_size=20, finetune_momentum=0.0, finetune_lr_decay=1.0,
+                 finetune_lr_schedule="exponential", finetune_corruption=0.0, finetune_dropout_input=0.0,
+                 finetune_dropout_hidden=0.0, finetune_weight_decay=0.0, finetune_max_norm=0.0,
+                 patience_epochs=10, criteria="denoising", sparsity_target=0.1, sparsity_weight=3.0,
+                 sparse_weight_decay=3e-3, optimizer="sgd", pretrain_size=0, finetune_layers="all",
+                 validation_fraction=0.0, scale_inputs=True, random_state=None, mode=None, verbose=0):
+        for name, value in locals().items():
+            if name != "self":
+                setattr(self, name, value)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Pretrain and fine-tune on ``X`` (n_samples, n_features) and labels ``y``."""
-        _check_one_level_per_layer(self.corruption_levels, self.hidden_layer_sizes)
         self._check_numbers()
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
@@ -179,7 +121,6 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         if self.optimizer != "sgd":
             raise ValueError("partial_fit trains by minibatch SGD; optimizer='lbfgs' needs the whole set (use fit)")
         if first:
-            _check_one_level_per_layer(self.corruption_levels, self.hidden_layer_sizes)
             self._check_numbers()
         X, y = validate_data(self, X, y, dtype=np.float64, reset=first)
         check_classification_targets(y)
@@ -195,8 +136,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         before any data is read: scikit-learn's intervals let through numbers that are not
         finite in float32 (1e39) or not even in float64 (10**400)."""
         with pytensor.config.change_flags(floatX=FLOATX):
-            validate_config({**TUTORIAL, **self._config(self.training_epochs, n_outs=2)},
-                            {"hidden_layers_sizes": "hidden_layer_sizes"})
+            validate_config(self._config(self.training_epochs, n_outs=2))
 
     def _class_indices(self, y) -> np.ndarray:
         """Labels as indices into ``classes_`` (int32); a label outside them is refused."""
@@ -208,28 +148,17 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _config(self, training_epochs: int, n_outs: int | None = None) -> dict:
         """The run's hyperparameters, as :func:`sda.run.train_SdA` takes them (``n_outs``: by
         default one per class of ``classes_``)."""
-        sizes = list(self.hidden_layer_sizes)
-        return dict(
-            hidden_layers_sizes=sizes, n_outs=max(len(self.classes_), 2) if n_outs is None else n_outs,
-            corruption_levels=_corruption_per_layer(self.corruption_levels, len(sizes)),
-            pretraining_epochs=self.pretraining_epochs, pretrain_lr=self.pretrain_lr,
-            training_epochs=training_epochs, finetune_lr=self.finetune_lr,
-            finetune_momentum=self.finetune_momentum, patience_epochs=self.patience_epochs,
-            corruption_type=self.corruption_type, finetune_lr_decay=self.finetune_lr_decay,
-            finetune_lr_schedule=self.finetune_lr_schedule, finetune_corruption=self.finetune_corruption,
-            finetune_dropout_input=self.finetune_dropout_input, finetune_dropout_hidden=self.finetune_dropout_hidden,
-            finetune_weight_decay=self.finetune_weight_decay, finetune_max_norm=self.finetune_max_norm,
-            criteria=self.criteria if isinstance(self.criteria, str) else list(self.criteria),
-            sparsity_target=self.sparsity_target, sparsity_weight=self.sparsity_weight,
-            sparse_weight_decay=self.sparse_weight_decay, optimizer=self.optimizer, pretrain_size=self.pretrain_size,
-            finetune_layers=self.finetune_layers)
+        config = {h.name: getattr(self, h.name) for h in estimator_hyperparameters()}
+        sequences = {key: list(value) for key, value in config.items() if isinstance(value, (tuple, np.ndarray))}
+        return {**TUTORIAL, **config, **sequences, "training_epochs": training_epochs,
+                "n_outs": max(len(self.classes_), 2) if n_outs is None else n_outs}
 
     def _train(self, X, y, training_epochs: int, validation_fraction: float):
         """Pretrain and fine-tune a new model on ``(X, y)`` through :func:`sda.run.train_SdA`."""
         rng = check_random_state(self.random_state)
         y_index = self._class_indices(y)
         with pytensor.config.change_flags(floatX=FLOATX):
-            self._scaler = _UnitScaler(X, self.scale_inputs)
+            self._scaler = UnitScaler(X, self.scale_inputs)
             Xs = self._scaler(X)
             order = rng.permutation(len(Xs))
             n_valid = int(round(validation_fraction * len(Xs)))
@@ -238,12 +167,12 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             valid_idx, train_idx = order[:n_valid], order[n_valid:]
             train = shared_dataset((Xs[train_idx], y_index[train_idx]))
             valid = shared_dataset((Xs[valid_idx], y_index[valid_idx])) if n_valid else train
-            config = self._config(training_epochs)
-            run = train_SdA(
-                [train, valid, None], mode=self.mode, progress=False, log=_log(self.verbose),
-                pretrain_batch_size=_batch_size(self.pretrain_batch_size, self.pretrain_size or len(train_idx)),
-                finetune_batch_size=_batch_size(self.finetune_batch_size, len(train_idx)),
-                seed=int(rng.randint(2 ** 31)), **config)
+            config = {**self._config(training_epochs), "seed": int(rng.randint(2 ** 31)),
+                      "pretrain_batch_size": batch_size_for(self.pretrain_batch_size,
+                                                            self.pretrain_size or len(train_idx)),
+                      "finetune_batch_size": batch_size_for(self.finetune_batch_size, len(train_idx))}
+            run = train_SdA([train, valid, None], mode=self.mode, progress=False, log=epoch_log(self.verbose),
+                            **config)
         self.model_, self.pretrain_result_, self.fit_result_ = run.model, run.pretraining, run.finetuning
         self.n_finetune_epochs_ = run.finetuning.epochs
         self._mode = run.results["mode"]
@@ -266,11 +195,8 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             rate = pytensor.shared(np.asarray(self.finetune_lr, dtype=FLOATX), name="finetune_lr")
             data = shared_dataset((Xs, y_index))
             step, _, _ = self.model_.build_finetune_functions(
-                [data, data, None], _batch_size(self.finetune_batch_size, len(Xs)), rate, self._mode,
-                momentum=self.finetune_momentum, corruption=self.finetune_corruption,
-                dropout_input=self.finetune_dropout_input, dropout_hidden=self.finetune_dropout_hidden,
-                weight_decay=self.finetune_weight_decay, max_norm=self.finetune_max_norm,
-                layers=self.finetune_layers)
+                [data, data, None], batch_size_for(self.finetune_batch_size, len(Xs)), rate, self._mode,
+                **finetune_arguments(self._config(self.training_epochs)))
             self._continuation = (step, rate, data)
         rate.set_value(np.asarray(finetune_learning_rate(self._config(self.training_epochs), self.n_finetune_epochs_),
                                   dtype=rate.dtype))
@@ -347,17 +273,17 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "n_hidden": [_POSITIVE_INT],
-        "corruption_level": [_CORRUPTION],
-        "learning_rate": [_LEARNING_RATE],
-        "batch_size": [_POSITIVE_INT],
-        "n_epochs": [_POSITIVE_INT],
-        **_COMMON_CONSTRAINTS,
+        "n_hidden": [POSITIVE_INT],
+        "corruption_level": [PROBABILITY],
+        "learning_rate": [LEARNING_RATE],
+        "batch_size": [POSITIVE_INT],
+        "n_epochs": [POSITIVE_INT],
+        **COMMON_CONSTRAINTS,
     }
 
     def __init__(self, n_hidden=500, corruption_level=0.3, learning_rate=0.1, batch_size=20,
                  n_epochs=15, scale_inputs=True, random_state=None, mode=None, verbose=0):
-        _set_common_params(self, scale_inputs, random_state, mode, verbose)
+        set_common_params(self, scale_inputs, random_state, mode, verbose)
         self.n_hidden = n_hidden
         self.corruption_level = corruption_level
         self.learning_rate = learning_rate
@@ -377,13 +303,13 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
         mode = resolve_mode(self.mode, phases=training_phases(len(X), [X.shape[1], n_hidden, 1], n_epochs, 0,
                                                               batch_size, batch_size))
         with pytensor.config.change_flags(floatX=FLOATX):
-            self._scaler = _UnitScaler(X, self.scale_inputs)
+            self._scaler = UnitScaler(X, self.scale_inputs)
             data, _ = shared_dataset((self._scaler(X), np.zeros(len(X), np.int32)))
             self.model_ = dA(rng, new_pytensor_rng(rng), n_visible=X.shape[1], n_hidden=n_hidden)
-            bs = _batch_size(batch_size, len(X))
+            bs = batch_size_for(batch_size, len(X))
             step = self.model_.training_function(data, bs, mode)
             result = pretrain_layers([step], n_epochs, [corruption_level], learning_rate,
-                                     progress=False, log=_log(self.verbose))
+                                     progress=False, log=epoch_log(self.verbose))
             self.costs_ = result.costs[0]
             x = self.model_.x
             self._encode = compile_function([x], self.model_.get_hidden_values(x), mode)

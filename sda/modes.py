@@ -25,9 +25,7 @@ import sys
 import warnings
 from functools import lru_cache
 
-import numpy as np
 import pytensor
-from pytensor.tensor.random.type import RandomType
 
 __all__ = [
     "MODES",
@@ -42,8 +40,6 @@ __all__ = [
     "compile_function",
     "describe_mode",
     "training_phases",
-    "write_back_compiled_noise",
-    "load_compiled_noise",
     "cpu_seconds",
     "use_device",
     "DEVICES",
@@ -299,55 +295,6 @@ def compile_function(inputs, outputs, mode: str, **kwargs):
         _ignore_jax_notices()
         function = pytensor.function(inputs, outputs, mode=mode, **kwargs)
     return _QuietFunction(function) if mode == "JAX" else function
-
-
-def write_back_compiled_noise(functions) -> None:
-    """Give each noise generator the state that the JAX-compiled ``functions`` have drawn it to,
-    so that a checkpoint saves where the noise stands and a resumed run continues it exactly.
-
-    PyTensor's JAX backend compiles a copy of each shared generator: a dict in the function's
-    input storage whose ``"jax_state"``, a JAX key, is the only field a draw advances; the
-    generator itself never moves.  The key is taken, when compiling, from the low 64 bits of the
-    generator's PCG64 state (two 32-bit words, low first), so a PCG64 state with those bits set to
-    the key compiles again to the very same key.  Give only the functions that have been drawing
-    (the step of the phase that runs): another function's copy of a shared generator may be
-    stale.  CVM and NUMBA advance the generators themselves (their storage holds the Generator):
-    then this does nothing.
-    """
-    for function in functions:
-        for spec, container in zip(function.maker.inputs, function.input_storage):
-            copy = container.data
-            if not (isinstance(spec.variable.type, RandomType) and isinstance(copy, dict) and "jax_state" in copy):
-                continue
-            generator = spec.variable.get_value(borrow=False)
-            state = generator.bit_generator.state
-            low, high = (int(word) for word in np.asarray(copy["jax_state"]).astype(np.uint32))
-            if (low, high) == _jax_key(state["state"]["state"]):
-                continue  # nothing drawn since the last write-back
-            state["state"]["state"] = (state["state"]["state"] >> 64 << 64) | (high << 32) | low
-            generator.bit_generator.state = state
-            spec.variable.set_value(generator, borrow=True)
-
-
-def load_compiled_noise(functions) -> None:
-    """The converse of :func:`write_back_compiled_noise`: give the JAX-compiled ``functions``'
-    copies of the noise generators the generators' present states.  A function compiled before
-    another one drew from a generator they share (the fine-tuning step shares the first dA's)
-    would otherwise start from the state that generator had when it compiled, and draw from the
-    same random keys as the other function's first calls.  Does nothing under CVM and NUMBA, whose functions use the
-    generators themselves.
-    """
-    for function in functions:
-        for spec, container in zip(function.maker.inputs, function.input_storage):
-            copy = container.data
-            if isinstance(spec.variable.type, RandomType) and isinstance(copy, dict) and "jax_state" in copy:
-                state = spec.variable.get_value(borrow=True).bit_generator.state["state"]["state"]
-                copy["jax_state"] = np.asarray(_jax_key(state), dtype=np.uint32)
-
-
-def _jax_key(pcg_state: int) -> tuple[int, int]:
-    """The JAX key PyTensor compiles a PCG64 state to: its two lowest 32-bit words."""
-    return pcg_state & 0xFFFFFFFF, (pcg_state >> 32) & 0xFFFFFFFF
 
 
 def describe_mode(mode: str) -> str:

@@ -32,12 +32,13 @@ import numpy as np
 import pytensor
 from pytensor.tensor.random.type import RandomType
 
-from sda.config import (LR_SCHEDULES, OPTIMIZERS, PRESET_NOTES, PRESETS, TUTORIAL, _display,
-                        finetune_learning_rate, preset_settings, preset_summary, validate_config)
+from sda.config import (PRESET_NOTES, PRESETS, TUTORIAL, display_names, finetune_learning_rate, preset_settings,
+                        preset_summary, validate_config)
 from sda.checkpoint import CheckpointError, load_checkpoint, restore_generators, restore_state, save_checkpoint
 from sda.datasets import shared_dataset
-from sda.modes import (device_description, load_compiled_noise, resolve_mode, training_phases,
-                       write_back_compiled_noise)
+from sda.hyperparameters import finetune_arguments, model_arguments
+from sda.jax_noise import load_compiled_noise, write_back_compiled_noise
+from sda.modes import device_description, resolve_mode, training_phases
 from sda.persistence import model_parameters, save_model
 from sda.plots import save_run_pictures
 from sda.run_folder import LOCK_FILE, RUN_FILES, OutputDir, RunError
@@ -47,7 +48,7 @@ from sda.utils import atomic_write, write_json
 from sda.version import __version__
 from sda.validation import check_fits_in_memory, check_labels_in_range, check_positive_int, check_unit_interval
 
-__all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "OPTIMIZERS", "LR_SCHEDULES", "RunError", "Run", "validate_config", "data_fingerprint",
+__all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "RunError", "Run", "validate_config", "data_fingerprint",
            "train_SdA", "RUN_FILES", "LOCK_FILE", "stored_config", "epoch_records", "finetune_learning_rate",
            "preset_summary", "preset_settings", "run_phases"]
 
@@ -88,13 +89,13 @@ def _check_datasets(datasets, config: dict, names: dict | None) -> int:
         raise ValueError(f"the images of the sets differ in width: {widths}")
     n_train = datasets[0][0].get_value(borrow=True).shape[0]
     if config["pretrain_size"] > n_train:
-        raise ValueError(f"{_display(names)('pretrain_size')} is {config['pretrain_size']}, more than the {n_train} "
+        raise ValueError(f"{display_names(names)('pretrain_size')} is {config['pretrain_size']}, more than the {n_train} "
                          f"training examples")
     if config["optimizer"] == "sgd":  # L-BFGS takes whole sets
         for key, available in (("pretrain_batch_size", config["pretrain_size"] or n_train),
                                ("finetune_batch_size", n_train)):
             if config[key] > available:
-                raise ValueError(f"{_display(names)(key)} is {config[key]}, more than the {available} training examples")
+                raise ValueError(f"{display_names(names)(key)} is {config[key]}, more than the {available} training examples")
     return widths["train"]
 
 
@@ -132,7 +133,7 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
     resume : continue the run in ``output_dir`` from its checkpoint, with its configuration
         (a value in ``config`` that differs from it is refused); it continues the noise where the
         checkpoint left it, so its final parameters are those of an uninterrupted run (under JAX
-        through :func:`sda.modes.write_back_compiled_noise`; up to rounding).
+        through :mod:`sda.jax_noise`; up to rounding).
     overwrite : replace the files of an earlier run in ``output_dir``.
     mode, steps_per_call : how to compute (:mod:`sda.modes`; minibatches per compiled call,
         by default 250 under JAX and 1 otherwise).  Not part of the configuration.
@@ -183,7 +184,7 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
 def run_phases(n_train: int, n_ins: int, config: dict) -> dict:
     """Rough arithmetic and minibatch size of each phase of a run (:func:`sda.modes.training_phases`;
     L-BFGS takes the whole set at once), which the automatic mode choice weighs."""
-    sizes = [n_ins, *config["hidden_layers_sizes"], config["n_outs"]]
+    sizes = [n_ins, *config["hidden_layer_sizes"], config["n_outs"]]
     full_batch = config["optimizer"] == "lbfgs"
     return training_phases(n_train, sizes, config["pretraining_epochs"], config["training_epochs"],
                            n_train if full_batch else config["pretrain_batch_size"],
@@ -193,7 +194,7 @@ def run_phases(n_train: int, n_ins: int, config: dict) -> dict:
 def _resumed_config(checkpoint, given: dict, names: dict | None) -> dict:
     """The checkpoint's configuration; a given value that contradicts it is refused (values are
     compared in the form :func:`validate_config` gives them)."""
-    saved, name = validate_config({**TUTORIAL, **checkpoint.config}), _display(names)
+    saved, name = validate_config({**TUTORIAL, **checkpoint.config}), display_names(names)
     asked = validate_config({**saved, **given}, names)
     conflicts = [k for k in given if _normal(asked[k]) != _normal(saved[k])]
     if conflicts:
@@ -220,7 +221,7 @@ def _parameter_bytes(n_ins: int, config: dict) -> int:
     """Memory the network's parameters take, with the momentum velocities, the best parameters
     kept by early stopping and the copy a checkpoint writes (four copies), plus the float64
     draw a layer's weights are initialised from."""
-    sizes = [n_ins, *config["hidden_layers_sizes"], config["n_outs"]]
+    sizes = [n_ins, *config["hidden_layer_sizes"], config["n_outs"]]
     layers = [(a + 1) * b for a, b in zip(sizes, sizes[1:])]
     return 4 * sum(layers) * np.dtype(pytensor.config.floatX).itemsize + 8 * max(layers)
 
@@ -229,10 +230,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     """The run proper, once everything is checked (see :func:`train_SdA`)."""
     start = time.perf_counter()
     model = SdA(np.random.RandomState(config["seed"]), n_ins=datasets[0][0].get_value(borrow=True).shape[1],
-                hidden_layers_sizes=config["hidden_layers_sizes"], n_outs=config["n_outs"],
-                corruption_levels=config["corruption_levels"], corruption_type=config["corruption_type"],
-                criteria=config["criteria"], sparsity_target=config["sparsity_target"],
-                sparsity_weight=config["sparsity_weight"], sparse_weight_decay=config["sparse_weight_decay"])
+                **model_arguments(config))
     lr = pytensor.shared(np.asarray(config["finetune_lr"], dtype=pytensor.config.floatX), name="finetune_lr")
     rngs = model.noise_generators()
     if checkpoint is not None:  # before compiling: JAX compiles copies of the generators' states
@@ -277,7 +275,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
             save_model(model, out.file("best_model.npz"), **unsaved_best[0])
             unsaved_best[0] = None
         save_checkpoint(out.file("checkpoint.npz"), config, state_vars, rngs, pretrain, state, data["fingerprint"],
-                        data["source"], {"mode": mode, "steps_per_call": steps_per_call, "noise": NOISE_WRITTEN_BACK})
+                        data["source"], {"mode": mode, "steps_per_call": steps_per_call})
         _write_metrics(out.file("metrics.jsonl"), pretrain, state)
         last_save[0] = time.perf_counter()
 
@@ -339,10 +337,6 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     return Run(model, pretrain_result, finetune_result, results, train_step, lr)
 
 
-#: Marks a checkpoint whose generators hold the noise as JAX's compiled copies left it.
-NOISE_WRITTEN_BACK = "written back"
-
-
 def _check_progress(checkpoint, config: dict, n_layers: int, lr, path) -> None:
     """A checkpoint's progress must fit the run: no more layers than it has, and the learning rate
     the schedule gives at its fine-tuning epoch (0 is one: a linear schedule's last epoch)."""
@@ -367,11 +361,7 @@ def _training_functions(model: SdA, datasets, config: dict, mode: str, steps_per
         return model.pretraining_objectives(train_x, mode), objective, validate, test
     steps = model.pretraining_functions(train_x, config["pretrain_batch_size"], mode, steps_per_call=steps_per_call)
     train_step, validate, test = model.build_finetune_functions(
-        datasets, config["finetune_batch_size"], lr, mode, momentum=config["finetune_momentum"],
-        steps_per_call=steps_per_call, corruption=config["finetune_corruption"],
-        dropout_input=config["finetune_dropout_input"], dropout_hidden=config["finetune_dropout_hidden"],
-        weight_decay=config["finetune_weight_decay"], max_norm=config["finetune_max_norm"],
-        layers=config["finetune_layers"])
+        datasets, config["finetune_batch_size"], lr, mode, steps_per_call=steps_per_call, **finetune_arguments(config))
     return steps, train_step, validate, test
 
 

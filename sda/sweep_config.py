@@ -46,11 +46,11 @@ variant (a column ``variant``).
 Layer shapes come from two or three axes through three convenience keys, allowed in
 ``[config]`` and ``[search]``: ``depth = D`` (hidden layers), ``units = U`` (units in every
 hidden layer) and ``corruption_level = c`` (the masking level of every layer).  A trial's
-``hidden_layers_sizes`` becomes ``[U] * D`` and its ``corruption_levels`` ``[c] * D``; a key that
+``hidden_layer_sizes`` becomes ``[U] * D`` and its ``corruption_levels`` ``[c] * D``; a key that
 is not given is taken from the preset's list when that already has D entries, else as its first
 entry repeated D times.  So ``depth = [1, 2, 3]`` with ``units = [1000, 2000]`` sweeps the six
 shapes of Vincent et al. (2010).  List-valued keys can also be swept directly: in ``[search]``
-every list is a grid, so ``hidden_layers_sizes = [[500], [500, 500]]`` is a grid of two shapes.
+every list is a grid, so ``hidden_layer_sizes = [[500], [500, 500]]`` is a grid of two shapes.
 
 Everything is checked before anything runs: unknown keys, bad values, and every configuration
 of the expansion through :func:`sda.run.validate_config`.  Errors are :class:`SweepConfigError`.
@@ -71,8 +71,9 @@ from pathlib import Path
 import numpy as np
 import pytensor
 
-from sda.cli import DEFAULT_VALID_SIZE, FLAGS
+from sda.cli import DEFAULT_VALID_SIZE
 from sda.data import DEFAULT_DATA_DIR
+from sda.hyperparameters import RENAMED, flags
 from sda.modes import MODES
 from sda.run import PRESETS, TUTORIAL, validate_config
 from sda.validation import MAX_COUNT, check_number, check_seed, shown
@@ -84,7 +85,7 @@ __all__ = ["SweepConfigError", "Sweep", "read_sweep", "parse_sweep", "LAYER_SHAP
 #: typo such as ``seeds = 1000000000`` is refused at once instead of filling the memory.
 MAX_TRIALS = 1000
 
-#: Convenience keys that build ``hidden_layers_sizes`` and ``corruption_levels`` (see above).
+#: Convenience keys that build ``hidden_layer_sizes`` and ``corruption_levels`` (see above).
 LAYER_SHAPE_KEYS = ("depth", "units", "corruption_level")
 _TOP_KEYS = {"preset", "seeds", "num_samples", "sample_seed", "config", "data", "run", "search", "scheduler",
              "variants"}
@@ -95,7 +96,7 @@ _SCHEDULER_KEYS = {"type", "grace_period", "reduction_factor", "max_t"}
 _RANDOM_KINDS = ("uniform", "loguniform")
 _HYPERPARAMETERS = set(TUTORIAL) | set(LAYER_SHAPE_KEYS)
 #: each convenience key and the list it builds: the two may not both be given
-_CONFLICTS = {"units": "hidden_layers_sizes", "depth": "hidden_layers_sizes",
+_CONFLICTS = {"units": "hidden_layer_sizes", "depth": "hidden_layer_sizes",
               "corruption_level": "corruption_levels"}
 
 
@@ -267,6 +268,9 @@ def _table(raw: dict, name: str) -> dict:
 
 def _refuse_unknown(where: str, table: dict, allowed) -> None:
     unknown = sorted(set(table) - set(allowed))
+    renamed = [key for key in unknown if key in RENAMED and RENAMED[key] in allowed]
+    if renamed:
+        raise SweepConfigError(f"{where}: {renamed[0]} is now called {RENAMED[renamed[0]]}")
     if unknown:
         raise SweepConfigError(f"unknown keys in {where}: {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
 
@@ -370,15 +374,15 @@ def _draw(rng, kind: str, low: float, high: float) -> float:
 
 
 def expand_layer_shape(config: dict) -> dict:
-    """``depth``, ``units`` and ``corruption_level`` turned into ``hidden_layers_sizes`` and
+    """``depth``, ``units`` and ``corruption_level`` turned into ``hidden_layer_sizes`` and
     ``corruption_levels`` (module docstring); a configuration without them is returned as is."""
     if not any(key in config for key in LAYER_SHAPE_KEYS):
         return config
     config = dict(config)
-    depth = config.pop("depth", len(config["hidden_layers_sizes"]))
+    depth = config.pop("depth", len(config["hidden_layer_sizes"]))
     if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
         raise SweepConfigError(f"depth must be an integer >= 1, got {depth!r}")
-    config["hidden_layers_sizes"] = _repeated(config.pop("units", None), config["hidden_layers_sizes"], depth)
+    config["hidden_layer_sizes"] = _repeated(config.pop("units", None), config["hidden_layer_sizes"], depth)
     config["corruption_levels"] = _repeated(config.pop("corruption_level", None), config["corruption_levels"], depth)
     return config
 
@@ -450,7 +454,7 @@ def rerun_command(sweep: Sweep, config: dict) -> str:
         if key != "seed" and _same(config[key], preset[key]):
             continue
         values = config[key] if isinstance(config[key], (list, tuple)) else [config[key]]
-        args += [FLAGS[key], *(repr(v) if isinstance(v, float) else str(v) for v in values)]
+        args += [flags()[key], *(repr(v) if isinstance(v, float) else str(v) for v in values)]
     args += ["--data-dir", sweep.data["data_dir"]]
     if sweep.data["train_size"] is not None:
         args += ["--train-size", str(sweep.data["train_size"])]

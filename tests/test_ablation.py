@@ -33,13 +33,13 @@ def test_every_scale_has_the_same_rows_and_valid_trials(scale):
 def test_each_row_changes_one_factor_of_its_anchor():
     rows = rows_for(SCALES["full"])
     anchors = {row.anchor: row.overrides for row in rows if row.factor == "anchor"}
-    shape_keys = {"hidden_layers_sizes", "corruption_levels"}
+    shape_keys = {"hidden_layer_sizes", "corruption_levels"}
     for row in rows:
         changed = {k for k, v in row.overrides.items() if anchors[row.anchor].get(k) != v}
         if row.factor == "anchor":
             assert not changed
         elif row.factor in ("depth", "width"):
-            assert changed <= shape_keys and "hidden_layers_sizes" in changed
+            assert changed <= shape_keys and "hidden_layer_sizes" in changed
         elif row.factor == "pretraining data":
             assert changed == {"pretrain_size"}
         elif row.factor == "fine-tuning":
@@ -148,7 +148,7 @@ def test_a_variant_may_not_set_the_seed_nor_a_layer_shape_config_also_sets():
     with pytest.raises(SweepConfigError, match="sets seed"):
         parse_sweep('[[variants]]\nname = "a"\nseed = 7\n')
     with pytest.raises(SweepConfigError, match="give the layer shape in one place"):
-        parse_sweep('[config]\ndepth = 3\n[[variants]]\nname = "a"\nhidden_layers_sizes = [8, 16]\n'
+        parse_sweep('[config]\ndepth = 3\n[[variants]]\nname = "a"\nhidden_layer_sizes = [8, 16]\n'
                     'corruption_levels = [0.1, 0.2]\n')
 
 

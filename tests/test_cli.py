@@ -19,7 +19,7 @@ def test_script_trains_and_writes_results(tiny_mnist_dir, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(TINY + ["--data-dir", str(tiny_mnist_dir), "--output-dir", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["config"]["hidden_layers_sizes"] == [12, 8]
+    assert results["config"]["hidden_layer_sizes"] == [12, 8]
     assert results["config"]["pretrain_batch_size"] == results["config"]["finetune_batch_size"] == 10
     assert results["mode"] == CPU_MODE and results["device"] == "cpu"
     assert len(results["pretraining"]["costs"]) == 2
@@ -44,7 +44,7 @@ def test_flags_override_the_preset(tiny_mnist_dir):
     (["--pretrain-lr", "-0.1"], "--pretrain-lr must be a finite number > 0"),
     (["--finetune-lr", "0"], "--finetune-lr must be a finite number > 0"),
     (["--corruption", "0.1", "1.0"], "--corruption must be in [0, 1)"),
-    (["--corruption", "0.1"], "--corruption needs one value per hidden layer"),
+    (["--corruption", "0.1", "0.2", "0.3"], "--corruption needs one value per hidden layer"),
     (["--hidden-layers", "12", "0"], "--hidden-layers[1] must be >= 1"),
     (["--batch-size", "1000"], "--batch-size is 1000, more than the 250 training examples"),  # the flag given
     (["--training-epochs", "0"], "--training-epochs must be >= 1"),

@@ -29,7 +29,7 @@ def test_a_fixed_seed_gives_the_parameters_it_gave_before_the_redesign():
         x, y = synthetic_digits(260, seed=3)
         x = x.reshape(len(x), -1) / 255.0
         datasets = [(x[:200], y[:200]), (x[200:230], y[200:230]), (x[230:], y[230:])]
-        run = train_SdA(datasets, hidden_layers_sizes=[12, 8], corruption_levels=[0.1, 0.2],
+        run = train_SdA(datasets, hidden_layer_sizes=[12, 8], corruption_levels=[0.1, 0.2],
                         pretraining_epochs=2, pretrain_lr=0.05, pretrain_batch_size=10, training_epochs=4,
                         finetune_lr=0.2, finetune_batch_size=10, finetune_momentum=0.5, finetune_lr_decay=0.9,
                         finetune_corruption=0.1, patience_epochs=100, seed=5, mode=CPU_MODE,

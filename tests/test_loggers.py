@@ -59,7 +59,7 @@ def test_mlflow_gets_the_configuration_and_every_epoch(tiny_mnist_dir, tmp_path,
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.run_name == "run-a" and run.info.status == "FINISHED"
-    assert run.data.params["hidden_layers_sizes"] == "[12, 8]" and run.data.params["finetune_lr"] == "0.2"
+    assert run.data.params["hidden_layer_sizes"] == "[12, 8]" and run.data.params["finetune_lr"] == "0.2"
     history = client.get_metric_history(run.info.run_id, "fine-tuning_validation_error")
     validation = [r["validation_error"] for r in metrics(out) if r["phase"] == "fine-tuning"]
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(validation)

@@ -113,20 +113,3 @@ def test_auto_weighs_each_phase_at_its_measured_speed(monkeypatch, available, pr
         assert faster == chosen
 
 
-@pytest.mark.skipif("JAX" not in available_modes(), reason="needs jax")
-def test_a_function_compiled_earlier_draws_on_from_where_another_left_a_shared_generator():
-    """JAX compiles a copy of each generator per function: a function that shares a generator
-    with another (the fine-tuning step and the first dA's) must be given the state the other
-    drew it to, or it draws the other's first numbers again."""
-    from sda.modes import load_compiled_noise, write_back_compiled_noise
-
-    generator = pytensor.shared(np.random.default_rng(7))
-    later_state, draw = pt.random.uniform(size=(4,), rng=generator).owner.outputs
-    first, second = (compile_function([], draw, "JAX", updates={generator: later_state}) for _ in range(2))
-    first_draw = first()
-    first()
-    write_back_compiled_noise([first])
-    load_compiled_noise([second])
-    from_second = second()
-    assert not np.allclose(from_second, first_draw)
-    np.testing.assert_array_equal(from_second, first())  # both copies now stand at the same place

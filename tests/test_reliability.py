@@ -56,8 +56,8 @@ def test_overwrite_replaces_the_whole_earlier_run(data, tmp_path, capsys):
     (out / "notes.txt").write_text("mine")
     assert run_cli(capsys, *data, "--output-dir", out, "--overwrite", "--hidden-layers", "9", "7")[0] == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["config"]["hidden_layers_sizes"] == [9, 7] and results["finetuning"]["epochs"] <= 2
-    assert load_checkpoint(out / "checkpoint.npz").config["hidden_layers_sizes"] == [9, 7]
+    assert results["config"]["hidden_layer_sizes"] == [9, 7] and results["finetuning"]["epochs"] <= 2
+    assert load_checkpoint(out / "checkpoint.npz").config["hidden_layer_sizes"] == [9, 7]
     assert json.loads(json.dumps(read_archive(out / "best_model.npz", "sda-model")[0]["config"]))[
         "hidden_layers_sizes"] == [9, 7]
     assert (out / "notes.txt").read_text() == "mine"  # not a file of the run: left alone
@@ -234,7 +234,7 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: h["config"].update(training_epochs=10 ** 400), "training_epochs must be at most 2,147,483,647"),
     (lambda h, a: h["config"].update(finetune_lr=float("inf")), "finetune_lr must be a finite number > 0, got inf"),
     (lambda h, a: h["config"].update(pretrain_lr=1e39), "pretrain_lr must be at most 3.403e+38"),
-    (lambda h, a: h["config"].update(hidden_layers_sizes=[10 ** 30, 8]), "must be at most 2,147,483,647"),
+    (lambda h, a: h["config"].update(hidden_layer_sizes=[10 ** 30, 8]), "must be at most 2,147,483,647"),
     (lambda h, a: h["config"].update(patience_epochs=True), "patience_epochs must be a number, got True"),
 ])
 def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys):
@@ -275,10 +275,10 @@ def test_a_checkpoint_edited_after_it_was_written_is_refused(forge, data, tmp_pa
 
 def test_a_checkpoint_of_the_earlier_format_is_refused_in_one_line(data, tmp_path, capsys):
     out = stopped_run(data, tmp_path, capsys)
-    forge_checkpoint(out / "checkpoint.npz", lambda h, a: (h.update(format_version=1), h.pop("digest")), seal=False)
+    forge_checkpoint(out / "checkpoint.npz", lambda h, a: (h.update(format_version=2), h.pop("digest")), seal=False)
     status = main(["--resume", str(out), "--quiet", "--no-pictures"])
     err = capsys.readouterr().err
-    assert status == 2 and "format version 1 is not supported" in err and len(err.strip().splitlines()) == 1
+    assert status == 2 and "format version 2 is not supported" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("flags", [["--finetune-lr-schedule", "linear"], ["--finetune-lr-decay", "1e-30"]])
@@ -304,7 +304,7 @@ def test_the_python_api_refuses_what_the_command_line_refuses(tmp_path):
     x, y = synthetic_digits(120, seed=3)
     x = x.reshape(120, -1) / 255.0
     sets = [(x[:80], y[:80].astype(np.int32)), (x[80:], y[80:].astype(np.int32)), None]
-    run = dict(mode=CPU_MODE, progress=False, log=None, hidden_layers_sizes=[6], corruption_levels=[0.1],
+    run = dict(mode=CPU_MODE, progress=False, log=None, hidden_layer_sizes=[6], corruption_levels=[0.1],
                pretraining_epochs=1, training_epochs=1, pretrain_batch_size=10, finetune_batch_size=10)
     bad_pixels = [(x[:80] * 2, sets[0][1]), sets[1], None]
     with pytest.raises(ValueError, match="train images must hold values in"):

@@ -81,7 +81,7 @@ def test_jax_fine_tuning_noise_goes_on_from_where_pretraining_left_it():
 
     rng = np.random.RandomState(1)
     images, labels = rng.uniform(size=(60, 16)).astype("float32"), rng.randint(3, size=60).astype("int32")
-    config = dict(hidden_layers_sizes=[8], corruption_levels=[0.3], n_outs=3, pretrain_lr=1e-30, pretrain_batch_size=10,
+    config = dict(hidden_layer_sizes=[8], corruption_levels=[0.3], n_outs=3, pretrain_lr=1e-30, pretrain_batch_size=10,
                   training_epochs=2, finetune_lr=0.1, finetune_batch_size=10, finetune_corruption=0.3,
                   finetune_dropout_hidden=0.5, seed=2, mode="JAX", progress=False, log=None)
     runs = [train_SdA([(images[:40], labels[:40]), (images[40:], labels[40:]), None], pretraining_epochs=epochs,
@@ -113,7 +113,7 @@ def test_a_resumed_jax_run_continues_its_noise_exactly(stop_in, tmp_path):
     rng = np.random.RandomState(0)
     images, labels = rng.uniform(size=(120, 20)).astype("float32"), rng.randint(3, size=120).astype("int32")
     datasets = [(images[:80], labels[:80]), (images[80:], labels[80:]), None]
-    config = dict(hidden_layers_sizes=[12], corruption_levels=[0.3], n_outs=3, pretraining_epochs=3, pretrain_lr=1e-30,
+    config = dict(hidden_layer_sizes=[12], corruption_levels=[0.3], n_outs=3, pretraining_epochs=3, pretrain_lr=1e-30,
                   pretrain_batch_size=10, training_epochs=3, finetune_lr=0.1, finetune_batch_size=10,
                   finetune_dropout_hidden=0.5, finetune_corruption=0.2, seed=5)
     quiet = dict(mode="JAX", progress=False, log=None)

@@ -300,7 +300,7 @@ def tiny_data(seed=0):
 
 
 #: a tiny UFLDL-style run: sparse layers, L-BFGS for both phases
-LBFGS_RUN = dict(hidden_layers_sizes=[10, 8], corruption_levels=[0.0, 0.0], criteria="sparse", optimizer="lbfgs",
+LBFGS_RUN = dict(hidden_layer_sizes=[10, 8], corruption_levels=[0.0, 0.0], criteria="sparse", optimizer="lbfgs",
                  pretraining_epochs=5, training_epochs=15, n_outs=2)
 #: the same with minibatch SGD, as short as it gets
 SGD_RUN = dict(LBFGS_RUN, optimizer="sgd", pretraining_epochs=2, training_epochs=2, pretrain_batch_size=20,
@@ -503,7 +503,7 @@ def test_an_unknown_optimizer_exits_2_with_one_line():
 def test_the_ufldl_preset_is_a_valid_lbfgs_configuration():
     from sda.run import PRESETS
     ufldl = validate_config(PRESETS["ufldl"])
-    assert (ufldl["criteria"], ufldl["optimizer"], ufldl["hidden_layers_sizes"]) == ("sparse", "lbfgs", [200, 200])
+    assert (ufldl["criteria"], ufldl["optimizer"], ufldl["hidden_layer_sizes"]) == ("sparse", "lbfgs", [200, 200])
     assert (ufldl["sparsity_target"], ufldl["sparsity_weight"], ufldl["sparse_weight_decay"]) == (RHO, BETA, LAM)
 
 

@@ -51,7 +51,7 @@ preset = "quick"
 {extra}
 
 [config]
-hidden_layers_sizes = {list(layers)}
+hidden_layer_sizes = {list(layers)}
 corruption_levels = {[0.1, 0.2][:len(layers)]}
 pretraining_epochs = 2
 pretrain_lr = 0.05
@@ -246,7 +246,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(data_dir, t
     ("seeds = 0", "seeds must be an integer >= 1"),
     ("[search]\nseed = [1, 2]", "sweep seeds with seeds = N"),
     ('preset = "slow"', "preset must be one of"),
-    ("[config]\nunits = 10\n[search]\nhidden_layers_sizes = [[5]]", "give either units or hidden_layers_sizes"),
+    ("[config]\nunits = 10\n[search]\nhidden_layer_sizes = [[5]]", "give either units or hidden_layer_sizes"),
     ("[search]\nfinetune_lr = [0.1\n", "is not valid TOML"),
     ("[scheduler]\ntype = \"hyperband\"", 'scheduler.type must be "asha"'),
     ("[data]\ndata_dir = \"/nonexistent/mnist\"", "data directory /nonexistent/mnist does not exist"),
@@ -316,7 +316,7 @@ def test_depth_and_units_build_the_layers_from_two_axes():
     sweep = parse_sweep('preset = "fast"\n[search]\ndepth = [1, 3]\nunits = [1000, 2000]\n'
                         'corruption_level = [0.0, 0.25]')
     assert len(sweep.configurations) == 8 and sweep.n_trials == 8
-    shapes = {(tuple(c["hidden_layers_sizes"]), tuple(c["corruption_levels"]))
+    shapes = {(tuple(c["hidden_layer_sizes"]), tuple(c["corruption_levels"]))
               for c in (sweep.trial_config(values, 89677) for values in sweep.configurations)}
     assert ((2000, 2000, 2000), (0.25, 0.25, 0.25)) in shapes and ((1000,), (0.0,)) in shapes
     assert len(shapes) == 8
@@ -327,8 +327,8 @@ def test_depth_and_units_build_the_layers_from_two_axes():
 
 
 def test_list_valued_grid_entries():
-    sweep = parse_sweep('[config]\ncorruption_level = 0.2\n[search]\nhidden_layers_sizes = [[500], [500, 250]]')
-    assert [sweep.trial_config(c, 1)["hidden_layers_sizes"] for c in sweep.configurations] == [[500], [500, 250]]
+    sweep = parse_sweep('[config]\ncorruption_level = 0.2\n[search]\nhidden_layer_sizes = [[500], [500, 250]]')
+    assert [sweep.trial_config(c, 1)["hidden_layer_sizes"] for c in sweep.configurations] == [[500], [500, 250]]
     assert [sweep.trial_config(c, 1)["corruption_levels"] for c in sweep.configurations] == [[0.2], [0.2, 0.2]]
 
 
@@ -363,7 +363,7 @@ def test_random_search_draws_are_reproducible_and_in_range():
     ('[search]\nfinetune_lr = {uniform = [0.01, "0.1"]}', "uniform needs [low, high] with finite low < high"),
     ("[search]\nfinetune_lr = {uniform = [-0.0, 0.0]}", "uniform needs [low, high] with finite low < high"),
     (f"[search]\ntraining_epochs = [{10 ** 400}]", "training_epochs must be at most 2,147,483,647"),
-    ("[search]\nunits = [9223372036854775807]", "hidden_layers_sizes[0] must be at most 2,147,483,647"),
+    ("[search]\nunits = [9223372036854775807]", "hidden_layer_sizes[0] must be at most 2,147,483,647"),
     ('[config]\ntraining_epochs = "5"', "training_epochs must be an integer, got '5'"),
     ("[config]\npatience_epochs = 1e308", "patience_epochs must be at most 2,147,483,647"),
     ("[config]\npretrain_lr = 1e-46", "pretrain_lr = 1e-46 is 0 as a float32"),
