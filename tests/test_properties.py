@@ -183,7 +183,7 @@ def with_pad(header, pad_json: str) -> str:
 
 
 # Counts whose names alone take seconds, yet not so many that a loader which builds them
-# would hang the test run instead of failing it (the file said 10**12).
+# would hang the test run instead of failing it (a forged file may claim 10**12).
 HUGE_COUNT = st.integers(10 ** 6, 4 * 10 ** 6)
 NOT_A_COUNT = st.one_of(st.integers(-10 ** 15, 64), st.booleans(), st.floats(allow_nan=False),
                         st.text(max_size=5), st.none())
