@@ -521,7 +521,7 @@ def test_the_new_flags_set_the_new_keys():
     assert config_from_args(build_parser().parse_args(["--criteria", "sparse"]))["criteria"] == "sparse"
 
 
-# --- what the hostile-user pass found (each fixed) ---
+# --- resumes, divergence, bad values and Ctrl-C under L-BFGS and the sparse criterion ---
 
 def test_a_layer_where_lbfgs_converged_is_not_trained_again_on_resume(tmp_path):
     # layer 1 meets scipy's gradient tolerance long before 400 iterations on these data

@@ -3,7 +3,7 @@
 # 'ufldl_width_1000 tutorial_optimiser_full_batch'), or without $3 the 21 minibatch-SGD trials that
 # best_and_ablation.sh did not reach on 2026-11-27, the missing rows first.
 # The trials' folders are in $ABL_DIR (default /tmp/abl; a folder under runs/, which git ignores, stays
-# on the device machine between calls, and common.sh's run() resumes what did not finish).
+# on the machine between runs, and common.sh's run() resumes what did not finish).
 set -u
 DEFAULT_DEADLINE=230; . bench/device/common.sh
 python3 -m sda.ablation --commands ${3:+--rows $3} --output-dir $ABL_DIR > /tmp/abl_cmds.txt || exit 1

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 11 + 14 on the GPU machine, one call: the best preset's seeds ($BEST_SEEDS) uninterrupted, and the full
+# On one GPU machine, in one run: the best preset's seeds ($BEST_SEEDS) uninterrupted, and the full
 # ablation's 48 runs (as python -m sda.SdA commands: Ray is not installed there), the rows still missing first,
 # all stopped at a deadline of $1 seconds from now.
 set -u
