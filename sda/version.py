@@ -1,3 +1,3 @@
-"""The version of sda (read by setup.py)."""
+"""The version of sda (read by pyproject.toml's build)."""
 
-__version__ = "0.3.1"
+__version__ = "0.4.0"

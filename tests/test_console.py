@@ -55,7 +55,7 @@ def test_first_command_prints_no_warning_and_writes_every_picture(mode, tiny_mni
     assert len(mode_lines) == 1
     if shutil.which("g++"):  # PyTensor found no BLAS: the one line says how to get one
         assert "no BLAS found" in mode_lines[0] and "apt-get install libopenblas-dev" in mode_lines[0]
-    assert "preset quick" in printed and "about 1 min" in printed  # the expected time, before it starts
+    assert "preset quick: a first look" in printed  # what the preset is, before it starts
     for name in PICTURES:
         assert (out / name).stat().st_size > 1000
 
@@ -104,12 +104,12 @@ def test_sda_train_names_itself_and_prints_its_version():
     assert proc.stdout.startswith("usage: python -m sda.SdA")
 
 
-def test_presets_are_listed_with_what_they_set_and_how_long_they_take(capsys):
+def test_presets_are_listed_with_what_they_are_and_what_they_set(capsys):
     from sda.cli import build_parser, main
     assert main(["--list-presets"]) == 0
     listed = capsys.readouterr().out
     for name in PRESETS:
-        assert re.search(rf"^  {name}: .*(min|h)\b", listed, re.MULTILINE), listed
+        assert re.search(rf"^  {name}: \w+", listed, re.MULTILINE), listed
     assert "the tutorial's but --pretraining-epochs 1, --pretrain-lr 0.01" in listed  # quick's own values
     assert "--hidden-layers 1000 1000 1000" in listed
     assert listed.strip() in build_parser("sda-train").format_help()

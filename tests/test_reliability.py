@@ -12,7 +12,7 @@ import pytest
 from conftest import synthetic_digits, write_idx
 from support import CPU_MODE
 from test_cli import TINY
-from sda.checkpoint import checkpoint_digest, load_checkpoint
+from sda.checkpoint import CHECKPOINT_VERSION, checkpoint_digest, load_checkpoint
 from sda.cli import main
 from sda.data import MNIST_FILES
 from sda.persistence import read_archive, write_archive
@@ -250,7 +250,7 @@ def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys
 
 def forge_checkpoint(path, forge, seal=True):
     """Apply ``forge(header, arrays)`` to the checkpoint at ``path``; ``seal``: with a digest that fits."""
-    header, arrays = read_archive(path, "sda-checkpoint", version=2)
+    header, arrays = read_archive(path, "sda-checkpoint", version=CHECKPOINT_VERSION)
     forge(header, arrays)
     if seal:
         header["digest"] = checkpoint_digest(header, arrays)

@@ -19,7 +19,7 @@ from numpy_reference import sparse_ae_cost_and_grads
 from sda.cli import main
 from sda.dA import dA
 from sda.full_batch import LBFGS_MEMORY, FullBatchObjective, minimize_lbfgs
-from sda.persistence import load_model, read_archive, write_archive
+from sda.persistence import ModelFileError, load_model, read_archive, write_archive
 from sda.run import TUTORIAL, train_SdA, validate_config
 from sda.SdA import SdA
 from sda.sparse_autoencoder import SparseAutoencoder
@@ -274,20 +274,15 @@ def test_save_and_load_keep_criteria_decoders_and_predictions(tmp_path, float32)
     assert_same_outputs(loaded, X, codes, predictions)
 
 
-def test_a_model_file_from_before_criteria_loads_as_denoising(tmp_path, float32):
+def test_a_model_file_without_criteria_is_refused_in_one_line(tmp_path, float32):
     model = SdA(np.random.RandomState(0), n_ins=20, hidden_layers_sizes=[15, 6], n_outs=3,
                 corruption_levels=[0.1, 0.2])
-    X = np.random.RandomState(10).uniform(size=(50, 20)).astype("float32")
-    codes, predictions = outputs(model, X)
     model.save(tmp_path / "m.npz")
     header, arrays = read_archive(tmp_path / "m.npz", "sda-model")
-    new_keys = ("criteria", "sparsity_target", "sparsity_weight", "sparse_weight_decay")
-    old_config = {k: v for k, v in header["config"].items() if k not in new_keys}
-    write_archive(tmp_path / "old.npz", {**header, "config": old_config}, arrays)
-    assert SdA.variable_shapes(old_config) == SdA.variable_shapes(model.saved_config())
-    loaded, _ = load_model(tmp_path / "old.npz")
-    assert loaded.criteria == ["denoising", "denoising"]
-    assert_same_outputs(loaded, X, codes, predictions)
+    write_archive(tmp_path / "old.npz", {**header, "config": {k: v for k, v in header["config"].items()
+                                                              if k != "criteria"}}, arrays)
+    with pytest.raises(ModelFileError, match="configuration is invalid: 'criteria'"):
+        load_model(tmp_path / "old.npz")
 
 
 # --- runs: optimizer "lbfgs", finetune_layers, pretrain_size ---
