@@ -209,11 +209,11 @@ def load_split(source: dict, download: bool = False):
 
 
 def _announce_preset(args: argparse.Namespace) -> None:
-    """Say before a run what its preset is and how long it takes (the default one takes hours)."""
+    """Say before a run which preset it runs and what that is (the default one, the tutorial's, takes hours)."""
     name = args.preset or DEFAULT_PRESET
     line = f"preset {preset_summary(name)}" + (" (flags change some of its values)" if given_config(args) else "")
     if args.preset is None:
-        line += "; for a first look of a minute: --preset quick (all presets: --list-presets)"
+        line += "; for a first look: --preset quick (all presets: --list-presets)"
     log.info(line)
 
 

@@ -115,6 +115,8 @@ def check_corruption(name: str, value, dtype=FLOATX) -> float:
 def check_layer_sizes(name: str, sizes) -> list[int]:
     """``sizes`` as a list of ints, if it is a non-empty sequence of positive integers."""
     try:
+        if isinstance(sizes, (str, bytes)):  # a sequence, but of characters
+            raise TypeError
         sizes = list(sizes)
     except TypeError:
         raise TypeError(f"{name} must be a sequence of layer sizes, got {sizes!r}") from None

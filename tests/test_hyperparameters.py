@@ -99,3 +99,8 @@ def test_a_gaussian_noise_of_one_or_more_is_the_same_for_the_run_and_the_estimat
     validate_config({**TUTORIAL, "hidden_layer_sizes": [3], "corruption_type": "gaussian", "corruption_levels": [1.5]})
     with pytest.raises(ValueError, match=r"corruption_levels must be in \[0, 1\)"):
         SdAClassifier(hidden_layer_sizes=[3], corruption_levels=1.5, mode="FAST_COMPILE").fit(X, y)
+
+
+def test_layer_sizes_given_as_a_string_are_refused_as_a_whole():
+    with pytest.raises(TypeError, match="hidden_layer_sizes must be a sequence of layer sizes, got '100'"):
+        validate_config({**TUTORIAL, "hidden_layer_sizes": "100"})
