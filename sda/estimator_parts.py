@@ -12,7 +12,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from sda.hyperparameters import Values
 from sda.modes import MODES
-from sda.validation import MAX_COUNT
 
 FLOATX = "float32"
 
@@ -99,9 +98,6 @@ def sklearn_constraints(values: Values) -> list:
     return [None, *constraints] if values.none else constraints
 
 
-POSITIVE_INT = Interval(Integral, 1, MAX_COUNT, closed="both")
-LEARNING_RATE = Interval(Real, 0, None, closed="neither")  # > 0 and finite
-PROBABILITY = Interval(Real, 0, 1, closed="left")
 #: constraints that both estimators share
 COMMON_CONSTRAINTS = {
     "scale_inputs": ["boolean"],

@@ -31,15 +31,14 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 
 from sda.dA import dA, new_pytensor_rng
 from sda.datasets import shared_dataset
-from sda.estimator_parts import (COMMON_CONSTRAINTS, FLOATX, LEARNING_RATE, POSITIVE_INT, PROBABILITY, UnitScaler,
-                                 batch_size_for, epoch_log, set_common_params, sklearn_constraints)
-from sda.hyperparameters import estimator_hyperparameters, finetune_arguments
+from sda.estimator_parts import (COMMON_CONSTRAINTS, FLOATX, UnitScaler, batch_size_for, epoch_log, set_common_params,
+                                 sklearn_constraints)
+from sda.hyperparameters import COUNT, PROBABILITY, RATE, estimator_hyperparameters, finetune_arguments
 from sda.jax_noise import write_back_compiled_noise
 from sda.modes import compile_function, resolve_mode, training_phases
 from sda.run import TUTORIAL, finetune_learning_rate, train_SdA, validate_config
 from sda.steps import Step
 from sda.training import pretrain_layers, train_epoch
-from sda.validation import check_corruption, check_positive, check_positive_int
 
 __all__ = ["SdAClassifier", "DenoisingAutoencoder"]
 
@@ -86,7 +85,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     _parameter_constraints = {
         **{h.name: sklearn_constraints(h.values) for h in estimator_hyperparameters()},
-        "validation_fraction": [PROBABILITY],
+        "validation_fraction": sklearn_constraints(PROBABILITY),
         **COMMON_CONSTRAINTS,
     }
 
@@ -272,14 +271,11 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
     hidden unit), ``costs_`` (mean cost per epoch), ``n_features_in_``.
     """
 
-    _parameter_constraints = {
-        "n_hidden": [POSITIVE_INT],
-        "corruption_level": [PROBABILITY],
-        "learning_rate": [LEARNING_RATE],
-        "batch_size": [POSITIVE_INT],
-        "n_epochs": [POSITIVE_INT],
-        **COMMON_CONSTRAINTS,
-    }
+    #: the values each hyperparameter may take, as :mod:`sda.hyperparameters` declares them
+    _values = {"n_hidden": COUNT, "corruption_level": PROBABILITY, "learning_rate": RATE, "batch_size": COUNT,
+               "n_epochs": COUNT}
+    _parameter_constraints = {**{name: sklearn_constraints(values) for name, values in _values.items()},
+                              **COMMON_CONSTRAINTS}
 
     def __init__(self, n_hidden=500, corruption_level=0.3, learning_rate=0.1, batch_size=20,
                  n_epochs=15, scale_inputs=True, random_state=None, mode=None, verbose=0):
@@ -293,10 +289,11 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the autoencoder on the rows of ``X``."""
-        # checked as every run checks them, before any data is read or any size computed
-        n_hidden, n_epochs, batch_size = (check_positive_int(k, getattr(self, k)) for k in ("n_hidden", "n_epochs", "batch_size"))
-        learning_rate = check_positive("learning_rate", self.learning_rate, dtype=FLOATX)
-        corruption_level = check_corruption("corruption_level", self.corruption_level, dtype=FLOATX)
+        # checked as every run checks them (in the graphs' float32), before any data is read or any size computed
+        with pytensor.config.change_flags(floatX=FLOATX):
+            checked = {name: values.check(name, getattr(self, name), {}) for name, values in self._values.items()}
+        n_hidden, n_epochs, batch_size = checked["n_hidden"], checked["n_epochs"], checked["batch_size"]
+        learning_rate, corruption_level = checked["learning_rate"], checked["corruption_level"]
         X = validate_data(self, X, dtype=np.float64)
         rng = check_random_state(self.random_state)
         # a lone dA is one layer of pretraining: its size decides whether JAX pays for its compiling

@@ -24,7 +24,7 @@ from sda.validation import (MAX_COUNT, check_corruption, check_layer_sizes, chec
                             check_open_unit_interval, check_positive, check_positive_int, check_seed)
 
 __all__ = ["Values", "Hyperparameter", "HYPERPARAMETERS", "RENAMED", "OPTIMIZERS", "LR_SCHEDULES", "FLOAT32_LIMIT",
-           "by_name", "defaults", "flags", "model_arguments", "finetune_arguments", "estimator_hyperparameters",
+           "COUNT", "RATE", "PROBABILITY", "defaults", "flags", "model_arguments", "finetune_arguments", "estimator_hyperparameters",
            "default_noise_levels"]
 
 #: The largest penalty weight a float32 graph can hold (and then some room for the penalties' sums).
@@ -119,8 +119,11 @@ def _criteria(name, criteria, config):
     return names[0] if len(set(names)) == 1 else names
 
 
-_RATE = Values(lambda name, value, config: check_positive(name, value), low=0, closed="neither")
-_PROBABILITY = Values(lambda name, value, config: check_corruption(name, value), low=0, high=1, closed="left")
+#: Kinds of values that other parameters share (the estimators' own): a count from 1, a learning
+#: rate, a probability in [0, 1).
+COUNT = _count(1)
+RATE = Values(lambda name, value, config: check_positive(name, value), low=0, closed="neither")
+PROBABILITY = Values(lambda name, value, config: check_corruption(name, value), low=0, high=1, closed="left")
 _WEIGHT = Values(_weight, low=0, high=FLOAT32_LIMIT)
 #: The type-dependent bound (below 1 unless the noise is Gaussian) is checked with the type.
 _NOISE = Values(lambda name, value, config: check_noise_level(name, value, config["corruption_type"]), low=0,
@@ -186,12 +189,12 @@ HYPERPARAMETERS = (
        estimator_default=None, in_estimator=False, model_argument="n_outs"),
     _H("pretraining_epochs", 15, _count(0), "epochs of dA training per layer (0 skips pretraining)", TRAINING,
        estimator_default=5),
-    _H("pretrain_lr", 0.001, _RATE, "pretraining learning rate", TRAINING, estimator_default=0.05),
-    _H("pretrain_batch_size", 1, _count(1), "pretraining minibatch size", TRAINING, estimator_default=20),
-    _H("training_epochs", 1000, _count(1), "maximum fine-tuning epochs", TRAINING, estimator_default=30),
-    _H("finetune_lr", 0.1, _RATE, "fine-tuning learning rate", TRAINING),
-    _H("finetune_batch_size", 1, _count(1), "fine-tuning minibatch size", TRAINING, estimator_default=20),
-    _H("finetune_momentum", 0.0, _PROBABILITY, "classical momentum in [0, 1) for fine-tuning", TRAINING,
+    _H("pretrain_lr", 0.001, RATE, "pretraining learning rate", TRAINING, estimator_default=0.05),
+    _H("pretrain_batch_size", 1, COUNT, "pretraining minibatch size", TRAINING, estimator_default=20),
+    _H("training_epochs", 1000, COUNT, "maximum fine-tuning epochs", TRAINING, estimator_default=30),
+    _H("finetune_lr", 0.1, RATE, "fine-tuning learning rate", TRAINING),
+    _H("finetune_batch_size", 1, COUNT, "fine-tuning minibatch size", TRAINING, estimator_default=20),
+    _H("finetune_momentum", 0.0, PROBABILITY, "classical momentum in [0, 1) for fine-tuning", TRAINING,
        finetune_argument="momentum", sgd_only=True),
     _H("finetune_lr_decay", 1.0, Values(_decay, low=0, high=1, closed="right"),
        "multiply the fine-tuning learning rate by this, in (0, 1], after every epoch", TRAINING),
@@ -200,9 +203,9 @@ HYPERPARAMETERS = (
        TRAINING),
     _H("finetune_corruption", 0.0, _NOISE, "the dAs' noise on the inputs while fine-tuning, at this level",
        TRAINING, finetune_argument="corruption", sgd_only=True),
-    _H("finetune_dropout_input", 0.0, _PROBABILITY, "dropout probability of each input while fine-tuning, in [0, 1)",
+    _H("finetune_dropout_input", 0.0, PROBABILITY, "dropout probability of each input while fine-tuning, in [0, 1)",
        TRAINING, finetune_argument="dropout_input", sgd_only=True),
-    _H("finetune_dropout_hidden", 0.0, _PROBABILITY,
+    _H("finetune_dropout_hidden", 0.0, PROBABILITY,
        "dropout probability of each hidden unit while fine-tuning, in [0, 1)", TRAINING,
        finetune_argument="dropout_hidden", sgd_only=True),
     _H("finetune_weight_decay", 0.0, _WEIGHT, "L2 penalty lambda/2 * sum of squared weights while fine-tuning "
@@ -231,11 +234,6 @@ HYPERPARAMETERS = (
        "all: fine-tune the whole network; top: train only the softmax layer on the pretrained features",
        UFLDL, finetune_argument="layers"),
 )
-
-
-def by_name() -> dict[str, Hyperparameter]:
-    """The table as a dictionary, by key."""
-    return {h.name: h for h in HYPERPARAMETERS}
 
 
 def defaults() -> dict:

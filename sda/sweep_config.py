@@ -449,12 +449,12 @@ def rerun_command(sweep: Sweep, config: dict) -> str:
     """The ``python -m sda.SdA`` command line that trains ``config`` (a trial's full
     configuration) as the sweep did: the preset, then a flag per key that differs from it."""
     preset = PRESETS[sweep.preset]
-    args = ["python", "-m", "sda.SdA", "--preset", sweep.preset]
+    args, flag = ["python", "-m", "sda.SdA", "--preset", sweep.preset], flags()
     for key in TUTORIAL:
         if key != "seed" and _same(config[key], preset[key]):
             continue
         values = config[key] if isinstance(config[key], (list, tuple)) else [config[key]]
-        args += [flags()[key], *(repr(v) if isinstance(v, float) else str(v) for v in values)]
+        args += [flag[key], *(repr(v) if isinstance(v, float) else str(v) for v in values)]
     args += ["--data-dir", sweep.data["data_dir"]]
     if sweep.data["train_size"] is not None:
         args += ["--train-size", str(sweep.data["train_size"])]
