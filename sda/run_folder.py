@@ -10,13 +10,13 @@ stays.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from sda.utils import atomic_write
 
@@ -87,13 +87,6 @@ def record_written(folder, paths) -> None:
     atomic_write(folder / WRITTEN_LIST, lambda f: f.write(text))
 
 
-def _open_lock(path: Path):
-    """The lock file, opened without following a symbolic link: a link planted there would make
-    the run create or lock a file outside its folder."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-    return os.fdopen(fd, "a")
-
-
 class OutputDir:
     """An output directory held by one run: locked from the start, and, once the run is known to
     be able to start (:meth:`claim`), empty of other runs' files."""
@@ -106,20 +99,21 @@ class OutputDir:
         self._made = [p for p in (self.path, *self.path.parents) if not p.exists()]
         self._lock_made = not os.path.lexists(self.path / LOCK_FILE)
         self.claimed = False
+        lock_path = self.path / LOCK_FILE
+        # a link planted there would make the run create or lock a file outside its folder
+        if lock_path.is_symlink():
+            raise RunError(f"output directory {self.path}: {LOCK_FILE} is a symbolic link, not the lock "
+                           f"file of a run; remove it")
+        # filelock: flock on Unix, msvcrt on Windows; the lock dies with the process
+        self._lock = FileLock(lock_path, timeout=0, thread_local=False)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._lock = _open_lock(self.path / LOCK_FILE)
+            self._lock.acquire()
+        except Timeout:
+            raise RunError(f"output directory {self.path} is in use by another sda run") from None
         except OSError as exc:
             self._remove_made_folders()
-            if exc.errno == errno.ELOOP:
-                raise RunError(f"output directory {self.path}: {LOCK_FILE} is a symbolic link, not the lock "
-                               f"file of a run; remove it") from None
-            raise RunError(f"cannot use output directory {self.path}: {exc.strerror}") from None
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise RunError(f"output directory {self.path} is in use by another sda run") from None
+            raise RunError(f"cannot use output directory {self.path}: {exc.strerror or exc}") from None
         self.resume = resume
         checkpoint = self.path / "checkpoint.npz"
         if resume and not checkpoint.is_file():
@@ -167,7 +161,7 @@ class OutputDir:
         if not self.claimed and self._lock_made:
             # removed while still held: a run that opens the path from now on gets a new file
             (self.path / LOCK_FILE).unlink(missing_ok=True)
-        self._lock.close()  # closing drops the lock (so does the death of the process)
+        self._lock.release()
         if not self.claimed:
             self._remove_made_folders()
 

@@ -17,7 +17,12 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import resource
+import sys
+
+try:
+    import resource  # Unix only: the ulimit on memory
+except ImportError:
+    resource = None  # type: ignore[assignment]
 
 import numpy as np
 import pytensor
@@ -160,8 +165,16 @@ def check_seed(name: str, value) -> int:
 
 
 def available_memory() -> int:
-    """Bytes of memory this process may have: the machine's, or less under ``ulimit -v``."""
-    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    """Bytes of memory this process may have: the machine's, or less under ``ulimit -v``.
+
+    Where the operating system does not say (Windows has neither ``os.sysconf`` page counts nor
+    the ``resource`` module), no limit is known and nothing is refused here."""
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return sys.maxsize
+    if resource is None:
+        return physical
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     return physical if limit == resource.RLIM_INFINITY else min(physical, limit)
 

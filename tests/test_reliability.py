@@ -2,12 +2,12 @@
 checkpoints, impossible values, exploding training. Each ends in the right result or one line
 on stderr with exit status 2 (1 for divergence), and nothing the user had is lost or mixed."""
 
-import fcntl
 import json
 import shutil
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 from conftest import synthetic_digits, write_idx
 from support import CPU_MODE
@@ -110,8 +110,7 @@ def test_overwrite_that_cannot_start_leaves_the_earlier_run(data, tmp_path, caps
 def test_a_folder_in_use_by_another_run_is_refused(data, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
-    with open(out / ".sda.lock", "a") as lock:  # what a running sda holds
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with FileLock(out / ".sda.lock", timeout=0):  # what a running sda holds
         status, err = run_cli(capsys, *data, "--output-dir", out)
     assert status == 2 and "in use by another sda run" in err
     assert not (out / "results.json").exists()
