@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sda.resources import shipped
+
 __all__ = [
     "DataError",
     "MNIST_FILES",
@@ -69,8 +71,8 @@ MNIST_MIRRORS = (
     "http://yann.lecun.com/exdb/mnist/",
 )
 
-#: ``data/mnist`` of a source checkout (the repository ships the four files there).
-DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "mnist"
+#: The four files as sda ships them (``data/mnist`` of a checkout, or inside the installed package).
+DEFAULT_DATA_DIR = shipped("mnist")
 
 _IDX_DTYPES = {
     0x08: np.dtype("u1"),

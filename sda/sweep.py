@@ -52,6 +52,7 @@ from sda.data import DataError, load_mnist
 from sda.datasets import shared_dataset
 from sda.ray_session import (SweepError, check_shared_folder, import_ray, ray_module, shut_down_ray_on_error,
                               start_ray, tune_module)
+from sda.resources import shipped_sweeps, sweep_path
 from sda.run import train_SdA
 from sda.sweep_config import MAX_TRIALS, Sweep, SweepConfigError, parse_sweep, read_sweep, rerun_command
 from sda.sweep_report import best_line, plot_results, summarise, write_results, write_summary
@@ -414,7 +415,8 @@ def _claimed(output_dir: Path, sweep: Sweep, resume: bool):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sda.sweep",
                                 description="Run a sweep of sda trainings (grid, random search, seeds) on Ray Tune.")
-    p.add_argument("--config", type=Path, help="the sweep's TOML file (see sda/sweep_config.py); "
+    p.add_argument("--config", type=Path, help="the sweep's TOML file (see sda/sweep_config.py), or the name of "
+                                               f"a shipped one ({', '.join(shipped_sweeps())}); "
                                                "with --resume, defaults to the one saved in --output-dir")
     p.add_argument("--output-dir", type=Path, required=True, help="where trials, Ray's state and results go")
     p.add_argument("--resume", action="store_true", help="continue the interrupted sweep in --output-dir")
@@ -440,7 +442,7 @@ def _check_arguments(args: argparse.Namespace) -> Sweep:
         if not args.resume:
             raise SweepError("--config FILE.toml is needed (except with --resume)")
         return read_sweep(args.output_dir / SWEEP_FILE, max_trials=None)  # the limit was applied when it started
-    return read_sweep(args.config, max_trials=None if args.resume else args.max_trials)
+    return read_sweep(sweep_path(args.config), max_trials=None if args.resume else args.max_trials)
 
 
 def main(argv=None) -> int:

@@ -75,6 +75,7 @@ from sda.cli import DEFAULT_VALID_SIZE
 from sda.data import DEFAULT_DATA_DIR
 from sda.hyperparameters import RENAMED, flags
 from sda.modes import MODES
+from sda.resources import shipped_sweeps
 from sda.run import PRESETS, TUTORIAL, validate_config
 from sda.validation import MAX_COUNT, check_number, check_seed, shown
 
@@ -168,7 +169,8 @@ def read_sweep(path, max_trials: int | None = MAX_TRIALS) -> Sweep:
                                    f"may ({MAX_SWEEP_BYTES})")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SweepConfigError(f"sweep file {path} does not exist") from None
+        raise SweepConfigError(f"sweep file {path} does not exist (shipped sweeps, given by name: "
+                               f"{', '.join(shipped_sweeps())})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SweepConfigError(f"cannot read sweep file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     return parse_sweep(text, str(path), max_trials)

@@ -6,6 +6,8 @@ its resume are a second one.  Bad configuration files never reach Ray.
 """
 
 import csv
+import gzip
+import hashlib
 import json
 import re
 import os
@@ -14,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -24,10 +27,13 @@ from support import CPU_MODE  # noqa: E402
 from sda.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from sda.cli import build_parser, config_from_args  # noqa: E402
 from sda.cli import main as sda_main  # noqa: E402
-from sda.data import MNIST_FILES  # noqa: E402
+from sda.data import MNIST_FILES, MNIST_SHA256  # noqa: E402
+from sda.resources import shipped, shipped_sweeps, sweep_path  # noqa: E402
 from sda.run import validate_config  # noqa: E402
+from sda.sweep import _check_arguments  # noqa: E402
+from sda.sweep import build_parser as sweep_parser  # noqa: E402
 from sda.sweep import main as sweep_main  # noqa: E402
-from sda.sweep_config import SweepConfigError, parse_sweep, rerun_command  # noqa: E402
+from sda.sweep_config import SweepConfigError, parse_sweep, read_sweep, rerun_command  # noqa: E402
 from sda.sweep_report import summarise  # noqa: E402
 
 TRAINING_EPOCHS = 15
@@ -409,3 +415,25 @@ def test_nothing_in_sda_imports_the_sweep():
     code = ("import sys, sda.SdA, sda.cli, sda.estimators, sda.run; "
             "assert not [m for m in sys.modules if m.startswith(('sda.sweep', 'ray'))]")
     assert subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONWARNINGS": "ignore"}).returncode == 0
+
+
+# ---------------------------------------------------------------- the shipped sweeps
+
+
+def test_a_shipped_sweep_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert shipped_sweeps() == ["jmlr_mnist", "seeds", "smoke"]
+    for given in ("smoke", "smoke.toml"):
+        assert sweep_path(given) == shipped("sweeps") / "smoke.toml"
+        assert _check_arguments(sweep_parser().parse_args(["--config", given, "--output-dir", "out"])).n_trials == 8
+    (tmp_path / "smoke").write_text("seeds = 2")  # a file of the user's, named as given, comes first
+    assert sweep_path("smoke") == Path("smoke")
+    assert sweep_path("elsewhere/smoke") == Path("elsewhere/smoke")  # a path is never a name
+    with pytest.raises(SweepConfigError, match="shipped sweeps, given by name: jmlr_mnist, seeds, smoke"):
+        read_sweep(sweep_path("nonexistent"))
+
+
+def test_the_shipped_mnist_is_the_checksummed_one():
+    folder = shipped("mnist")
+    for name, digest in MNIST_SHA256.items():
+        assert hashlib.sha256(gzip.decompress((folder / f"{name}.gz").read_bytes())).hexdigest() == digest
