@@ -21,9 +21,9 @@ import pytensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sda.run import train_SdA  # noqa: E402
-from sda.sweep import load_sweep_data  # noqa: E402
-from sda.sweep_config import read_sweep  # noqa: E402
+from sda.run import train_SdA
+from sda.sweep import load_sweep_data
+from sda.sweep_config import read_sweep
 
 
 def cut(datasets, fraction: float):

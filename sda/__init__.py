@@ -28,7 +28,7 @@ _EXPORTS = {
     "DenoisingAutoencoder": "sda.estimators",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]  # noqa: PLE0604 (a dict unpacks to its keys, the names)
 
 
 def __getattr__(name):

@@ -159,7 +159,7 @@ def _check_structure(header: dict) -> None:
         if not isinstance(fit, dict) or set(fit) != _FIT_KEYS:
             raise ValueError(f"fit must be an object with the keys of the fine-tuning state, got {fit!r:.80}")
         history = fit["history"]
-        if not isinstance(history, list) or type(fit["epoch"]) is int and len(history) != fit["epoch"] or not all(
+        if not isinstance(history, list) or (type(fit["epoch"]) is int and len(history) != fit["epoch"]) or not all(
                 isinstance(r, dict) and set(r) == _HISTORY_KEYS and r["epoch"] == k and type(r["epoch"]) is int
                 and _is_number(r["cost"]) and _is_number(r["seconds"])
                 and all(r[key] is None or _is_number(r[key]) for key in ("validation_error", "test_error"))

@@ -186,7 +186,7 @@ def _data_source(args: argparse.Namespace, saved: dict | None) -> dict:
         raise ValueError("give --data (an .npz file) or --data-dir (IDX files), not both")
     if args.data is not None and args.download:
         raise ValueError("--download fetches MNIST; it does not go with --data")
-    given = lambda value, key, default: value if value is not None else saved.get(key, default)  # noqa: E731
+    given = lambda value, key, default: value if value is not None else saved.get(key, default)
     data_file = args.data if args.data is not None else None if args.data_dir is not None else saved.get("data_file")
     return {"data_file": None if data_file is None else str(data_file),
             "data_dir": None if data_file else str(given(args.data_dir, "data_dir", DEFAULT_DATA_DIR)),

@@ -32,6 +32,7 @@ if __name__ == "__main__":  # run as the tutorial's script: sda.tutorial_scripts
                      alter_sys=True)
     raise SystemExit  # it exits itself; never define the model twice in this process
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -218,7 +219,7 @@ def train_dA(learning_rate: float = 0.1, training_epochs: int = 15, dataset=DEFA
                 n_visible=n_visible, n_hidden=n_hidden)
         result = pretrain_layers([da.training_function(train_x, batch_size, mode)], training_epochs, [level],
                                  learning_rate, progress=progress, log=log)
-        side = int(round(np.sqrt(n_visible)))
+        side = math.isqrt(n_visible)
         shape = (side, side) if side * side == n_visible else (1, n_visible)
         save_png(filters_image(np.asarray(da.W.get_value()).T, shape),
                  output_folder / f"filters_corruption_{round(level * 100)}.png")

@@ -291,7 +291,7 @@ class Split:
     def __iter__(self):
         return iter((self.train, self.valid, self.test))
 
-    def with_train_size(self, n: int | None) -> "Split":
+    def with_train_size(self, n: int | None) -> Split:
         """The same split with only the first ``n`` training examples (None: all of them)."""
         available = len(self.train[1])
         if n is None:

@@ -160,7 +160,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             self._scaler = UnitScaler(X, self.scale_inputs)
             Xs = self._scaler(X)
             order = rng.permutation(len(Xs))
-            n_valid = int(round(validation_fraction * len(Xs)))
+            n_valid = round(validation_fraction * len(Xs))
             if n_valid >= len(Xs):
                 raise ValueError("validation_fraction leaves no training data")
             valid_idx, train_idx = order[:n_valid], order[n_valid:]

@@ -16,6 +16,7 @@ rather than the first ones, which may still be near their random start.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -216,7 +217,7 @@ def save_png(array_or_figure, path) -> Path:
 
 def image_shape(n_pixels: int) -> tuple[int, int]:
     """Square images (28 x 28 for MNIST), or one-row strips when ``n_pixels`` is not a square."""
-    side = int(round(np.sqrt(n_pixels)))
+    side = math.isqrt(n_pixels)
     return (side, side) if side * side == n_pixels else (1, n_pixels)
 
 

@@ -70,8 +70,8 @@ def run_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     found = [entry for entry in folder.iterdir()
-             if _written_by_a_run(entry.name) and (entry.is_symlink() or not entry.is_dir())
-             or _ASIDE.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink()]
+             if (_written_by_a_run(entry.name) and (entry.is_symlink() or not entry.is_dir()))
+             or (_ASIDE.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink())]
     return sorted(found) + _listed_files(folder)
 
 

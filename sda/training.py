@@ -162,7 +162,7 @@ class FitState:
                 "done": self.done, "seconds": self.seconds, "history": self.history}
 
     @classmethod
-    def from_scalars(cls, scalars: dict, best_params) -> "FitState":
+    def from_scalars(cls, scalars: dict, best_params) -> FitState:
         values = dict(scalars)
         values["best_loss"] = math.inf if values["best_loss"] is None else values["best_loss"]
         return cls(**values, best_params=list(best_params))

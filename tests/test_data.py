@@ -69,7 +69,7 @@ def test_forged_huge_header_fails_fast_without_allocating(tmp_path):
 def test_load_mnist_builds_the_tutorial_split(tiny_mnist_dir):
     split = load_mnist(tiny_mnist_dir, n_valid=50, verify=False)
     raw_x, raw_y = synthetic_digits(300, seed=1)
-    (tx, ty), (vx, vy), (sx, sy) = split
+    (tx, ty), (vx, vy), (sx, _) = split
     assert tx.shape == (250, 64) and vx.shape == (50, 64) and sx.shape == (100, 64)
     assert tx.dtype == np.float32 and ty.dtype == np.int32
     # train = the first images, valid = the last ones, pixels / 255

@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.linear_model import LogisticRegression as SkLogReg  # noqa: E402
 from sklearn.utils.estimator_checks import check_estimator, check_param_validation  # noqa: E402
 
-from support import CPU_MODE
+from support import CPU_MODE  # noqa: E402
 from sda.estimators import DenoisingAutoencoder, SdAClassifier  # noqa: E402
 
 # small but able to learn scikit-learn's test problems; FAST_COMPILE keeps ~100 fits quick

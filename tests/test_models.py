@@ -48,7 +48,7 @@ def random_dA_problem(seed, n_examples, n_visible, n_hidden):
 
 
 def test_dA_cost_gradient_matches_finite_differences(float64):
-    rng, x_data, mask, da, cost = random_dA_problem(0, 6, 7, 5)
+    rng, x_data, _, da, cost = random_dA_problem(0, 6, 7, 5)
     givens = {da.x: pytensor.shared(x_data)}
     cost_fn = pytensor.function([], cost, givens=givens, mode=MODE)
     grad_fns = [pytensor.function([], g, givens=givens, mode=MODE) for g in pt.grad(cost, da.params)]

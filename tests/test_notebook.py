@@ -1,6 +1,5 @@
 """The example notebook runs top to bottom (on a small subset, so that it cannot rot)."""
 
-import os
 from pathlib import Path
 
 import pytest

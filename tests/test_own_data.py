@@ -34,7 +34,7 @@ def digits_npz(tmp_path):
 
 def test_npz_file_is_split_like_mnist(digits_npz):
     split = load_npz(digits_npz)
-    (x, y), (vx, vy), (tx, ty) = split
+    (x, y), (vx, vy), (tx, _) = split
     assert default_valid_size(300) == 50 and default_valid_size(600_000) == 10_000
     assert x.shape == (250, 64) and vx.shape == (50, 64) and tx.shape == (100, 64)
     assert x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1 and y.dtype == np.int32

@@ -105,7 +105,6 @@ def test_max_norm_bounds_every_units_incoming_weights_after_a_step(float64):
 def test_weight_decay_adds_half_lambda_times_the_squared_weights(float64):
     data = np.random.RandomState(4).uniform(size=(40, 12))
     sda, (train_plain, _, _) = finetune(data)
-    cost_plain, _ = sda._training_cost(0.0, 0.0, 0.0)
     weights = [layer.W for layer in sda.sigmoid_layers] + [sda.logLayer.W]
     penalty = 0.5 * 0.01 * sum(np.sum(W.get_value() ** 2) for W in weights)
     sda2, (train_decay, _, _) = finetune(data, weight_decay=0.01)
@@ -121,7 +120,7 @@ def test_weight_decay_adds_half_lambda_times_the_squared_weights(float64):
 
 def test_dropout_training_learns_a_separable_problem(float32):
     data = np.random.RandomState(5).uniform(size=(200, 12)).astype("float32")
-    sda, (train, valid, _) = finetune(data, dropout_input=0.1, dropout_hidden=0.2, max_norm=3.0)
+    _, (train, valid, _) = finetune(data, dropout_input=0.1, dropout_hidden=0.2, max_norm=3.0)
     before = float(valid())
     for _ in range(60):
         for i in range(train.n_batches):

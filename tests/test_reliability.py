@@ -3,7 +3,6 @@ checkpoints, impossible values, exploding training. Each ends in the right resul
 on stderr with exit status 2 (1 for divergence), and nothing the user had is lost or mixed."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest

@@ -22,19 +22,19 @@ import pytest
 
 pytest.importorskip("ray.tune")
 
-from conftest import synthetic_digits, write_idx  # noqa: E402
-from support import CPU_MODE  # noqa: E402
-from sda.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from sda.cli import build_parser, config_from_args  # noqa: E402
-from sda.cli import main as sda_main  # noqa: E402
-from sda.data import MNIST_FILES, MNIST_SHA256  # noqa: E402
-from sda.resources import shipped, shipped_sweeps, sweep_path  # noqa: E402
-from sda.run import validate_config  # noqa: E402
-from sda.sweep import _check_arguments  # noqa: E402
-from sda.sweep import build_parser as sweep_parser  # noqa: E402
-from sda.sweep import main as sweep_main  # noqa: E402
-from sda.sweep_config import SweepConfigError, parse_sweep, read_sweep, rerun_command  # noqa: E402
-from sda.sweep_report import summarise  # noqa: E402
+from conftest import synthetic_digits, write_idx
+from support import CPU_MODE
+from sda.checkpoint import CheckpointError, load_checkpoint
+from sda.cli import build_parser, config_from_args
+from sda.cli import main as sda_main
+from sda.data import MNIST_FILES, MNIST_SHA256
+from sda.resources import shipped, shipped_sweeps, sweep_path
+from sda.run import validate_config
+from sda.sweep import _check_arguments
+from sda.sweep import build_parser as sweep_parser
+from sda.sweep import main as sweep_main
+from sda.sweep_config import SweepConfigError, parse_sweep, read_sweep, rerun_command
+from sda.sweep_report import summarise
 
 TRAINING_EPOCHS = 15
 

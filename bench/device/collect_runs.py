@@ -1,5 +1,7 @@
 """One CSV row per run folder: name, validation and test error, epochs, seconds (pretraining, fine-tuning, wall)."""
-import json, pathlib, sys
+import json
+import pathlib
+import sys
 root = pathlib.Path(sys.argv[1])
 print("name,valid,test,epochs,best_epoch,pretrain_s,finetune_s,wall_s,status")
 for d in sorted(p for p in root.iterdir() if p.is_dir()):
