@@ -22,7 +22,7 @@ import numpy as np
 import pytensor
 
 from sda.checkpoint import load_checkpoint
-from sda.data import DEFAULT_DATA_DIR, DataError, load_mnist
+from sda.data import DEFAULT_DATA_DIR, VALID_SIZE, DataError, load_mnist
 from sda.datasets import shared_split
 from sda.execution import limit_threads
 from sda.loggers import LOGGERS, EpochFeed, LoggerError, open_loggers
@@ -39,7 +39,6 @@ from sda.version import __version__
 __all__ = ["build_parser", "config_from_args", "main", "FLAGS", "OneLineParser", "join_negative_numbers"]
 
 DEFAULT_PRESET = "tutorial"
-DEFAULT_VALID_SIZE = 10_000
 
 #: The flag of each configuration key, for messages.
 FLAGS = flags()
@@ -93,8 +92,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="your own data instead: an .npz file with arrays X (n, d) in [0, 1] or uint8 "
                         "pixels, y (integer labels) and optionally X_test, y_test")
     g.add_argument("--valid-size", type=int,
-                   help=f"validation = the last this many training images (default {DEFAULT_VALID_SIZE}; "
-                        f"for --data a sixth of its rows, at most {DEFAULT_VALID_SIZE})")
+                   help=f"validation = the last this many training images (default {VALID_SIZE}; "
+                        f"for --data a sixth of its rows, at most {VALID_SIZE})")
     g.add_argument("--train-size", type=int, metavar="N",
                    help="train on the first N training images only (default: all)")
     g.add_argument("--no-verify", dest="verify", action="store_false", default=None,
@@ -201,7 +200,7 @@ def load_split(source: dict, download: bool = False):
     if source["data_file"]:
         split = load_npz(source["data_file"], source["valid_size"])
     else:
-        n_valid = DEFAULT_VALID_SIZE if source["valid_size"] is None else source["valid_size"]
+        n_valid = VALID_SIZE if source["valid_size"] is None else source["valid_size"]
         split = load_mnist(source["data_dir"], n_valid=n_valid,
                            verify=source["verify"], download=download)
     source["valid_size"] = len(split.valid[1])

@@ -301,9 +301,13 @@ class Split:
         return Split(train=(self.train[0][:n], self.train[1][:n]), valid=self.valid, test=self.test)
 
 
+#: the tutorial's validation set: the last 10,000 of MNIST's 60,000 training images
+VALID_SIZE = 10_000
+
+
 def load_mnist(
     directory: str | os.PathLike = DEFAULT_DATA_DIR,
-    n_valid: int = 10_000,
+    n_valid: int = VALID_SIZE,
     verify: bool = True,
     download: bool = False,
     dtype: str = "float32",

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from sda.archive import READ_ERRORS, check_zip_signature, npy_layout, npz_members, read_member
-from sda.data import DataError, Split
+from sda.data import VALID_SIZE, DataError, Split
 from sda.validation import available_memory, check_integers_fit
 
 __all__ = ["load_npz", "default_valid_size", "REQUIRED_ARRAYS", "TEST_ARRAYS"]
@@ -36,9 +36,9 @@ MAX_MEMBERS = 64
 
 
 def default_valid_size(n_rows: int) -> int:
-    """The validation rows of a file of ``n_rows``: MNIST's 10,000, or a sixth of a smaller file
-    (as 10,000 is of MNIST's 60,000 training images)."""
-    return max(1, min(10_000, n_rows // 6))
+    """The validation rows of a file of ``n_rows``: MNIST's :data:`~sda.data.VALID_SIZE`, or a sixth
+    of a smaller file (as 10,000 is of MNIST's 60,000 training images)."""
+    return max(1, min(VALID_SIZE, n_rows // 6))
 
 
 def _examples(path: Path, name: str, values: np.ndarray, dtype: str) -> np.ndarray:

@@ -71,8 +71,7 @@ from pathlib import Path
 import numpy as np
 import pytensor
 
-from sda.cli import DEFAULT_VALID_SIZE
-from sda.data import DEFAULT_DATA_DIR
+from sda.data import DEFAULT_DATA_DIR, VALID_SIZE
 from sda.hyperparameters import RENAMED, flags
 from sda.modes import MODES
 from sda.resources import shipped_sweeps
@@ -407,7 +406,7 @@ def _data(raw: dict) -> dict:
     train_size = data.get("train_size")
     if train_size is not None:
         train_size = _count(data, "train_size", 1)
-    return {"data_dir": str(Path(data_dir).resolve()), "valid_size": _count(data, "valid_size", DEFAULT_VALID_SIZE),
+    return {"data_dir": str(Path(data_dir).resolve()), "valid_size": _count(data, "valid_size", VALID_SIZE),
             "verify": verify, "train_size": train_size}
 
 
@@ -460,7 +459,7 @@ def rerun_command(sweep: Sweep, config: dict) -> str:
     args += ["--data-dir", sweep.data["data_dir"]]
     if sweep.data["train_size"] is not None:
         args += ["--train-size", str(sweep.data["train_size"])]
-    if sweep.data["valid_size"] != DEFAULT_VALID_SIZE:
+    if sweep.data["valid_size"] != VALID_SIZE:
         args += ["--valid-size", str(sweep.data["valid_size"])]
     if not sweep.data["verify"]:
         args.append("--no-verify")

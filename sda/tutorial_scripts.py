@@ -16,7 +16,7 @@ from pathlib import Path
 import pytensor
 
 from sda.cli import OneLineParser, join_negative_numbers
-from sda.data import DEFAULT_DATA_DIR, DataError
+from sda.data import DEFAULT_DATA_DIR, VALID_SIZE, DataError
 from sda.dA import train_dA
 from sda.datasets import load_data
 from sda.logistic_sgd import sgd_optimization_mnist
@@ -49,8 +49,8 @@ def build_parser(script: str) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=batch, help=f"minibatch size (default {batch})")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                    help="folder with the four MNIST IDX files (default: the repository's data/mnist)")
-    p.add_argument("--valid-size", type=int, default=10_000,
-                   help="validation = the last this many training images (default 10000)")
+    p.add_argument("--valid-size", type=int, default=VALID_SIZE,
+                   help=f"validation = the last this many training images (default {VALID_SIZE})")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the MNIST sha256 check (Fashion-MNIST, your own IDX files)")
     p.add_argument("--mode", type=str.upper, default="AUTO", choices=["AUTO", *MODES],
