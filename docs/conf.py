@@ -1,0 +1,63 @@
+"""Sphinx configuration of sda's documentation.
+
+Build it from the repository's root::
+
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
+"""
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout's sda, installed or not
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
+
+# the version without importing sda (and PyTensor) first
+release = re.search(r'^__version__ = "([^"]+)"', (ROOT / "sda" / "version.py").read_text(), re.MULTILINE).group(1)
+version = release
+
+project = "sda"
+author = "sda contributors"
+copyright = "sda contributors"
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "sphinx.ext.intersphinx",
+    "myst_parser",
+    "sda_docs",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+
+# Markdown: $...$ maths, ```{directive} blocks, heading anchors for [..](PAGE.md#anchor) links
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# the API: numpydoc docstrings, members in source order, the tutorial's classes with __init__'s parameters
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+autoclass_content = "both"
+autodoc_typehints = "description"
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_rtype = False
+
+# no internet where the docs are built: the links into these projects' docs are wanted, not needed
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "numpy": ("https://numpy.org/doc/stable", None),
+    "sklearn": ("https://scikit-learn.org/stable", None),
+}
+intersphinx_timeout = 5
+intersphinx_disabled_reftypes = ["*"]
+suppress_warnings = ["intersphinx"]  # an unreachable inventory is a warning; it must not fail the build
+
+html_theme = "furo"
+html_title = f"sda {release}"
+html_static_path = []
