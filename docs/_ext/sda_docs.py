@@ -54,15 +54,17 @@ def _headings(lines: list[str]):
             yield i, len(m.group(1)), m.group(2)
 
 
-def readme_section(heading: str, level: int = 1, text: str | None = None) -> str:
-    """The README's section titled ``heading``, as Markdown for a page under ``docs/<folder>/``."""
+def readme_section(heading: str, level: int = 1, docname: str = "index", text: str | None = None) -> str:
+    """The README's section titled ``heading``, as Markdown for the page ``docname`` (a path under
+    ``docs/`` without its suffix).  The README's title (level 1) stands for its introduction, down
+    to the first heading below it."""
     lines = (README.read_text(encoding="utf-8") if text is None else text).splitlines()
     found = list(_headings(lines))
     starts = [(i, lev) for i, lev, title in found if title == heading]
     if len(starts) != 1:
         raise ValueError(f"README.md has {len(starts)} sections titled {heading!r}")
     start, own = starts[0]
-    end = next((i for i, lev, _ in found if i > start and lev <= own), len(lines))
+    end = next((i for i, lev, _ in found if i > start and (lev <= own or own == 1)), len(lines))
     shift = level - own
     inside = {i: (lev, title) for i, lev, title in found if start <= i < end}
     out = []
@@ -73,8 +75,9 @@ def readme_section(heading: str, level: int = 1, text: str | None = None) -> str
         else:
             out.append(lines[i])
     body = "\n".join(out).rstrip() + "\n"
-    # the README links docs/X from the repository's root; a page lives one folder below docs/
-    return re.sub(r"\]\(docs/", "](../", body)
+    # the README links docs/X from the repository's root; the page lives in docs/ or below
+    up = "../" * docname.count("/")
+    return re.sub(r"\]\(docs/", "](" + up, body)
 
 
 def _expand_readme_sections(app, docname, source):
@@ -83,7 +86,7 @@ def _expand_readme_sections(app, docname, source):
         unknown = set(options) - {"level"}
         if unknown:
             raise ValueError(f"{docname}: readme-section takes only :level:, got {sorted(unknown)}")
-        return readme_section(match.group("heading"), int(options.get("level", 1)))
+        return readme_section(match.group("heading"), int(options.get("level", 1)), docname)
 
     if "{readme-section}" in source[0]:
         app.env.note_dependency(str(README))
