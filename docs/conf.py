@@ -47,6 +47,7 @@ autodoc_typehints = "description"
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
+napoleon_use_ivar = True  # Attributes sections as fields, beside the attributes autodoc documents
 
 # Links into Python's, numpy's and scikit-learn's docs need their inventories from the internet, which
 # the build must not need: SDA_DOCS_INTERSPHINX=1 turns them on.

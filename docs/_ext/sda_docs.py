@@ -202,8 +202,17 @@ def _columns(width: int):
             os.environ["COLUMNS"] = old
 
 
+def _skip_member(app, what, name, obj, skip, options):
+    """scikit-learn's metadata-routing setters (``set_fit_request``, ...), which every estimator
+    gets from scikit-learn, are scikit-learn's to document."""
+    if what == "class" and re.fullmatch(r"set_\w+_request", name):
+        return True
+    return None
+
+
 def setup(app):
     app.connect("source-read", _expand_readme_sections)
+    app.connect("autodoc-skip-member", _skip_member)
     app.add_directive("hyperparameter-table", HyperparameterTable)
     app.add_directive("preset-table", PresetTable)
     app.add_directive("command-help", CommandHelp)
