@@ -61,4 +61,5 @@ if os.environ.get("SDA_DOCS_INTERSPHINX") == "1":
 
 html_theme = "furo"
 html_title = f"sda {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["sda.css"]

@@ -135,7 +135,8 @@ def describe_values(values) -> str:
             left = "[" if values.closed in ("both", "left") else "("
             right = "]" if values.closed in ("both", "right") else ")"
             high = values.high
-            high = "∞" if high is None else "max" if high == MAX_COUNT else f"{high:g}"
+            high = ("∞" if high is None else "max" if high == MAX_COUNT else str(int(high)) if values.integer
+                    else f"{high:g}")
             text = f"{kind} in {left}{values.low:g}, {high}{right}"
     if values.per_layer:
         text += ", one per hidden layer" + (" (or one for all)" if values.one_for_all else "")
@@ -152,11 +153,16 @@ class HyperparameterTable(SphinxDirective):
 
         rows = []
         for h in HYPERPARAMETERS:
-            estimator = _shown(h.estimator_value) if h.in_estimator else "(set by the estimator)"
-            rows.append([nodes.literal(text=h.name), nodes.literal(text=h.cli_flag), _shown(h.default), estimator,
-                         describe_values(h.values), h.help])
-        header = ["name", "flag", "tutorial", "estimators", "values", "meaning"]
-        return [_table(header, rows, [14, 14, 8, 8, 18, 38])]
+            key = nodes.inline()
+            key += [nodes.literal(text=h.name), nodes.line(), nodes.literal(text=h.cli_flag)]
+            default = _shown(h.default)
+            if not h.in_estimator:
+                default += " (the estimators set it themselves)"
+            elif h.estimator_value != h.default:
+                default += f" (estimators: {_shown(h.estimator_value)})"
+            rows.append([key, default, describe_values(h.values), h.help])
+        header = ["key and flag", "tutorial (estimators)", "values", "meaning"]
+        return [_table(header, rows, [22, 18, 22, 38])]
 
 
 class PresetTable(SphinxDirective):
