@@ -43,6 +43,7 @@ myst_heading_anchors = 3
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autoclass_content = "both"
+autodoc_preserve_defaults = True  # DEFAULT_DATA_DIR, not the path of the machine that builds the docs
 autodoc_typehints = "description"
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True

@@ -91,8 +91,10 @@ class SdA(SaveLoadMixin):
 
     Attributes
     ----------
-    x, y
-        the symbolic minibatch (matrix) and its labels (int32 vector).
+    x
+        the symbolic minibatch (matrix).
+    y
+        its labels (int32 vector).
     sigmoid_layers
         list of :class:`~sda.mlp.HiddenLayer`.
     dA_layers
@@ -102,8 +104,10 @@ class SdA(SaveLoadMixin):
         the :class:`~sda.logistic_sgd.LogisticRegression` output layer.
     params
         the MLP's parameters (what fine-tuning trains).
-    finetune_cost, errors
-        symbolic negative log-likelihood and error rate of ``(x, y)``.
+    finetune_cost
+        symbolic negative log-likelihood of ``(x, y)``.
+    errors
+        symbolic error rate of ``(x, y)``.
     dropout_rng
         the generator of the dropout masks (fine-tuning).
     """

@@ -81,12 +81,16 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    classes_, n_features_in_
-        The classes and the input width seen by ``fit``.
+    classes_
+        The classes seen by ``fit``.
+    n_features_in_
+        The input width seen by ``fit``.
     model_
         The fitted :class:`sda.SdA.SdA`.
-    pretrain_result_, fit_result_
-        What pretraining and fine-tuning returned.
+    pretrain_result_
+        What pretraining returned.
+    fit_result_
+        What fine-tuning returned.
     n_finetune_epochs_
         Fine-tuning epochs run so far, ``partial_fit``'s included.
     """

@@ -59,8 +59,10 @@ class LogisticRegression(SaveLoadMixin):
 
     Attributes
     ----------
-    W (n_in, n_out), b (n_out,)
-        shared parameters; ``params`` lists them.
+    W
+        shared weights (n_in, n_out).
+    b
+        shared biases (n_out,); ``params`` lists ``[W, b]``.
     p_y_given_x
         symbolic class probabilities (n_examples, n_out).
     y_pred
