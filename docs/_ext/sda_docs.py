@@ -154,7 +154,8 @@ class HyperparameterTable(SphinxDirective):
         rows = []
         for h in HYPERPARAMETERS:
             key = nodes.inline()
-            key += [nodes.literal(text=h.name), nodes.line(), nodes.literal(text=h.cli_flag)]
+            key += [nodes.literal(text=h.name), nodes.raw("", "<br/>", format="html"), nodes.Text(" "),
+                    nodes.literal(text=h.cli_flag)]
             default = _shown(h.default)
             if not h.in_estimator:
                 default += " (the estimators set it themselves)"
