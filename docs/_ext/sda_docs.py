@@ -173,8 +173,16 @@ class PresetTable(SphinxDirective):
         from sda.config import PRESET_NOTES, PRESETS, preset_settings
         from sda.hyperparameters import flags
 
-        rows = [[nodes.literal(text=name), PRESET_NOTES[name], preset_settings(name, flags())] for name in PRESETS]
+        rows = [[nodes.literal(text=name), PRESET_NOTES[name], _verbatim(preset_settings(name, flags()))]
+                for name in PRESETS]
         return [_table(["preset", "what it is for", "what it sets"], rows, [10, 30, 60])]
+
+
+def _verbatim(text: str) -> nodes.inline:
+    """Text whose ``--flags`` stay two hyphens (smart quotes would make them dashes)."""
+    node = nodes.inline(text=text)
+    node["support_smartquotes"] = False
+    return node
 
 
 class CommandHelp(SphinxDirective):
