@@ -66,31 +66,50 @@ class SdA(SaveLoadMixin):
 
     Parameters
     ----------
-    numpy_rng : numpy.random.RandomState, initialises the weights and seeds each dA's
+    numpy_rng
+        numpy.random.RandomState, initialises the weights and seeds each dA's
         corruption noise (one PyTensor generator per layer).
-    n_ins : input dimension (784 for MNIST).
-    hidden_layers_sizes : units in each hidden layer, e.g. ``[1000, 1000, 1000]``.
-    n_outs : number of classes.
-    corruption_levels : noise level of each layer's dA (for masking noise the probability of
+    n_ins
+        input dimension (784 for MNIST).
+    hidden_layers_sizes
+        units in each hidden layer, e.g. ``[1000, 1000, 1000]``.
+    n_outs
+        number of classes.
+    corruption_levels
+        noise level of each layer's dA (for masking noise the probability of
         zeroing an input, in [0, 1)).
-    corruption_type : the dAs' noise, one of :data:`sda.dA.CORRUPTION_TYPES`.
-    criteria : each layer's pretraining criterion, one of :data:`CRITERIA` (one name: every
+    corruption_type
+        the dAs' noise, one of :data:`sda.dA.CORRUPTION_TYPES`.
+    criteria
+        each layer's pretraining criterion, one of :data:`CRITERIA` (one name: every
         layer).  A ``"sparse"`` layer starts from UFLDL's weights and pretrains as a
         :class:`~sda.sparse_autoencoder.SparseAutoencoder` (with its corruption level as noise,
         UFLDL's being 0); a plain autoencoder is a ``"denoising"`` one at corruption 0.
-    sparsity_target, sparsity_weight, sparse_weight_decay : ρ, β and λ of the sparse layers
+    sparsity_target, sparsity_weight, sparse_weight_decay
+        ρ, β and λ of the sparse layers
         (UFLDL's 0.1, 3 and 3e-3).
 
     Attributes
     ----------
-    x, y : the symbolic minibatch (matrix) and its labels (int32 vector).
-    sigmoid_layers : list of :class:`~sda.mlp.HiddenLayer`.
-    dA_layers : each layer's autoencoder, a :class:`~sda.dA.dA` (or its subclass
+    x
+        the symbolic minibatch (matrix).
+    y
+        its labels (int32 vector).
+    sigmoid_layers
+        list of :class:`~sda.mlp.HiddenLayer`.
+    dA_layers
+        each layer's autoencoder, a :class:`~sda.dA.dA` (or its subclass
         :class:`~sda.sparse_autoencoder.SparseAutoencoder`); ``dA_layers[k].W is sigmoid_layers[k].W``.
-    logLayer : the :class:`~sda.logistic_sgd.LogisticRegression` output layer.
-    params : the MLP's parameters (what fine-tuning trains).
-    finetune_cost, errors : symbolic negative log-likelihood and error rate of ``(x, y)``.
-    dropout_rng : the generator of the dropout masks (fine-tuning).
+    logLayer
+        the :class:`~sda.logistic_sgd.LogisticRegression` output layer.
+    params
+        the MLP's parameters (what fine-tuning trains).
+    finetune_cost
+        symbolic negative log-likelihood of ``(x, y)``.
+    errors
+        symbolic error rate of ``(x, y)``.
+    dropout_rng
+        the generator of the dropout masks (fine-tuning).
     """
 
     def __init__(self, numpy_rng, n_ins: int = 784,

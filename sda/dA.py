@@ -68,15 +68,23 @@ class dA(SaveLoadMixin):
 
     Parameters
     ----------
-    numpy_rng : numpy.random.RandomState, initialises W (and seeds the noise if needed).
-    pytensor_rng : shared PyTensor random generator for the corruption mask
+    numpy_rng
+        numpy.random.RandomState, initialises W (and seeds the noise if needed).
+    pytensor_rng
+        shared PyTensor random generator for the corruption mask
         (``pytensor.tensor.random.shared_rng``); made from ``numpy_rng`` when None.
-    input : symbolic matrix (n_examples, n_visible); a new ``pt.matrix`` when None.
-    n_visible, n_hidden : number of visible and hidden units.
-    W, bhid, bvis : optional shared variables.  Passing a sigmoid layer's ``W`` and ``b``
+    input
+        symbolic matrix (n_examples, n_visible); a new ``pt.matrix`` when None.
+    n_visible, n_hidden
+        number of visible and hidden units.
+    W, bhid, bvis
+        optional shared variables.  Passing a sigmoid layer's ``W`` and ``b``
         makes the dA train exactly those weights (this is how the SdA pretrains).
-    corruption_type : one of :data:`CORRUPTION_TYPES`.
+    corruption_type
+        one of :data:`CORRUPTION_TYPES`.
 
+    Notes
+    -----
     W starts uniform in :math:`\\pm 4\\sqrt{6 / (n_{hidden} + n_{visible})}`; the biases at 0.
     ``params`` is ``[W, b, b_prime]``.
     """

@@ -154,12 +154,15 @@ def read_idx(path: str | os.PathLike, sha256: str | None = None) -> np.ndarray:
 
     Parameters
     ----------
-    path : path to the file.
-    sha256 : if given, the hex sha256 that the *decompressed* bytes must have.
+    path
+        path to the file.
+    sha256
+        if given, the hex sha256 that the *decompressed* bytes must have.
 
     Raises
     ------
-    DataError : the file is unreadable, truncated, not IDX, or fails the checksum.
+    DataError
+        the file is unreadable, truncated, not IDX, or fails the checksum.
     """
     path = Path(path)
     payload = _read_payload(path)
@@ -316,13 +319,18 @@ def load_mnist(
 
     Parameters
     ----------
-    directory : a folder holding the four IDX files, gzipped or not.
-    n_valid : the validation set is the *last* ``n_valid`` training images; the
+    directory
+        a folder holding the four IDX files, gzipped or not.
+    n_valid
+        the validation set is the *last* ``n_valid`` training images; the
         training set is the rest (50,000 for MNIST).
-    verify : check each file's sha256 against :data:`MNIST_SHA256`. Turn it off for
+    verify
+        check each file's sha256 against :data:`MNIST_SHA256`. Turn it off for
         another dataset of the same format (Fashion-MNIST, your own).
-    download : fetch missing files from :data:`MNIST_MIRRORS` first.
-    dtype : floating type of the images (pixels / 255).
+    download
+        fetch missing files from :data:`MNIST_MIRRORS` first.
+    dtype
+        floating type of the images (pixels / 255).
     """
     directory = Path(directory)
     if download:

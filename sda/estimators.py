@@ -66,6 +66,8 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     verbose : default=0
         0 silent, 1 one line per epoch.
 
+    Notes
+    -----
     The hyperparameters are those of a run (:mod:`sda.hyperparameters`, the command line's
     flags), with smaller defaults for a first fit; ``corruption_levels=None`` rises as the
     tutorial's 0.1, 0.2, 0.3 do, 0.1 more per layer (at most 0.5), for however many layers
@@ -79,8 +81,18 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    classes_, n_features_in_, model_ (the fitted :class:`sda.SdA.SdA`), pretrain_result_,
-    fit_result_, n_finetune_epochs_ (fine-tuning epochs run so far, ``partial_fit``'s included).
+    classes_
+        The classes seen by ``fit``.
+    n_features_in_
+        The input width seen by ``fit``.
+    model_
+        The fitted :class:`sda.SdA.SdA`.
+    pretrain_result_
+        What pretraining returned.
+    fit_result_
+        What fine-tuning returned.
+    n_finetune_epochs_
+        Fine-tuning epochs run so far, ``partial_fit``'s included.
     """
 
     _parameter_constraints = {
@@ -258,17 +270,31 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_hidden : code size.
-    corruption_level : masking probability in [0, 1).
-    learning_rate, batch_size, n_epochs : SGD.
-    scale_inputs, random_state, mode, verbose : as in :class:`SdAClassifier`.
+    n_hidden
+        code size.
+    corruption_level
+        masking probability in [0, 1).
+    learning_rate, batch_size, n_epochs
+        SGD.
+    scale_inputs, random_state, mode, verbose
+        as in :class:`SdAClassifier`.
 
+    Notes
+    -----
     ``transform`` gives the code :math:`s(xW + b)`, ``inverse_transform`` the reconstruction
     :math:`s(hW^T + b')` (in the scaled [0, 1] space), and ``score`` minus the mean
     cross-entropy reconstruction cost of clean inputs (higher is better, as scikit-learn expects).
 
-    Attributes: ``model_`` (the :class:`sda.dA.dA`), ``components_`` (W transposed, one row per
-    hidden unit), ``costs_`` (mean cost per epoch), ``n_features_in_``.
+    Attributes
+    ----------
+    model_
+        The fitted :class:`sda.dA.dA`.
+    components_
+        W transposed, one row per hidden unit.
+    costs_
+        Mean cost per epoch.
+    n_features_in_
+        The input width seen by ``fit``.
     """
 
     #: the values each hyperparameter may take, as :mod:`sda.hyperparameters` declares them

@@ -35,12 +35,19 @@ class FullBatchObjective:
 
     Parameters
     ----------
-    cost : symbolic scalar.
-    params : shared variables it is minimised over (their order fixes the layout of theta).
-    givens : ``{symbolic input: shared data}`` (whole data sets, no minibatch index).
-    mode : a resolved compile mode.
-    prepare : called once before the first iteration (e.g. to fill an input cache).
+    cost
+        symbolic scalar.
+    params
+        shared variables it is minimised over (their order fixes the layout of theta).
+    givens
+        ``{symbolic input: shared data}`` (whole data sets, no minibatch index).
+    mode
+        a resolved compile mode.
+    prepare
+        called once before the first iteration (e.g. to fill an input cache).
 
+    Notes
+    -----
     ``updated`` lists ``params`` (what a checkpoint saves, as for :class:`sda.steps.Step`).
     """
 

@@ -50,15 +50,23 @@ class LogisticRegression(SaveLoadMixin):
 
     Parameters
     ----------
-    input : symbolic matrix (n_examples, n_in).
-    n_in, n_out : input dimension and number of classes.
-    W, b : optional shared variables to use instead of new zero-initialised ones.
+    input
+        symbolic matrix (n_examples, n_in).
+    n_in, n_out
+        input dimension and number of classes.
+    W, b
+        optional shared variables to use instead of new zero-initialised ones.
 
     Attributes
     ----------
-    W (n_in, n_out), b (n_out,) : shared parameters; ``params`` lists them.
-    p_y_given_x : symbolic class probabilities (n_examples, n_out).
-    y_pred : symbolic predicted class (n_examples,).
+    W
+        shared weights (n_in, n_out).
+    b
+        shared biases (n_out,); ``params`` lists ``[W, b]``.
+    p_y_given_x
+        symbolic class probabilities (n_examples, n_out).
+    y_pred
+        symbolic predicted class (n_examples,).
     """
 
     def __init__(self, input, n_in: int, n_out: int, W=None, b=None):

@@ -37,12 +37,19 @@ class HiddenLayer:
 
     Parameters
     ----------
-    rng : numpy.random.RandomState or Generator, used to initialise W.
-    input : symbolic matrix (n_examples, n_in).
-    n_in, n_out : layer sizes.
-    W, b : optional shared variables to use (this is how the SdA shares them with its dAs).
-    activation : elementwise nonlinearity, ``pt.tanh`` (default), ``pt.sigmoid`` or None.
+    rng
+        numpy.random.RandomState or Generator, used to initialise W.
+    input
+        symbolic matrix (n_examples, n_in).
+    n_in, n_out
+        layer sizes.
+    W, b
+        optional shared variables to use (this is how the SdA shares them with its dAs).
+    activation
+        elementwise nonlinearity, ``pt.tanh`` (default), ``pt.sigmoid`` or None.
 
+    Notes
+    -----
     W is drawn uniformly from :math:`\\pm\\sqrt{6 / (n_{in} + n_{out})}` (Glorot & Bengio
     2010), four times wider for the sigmoid, whose slope at 0 is 1/4 of tanh's; b is 0.
     """

@@ -3,15 +3,16 @@
 PyTensor compiles a graph through one of several linkers.  The ones this project
 supports, and why one might pick each:
 
-==============  ==================================================================
-``CVM``         C code + a C virtual machine; calls a BLAS for ``dot``.  Fastest on a
-                CPU at small batches, *slow without a BLAS* (PyTensor then falls
-                back to its own loops).
-``NUMBA``       Numba-jitted Python; PyTensor 3's own default.  No C compiler needed.
-``JAX``         XLA through JAX; the fastest on a CPU at larger batches (and for
-                fine-tuning at batch 1) and the only GPU path.  Needs static shapes (we always provide them).
+================  ================================================================
+``CVM``           C code + a C virtual machine; calls a BLAS for ``dot``.  Fastest on a
+                  CPU at small batches, *slow without a BLAS* (PyTensor then falls
+                  back to its own loops).
+``NUMBA``         Numba-jitted Python; PyTensor 3's own default.  No C compiler needed.
+``JAX``           XLA through JAX; the fastest on a CPU at larger batches (and for
+                  fine-tuning at batch 1) and the only GPU path.  Needs static shapes
+                  (we always provide them).
 ``FAST_COMPILE``  Python implementations, few rewrites: for debugging.
-==============  ==================================================================
+================  ================================================================
 
 Every function in the project is compiled by :func:`compile_function`, so the same
 graph code runs in each mode.

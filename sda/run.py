@@ -121,31 +121,41 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
 
     Parameters
     ----------
-    datasets : ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]`` as shared
+    datasets
+        ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]`` as shared
         variables (:func:`sda.datasets.load_data`) or arrays; the test pair may be None (no
         test error is reported).  A validation pair that *is* the training pair (the same
         object) is called the training error in the log.
-    **config : hyperparameters, the keys of :data:`TUTORIAL` (missing ones take its values):
+    **config
+        hyperparameters, the keys of :data:`TUTORIAL` (missing ones take its values):
         ``finetune_momentum`` adds classical momentum; the fine-tuning learning rate of epoch
         ``e`` (from 1) is ``finetune_lr * finetune_lr_decay ** (e - 1)``; ``finetune_corruption``
         masks that share of the input pixels in each fine-tuning step.
-    output_dir : where checkpoints, the best model, metrics and results go (None: nowhere).
-    resume : continue the run in ``output_dir`` from its checkpoint, with its configuration
+    output_dir
+        where checkpoints, the best model, metrics and results go (None: nowhere).
+    resume
+        continue the run in ``output_dir`` from its checkpoint, with its configuration
         (a value in ``config`` that differs from it is refused); it continues the noise where the
         checkpoint left it, so its final parameters are those of an uninterrupted run (under JAX
         through :mod:`sda.jax_noise`; up to rounding).
-    overwrite : replace the files of an earlier run in ``output_dir``.
-    mode, steps_per_call : how to compute (:mod:`sda.modes`; minibatches per compiled call,
+    overwrite
+        replace the files of an earlier run in ``output_dir``.
+    mode, steps_per_call
+        how to compute (:mod:`sda.modes`; minibatches per compiled call,
         by default 250 under JAX and 1 otherwise).  Not part of the configuration.
-    pictures : write filters, reconstructions and learning curves (PNG) at the end.
+    pictures
+        write filters, reconstructions and learning curves (PNG) at the end.
         The results (``results.json``) include ``compile_seconds``: PyTensor's compiling of the
         training functions plus what their first calls took beyond the later ones (NUMBA and JAX
         compile there).
-    data_source : JSON-ready description of where the data came from, kept in the checkpoint
+    data_source
+        JSON-ready description of where the data came from, kept in the checkpoint
         and results (the command line records its data flags there, to reuse on resume).
-    on_epoch_end : ``on_epoch_end(pretrain_result, fit_state)`` after every epoch of either
+    on_epoch_end
+        ``on_epoch_end(pretrain_result, fit_state)`` after every epoch of either
         phase (``fit_state`` is None while pretraining), e.g. to report to a sweep.
-    names : how messages name each configuration key (the command line's flags).
+    names
+        how messages name each configuration key (the command line's flags).
     """
     if resume and output_dir is None:
         raise ValueError("resume=True needs the output_dir of the run to continue")

@@ -54,14 +54,22 @@ class SparseAutoencoder(dA):
 
     Parameters
     ----------
-    numpy_rng, pytensor_rng, input, n_visible, n_hidden, bhid, bvis, corruption_type : as
+    numpy_rng, pytensor_rng, input, n_visible, n_hidden, bhid, bvis, corruption_type
+        as
         :class:`sda.dA.dA`.
-    W : optional shared encoder weights (n_visible, n_hidden); new ones start as UFLDL's.
-    W_prime : optional shared decoder weights (n_hidden, n_visible); new ones start as UFLDL's.
-    sparsity_target : ρ, the mean activation each hidden unit is pulled towards, in (0, 1).
-    sparsity_weight : β >= 0.
-    weight_decay : λ >= 0.
+    W
+        optional shared encoder weights (n_visible, n_hidden); new ones start as UFLDL's.
+    W_prime
+        optional shared decoder weights (n_hidden, n_visible); new ones start as UFLDL's.
+    sparsity_target
+        ρ, the mean activation each hidden unit is pulled towards, in (0, 1).
+    sparsity_weight
+        β >= 0.
+    weight_decay
+        λ >= 0.
 
+    Notes
+    -----
     ``params`` is ``[W, b, W_prime, b_prime]``.
     """
 

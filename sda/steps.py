@@ -67,12 +67,19 @@ def max_norm(weights, limit: float):
 class Step:
     """A compiled SGD step and the epoch it walks through.
 
-    function : ``function(first_index, *args)``: one minibatch's cost, or ``steps_per_call`` costs.
-    n_batches : minibatches per epoch.
-    steps_per_call : minibatches per call (a divisor of ``n_batches``, so every call is full).
-    updated : the shared variables the step changes: parameters, momentum velocities, noise
+    Attributes
+    ----------
+    function
+        ``function(first_index, *args)``: one minibatch's cost, or ``steps_per_call`` costs.
+    n_batches
+        minibatches per epoch.
+    steps_per_call
+        minibatches per call (a divisor of ``n_batches``, so every call is full).
+    updated
+        the shared variables the step changes: parameters, momentum velocities, noise
         generators; what a checkpoint must save to continue the step exactly.
-    prepare : called once before the step's first epoch (e.g. to fill an input cache).
+    prepare
+        called once before the step's first epoch (e.g. to fill an input cache).
     """
 
     function: Callable

@@ -91,13 +91,18 @@ class EarlyStopping:
 
     Parameters
     ----------
-    patience : look at this many minibatch iterations at least.
-    n_train_batches : minibatches per epoch.
-    patience_increase : on a significant improvement at iteration ``i``, patience becomes
+    patience
+        look at this many minibatch iterations at least.
+    n_train_batches
+        minibatches per epoch.
+    patience_increase
+        on a significant improvement at iteration ``i``, patience becomes
         at least ``i * patience_increase``.
-    improvement_threshold : an improvement is significant when the new error is below
+    improvement_threshold
+        an improvement is significant when the new error is below
         ``threshold * best``.
-    validation_frequency : validate every this many iterations; default
+    validation_frequency
+        validate every this many iterations; default
         ``min(n_train_batches, patience // 2)``, so at least once per epoch.
     """
 
@@ -189,24 +194,37 @@ def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patien
 
     Parameters
     ----------
-    train_step : a :class:`sda.steps.Step`: ``train_step(index) -> cost`` updates the parameters.
-    validate, test : ``() -> error`` on the whole validation / test set (``test`` may be None).
-    n_epochs : at most this many passes over the training minibatches.
-    patience : look at least this many minibatch iterations ahead (the tutorial's rule).
-    params : shared variables to snapshot at the best validation error and restore at the end.
-    learning_rate : number or shared variable, for messages only.
-    progress : show a progress bar within each epoch.
-    log : called with one line per epoch (``None`` for silence): ``epoch k/N``, the cost, the
+    train_step
+        a :class:`sda.steps.Step`: ``train_step(index) -> cost`` updates the parameters.
+    validate, test
+        ``() -> error`` on the whole validation / test set (``test`` may be None).
+    n_epochs
+        at most this many passes over the training minibatches.
+    patience
+        look at least this many minibatch iterations ahead (the tutorial's rule).
+    params
+        shared variables to snapshot at the best validation error and restore at the end.
+    learning_rate
+        number or shared variable, for messages only.
+    progress
+        show a progress bar within each epoch.
+    log
+        called with one line per epoch (``None`` for silence): ``epoch k/N``, the cost, the
         errors, the epoch's seconds and an estimate of the time left.
-    on_epoch_end : called with the :class:`FitState` after each epoch (to checkpoint, or to
+    on_epoch_end
+        called with the :class:`FitState` after each epoch (to checkpoint, or to
         change the learning rate).
-    resume : a :class:`FitState` from ``on_epoch_end`` to continue from (the caller restores
+    resume
+        a :class:`FitState` from ``on_epoch_end`` to continue from (the caller restores
         the parameters and optimiser state that go with it).
-    validation_name : what the log calls ``validate``'s error ("training error" when the
+    validation_name
+        what the log calls ``validate``'s error ("training error" when the
         caller validates on the training set).
 
-    Returns a :class:`FitResult`; the test error is the one measured when the
-    validation error was at its best.
+    Returns
+    -------
+    FitResult
+        The test error in it is the one measured when the validation error was at its best.
     """
     if n_epochs < 1:
         raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")

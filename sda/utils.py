@@ -48,16 +48,24 @@ def tile_raster_images(X, img_shape, tile_shape, tile_spacing=(0, 0),
 
     Parameters
     ----------
-    X : array (n_images, rows * cols); row ``i`` goes to grid cell ``i`` (row-major).
+    X
+        array (n_images, rows * cols); row ``i`` goes to grid cell ``i`` (row-major).
         Cells beyond ``n_images`` stay black.
-    img_shape : (rows, cols) of each image.
-    tile_shape : (grid rows, grid columns).
-    tile_spacing : pixels of black between cells (vertical, horizontal).
-    scale_rows_to_unit_interval : rescale each image to [0, 1] on its own first.
-    output_pixel_vals : return uint8 in 0..255 instead of floats in [0, 1].
+    img_shape
+        (rows, cols) of each image.
+    tile_shape
+        (grid rows, grid columns).
+    tile_spacing
+        pixels of black between cells (vertical, horizontal).
+    scale_rows_to_unit_interval
+        rescale each image to [0, 1] on its own first.
+    output_pixel_vals
+        return uint8 in 0..255 instead of floats in [0, 1].
 
-    Returns a 2-d array of shape
-    ``((rows + sv) * grid_rows - sv, (cols + sh) * grid_cols - sh)``.
+    Returns
+    -------
+    numpy.ndarray
+        A 2-d array of shape ``((rows + sv) * grid_rows - sv, (cols + sh) * grid_cols - sh)``.
     """
     X = np.asarray(X)
     (h, w), (th, tw), (sv, sh) = img_shape, tile_shape, tile_spacing
