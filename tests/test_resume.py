@@ -228,3 +228,13 @@ def test_results_record_the_libraries_and_the_blas_that_computed(tmp_path):
         assert versions["jax"] == __import__("jax").__version__
     ldflags = pytensor.config.blas__ldflags.strip()
     assert versions["blas"] == (ldflags or None) and versions["blas"] != ""
+
+
+def test_a_pytensor_without_blas_is_recorded_as_none():
+    import pytensor
+
+    from sda.run import versions
+    with pytensor.config.change_flags(blas__ldflags=""):
+        assert versions()["blas"] is None
+    with pytensor.config.change_flags(blas__ldflags="-lopenblas "):
+        assert versions()["blas"] == "-lopenblas"
