@@ -275,6 +275,22 @@ def test_a_checkpoint_edited_after_it_was_written_is_refused(forge, data, tmp_pa
     assert len(err.strip().splitlines()) == 1 and not (out / "results.json").exists()
 
 
+def test_a_checkpoint_that_kept_no_epoch_times_resumes_with_times_of_none(data, tmp_path, capsys):
+    """Checkpoints written before epochs kept their end times still resume; their epochs'
+    records in metrics.jsonl have a time of None."""
+    def untimed(header, arrays):
+        del header["pretrain"]["epoch_times"]
+        for record in header["fit"]["history"]:
+            del record["time"]
+
+    out = stopped_run(data, tmp_path, capsys)
+    forge_checkpoint(out / "checkpoint.npz", untimed)
+    assert main(["--resume", str(out), "--quiet", "--no-pictures", "--mode", CPU_MODE]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * 2 + 1 and all(r["time"] is None for r in records)
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+
+
 def test_a_checkpoint_of_the_earlier_format_is_refused_in_one_line(data, tmp_path, capsys):
     out = stopped_run(data, tmp_path, capsys)
     forge_checkpoint(out / "checkpoint.npz", lambda h, a: (h.update(format_version=2), h.pop("digest")), seal=False)

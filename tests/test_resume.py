@@ -238,3 +238,33 @@ def test_a_pytensor_without_blas_is_recorded_as_none():
         assert versions()["blas"] is None
     with pytensor.config.change_flags(blas__ldflags="-lopenblas "):
         assert versions()["blas"] == "-lopenblas"
+
+
+def test_a_run_resumed_in_pretraining_from_an_untimed_checkpoint_times_only_its_new_epochs(tmp_path):
+    """A checkpoint written before epochs kept their end times, stopped within a layer: the
+    epochs it holds have a time of None, each later epoch its own, and the checkpoints written
+    after the resume load again."""
+    from sda.checkpoint import CHECKPOINT_VERSION, checkpoint_digest
+    from sda.persistence import read_archive, write_archive
+    from sda.run import train_SdA
+
+    class Stop(Exception):
+        pass
+
+    def stop_within_layer_1(pretrain, state):
+        if sum(map(len, pretrain.costs)) == 3:
+            raise Stop
+
+    out, quiet = tmp_path / "run", dict(mode=CPU_MODE, progress=False, log=None)
+    with pytest.raises(Stop):
+        train_SdA(tiny_datasets(), output_dir=out, on_epoch_end=stop_within_layer_1, **quiet, **TINY_RUN)
+    header, arrays = read_archive(out / "checkpoint.npz", "sda-checkpoint", version=CHECKPOINT_VERSION)
+    del header["pretrain"]["epoch_times"]
+    header["digest"] = checkpoint_digest(header, arrays)
+    write_archive(out / "checkpoint.npz", header, arrays)
+
+    train_SdA(tiny_datasets(), output_dir=out, resume=True, **quiet)
+    records = metrics_records(out / "metrics.jsonl")
+    assert [(r["phase"], r.get("layer"), r["epoch"]) for r in records] == TINY_EPOCHS
+    assert [r["time"] is None for r in records] == [True] * 3 + [False] * 5
+    assert load_checkpoint(out / "checkpoint.npz").pretrain.epoch_times[1][0] is None
