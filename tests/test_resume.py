@@ -68,6 +68,11 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, tiny_mnist_dir, t
     final_ref, final_resumed = load_checkpoint(reference / "checkpoint.npz"), load_checkpoint(killed / "checkpoint.npz")
     for g, w in zip(final_resumed.state, final_ref.state):  # parameters, velocities, learning rate
         np.testing.assert_array_equal(g, w)
+    # metrics.jsonl: every epoch once, in order, whatever the kill left in it
+    records = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["phase"], r.get("layer"), r["epoch"]) for r in records] == (
+        [("pretraining", k, e) for k in (0, 1) for e in (1, 2, 3)] + [("fine-tuning", None, e) for e in range(1, 121)])
+    assert [r["step"] for r in records] == list(range(1, 6 + 120 + 1))
 
 
 @pytest.mark.skipif("JAX" not in __import__("sda.modes").modes.available_modes(), reason="needs jax")
