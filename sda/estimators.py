@@ -203,9 +203,10 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, ClassNamePrefixFeaturesOu
         self.model_, self.pretrain_result_, self.fit_result_ = run.model, run.pretraining, run.finetuning
         self.n_iter_ = self.n_finetune_epochs_ = run.finetuning.epochs
         self.loss_curve_ = [record["cost"] for record in run.finetuning.history]
-        # scikit-learn's scores are higher-is-better; without a held-out split the loop validated
-        # on the training data, which is no validation score (MLPClassifier leaves them None too)
-        held_out = validation_fraction > 0
+        # scikit-learn's scores are higher-is-better; without a held-out split (none asked for, or
+        # a share that rounds to no example) the loop validated on the training data, which is no
+        # validation score (MLPClassifier leaves them None too)
+        held_out = n_valid > 0
         self.validation_scores_ = ([_score(record["validation_error"]) for record in run.finetuning.history]
                                    if held_out else None)
         self.best_validation_score_ = _score(run.finetuning.best_validation_error) if held_out else None

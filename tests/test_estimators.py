@@ -386,6 +386,9 @@ def test_without_a_held_out_split_there_are_no_validation_scores(digits):
     X, y = digits[0][:200], digits[2][:200]
     clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=2, mode=CPU_MODE)).fit(X, y)
     assert clf.validation_scores_ is None and clf.best_validation_score_ is None
+    rounded_away = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=1, validation_fraction=0.002,
+                                        mode=CPU_MODE)).fit(X, y)  # 0.4 of an example: none held out
+    assert rounded_away.validation_scores_ is None and rounded_away.best_validation_score_ is None
     started = SdAClassifier(**dict(SMALL_CLASSIFIER, validation_fraction=0.2, mode=CPU_MODE))
     started.partial_fit(X, y, classes=np.arange(10))  # partial_fit holds nothing out
     assert started.validation_scores_ is None and started.best_validation_score_ is None
