@@ -149,7 +149,7 @@ def _pretrain_result(pretrain: dict) -> PretrainResult:
 
 
 def _is_time(value) -> bool:
-    return value is None or isinstance(value, str) and len(value) <= 64
+    return value is None or (isinstance(value, str) and len(value) <= 64)
 
 
 def _check_structure(header: dict) -> None:

@@ -59,7 +59,7 @@ class DivergenceError(FloatingPointError):
 def utc_now() -> str:
     """The time now in UTC, ISO 8601 to the millisecond (``2026-12-03T14:58:20.123+00:00``): when an
     epoch ended.  UTC, so that the records of a run resumed in another time zone still sort."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
 def _rate(learning_rate) -> str:

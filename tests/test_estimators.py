@@ -364,11 +364,11 @@ def test_loss_curve_is_the_mean_minibatch_cost_of_each_epoch(digits):
 def _held_out_rows(clf, n):
     """The rows ``fit`` held out: the first ``validation_fraction`` of its permutation."""
     order = np.random.RandomState(clf.random_state).permutation(n)
-    return order[:int(round(clf.validation_fraction * n))]
+    return order[:round(clf.validation_fraction * n)]
 
 
 def test_validation_scores_are_the_accuracies_on_the_held_out_rows(held_out_fit):
-    clf, X, y = held_out_fit
+    clf, _, _ = held_out_fit
     errors = [record["validation_error"] for record in clf.fit_result_.history]
     assert len(clf.validation_scores_) == clf.n_iter_ == 4
     np.testing.assert_allclose(clf.validation_scores_, 1 - np.asarray(errors))  # higher is better
