@@ -43,6 +43,9 @@ CHECKPOINT_VERSION = 3
 _HEADER_KEYS = {"format", "format_version", "config", "n_state", "rngs", "pretrain", "fit", "data", "data_source",
                 "execution", "digest"}
 _HISTORY_KEYS = {"epoch", "cost", "validation_error", "test_error", "seconds"}
+#: Written by sda 0.4.0 on (when each epoch ended); earlier checkpoints of this format lack them.
+_OPTIONAL_HISTORY_KEYS = {"time"}
+_OPTIONAL_PRETRAIN_KEYS = {"epoch_times"}
 _FIT_KEYS = {"epoch", "patience", "best_loss", "best_iteration", "test_error", "done", "seconds", "history"}
 #: The command line's data source (:func:`sda.cli._data_source`): each key's allowed types.
 _SOURCE_TYPES = {"data_file": (str, type(None)), "data_dir": (str, type(None)), "valid_size": (int, type(None)),
@@ -126,7 +129,7 @@ def load_checkpoint(path) -> Checkpoint:
         if not isinstance(header["config"], dict) or not isinstance(header["rngs"], list):
             raise TypeError("config must be an object and rngs a list")
         checkpoint = Checkpoint(config=dict(header["config"]), state=state, rng_states=list(header["rngs"]),
-                                pretrain=PretrainResult(**header["pretrain"]), fit=fit,
+                                pretrain=_pretrain_result(header["pretrain"]), fit=fit,
                                 data=header.get("data"), data_source=header.get("data_source"),
                                 execution=header.get("execution"))
         _check_values(checkpoint)
@@ -138,6 +141,17 @@ def load_checkpoint(path) -> Checkpoint:
     return checkpoint
 
 
+def _pretrain_result(pretrain: dict) -> PretrainResult:
+    """The pretraining progress of a header; epochs it has no end time for get None (the header
+    itself stays as read: its digest is checked afterwards)."""
+    times = pretrain.get("epoch_times", [[None] * len(costs) for costs in pretrain["costs"]])
+    return PretrainResult(**{**pretrain, "epoch_times": times})
+
+
+def _is_time(value) -> bool:
+    return value is None or (isinstance(value, str) and len(value) <= 64)
+
+
 def _check_structure(header: dict) -> None:
     """The header's fields, of the kinds and with the keys :func:`save_checkpoint` writes, before
     any of them is used (TypeError / ValueError name the field)."""
@@ -147,25 +161,33 @@ def _check_structure(header: dict) -> None:
     if not isinstance(header["digest"], str):
         raise TypeError("digest must be a string")
     pretrain = header["pretrain"]
-    if not isinstance(pretrain, dict) or set(pretrain) != {f.name for f in dataclasses.fields(PretrainResult)}:
+    fields = {f.name for f in dataclasses.fields(PretrainResult)}
+    if not isinstance(pretrain, dict) or not fields - _OPTIONAL_PRETRAIN_KEYS <= set(pretrain) <= fields:
         raise ValueError(f"pretrain must be an object with the keys of the pretraining progress, got {pretrain!r:.80}")
     if not (isinstance(pretrain["epoch_seconds"], list) and isinstance(pretrain["costs"], list)
             and len(pretrain["epoch_seconds"]) == len(pretrain["costs"])
             and all(isinstance(s, list) and isinstance(c, list) and len(s) == len(c) and all(map(_is_number, s))
                     for s, c in zip(pretrain["epoch_seconds"], pretrain["costs"]))):
         raise ValueError("pretrain.epoch_seconds must hold one list of seconds per layer, one per epoch")
+    times = pretrain.get("epoch_times", [])
+    if "epoch_times" in pretrain and not (
+            isinstance(times, list) and len(times) == len(pretrain["costs"])
+            and all(isinstance(t, list) and len(t) == len(c) and all(map(_is_time, t))
+                    for t, c in zip(times, pretrain["costs"]))):
+        raise ValueError("pretrain.epoch_times must hold one list of times per layer, one per epoch")
     fit = header["fit"]
     if fit is not None:
         if not isinstance(fit, dict) or set(fit) != _FIT_KEYS:
             raise ValueError(f"fit must be an object with the keys of the fine-tuning state, got {fit!r:.80}")
         history = fit["history"]
         if not isinstance(history, list) or (type(fit["epoch"]) is int and len(history) != fit["epoch"]) or not all(
-                isinstance(r, dict) and set(r) == _HISTORY_KEYS and r["epoch"] == k and type(r["epoch"]) is int
+                isinstance(r, dict) and _HISTORY_KEYS <= set(r) <= _HISTORY_KEYS | _OPTIONAL_HISTORY_KEYS
+                and r["epoch"] == k and type(r["epoch"]) is int and _is_time(r.get("time"))
                 and _is_number(r["cost"]) and _is_number(r["seconds"])
                 and all(r[key] is None or _is_number(r[key]) for key in ("validation_error", "test_error"))
                 for k, r in enumerate(history, start=1)):
             raise ValueError("fit.history must hold one record per fine-tuning epoch (epoch, cost, "
-                             "validation_error, test_error, seconds), wrong kind")
+                             "validation_error, test_error, seconds, time), wrong kind")
     source = header["data_source"]
     if source is not None and not (isinstance(source, dict) and all(isinstance(k, str) for k in source)
                                    and all(isinstance(source[k], types) for k, types in _SOURCE_TYPES.items()

@@ -25,7 +25,8 @@ import textwrap
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
+from sklearn.base import (BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
+                          _fit_context)
 from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
@@ -48,7 +49,12 @@ def _documented(h) -> str:
     return f"{h.name} : default={h.estimator_value!r}\n{meaning}"
 
 
-class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
+def _score(validation_error):
+    """scikit-learn's validation score, higher is better: the accuracy, 1 - the error."""
+    return None if validation_error is None else 1.0 - float(validation_error)
+
+
+class SdAClassifier(ClassifierMixin, TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     __doc__ = """Stacked denoising autoencoder classifier: greedy dA pretraining, then fine-tuning.
 
     Parameters
@@ -81,18 +87,30 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    classes_
-        The classes seen by ``fit``.
-    n_features_in_
-        The input width seen by ``fit``.
-    model_
-        The fitted :class:`sda.SdA.SdA`.
-    pretrain_result_
-        What pretraining returned.
-    fit_result_
-        What fine-tuning returned.
-    n_finetune_epochs_
-        Fine-tuning epochs run so far, ``partial_fit``'s included.
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, sorted.
+    n_features_in_ : int
+        Features seen in ``fit``.
+    model_ : :class:`sda.SdA.SdA`
+        The fitted network, with the parameters of its best validation (or training) error.
+    pretrain_result_ : :class:`sda.training.PretrainResult`
+        Reconstruction cost and seconds of every pretraining epoch of every layer.
+    fit_result_ : :class:`sda.training.FitResult`
+        What fine-tuning in ``fit`` (or the first ``partial_fit``) did, epoch by epoch.
+    n_iter_ : int
+        Fine-tuning epochs run so far, ``partial_fit``'s included (L-BFGS: its iterations).
+    n_finetune_epochs_ : int
+        The same number, by its earlier name.
+    loss_curve_ : list of float
+        The mean minibatch training cost of each of those epochs, oldest first (the cost
+        fine-tuning minimises: cross-entropy, plus the weight decay when there is one).
+    validation_scores_ : list of float or None
+        The accuracy (1 - validation error) on the held-out share of the training data after
+        each epoch of ``fit``; None when nothing is held out (``validation_fraction=0``, or a
+        model started by ``partial_fit``).
+    best_validation_score_ : float or None
+        The best of those accuracies: that of the parameters the model keeps.  None when nothing
+        is held out.
     """
 
     _parameter_constraints = {
@@ -185,7 +203,15 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             run = train_SdA([train, valid, None], mode=self.mode, progress=False, log=epoch_log(self.verbose),
                             **config)
         self.model_, self.pretrain_result_, self.fit_result_ = run.model, run.pretraining, run.finetuning
-        self.n_finetune_epochs_ = run.finetuning.epochs
+        self.n_iter_ = self.n_finetune_epochs_ = run.finetuning.epochs
+        self.loss_curve_ = [record["cost"] for record in run.finetuning.history]
+        # scikit-learn's scores are higher-is-better; without a held-out split (none asked for, or
+        # a share that rounds to no example) the loop validated on the training data, which is no
+        # validation score (MLPClassifier leaves them None too)
+        held_out = n_valid > 0
+        self.validation_scores_ = ([_score(record["validation_error"]) for record in run.finetuning.history]
+                                   if held_out else None)
+        self.best_validation_score_ = _score(run.finetuning.best_validation_error) if held_out else None
         self._mode = run.results["mode"]
         self._continuation = (run.train_step, run.learning_rate, train)
         self._compile_logits()
@@ -211,8 +237,9 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
             self._continuation = (step, rate, data)
         rate.set_value(np.asarray(finetune_learning_rate(self._config(self.training_epochs), self.n_finetune_epochs_),
                                   dtype=rate.dtype))
-        self.n_finetune_epochs_ += 1
-        train_epoch(step, (), f"partial_fit, fine-tuning epoch {self.n_finetune_epochs_}", rate, progress=False)
+        self.n_iter_ = self.n_finetune_epochs_ = self.n_finetune_epochs_ + 1
+        self.loss_curve_.append(train_epoch(step, (), f"partial_fit, fine-tuning epoch {self.n_finetune_epochs_}",
+                                            rate, progress=False))
         # the model's generators hold where the noise stands (JAX draws from the step's copies), so
         # that a step compiled later, or in an unpickled estimator, goes on from there
         write_back_compiled_noise([step.function])
@@ -264,8 +291,14 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         X = self._scaled(X)
         return np.asarray(self.model_.encode(X, layer, self._mode), dtype=np.float64)
 
+    @property
+    def _n_features_out(self) -> int:
+        """What ``transform`` gives by default: one feature per unit of the top hidden layer
+        (``get_feature_names_out`` names them ``sdaclassifier0``, ...)."""
+        return int(self.model_.hidden_layers_sizes[-1])
 
-class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
+
+class DenoisingAutoencoder(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     """One denoising autoencoder (tied weights, masking noise, cross-entropy) as a transformer.
 
     Parameters
@@ -287,14 +320,21 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    model_
-        The fitted :class:`sda.dA.dA`.
-    components_
-        W transposed, one row per hidden unit.
-    costs_
-        Mean cost per epoch.
-    n_features_in_
-        The input width seen by ``fit``.
+    model_ : :class:`sda.dA.dA`
+        The fitted autoencoder.
+    components_ : ndarray of shape (n_hidden, n_features_in_)
+        W transposed: one row per hidden unit (``get_feature_names_out`` names them
+        ``denoisingautoencoder0``, ...).
+    n_features_in_ : int
+        Features seen in ``fit``.
+    n_iter_ : int
+        Epochs run (``n_epochs``).
+    loss_curve_ : list of float
+        The mean minibatch reconstruction cost of each epoch (of corrupted inputs), oldest first.
+    costs_ : list of float
+        The same list, by its earlier name.
+
+    There is no held-out split, and so no validation score: ``score`` rates any data.
     """
 
     #: the values each hyperparameter may take, as :mod:`sda.hyperparameters` declares them
@@ -333,7 +373,8 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
             step = self.model_.training_function(data, bs, mode)
             result = pretrain_layers([step], n_epochs, [corruption_level], learning_rate,
                                      progress=False, log=epoch_log(self.verbose))
-            self.costs_ = result.costs[0]
+            self.costs_ = self.loss_curve_ = list(result.costs[0])
+            self.n_iter_ = len(self.loss_curve_)
             x = self.model_.x
             self._encode = compile_function([x], self.model_.get_hidden_values(x), mode)
             h = pt.matrix("h")
@@ -341,6 +382,11 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
             self._cost = compile_function([x], self.model_.reconstruction_cost(x), mode)
         self.components_ = np.asarray(self.model_.W.get_value()).T
         return self
+
+    @property
+    def _n_features_out(self) -> int:
+        """What ``transform`` gives: one feature per hidden unit (for ``get_feature_names_out``)."""
+        return self.components_.shape[0]
 
     def _scaled(self, X):
         check_is_fitted(self)

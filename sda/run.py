@@ -7,8 +7,9 @@ directory it also makes the run safe to interrupt and to inspect:
 * ``checkpoint.npz`` after every epoch of either phase (parameters, momentum velocities,
   learning rate, noise generators, progress, the configuration and the data's fingerprint);
 * ``best_model.npz`` whenever the validation error improves;
-* ``metrics.jsonl`` (one record per epoch), ``results.json`` at the end, and optionally the
-  pictures of :mod:`sda.plots`.
+* ``metrics.jsonl``, one record per epoch appended as each epoch is saved
+  (:func:`epoch_records`; a resumed run first rewrites it from its checkpoint, so that it holds
+  each epoch once), ``results.json`` at the end, and optionally the pictures of :mod:`sda.plots`.
 
 Nothing is lost or mixed: a directory holding another run's files is refused unless the run
 continues it (``resume``) or replaces it (``overwrite``); a lock keeps a second process out
@@ -22,11 +23,13 @@ sweeps all call :func:`train_SdA`; configurations are plain dictionaries (:data:
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import math
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytensor
@@ -50,7 +53,7 @@ from sda.validation import check_fits_in_memory, check_labels_in_range, check_po
 
 __all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "RunError", "Run", "validate_config", "data_fingerprint",
            "train_SdA", "RUN_FILES", "LOCK_FILE", "stored_config", "epoch_records", "finetune_learning_rate",
-           "preset_summary", "preset_settings", "run_phases"]
+           "preset_summary", "preset_settings", "run_phases", "MetricsFile", "versions"]
 
 #: Minibatches per compiled call under JAX, when the caller does not choose (a scan loop).
 DEFAULT_JAX_STEPS_PER_CALL = 250
@@ -268,6 +271,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
             log(f"resuming from {out.file('checkpoint.npz')}: pretraining epochs done per layer "
                 f"{[len(c) for c in pretrain_progress.costs]}, fine-tuning epochs done "
                 f"{0 if fit_state is None else fit_state.epoch}")
+    metrics = None if out is None else MetricsFile(out.file("metrics.jsonl"), pretrain_progress, fit_state)
 
     # an L-BFGS iteration can take milliseconds: its checkpoints and best models are written at most
     # every LBFGS_SAVE_SECONDS, and at the end of each phase
@@ -286,7 +290,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
             unsaved_best[0] = None
         save_checkpoint(out.file("checkpoint.npz"), config, state_vars, rngs, pretrain, state, data["fingerprint"],
                         data["source"], {"mode": mode, "steps_per_call": steps_per_call})
-        _write_metrics(out.file("metrics.jsonl"), pretrain, state)
+        metrics.append(pretrain, state)  # after the checkpoint: the file never holds an epoch it lacks
         last_save[0] = time.perf_counter()
 
     def pretraining_epoch_end(pretrain):
@@ -377,23 +381,77 @@ def _training_functions(model: SdA, datasets, config: dict, mode: str, steps_per
 
 def epoch_records(pretrain: PretrainResult, state=None) -> list[dict]:
     """One JSON-ready record per epoch of either phase so far, oldest first: what ``metrics.jsonl``
-    holds and what the optional loggers (:mod:`sda.loggers`) receive.  Pretraining records hold
-    the layer, epoch, cost and seconds; fine-tuning records those of :func:`fit_early_stopping`."""
+    holds and what the optional loggers (:mod:`sda.loggers`) receive.
+
+    Every record has a ``step``, the global step: the epoch's number in the whole run, counting
+    every epoch of every phase from 1 (pretraining layer 0's epochs, then layer 1's, ..., then
+    fine-tuning's; with L-BFGS an iteration is an epoch), so it rises by one from record to
+    record, across phases and across a resume; and a ``time``, when the epoch ended (UTC,
+    ISO 8601, :func:`sda.training.utc_now`; None for an epoch an older checkpoint did not time).
+    Pretraining records also hold the layer, epoch, cost and seconds; fine-tuning records those
+    of :func:`fit_early_stopping`."""
     records = []
     for layer, costs in enumerate(pretrain.costs):
         seconds = pretrain.epoch_seconds[layer] if layer < len(pretrain.epoch_seconds) else []
+        times = pretrain.epoch_times[layer] if layer < len(pretrain.epoch_times) else []
         records += [{"phase": "pretraining", "layer": layer, "epoch": epoch, "cost": cost,
-                     "seconds": seconds[epoch - 1] if epoch <= len(seconds) else None}
+                     "seconds": seconds[epoch - 1] if epoch <= len(seconds) else None,
+                     "time": times[epoch - 1] if epoch <= len(times) else None}
                     for epoch, cost in enumerate(costs, start=1)]
     if state is not None:
-        records += [{"phase": "fine-tuning", **record} for record in state.history]
-    return records
+        records += [{"phase": "fine-tuning", **record, "time": record.get("time")} for record in state.history]
+    return [{"step": step, **record} for step, record in enumerate(records, start=1)]
 
 
-def _write_metrics(path, pretrain: PretrainResult, state) -> None:
-    """``metrics.jsonl``: one JSON record per epoch of either phase, for any plotting tool."""
-    text = "".join(json.dumps(line) + "\n" for line in epoch_records(pretrain, state)).encode()
-    atomic_write(path, lambda f: f.write(text))
+class MetricsFile:
+    """``metrics.jsonl``, one JSON record of :func:`epoch_records` per line, for any plotting tool.
+
+    Records are appended, so that a reader following the file (``tail -f``, a dashboard) sees
+    each epoch once and the earlier lines never change.  A new run's file appears with its first
+    saved epoch.  A resumed run (``pretrain``, ``state``: its checkpoint's progress) first
+    rewrites the file once, atomically, with the checkpoint's records: whatever the stopped
+    process left beyond its last checkpoint, an epoch the checkpoint lacks or a half-written
+    last line, is gone, and the resumed epochs follow the checkpoint's without a gap or a repeat.
+    """
+
+    def __init__(self, path, pretrain: PretrainResult | None = None, state=None):
+        self.path, self.written = Path(path), 0
+        if pretrain is not None:
+            records = epoch_records(pretrain, state)
+            text = "".join(json.dumps(record) + "\n" for record in records).encode()
+            atomic_write(self.path, lambda f: f.write(text))
+            self.written = len(records)
+
+    def append(self, pretrain: PretrainResult, state=None) -> None:
+        """Append the records of the epochs done since the last call (L-BFGS saves every few
+        seconds, so one call may bring several)."""
+        new = epoch_records(pretrain, state)[self.written:]
+        if not new:
+            return
+        # one write of whole lines; no fsync: the checkpoint is what must survive a crash, and
+        # a resume rebuilds this file from it
+        with open(self.path, "ab") as f:
+            f.write("".join(json.dumps(record) + "\n" for record in new).encode())
+        self.written += len(new)
+
+
+def _installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution``, None when it is not installed (read from its
+    metadata: asking costs no import of jax)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def versions() -> dict:
+    """What computed a run, for ``results.json``: the versions of Python, sda and the numeric
+    libraries (None for one not installed) and the BLAS PyTensor's C backend links
+    (``pytensor.config.blas__ldflags``; None when it found none, and CVM then runs without)."""
+    return {"sda": __version__, "pytensor": pytensor.__version__, "numpy": np.__version__,
+            "scipy": _installed_version("scipy"), "jax": _installed_version("jax"),
+            "jaxlib": _installed_version("jaxlib"), "python": sys.version.split()[0],
+            "blas": pytensor.config.blas__ldflags.strip() or None}
 
 
 def _results(config, mode, data_source, pretrain: PretrainResult, finetune: FitResult, seconds: float) -> dict:
@@ -402,8 +460,7 @@ def _results(config, mode, data_source, pretrain: PretrainResult, finetune: FitR
         "config": config,
         "mode": mode,
         "device": device_description(mode),
-        "versions": {"sda": __version__, "pytensor": pytensor.__version__, "numpy": np.__version__,
-                     "python": sys.version.split()[0]},
+        "versions": versions(),
         "data": data_source,
         "pretraining": {"costs": pretrain.costs, "seconds_per_layer": pretrain.seconds,
                         "seconds_per_epoch": pretrain.epoch_seconds, "seconds": sum(pretrain.seconds)},

@@ -11,6 +11,9 @@ each time the validation error drops below ``improvement_threshold`` times the b
 far, patience grows to ``max(patience, iteration * patience_increase)``.  The best
 parameters seen are kept and restored at the end.
 
+Every epoch's record carries the time it ended (:func:`utc_now`): the records of a run resumed
+from a checkpoint keep the times of the epochs the checkpoint holds.
+
 Divergence: after every epoch the cost must be finite and every parameter (and momentum
 velocity) finite and below :data:`PARAMETER_LIMIT` in magnitude; otherwise
 :class:`DivergenceError` stops training before anything of that epoch is saved.
@@ -18,6 +21,7 @@ velocity) finite and below :data:`PARAMETER_LIMIT` in magnitude; otherwise
 
 from __future__ import annotations
 
+import datetime
 import math
 import time
 from dataclasses import dataclass, field
@@ -40,6 +44,7 @@ __all__ = [
     "pretrain_layers",
     "train_epoch",
     "time_left",
+    "utc_now",
 ]
 
 #: No weight of a sigmoid or softmax layer trained on inputs in [0, 1] gets anywhere near this;
@@ -49,6 +54,12 @@ PARAMETER_LIMIT = 1e6
 
 class DivergenceError(FloatingPointError):
     """A cost or a parameter became NaN, infinite or exploded: training stopped."""
+
+
+def utc_now() -> str:
+    """The time now in UTC, ISO 8601 to the millisecond (``2026-12-03T14:58:20.123+00:00``): when an
+    epoch ended.  UTC, so that the records of a run resumed in another time zone still sort."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
 def _rate(learning_rate) -> str:
@@ -256,7 +267,7 @@ def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patien
         _check_state(train_step, where, learning_rate)
         record = {"epoch": epoch, "cost": mean_cost, "validation_error": val_error,
                   "test_error": state.test_error if improved else None,
-                  "seconds": time.perf_counter() - epoch_start}
+                  "seconds": time.perf_counter() - epoch_start, "time": utc_now()}
         state.patience, state.best_loss, state.best_iteration = rule.patience, rule.best_loss, rule.best_iteration
         _end_epoch(state, record, improved, f"{name} epoch {epoch}/{n_epochs}", validation_name, log, on_epoch_end,
                    lambda: _fit_time_left(state, n_epochs, rule, n_batches))
@@ -291,7 +302,8 @@ def fit_lbfgs(objective, validate, test=None, *, n_iterations: int, params=(), l
                 state.test_error = float(test())
         iteration = state.epoch + 1
         record = {"epoch": iteration, "cost": cost, "validation_error": val_error,
-                  "test_error": state.test_error if improved else None, "seconds": time.perf_counter() - last_end[0]}
+                  "test_error": state.test_error if improved else None, "seconds": time.perf_counter() - last_end[0],
+                  "time": utc_now()}
         state.done = iteration >= n_iterations
         _end_epoch(state, record, improved, f"{name} iteration {iteration}/{n_iterations}", validation_name, log,
                    on_epoch_end, lambda: _lbfgs_time_left(state, n_iterations))
@@ -359,8 +371,9 @@ def _fit_time_left(state: FitState, n_epochs: int, rule: EarlyStopping, n_batche
 
 @dataclass
 class PretrainResult:
-    """Mean reconstruction cost per epoch for each layer, the seconds each layer took, and the
-    seconds of each epoch (``epoch_seconds[k][e]``).
+    """Mean reconstruction cost per epoch for each layer, the seconds each layer took, the
+    seconds of each epoch (``epoch_seconds[k][e]``) and when it ended (``epoch_times[k][e]``,
+    :func:`utc_now`; None where the checkpoint a run resumed from did not record it).
 
     Also the progress of an unfinished run: layer ``k`` has done ``len(costs[k])`` epochs, or is
     done when listed in ``converged`` (L-BFGS met its tolerance before its iteration count).
@@ -370,6 +383,7 @@ class PretrainResult:
     seconds: list[float] = field(default_factory=list)
     epoch_seconds: list[list[float]] = field(default_factory=list)
     converged: list[int] = field(default_factory=list)  # L-BFGS layers that stopped before their count
+    epoch_times: list[list[str | None]] = field(default_factory=list)
 
 
 def train_epoch(step, args=(), where: str = "", learning_rate=None, progress: bool = True) -> float:
@@ -411,6 +425,8 @@ def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_
             result.seconds.append(0.0)
         while len(result.epoch_seconds) <= layer:  # a checkpoint of sda < 0.3 kept no epoch times
             result.epoch_seconds.append([])
+        while len(result.epoch_times) <= layer:
+            result.epoch_times.append([])
         done = len(result.costs[layer])
         if done >= n_epochs or layer in result.converged:
             continue
@@ -424,6 +440,7 @@ def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_
             result.costs[layer].append(mean_cost)
             result.seconds[layer] += seconds
             result.epoch_seconds[layer].append(seconds)
+            result.epoch_times[layer].append(utc_now())
             if log:
                 # the layers above are not timed yet: this layer's epochs stand in for theirs
                 left = time_left(result.epoch_seconds[layer], (n_epochs - epoch) + (n_layers - 1 - layer) * n_epochs)

@@ -327,3 +327,87 @@ def test_features_up_to_the_float64_limits_are_scaled_not_called_nan(estimator, 
 def test_examples_without_features_are_one_clear_error(estimator):
     with pytest.raises(ValueError, match="0 feature"):
         estimator.fit(np.zeros((6, 0)), [0, 1] * 3)
+
+
+# ---------------------------------------------------------------- fitted attributes, as scikit-learn names them
+
+@pytest.fixture(scope="module")
+def held_out_fit(digits):
+    """A small classifier that holds out a fifth of its 200 examples (and so has validation scores)."""
+    X, y = digits[0][:200], digits[2][:200]
+    clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=4, validation_fraction=0.2, mode=CPU_MODE)).fit(X, y)
+    return clf, X, y
+
+
+def test_n_iter_counts_the_fine_tuning_epochs_partial_fit_included(digits):
+    X, y = digits[0][:200], digits[2][:200]
+    # patience of a fraction of an epoch: early stopping ends fit before training_epochs
+    clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=6, patience_epochs=0.5, mode=CPU_MODE)).fit(X, y)
+    assert clf.n_iter_ == len(clf.fit_result_.history) < 6
+    clf.partial_fit(X[:50], y[:50])
+    assert clf.n_iter_ == len(clf.fit_result_.history) + 1
+
+
+def test_loss_curve_is_the_mean_minibatch_cost_of_each_epoch(digits):
+    """With a rate too small to move the weights, each epoch's mean minibatch cost is the model's
+    cross-entropy on the training data, which predict_log_proba gives independently."""
+    X, y = digits[0][:200], digits[2][:200]
+    clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=2, finetune_lr=1e-7, mode=CPU_MODE)).fit(X, y)
+    cross_entropy = -np.mean(clf.predict_log_proba(X)[np.arange(len(y)), np.searchsorted(clf.classes_, y)])
+    assert len(clf.loss_curve_) == clf.n_iter_ == 2
+    np.testing.assert_allclose(clf.loss_curve_, cross_entropy, rtol=1e-4)
+    clf.partial_fit(X, y)  # one more epoch, one more value
+    assert len(clf.loss_curve_) == 3
+    np.testing.assert_allclose(clf.loss_curve_[-1], cross_entropy, rtol=1e-4)
+
+
+def _held_out_rows(clf, n):
+    """The rows ``fit`` held out: the first ``validation_fraction`` of its permutation."""
+    order = np.random.RandomState(clf.random_state).permutation(n)
+    return order[:round(clf.validation_fraction * n)]
+
+
+def test_validation_scores_are_the_accuracies_on_the_held_out_rows(held_out_fit):
+    clf, _, _ = held_out_fit
+    errors = [record["validation_error"] for record in clf.fit_result_.history]
+    assert len(clf.validation_scores_) == clf.n_iter_ == 4
+    np.testing.assert_allclose(clf.validation_scores_, 1 - np.asarray(errors))  # higher is better
+    assert all(0 <= score <= 1 for score in clf.validation_scores_)
+
+
+def test_best_validation_score_is_the_kept_models_accuracy_on_the_held_out_rows(held_out_fit):
+    clf, X, y = held_out_fit
+    held_out = _held_out_rows(clf, len(X))
+    assert clf.best_validation_score_ == pytest.approx(clf.score(X[held_out], y[held_out]))
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
+def test_without_a_held_out_split_there_are_no_validation_scores(digits):
+    X, y = digits[0][:200], digits[2][:200]
+    clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=2, mode=CPU_MODE)).fit(X, y)
+    assert clf.validation_scores_ is None and clf.best_validation_score_ is None
+    rounded_away = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=1, validation_fraction=0.002,
+                                        mode=CPU_MODE)).fit(X, y)  # 0.4 of an example: none held out
+    assert rounded_away.validation_scores_ is None and rounded_away.best_validation_score_ is None
+    started = SdAClassifier(**dict(SMALL_CLASSIFIER, validation_fraction=0.2, mode=CPU_MODE))
+    started.partial_fit(X, y, classes=np.arange(10))  # partial_fit holds nothing out
+    assert started.validation_scores_ is None and started.best_validation_score_ is None
+
+
+def test_feature_names_out_name_what_transform_gives(held_out_fit, digits):
+    clf, X, _ = held_out_fit
+    names = clf.get_feature_names_out()
+    assert list(names) == [f"sdaclassifier{i}" for i in range(16)] and len(names) == clf.transform(X).shape[1]
+    dae = DenoisingAutoencoder(**dict(SMALL_AUTOENCODER, n_hidden=5, mode=CPU_MODE)).fit(X)
+    assert list(dae.get_feature_names_out()) == [f"denoisingautoencoder{i}" for i in range(5)]
+    deep = SdAClassifier(**dict(SMALL_CLASSIFIER, hidden_layer_sizes=(9, 7), corruption_levels=0.1,
+                                training_epochs=1, mode=CPU_MODE)).fit(X, digits[2][:200])
+    assert len(deep.get_feature_names_out()) == deep.transform(X).shape[1] == 7  # the top layer's units
+
+
+def test_the_autoencoders_n_iter_and_loss_curve(digits):
+    X = digits[0][:200]
+    dae = DenoisingAutoencoder(**dict(SMALL_AUTOENCODER, n_hidden=8, n_epochs=3, mode=CPU_MODE)).fit(X)
+    assert dae.n_iter_ == len(dae.loss_curve_) == 3
+    assert dae.loss_curve_[-1] < dae.loss_curve_[0]  # reconstruction costs, falling as it learns
+    assert all(cost > 0 for cost in dae.loss_curve_)

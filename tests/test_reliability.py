@@ -217,6 +217,8 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: h["pretrain"].update(epoch_seconds={"a": 1}), "epoch_seconds"),
     (lambda h, a: h["fit"].update(history=[{}, {}]), "fit.history"),
     (lambda h, a: h["fit"].update(history=[]), "fit.history"),
+    (lambda h, a: h["fit"]["history"][0].update(time=1.5), "fit.history"),
+    (lambda h, a: h["pretrain"].update(epoch_times=[["2026-12-03T14:58:20.123+00:00"]]), "epoch_times"),
     (lambda h, a: h["fit"].update(extra=1), "fit must be"),
     (lambda h, a: h.update(data=[1]), "fingerprint"),
     (lambda h, a: h["execution"].update(mode=["JAX"]), "execution"),
@@ -228,7 +230,8 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: a.update(state_99=np.zeros(2, np.float32)), "do not fit n_state"),
     (lambda h, a: h["execution"].update(steps_per_call=0), "execution"),
     (lambda h, a: h["pretrain"].update(costs=[*h["pretrain"]["costs"], [1.0]], seconds=[*h["pretrain"]["seconds"], 1.0],
-                                       epoch_seconds=[*h["pretrain"]["epoch_seconds"], [1.0]]), "progress for 3 layers"),
+                                       epoch_seconds=[*h["pretrain"]["epoch_seconds"], [1.0]],
+                                       epoch_times=[*h["pretrain"]["epoch_times"], [None]]), "progress for 3 layers"),
     (lambda h, a: h["config"].update(training_epochs=10 ** 400), "training_epochs must be at most 2,147,483,647"),
     (lambda h, a: h["config"].update(finetune_lr=float("inf")), "finetune_lr must be a finite number > 0, got inf"),
     (lambda h, a: h["config"].update(pretrain_lr=1e39), "pretrain_lr must be at most 3.403e+38"),
@@ -269,6 +272,22 @@ def test_a_checkpoint_edited_after_it_was_written_is_refused(forge, data, tmp_pa
     err = capsys.readouterr().err
     assert status == 2 and ("changed after it was written" in err or "digest" in err), err
     assert len(err.strip().splitlines()) == 1 and not (out / "results.json").exists()
+
+
+def test_a_checkpoint_that_kept_no_epoch_times_resumes_with_times_of_none(data, tmp_path, capsys):
+    """Checkpoints written before epochs kept their end times still resume; their epochs'
+    records in metrics.jsonl have a time of None."""
+    def untimed(header, arrays):
+        del header["pretrain"]["epoch_times"]
+        for record in header["fit"]["history"]:
+            del record["time"]
+
+    out = stopped_run(data, tmp_path, capsys)
+    forge_checkpoint(out / "checkpoint.npz", untimed)
+    assert main(["--resume", str(out), "--quiet", "--no-pictures", "--mode", CPU_MODE]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * 2 + 1 and all(r["time"] is None for r in records)
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
 
 
 def test_a_checkpoint_of_the_earlier_format_is_refused_in_one_line(data, tmp_path, capsys):

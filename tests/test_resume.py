@@ -68,6 +68,11 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, tiny_mnist_dir, t
     final_ref, final_resumed = load_checkpoint(reference / "checkpoint.npz"), load_checkpoint(killed / "checkpoint.npz")
     for g, w in zip(final_resumed.state, final_ref.state):  # parameters, velocities, learning rate
         np.testing.assert_array_equal(g, w)
+    # metrics.jsonl: every epoch once, in order, whatever the kill left in it
+    records = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["phase"], r.get("layer"), r["epoch"]) for r in records] == (
+        [("pretraining", k, e) for k in (0, 1) for e in (1, 2, 3)] + [("fine-tuning", None, e) for e in range(1, 121)])
+    assert [r["step"] for r in records] == list(range(1, 6 + 120 + 1))
 
 
 @pytest.mark.skipif("JAX" not in __import__("sda.modes").modes.available_modes(), reason="needs jax")
@@ -133,3 +138,138 @@ def test_a_resumed_jax_run_continues_its_noise_exactly(stop_in, tmp_path):
     resumed = train_SdA(datasets, output_dir=tmp_path / "stopped", resume=True, **quiet)
     assert costs(resumed) == costs(fresh)
 
+
+
+# --- metrics.jsonl: appended epoch by epoch, and whole again after a resume ---
+
+TINY_RUN = dict(hidden_layer_sizes=[6, 5], corruption_levels=[0.1, 0.2], n_outs=2, pretraining_epochs=2,
+                pretrain_batch_size=10, training_epochs=4, finetune_batch_size=10, patience_epochs=100, seed=3)
+# 2 layers x 2 pretraining epochs, then 4 fine-tuning epochs
+TINY_EPOCHS = [("pretraining", 0, 1), ("pretraining", 0, 2), ("pretraining", 1, 1), ("pretraining", 1, 2),
+               *(("fine-tuning", None, e) for e in range(1, 5))]
+
+
+def tiny_datasets():
+    rng = np.random.RandomState(0)
+    images, labels = rng.uniform(size=(60, 16)).astype("float32"), rng.randint(2, size=60).astype("int32")
+    return [(images[:40], labels[:40]), (images[40:], labels[40:]), None]
+
+
+def metrics_records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]  # a torn line fails here
+
+
+def check_one_record_per_epoch(records):
+    from datetime import datetime, timedelta
+    assert [(r["phase"], r.get("layer"), r["epoch"]) for r in records] == TINY_EPOCHS
+    assert [r["step"] for r in records] == list(range(1, len(TINY_EPOCHS) + 1))  # strictly increasing, by one
+    times = [datetime.fromisoformat(r["time"]) for r in records]
+    assert all(t.utcoffset() == timedelta(0) for t in times) and times == sorted(times)
+
+
+def test_a_resumed_runs_metrics_hold_each_epoch_once_in_order(tmp_path):
+    """Stopped in fine-tuning, with the last line lost and half a line written after it (a kill
+    between the checkpoint and the metrics, then a kill within a write), the resumed run's
+    metrics.jsonl holds the checkpoint's epochs, then the resumed ones: none twice, none torn."""
+    from sda.run import train_SdA
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_fine_tuning(pretrain, state):
+        if state is not None and state.epoch == 2:
+            raise Stop
+
+    out, quiet = tmp_path / "run", dict(mode=CPU_MODE, progress=False, log=None)
+    with pytest.raises(Stop):
+        train_SdA(tiny_datasets(), output_dir=out, on_epoch_end=stop_in_fine_tuning, **quiet, **TINY_RUN)
+    before = metrics_records(out / "metrics.jsonl")
+    assert len(before) == 6  # 4 pretraining epochs and 2 fine-tuning ones, all in the checkpoint
+    lines = (out / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (out / "metrics.jsonl").write_text("".join(lines[:-1]) + lines[-1][:20])
+
+    train_SdA(tiny_datasets(), output_dir=out, resume=True, **quiet)
+    records = metrics_records(out / "metrics.jsonl")
+    check_one_record_per_epoch(records)
+    assert records[:6] == before  # the checkpoint's epochs as the first process recorded them, times included
+
+
+def test_metrics_are_appended_not_rewritten(tmp_path):
+    """A reader that opened metrics.jsonl after the first epoch goes on reading every later epoch
+    from the same file (a rewrite would replace the file under it), and each epoch adds one line
+    behind bytes that stay as they were."""
+    from sda.run import train_SdA
+
+    path, seen, reader = tmp_path / "run" / "metrics.jsonl", [], []
+
+    def follow(pretrain, state):
+        if not reader:
+            reader.append(open(path, "rb"))
+        seen.append(path.read_bytes())
+
+    train_SdA(tiny_datasets(), output_dir=tmp_path / "run", on_epoch_end=follow, mode=CPU_MODE, progress=False,
+              log=None, **TINY_RUN)
+    with reader[0] as f:
+        assert f.read() == path.read_bytes()
+    for earlier, later in zip(seen, seen[1:]):
+        assert later.startswith(earlier) and later.count(b"\n") == earlier.count(b"\n") + 1
+    check_one_record_per_epoch(metrics_records(path))
+
+
+def test_results_record_the_libraries_and_the_blas_that_computed(tmp_path):
+    import importlib.util
+
+    import pytensor
+    import scipy
+
+    from sda.run import train_SdA
+    train_SdA(tiny_datasets(), output_dir=tmp_path / "run", mode=CPU_MODE, progress=False, log=None,
+              **dict(TINY_RUN, pretraining_epochs=0, training_epochs=1))
+    versions = json.loads((tmp_path / "run" / "results.json").read_text())["versions"]
+    assert versions["scipy"] == scipy.__version__
+    for name in ("jax", "jaxlib"):
+        assert (versions[name] is None) == (importlib.util.find_spec(name) is None), name
+    if versions["jax"] is not None:
+        assert versions["jax"] == __import__("jax").__version__
+    ldflags = pytensor.config.blas__ldflags.strip()
+    assert versions["blas"] == (ldflags or None) and versions["blas"] != ""
+
+
+def test_a_pytensor_without_blas_is_recorded_as_none():
+    import pytensor
+
+    from sda.run import versions
+    with pytensor.config.change_flags(blas__ldflags=""):
+        assert versions()["blas"] is None
+    with pytensor.config.change_flags(blas__ldflags="-lopenblas "):
+        assert versions()["blas"] == "-lopenblas"
+
+
+def test_a_run_resumed_in_pretraining_from_an_untimed_checkpoint_times_only_its_new_epochs(tmp_path):
+    """A checkpoint written before epochs kept their end times, stopped within a layer: the
+    epochs it holds have a time of None, each later epoch its own, and the checkpoints written
+    after the resume load again."""
+    from sda.checkpoint import CHECKPOINT_VERSION, checkpoint_digest
+    from sda.persistence import read_archive, write_archive
+    from sda.run import train_SdA
+
+    class Stop(Exception):
+        pass
+
+    def stop_within_layer_1(pretrain, state):
+        if sum(map(len, pretrain.costs)) == 3:
+            raise Stop
+
+    out, quiet = tmp_path / "run", dict(mode=CPU_MODE, progress=False, log=None)
+    with pytest.raises(Stop):
+        train_SdA(tiny_datasets(), output_dir=out, on_epoch_end=stop_within_layer_1, **quiet, **TINY_RUN)
+    header, arrays = read_archive(out / "checkpoint.npz", "sda-checkpoint", version=CHECKPOINT_VERSION)
+    del header["pretrain"]["epoch_times"]
+    header["digest"] = checkpoint_digest(header, arrays)
+    write_archive(out / "checkpoint.npz", header, arrays)
+
+    train_SdA(tiny_datasets(), output_dir=out, resume=True, **quiet)
+    records = metrics_records(out / "metrics.jsonl")
+    assert [(r["phase"], r.get("layer"), r["epoch"]) for r in records] == TINY_EPOCHS
+    assert [r["time"] is None for r in records] == [True] * 3 + [False] * 5
+    assert load_checkpoint(out / "checkpoint.npz").pretrain.epoch_times[1][0] is None
