@@ -322,7 +322,7 @@ class DenoisingAutoencoder(TransformerMixin, ClassNamePrefixFeaturesOutMixin, Ba
     ----------
     model_ : :class:`sda.dA.dA`
         The fitted autoencoder.
-    components_ : ndarray of shape (n_hidden, n_features_in_)
+    components_ : ndarray of shape (n_hidden, n_features)
         W transposed: one row per hidden unit (``get_feature_names_out`` names them
         ``denoisingautoencoder0``, ...).
     n_features_in_ : int
