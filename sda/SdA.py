@@ -34,6 +34,8 @@ if __name__ == "__main__":  # run as the tutorial's script: the command line tak
     runpy.run_module("sda.launch", run_name="__main__", alter_sys=True)
     raise SystemExit  # launch exits itself; never define the model twice in this process
 
+from typing import Any
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -126,14 +128,16 @@ class SdA(SaveLoadMixin):
                 f"corruption_levels has {len(levels)} entries but there are {len(sizes)} hidden layers"
             )
         self.criteria = check_criteria(criteria, len(sizes))
-        sparse = {"sparsity_target": sparsity_target, "sparsity_weight": sparsity_weight,
+        sparse: dict[str, Any] = {"sparsity_target": sparsity_target, "sparsity_weight": sparsity_weight,
                   "weight_decay": sparse_weight_decay}
         self.n_ins, self.n_outs = n_ins, n_outs
         self.hidden_layers_sizes, self.corruption_levels = sizes, levels
         self.corruption_type = corruption_type
         self.n_layers = len(sizes)
         self.x, self.y = pt.matrix("x"), pt.ivector("y")
-        self.sigmoid_layers, self.dA_layers, self.params = [], [], []
+        self.sigmoid_layers: list[HiddenLayer] = []
+        self.dA_layers: list[dA] = []
+        self.params: list = []
 
         for k, n_out in enumerate(sizes):
             n_in = n_ins if k == 0 else sizes[k - 1]
@@ -156,7 +160,7 @@ class SdA(SaveLoadMixin):
         self.finetune_cost = self.logLayer.negative_log_likelihood(self.y)
         self.errors = self.logLayer.errors(self.y)
         self.dropout_rng = new_pytensor_rng(numpy_rng)  # drawn last: the weights are those of before
-        self._encoders = {}  # compiled encode() functions, by (layer, mode)
+        self._encoders: dict = {}  # compiled encode() functions, by (layer, mode)
 
     def noise_generators(self) -> list:
         """Every noise generator of the model (what a checkpoint saves to resume exactly)."""
@@ -285,13 +289,14 @@ class SdA(SaveLoadMixin):
         """``(cost, noise updates)``: the fine-tuning cost of the network with its training noise."""
         if corruption == 0 and dropout_input == 0 and dropout_hidden == 0:
             return self.finetune_cost, []
-        h, updates = self.x, []
+        h = self.x
+        updates: list = []
         if corruption > 0:
             first = self.dA_layers[0]
             h = first.get_corrupted_input(h, corruption)
             updates.append(first.rng_update)
         if dropout_input == 0 and dropout_hidden == 0:  # noise on the input alone: the same graph
-            return graph_replace(self.finetune_cost, {self.x: h}, strict=False), updates
+            return graph_replace(self.finetune_cost, [(self.x, h)], strict=False), updates
         rng = self.dropout_rng
         rng, h = _dropout(rng, h, dropout_input)
         for layer in self.sigmoid_layers:

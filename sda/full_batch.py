@@ -18,10 +18,10 @@ kept (the compiled function does not advance the generator).
 from __future__ import annotations
 
 import numpy as np
-import pytensor.tensor as pt
 import scipy.optimize
 
 from sda.modes import compile_function, keep_on_device
+from sda.steps import gradients
 
 __all__ = ["FullBatchObjective", "minimize_lbfgs", "LBFGS_MEMORY"]
 
@@ -55,7 +55,7 @@ class FullBatchObjective:
         self.params = list(params)
         self.updated = self.params
         keep_on_device(list(givens.values()), mode)
-        self.function = compile_function([], [cost, *pt.grad(cost, self.params)], mode, givens=givens)
+        self.function = compile_function([], [cost, *gradients(cost, self.params)], mode, givens=givens)
         self.prepare = prepare or (lambda: None)
         self._shapes = [np.shape(p.get_value(borrow=True)) for p in self.params]
         self._dtypes = [p.dtype for p in self.params]

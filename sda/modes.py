@@ -183,7 +183,8 @@ def default_mode(phases: dict | None = None) -> str:
     operations spends more on compiling than JAX saves, so small data gets CVM or NUMBA, which
     compile in a moment from PyTensor's cache.
     """
-    batch_size = min(batch for _, batch in phases.values()) if phases else 1
+    phases = phases or {}
+    batch_size = min((batch for _, batch in phases.values()), default=1)
     small = bool(phases) and sum(flops for flops, _ in phases.values()) < JAX_MIN_FLOPS
     available = available_modes()
     if "JAX" in available and (_jax_has_gpu() or (batch_size >= JAX_FROM_BATCH_SIZE and not small)):

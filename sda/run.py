@@ -182,7 +182,7 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
         if steps_per_call is None:
             steps_per_call = DEFAULT_JAX_STEPS_PER_CALL if mode == "JAX" else 1
         fingerprint = data_fingerprint(datasets) if out is not None else None
-        if checkpoint is not None and checkpoint.data != fingerprint:
+        if out is not None and checkpoint is not None and checkpoint.data != fingerprint:
             raise RunError(f"{out.file('checkpoint.npz')} was trained on other data; resume with the data "
                            f"it started on (the same data folder and validation size)")
         if out is not None:

@@ -29,6 +29,11 @@ from sda.datasets import minibatch, n_batches
 from sda.modes import compile_function, keep_on_device
 from sda.utils import tqdm
 
+
+def gradients(cost, params) -> list:
+    """``d cost / d p`` for each ``p`` of the list ``params``, as a list (PyTensor's ``grad``)."""
+    return list(pt.grad(cost, list(params)))  # type: ignore[arg-type]  # grad returns a list for a list
+
 __all__ = ["sgd_updates", "max_norm", "Step", "compile_step", "compile_cached_input_step", "input_cache",
            "score_function", "supervised_functions", "steps_per_call_for"]
 
@@ -45,7 +50,7 @@ def sgd_updates(cost, params, learning_rate, momentum: float = 0.0, constraint=N
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     updates = []
-    for p, g in zip(params, pt.grad(cost, params)):
+    for p, g in zip(params, gradients(cost, params)):
         step = pt.cast(learning_rate, p.dtype) * g
         if momentum == 0:
             updates.append((p, constrain(p, p - step)))
