@@ -43,6 +43,11 @@ error of every row).  ``--resume`` continues an interrupted ablation.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m sda.ablation: PyTensor's environment is checked before it loads below
+    from sda.environment import exit_if_pytensor_cannot_start
+
+    exit_if_pytensor_cannot_start("sda-ablation")
+
 import argparse
 import shlex
 import sys

@@ -40,6 +40,11 @@ command printed for it give the same numbers in the same mode.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m sda.sweep: PyTensor's environment is checked before it loads below
+    from sda.environment import exit_if_pytensor_cannot_start
+
+    exit_if_pytensor_cannot_start("sda-sweep")
+
 import argparse
 import contextlib
 import os

@@ -497,6 +497,33 @@ def test_an_environment_pytensor_cannot_start_in_is_one_line(flags, message, tmp
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command, prog", [
+    (["-m", "sda.sweep", "--config", "smoke", "--output-dir", "{out}"], "sda-sweep"),
+    (["-m", "sda.ablation", "--collect", "--output-dir", "{out}"], "sda-ablation"),
+    (["-m", "sda.dA", "--epochs", "1"], "sda"),
+    (["-m", "sda.mlp", "--epochs", "1"], "sda"),
+    (["-m", "sda.logistic_sgd", "--epochs", "1"], "sda"),
+    (["-m", "sda.tutorial_scripts", "mlp", "--epochs", "1"], "sda"),
+    (["-c", "import sys; from sda.launch import sweep_main; sys.exit(sweep_main(['--config', 'smoke', "
+            "'--output-dir', '{out}']))"], "sda-sweep"),
+    (["-c", "import sys; from sda.launch import ablation_main; sys.exit(ablation_main(['--collect', "
+            "'--output-dir', '{out}']))"], "sda-ablation")])
+@pytest.mark.parametrize("flags", ["floatX=float99", "compiledir={blocker}/x"])
+def test_every_command_says_in_one_line_that_pytensor_cannot_start(command, prog, flags, tmp_path):
+    import os
+    import subprocess
+    import sys
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    env = {**os.environ, "PYTENSOR_FLAGS": f"blas__ldflags=,{flags.format(blocker=blocker)}"}
+    done = subprocess.run([sys.executable, *[part.format(out=tmp_path / "out") for part in command]],
+                          capture_output=True, text=True, env=env, timeout=120)
+    err = done.stderr.strip()
+    assert done.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"{prog}: error: PyTensor cannot start"), err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("script, flags, message", [
     ("dA", ["--corruption", "5"], "--corruption must be in [0, 1), got 5.0"),
     ("dA", ["--corruption", "0.3", "nan"], "--corruption must be in [0, 1), got nan"),
