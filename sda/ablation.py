@@ -316,7 +316,8 @@ def _progress(metrics_path: Path) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m sda.ablation",
                                 description="Why does the SdA beat UFLDL's stacked sparse autoencoder? Change one "
-                                            "factor at a time from each, on Ray Tune (see sda/ablation.py).")
+                                            "factor at a time from each, on Ray Tune (see sda/ablation.py).",
+                                error_name="sda-ablation")
     p.add_argument("--output-dir", type=Path, required=True, help="where the sweep's files and ablation.csv/png go")
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_const", dest="scale", const="quick",

@@ -53,6 +53,7 @@ from pathlib import Path
 
 import pytensor
 
+from sda.cli import OneLineParser
 from sda.data import DataError, load_mnist
 from sda.datasets import shared_dataset
 from sda.ray_session import (SweepError, check_shared_folder, import_ray, ray_module, shut_down_ray_on_error,
@@ -418,8 +419,8 @@ def _claimed(output_dir: Path, sweep: Sweep, resume: bool):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sda.sweep",
-                                description="Run a sweep of sda trainings (grid, random search, seeds) on Ray Tune.")
+    p = OneLineParser(prog="python -m sda.sweep", error_name="sda-sweep",
+                      description="Run a sweep of sda trainings (grid, random search, seeds) on Ray Tune.")
     p.add_argument("--config", type=Path, help="the sweep's TOML file (see sda/sweep_config.py), or the name of "
                                                f"a shipped one ({', '.join(shipped_sweeps())}); "
                                                "with --resume, defaults to the one saved in --output-dir")
@@ -446,6 +447,8 @@ def _check_arguments(args: argparse.Namespace) -> Sweep:
     if args.config is None:
         if not args.resume:
             raise SweepError("--config FILE.toml is needed (except with --resume)")
+        if not (args.output_dir / SWEEP_FILE).is_file():
+            raise SweepError(f"no sweep to resume in {args.output_dir} (it lacks {SWEEP_FILE})")
         return read_sweep(args.output_dir / SWEEP_FILE, max_trials=None)  # the limit was applied when it started
     return read_sweep(sweep_path(args.config), max_trials=None if args.resume else args.max_trials)
 

@@ -437,3 +437,20 @@ def test_the_shipped_mnist_is_the_checksummed_one():
     folder = shipped("mnist")
     for name, digest in MNIST_SHA256.items():
         assert hashlib.sha256(gzip.decompress((folder / f"{name}.gz").read_bytes())).hexdigest() == digest
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config", "smoke", "--output-dir", "{out}", "--max-trials", "abc"],
+     "sda-sweep: error: argument --max-trials: invalid int value: 'abc' (see --help)"),
+    (["--config", "smoke"], "sda-sweep: error: the following arguments are required: --output-dir (see --help)"),
+    (["--output-dir", "{out}", "--resume"], "sda-sweep: error: no sweep to resume in {out} (it lacks sweep.toml)"),
+])
+def test_refused_sweep_commands_are_one_line_before_ray(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    try:
+        status = sweep_main([part.format(out=out) for part in argv])
+    except SystemExit as exc:  # argparse's refusals
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2 and err.strip() == message.format(out=out), err
+    assert not out.exists()
