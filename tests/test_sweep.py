@@ -454,3 +454,36 @@ def test_refused_sweep_commands_are_one_line_before_ray(argv, message, tmp_path,
     err = capsys.readouterr().err
     assert status == 2 and err.strip() == message.format(out=out), err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("results, message", [
+    ('[1, 2]', "not the results a run writes"),
+    ('{"finetuning": {}}', "not the results a run writes"),
+    ('{"finetuning": {"best_validation_error": 0.1, "test_error": 1e999, "epochs": 2, "seconds": 1},'
+     ' "pretraining": {"seconds": 1}}', "test_error must be a number in [0, 1] or null, got inf"),
+    ('{"finetuning": {"best_validation_error": NaN, "test_error": 0.1, "epochs": 2, "seconds": 1},'
+     ' "pretraining": {"seconds": 1}}', "best_validation_error must be a number in [0, 1] or null, got nan"),
+    ('{"finetuning": {"best_validation_error": "0.1", "test_error": 0.1, "epochs": 2, "seconds": 1},'
+     ' "pretraining": {"seconds": 1}}', "best_validation_error must be a number"),
+    ('{"finetuning": {"best_validation_error": 0.1, "test_error": 0.1, "epochs": true, "seconds": 1},'
+     ' "pretraining": {"seconds": 1}}', "epochs and seconds must be numbers >= 0"),
+    ('{"finetuning": {"best_validation_error": 0.1, "test_error": 0.1, "epochs": 2, "seconds": -1e999},'
+     ' "pretraining": {"seconds": 1}}', "epochs and seconds must be numbers >= 0"),
+    ('{"finetuning": {"test_error": 0.9, "test_error": 0.1}}', "holds the key 'test_error' twice"),
+])
+def test_a_trials_forged_results_make_it_failed_with_the_reason(results, message, tmp_path):
+    from sda.sweep import trial_outcome
+    (tmp_path / "results.json").write_text(results)
+    outcome = trial_outcome(tmp_path, {})
+    assert outcome["status"] == "failed" and message in outcome["message"], outcome
+    assert outcome["test_error"] is None and "\n" not in outcome["message"]
+
+
+def test_a_trials_forged_failure_message_is_refused(tmp_path):
+    from sda.sweep import trial_outcome
+    (tmp_path / "failure.json").write_text('["not", "an", "object"]')
+    outcome = trial_outcome(tmp_path, {})
+    assert outcome["status"] == "failed" and "not the message a sweep writes" in outcome["message"], outcome
+    good = {"phase": 1}
+    (tmp_path / "failure.json").write_text('{"message": "training diverged:\\n at epoch 3"}')
+    assert trial_outcome(tmp_path, good)["message"] == "training diverged: at epoch 3"
