@@ -98,6 +98,19 @@ def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_never_followed(data,
     assert not target.exists() and (out / ".sda.lock").is_symlink()
 
 
+def test_a_lock_path_that_is_a_folder_and_an_output_folder_that_is_a_dangling_link_are_one_line(data, tmp_path,
+                                                                                                 capsys):
+    out = tmp_path / "out"
+    (out / ".sda.lock").mkdir(parents=True)
+    status, err = run_cli(capsys, *data, "--output-dir", out)
+    assert status == 2 and "cannot use output directory" in err and len(err.strip().splitlines()) == 1, err
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "nowhere")
+    status, err = run_cli(capsys, *data, "--output-dir", link)
+    assert status == 2 and f"is a symbolic link to {tmp_path / 'nowhere'}, which does not exist" in err, err
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_overwrite_that_cannot_start_leaves_the_earlier_run(data, tmp_path, capsys):
     out = tmp_path / "out"
     assert run_cli(capsys, *data, "--output-dir", out)[0] == 0
