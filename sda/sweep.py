@@ -315,8 +315,13 @@ def _trial_names(trials_dir: Path, results: dict) -> dict:
         if result.config is not None:
             names[(result.config["configuration"]["number"], result.config["seed"])] = name
     for path in trials_dir.glob(f"*/{TRIAL_FILE}"):
-        identity = read_json(path)
-        names[(identity["configuration"], identity["seed"])] = path.parent.name
+        try:
+            identity = read_json(path)
+            key = (identity["configuration"], identity["seed"])
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue  # damaged or forged: Tune's results still name the trials that reported
+        if all(isinstance(part, int) and not isinstance(part, bool) for part in key):
+            names[key] = path.parent.name
     return names
 
 

@@ -487,3 +487,14 @@ def test_a_trials_forged_failure_message_is_refused(tmp_path):
     good = {"phase": 1}
     (tmp_path / "failure.json").write_text('{"message": "training diverged:\\n at epoch 3"}')
     assert trial_outcome(tmp_path, good)["message"] == "training diverged: at epoch 3"
+
+
+def test_forged_trial_files_name_no_trial_and_stop_nothing(tmp_path):
+    from sda.sweep import _trial_names
+    files = {"deep": "[" * 100_000 + "]" * 100_000, "list": "[0, 1]", "twice": '{"configuration": 0, "seed": 1, '
+             '"seed": 2}', "floats": '{"configuration": 0.5, "seed": 1}', "bools": '{"configuration": true, "seed": 1}',
+             "good": '{"configuration": 3, "seed": 7, "node": "n"}'}
+    for name, text in files.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "trial.json").write_text(text)
+    assert _trial_names(tmp_path, {}) == {(3, 7): "good"}
