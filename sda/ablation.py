@@ -245,7 +245,7 @@ def trial_folder_state(folder: Path, config: dict, data: dict) -> str:
         except OSError as exc:
             raise TrialFolderError(f"{path} is unreadable ({exc.strerror})") from None
         except ValueError as exc:  # too large, nested too deep, not JSON: the reader says which
-            raise TrialFolderError(" ".join(str(exc).split())) from None
+            raise TrialFolderError(f"unreadable run file {' '.join(str(exc).split())}") from None
         try:
             saved_config, source = saved["config"], saved["data"]
         except (KeyError, TypeError):
