@@ -43,6 +43,11 @@ error of every row).  ``--resume`` continues an interrupted ablation.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m sda.ablation: PyTensor's environment is checked before it loads below
+    from sda.environment import exit_if_pytensor_cannot_start
+
+    exit_if_pytensor_cannot_start("sda-ablation")
+
 import argparse
 import shlex
 import sys
@@ -237,9 +242,15 @@ def trial_folder_state(folder: Path, config: dict, data: dict) -> str:
         state, path = DONE, folder / "results.json"
         try:
             saved = read_json(path)
+        except OSError as exc:
+            raise TrialFolderError(f"{path} is unreadable ({exc.strerror})") from None
+        except ValueError as exc:  # too large, nested too deep, not JSON: the reader says which
+            raise TrialFolderError(f"unreadable run file {' '.join(str(exc).split())}") from None
+        try:
             saved_config, source = saved["config"], saved["data"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise TrialFolderError(f"{path} is unreadable ({type(exc).__name__})") from None
+        except (KeyError, TypeError):
+            raise TrialFolderError(f"{path} is not the results a run writes (an object with its config and "
+                                   f"data)") from None
     elif (folder / "checkpoint.npz").is_file():
         state, path = INTERRUPTED, folder / "checkpoint.npz"
         try:
@@ -280,8 +291,9 @@ def collect_runs(runs_dir: Path, rows: list[Row], sweep) -> list[dict]:
                 outcome = {"best_validation_error": None, "test_error": None, "epochs": None, "seconds": None,
                            "status": "failed", "message": str(exc)}
             except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a damaged or forged run folder
+                why = " ".join(str(exc).split()) if isinstance(exc, ValueError) else type(exc).__name__
                 outcome = {"best_validation_error": None, "test_error": None, "epochs": None, "seconds": None,
-                           "status": "failed", "message": f"unreadable run files in {folder}: {type(exc).__name__}"}
+                           "status": "failed", "message": f"unreadable run files in {folder}: {why}"}
             trials.append({VARIANT: row.name, "seed": seed, **{k: "" if v is None else v for k, v in outcome.items()}})
     return _labelled(trials, rows)
 
@@ -294,8 +306,9 @@ def _progress(metrics_path: Path) -> dict:
     except OSError:
         return {}
     best_errors = [r.get("validation_error") for r in records if isinstance(r, dict)]
-    if not all(e is None or isinstance(e, (int, float)) for e in best_errors):
-        raise ValueError(f"{metrics_path}: errors must be numbers")
+    if not all(e is None or isinstance(e, (int, float)) and not isinstance(e, bool) and 0 <= e <= 1
+               for e in best_errors):  # NaN and 1e999 (inf) are not errors either
+        raise ValueError(f"{metrics_path}: errors must be numbers in [0, 1]")
     tuning = [r for r in records if r["phase"] == "fine-tuning" and r["validation_error"] is not None]
     if not tuning:
         return {}
@@ -311,7 +324,8 @@ def _progress(metrics_path: Path) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m sda.ablation",
                                 description="Why does the SdA beat UFLDL's stacked sparse autoencoder? Change one "
-                                            "factor at a time from each, on Ray Tune (see sda/ablation.py).")
+                                            "factor at a time from each, on Ray Tune (see sda/ablation.py).",
+                                error_name="sda-ablation")
     p.add_argument("--output-dir", type=Path, required=True, help="where the sweep's files and ablation.csv/png go")
     scale = p.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_const", dest="scale", const="quick",

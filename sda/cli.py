@@ -301,10 +301,15 @@ def evaluate(args: argparse.Namespace) -> float:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse's errors in one line (its default prints the whole usage first)."""
+    """argparse's errors in one line (its default prints the whole usage first), begun with
+    ``error_name`` (the command's name, as its other errors are)."""
+
+    def __init__(self, *args, error_name: str = "sda", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.error_name = error_name
 
     def error(self, message):
-        self.exit(2, f"sda: error: {message} (see --help)\n")
+        self.exit(2, f"{self.error_name}: error: {message} (see --help)\n")
 
 
 def main(argv=None, prog: str | None = None) -> int:

@@ -15,9 +15,10 @@ import argparse
 import os
 import sys
 
+from sda.environment import exit_if_pytensor_cannot_start, pytensor_problem
 from sda.execution import limit_threads
 
-__all__ = ["main"]
+__all__ = ["main", "sweep_main", "ablation_main", "pytensor_problem"]
 
 
 def _early_flags(argv: list[str]) -> argparse.Namespace:
@@ -36,29 +37,26 @@ def main(argv=None) -> int:
         limit_threads(int(early.threads))
     if early.device == "cpu":
         os.environ["JAX_PLATFORMS"] = "cpu"  # read once, when jax starts
-    problem = pytensor_problem()
-    if problem is not None:
-        print(f"sda: error: {problem}", file=sys.stderr)
-        return 2
+    exit_if_pytensor_cannot_start("sda")
     from sda.cli import main as cli_main  # only now: numpy and PyTensor load here
 
     return cli_main(argv)
 
 
-def pytensor_problem() -> str | None:
-    """Why PyTensor cannot start in this environment, in one line, or None when it can: a flag
-    it refuses, or a compile directory it cannot make or write (every backend compiles there)."""
-    try:
-        import pytensor
+def sweep_main(argv=None) -> int:
+    """``sda-sweep``: :func:`sda.sweep.main`, once PyTensor is known to start."""
+    exit_if_pytensor_cannot_start("sda-sweep")
+    from sda.sweep import main as sweep
 
-        compiledir = pytensor.config.compiledir  # made on first use
-    except (ValueError, OSError) as exc:  # PyTensor's refusals of a flag; a directory it cannot make
-        reason = " ".join(str(exc).split())[:300]
-        return f"PyTensor cannot start with the flags given (PYTENSOR_FLAGS, THEANO_FLAGS or .pytensorrc): {reason}"
-    if not os.access(compiledir, os.W_OK | os.X_OK):
-        return (f"PyTensor's compile directory {compiledir} is not writable: choose another with "
-                f"PYTENSOR_FLAGS=base_compiledir=DIR")
-    return None
+    return sweep(argv)
+
+
+def ablation_main(argv=None) -> int:
+    """``sda-ablation``: :func:`sda.ablation.main`, once PyTensor is known to start."""
+    exit_if_pytensor_cannot_start("sda-ablation")
+    from sda.ablation import main as ablation
+
+    return ablation(argv)
 
 
 if __name__ == "__main__":

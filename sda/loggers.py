@@ -14,6 +14,7 @@ test error (at a new best) and seconds, with the epoch as the step.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from contextlib import contextmanager
@@ -100,11 +101,13 @@ class MLflowLogger:
 
         uri = self.mlflow.get_tracking_uri()
         try:
+            # MLflow's own warnings while it tries (e.g. of credentials it lacks) would be a second line
             with _quiet_dependencies(), _environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
-                                                     MLFLOW_HTTP_REQUEST_TIMEOUT=str(self.CHECK_SECONDS)):
+                                                     MLFLOW_HTTP_REQUEST_TIMEOUT=str(self.CHECK_SECONDS)), \
+                    _log_level("mlflow", logging.ERROR):
                 self.mlflow.MlflowClient(uri).search_experiments(max_results=1)
         except (MlflowException, OSError, ValueError, *_database_errors()) as exc:
-            reason = " ".join(str(exc).split())[:200]
+            reason = " ".join(str(exc).split())[:600]  # its remedy may come last (MLFLOW_ALLOW_FILE_STORE)
             raise LoggerError(f"--log-to mlflow cannot use the tracking store {uri} (MLFLOW_TRACKING_URI): "
                               f"{reason}") from None
 
@@ -124,6 +127,18 @@ class MLflowLogger:
         if self.run is not None:
             with _quiet_dependencies():
                 self.mlflow.end_run(status="FAILED" if failed else "FINISHED")
+
+
+@contextmanager
+def _log_level(name: str, level: int):
+    """The logger ``name`` at ``level`` for a while, as it was afterwards."""
+    logger = logging.getLogger(name)
+    earlier = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(earlier)
 
 
 @contextmanager

@@ -108,8 +108,10 @@ def load_npz(path: str | os.PathLike, n_valid: int | None = None, dtype: str = "
     """Load ``path`` (see the module docstring) as a :class:`sda.data.Split`, whose ``test`` is
     None when the file has no test arrays."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"data file {path} does not exist (expected an .npz archive with arrays X and y)")
+    if not path.is_file():  # a folder, a device (/dev/zero never ends), a FIFO (reading it would wait)
+        raise DataError(f"data file {path} is not a regular file (expected an .npz archive with arrays X and y)")
     arrays = _read_arrays(path)
     missing = [name for name in REQUIRED_ARRAYS if name not in arrays]
     if missing:

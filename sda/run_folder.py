@@ -95,6 +95,9 @@ class OutputDir:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"output directory {self.path} is a file")
+        if self.path.is_symlink() and not self.path.exists():  # mkdir would say only "File exists"
+            raise RunError(f"output directory {self.path} is a symbolic link to {os.readlink(self.path)}, "
+                           f"which does not exist")
         # the folders this run makes, deepest first: a refused run takes them away again
         self._made = [p for p in (self.path, *self.path.parents) if not p.exists()]
         self._lock_made = not os.path.lexists(self.path / LOCK_FILE)

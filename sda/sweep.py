@@ -40,14 +40,21 @@ command printed for it give the same numbers in the same mode.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # python -m sda.sweep: PyTensor's environment is checked before it loads below
+    from sda.environment import exit_if_pytensor_cannot_start
+
+    exit_if_pytensor_cannot_start("sda-sweep")
+
 import argparse
 import contextlib
+import math
 import os
 import sys
 from pathlib import Path
 
 import pytensor
 
+from sda.cli import OneLineParser
 from sda.data import DataError, load_mnist
 from sda.datasets import shared_dataset
 from sda.ray_session import (SweepError, check_shared_folder, import_ray, ray_module, shut_down_ray_on_error,
@@ -187,21 +194,59 @@ def trial_outcome(folder: Path | None, metrics: dict, error=None,
                 "status": "unfinished", "message": "not started: continue the sweep with --resume"}
     outcome = {"best_validation_error": metrics.get("best_validation_error"), "test_error": metrics.get("test_error"),
                "epochs": metrics.get("epoch"), "seconds": metrics.get("seconds"), "message": ""}
-    if (folder / "results.json").is_file():
-        results = read_json(folder / "results.json")
-        finetuning = results["finetuning"]
-        outcome.update(status="finished", best_validation_error=finetuning["best_validation_error"],
-                       test_error=finetuning["test_error"], epochs=finetuning["epochs"], seconds=_run_seconds(results))
-    elif (folder / FAILURE_FILE).is_file():
-        outcome.update(status="failed", message=read_json(folder / FAILURE_FILE)["message"])
-    elif error is not None:
-        outcome.update(status="failed", message=_one_line(str(error).strip().splitlines()[-1] if str(error).strip()
-                                                          else type(error).__name__))
-    elif (folder / STOPPED_FILE).is_file():
-        outcome.update(status="stopped", message=read_json(folder / STOPPED_FILE)["message"])
-    else:
-        outcome.update(status="unfinished", message=f"not run to its end: {how_to_continue}")
+    try:
+        if (folder / "results.json").is_file():
+            outcome.update(status="finished", **_finished_numbers(folder / "results.json"))
+        elif (folder / FAILURE_FILE).is_file():
+            outcome.update(status="failed", message=_message(folder / FAILURE_FILE))
+        elif error is not None:
+            outcome.update(status="failed", message=_one_line(str(error).strip().splitlines()[-1] if str(error).strip()
+                                                              else type(error).__name__))
+        elif (folder / STOPPED_FILE).is_file():
+            outcome.update(status="stopped", message=_message(folder / STOPPED_FILE))
+        else:
+            outcome.update(status="unfinished", message=f"not run to its end: {how_to_continue}")
+    except OSError as exc:
+        outcome.update(_NO_NUMBERS, status="failed", message=f"cannot read {exc.filename}: {exc.strerror}")
+    except ValueError as exc:  # a file of the trial's damaged or forged since it was written
+        outcome.update(_NO_NUMBERS, status="failed", message=_one_line(exc))
     return outcome
+
+
+_NO_NUMBERS = {"best_validation_error": None, "test_error": None, "epochs": None, "seconds": None}
+
+
+def _finished_numbers(path: Path) -> dict:
+    """The errors, epochs and seconds of a run's ``results.json``, each checked as a run writes it
+    (errors in [0, 1] or None, counts and seconds finite and >= 0): ValueError naming ``path``."""
+    results = read_json(path)
+    try:
+        finetuning = results["finetuning"]
+        numbers = {"best_validation_error": finetuning["best_validation_error"], "test_error": finetuning["test_error"],
+                   "epochs": finetuning["epochs"], "seconds": _run_seconds(results)}
+    except (KeyError, TypeError, IndexError):
+        raise ValueError(f"{path}: not the results a run writes (its fine-tuning errors, epochs or seconds "
+                         f"are missing)") from None
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    for name in ("best_validation_error", "test_error"):
+        if numbers[name] is not None and not (number(numbers[name]) and numbers[name] <= 1):
+            raise ValueError(f"{path}: {name} must be a number in [0, 1] or null, got {numbers[name]!r:.40}")
+    if not (number(numbers["epochs"]) and isinstance(numbers["epochs"], int)) or not number(numbers["seconds"]):
+        raise ValueError(f"{path}: epochs and seconds must be numbers >= 0, got {numbers['epochs']!r:.40} and "
+                         f"{numbers['seconds']!r:.40}")
+    return numbers
+
+
+def _message(path: Path) -> str:
+    """The one-line message of a trial's ``failure.json`` or ``stopped.json``."""
+    saved = read_json(path)
+    if not isinstance(saved, dict) or not isinstance(saved.get("message"), str):
+        raise ValueError(f"{path}: not the message a sweep writes (an object with a string \"message\")")
+    return _one_line(saved["message"])[:1000]
+
+
 
 
 def _describe(tune_config: dict) -> str:
@@ -270,8 +315,13 @@ def _trial_names(trials_dir: Path, results: dict) -> dict:
         if result.config is not None:
             names[(result.config["configuration"]["number"], result.config["seed"])] = name
     for path in trials_dir.glob(f"*/{TRIAL_FILE}"):
-        identity = read_json(path)
-        names[(identity["configuration"], identity["seed"])] = path.parent.name
+        try:
+            identity = read_json(path)
+            key = (identity["configuration"], identity["seed"])
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue  # damaged or forged: Tune's results still name the trials that reported
+        if all(isinstance(part, int) and not isinstance(part, bool) for part in key):
+            names[key] = path.parent.name
     return names
 
 
@@ -413,8 +463,8 @@ def _claimed(output_dir: Path, sweep: Sweep, resume: bool):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sda.sweep",
-                                description="Run a sweep of sda trainings (grid, random search, seeds) on Ray Tune.")
+    p = OneLineParser(prog="python -m sda.sweep", error_name="sda-sweep",
+                      description="Run a sweep of sda trainings (grid, random search, seeds) on Ray Tune.")
     p.add_argument("--config", type=Path, help="the sweep's TOML file (see sda/sweep_config.py), or the name of "
                                                f"a shipped one ({', '.join(shipped_sweeps())}); "
                                                "with --resume, defaults to the one saved in --output-dir")
@@ -441,6 +491,8 @@ def _check_arguments(args: argparse.Namespace) -> Sweep:
     if args.config is None:
         if not args.resume:
             raise SweepError("--config FILE.toml is needed (except with --resume)")
+        if not (args.output_dir / SWEEP_FILE).is_file():
+            raise SweepError(f"no sweep to resume in {args.output_dir} (it lacks {SWEEP_FILE})")
         return read_sweep(args.output_dir / SWEEP_FILE, max_trials=None)  # the limit was applied when it started
     return read_sweep(sweep_path(args.config), max_trials=None if args.resume else args.max_trials)
 

@@ -76,6 +76,7 @@ from sda.hyperparameters import RENAMED, flags
 from sda.modes import MODES
 from sda.resources import shipped_sweeps
 from sda.run import PRESETS, TUTORIAL, validate_config
+from sda.utils import read_bounded
 from sda.validation import MAX_COUNT, check_number, check_seed, shown
 
 __all__ = ["SweepConfigError", "Sweep", "read_sweep", "parse_sweep", "LAYER_SHAPE_KEYS", "VARIANT", "rerun_command",
@@ -163,15 +164,17 @@ def read_sweep(path, max_trials: int | None = MAX_TRIALS) -> Sweep:
     """Read and check the sweep file ``path`` (at most :data:`MAX_SWEEP_BYTES`; see :func:`parse_sweep`)."""
     path = Path(path)
     try:
-        if path.is_file() and path.stat().st_size > MAX_SWEEP_BYTES:
-            raise SweepConfigError(f"sweep file {path} holds {path.stat().st_size} bytes, more than a sweep file "
-                                   f"may ({MAX_SWEEP_BYTES})")
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark, as some editors write, is not part of the TOML
+        text = read_bounded(path, MAX_SWEEP_BYTES, "sweep file").decode("utf-8-sig")
     except FileNotFoundError:
         raise SweepConfigError(f"sweep file {path} does not exist (shipped sweeps, given by name: "
                                f"{', '.join(shipped_sweeps())})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SweepConfigError(f"cannot read sweep file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    except OSError as exc:
+        raise SweepConfigError(f"cannot read sweep file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SweepConfigError(f"cannot read sweep file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:  # too large, or not a regular file
+        raise SweepConfigError(f"sweep file {exc}") from None
     return parse_sweep(text, str(path), max_trials)
 
 

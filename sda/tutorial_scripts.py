@@ -9,6 +9,11 @@ runs the same.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as a script: PyTensor's environment is checked before it loads below
+    from sda.environment import exit_if_pytensor_cannot_start
+
+    exit_if_pytensor_cannot_start("sda")
+
 import argparse
 import sys
 from pathlib import Path

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 
 __all__ = ["scale_to_unit_interval", "tile_raster_images", "give_default_permissions", "atomic_write",
            "write_json", "format_duration", "tqdm", "MAX_JSON_DEPTH", "MAX_JSON_BYTES", "json_depth", "parse_json",
-           "read_json", "read_json_lines"]
+           "read_bounded", "read_json", "read_json_lines"]
 
 #: The deepest nesting any JSON sda reads may have: its own files nest about 5 deep, and ``json``
 #: recurses once per level (a file nested 100,000 deep would overflow the stack).
@@ -145,33 +146,59 @@ def json_depth(text: bytes) -> int:
 
 def parse_json(text: bytes | str, where: str):
     """The value of JSON ``text``, refused with ValueError naming ``where`` when it nests deeper
-    than :data:`MAX_JSON_DEPTH` (checked before ``json`` parses) or is not JSON."""
+    than :data:`MAX_JSON_DEPTH` (checked before ``json`` parses), is not JSON, or names a key of
+    an object twice.  For text a caller already holds, too (a model file's header)."""
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     depth = json_depth(raw)
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"{where}: JSON nested {depth} levels deep, more than {MAX_JSON_DEPTH}")
     try:
-        return json.loads(raw)
+        return json.loads(raw, object_pairs_hook=_distinct_keys)
+    except _DuplicateKey as exc:
+        raise ValueError(f"{where}: JSON object holds the key {str(exc)[:80]!r} twice (which one counts?)") from None
     except (ValueError, RecursionError) as exc:  # ValueError: also invalid UTF-8, over-long integers
         raise ValueError(f"{where}: not valid JSON ({' '.join(str(exc).split())[:120]})") from None
 
 
-def _read_bounded(path, max_bytes: int) -> bytes:
-    """The bytes of ``path``, refused with ValueError when it is larger than ``max_bytes``
-    (checked before reading; OSError as reading raises it)."""
+class _DuplicateKey(Exception):
+    """A JSON object names a key twice: ``json`` would keep the last silently."""
+
+
+def _distinct_keys(pairs: list) -> dict:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen = set()
+        raise _DuplicateKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return value
+
+
+def read_bounded(path, max_bytes: int, what: str = "JSON file") -> bytes:
+    """The bytes of the regular file ``path``, at most ``max_bytes`` of them: refused with
+    ValueError, naming ``path``, when it is larger (checked before reading, and by reading no
+    more than one byte past the bound, as a file may grow or a device claim size 0) or is not a
+    regular file (a device such as ``/dev/zero`` never ends, a FIFO blocks: it is opened without
+    waiting and refused). OSError as opening raises it (a missing file, no permission)."""
     path = Path(path)
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ValueError(f"{path}: {size} bytes, more than the {max_bytes} of any JSON file sda reads")
-    return path.read_bytes()
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        raise ValueError(f"{path}: not a regular file, so not a {what} sda reads")
+    with os.fdopen(fd, "rb") as f:
+        if status.st_size > max_bytes:
+            raise ValueError(f"{path}: {status.st_size} bytes, more than the {max_bytes} of any {what} sda reads")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{path}: more than the {max_bytes} bytes of any {what} sda reads")
+    return data
 
 
 def read_json(path, max_bytes: int = MAX_JSON_BYTES):
     """The JSON value in file ``path``, bounded in size and depth (ValueError, or OSError)."""
-    return parse_json(_read_bounded(path, max_bytes), str(path))
+    return parse_json(read_bounded(path, max_bytes), str(path))
 
 
 def read_json_lines(path, max_bytes: int = MAX_JSON_BYTES) -> list:
     """The JSON values of a file of one per line (``metrics.jsonl``), bounded as :func:`read_json`."""
     return [parse_json(line, f"{path}, line {k}")
-            for k, line in enumerate(_read_bounded(path, max_bytes).splitlines(), start=1) if line.strip()]
+            for k, line in enumerate(read_bounded(path, max_bytes).splitlines(), start=1) if line.strip()]

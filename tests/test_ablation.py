@@ -190,3 +190,25 @@ def test_deeply_nested_run_files_are_refused_in_one_line(tmp_path, capsys):
     assert main(["--commands", "--tiny", "--output-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("metrics, message", [
+    ('{"phase": "fine-tuning", "epoch": 1, "validation_error": NaN, "test_error": null, "seconds": 1}',
+     "errors must be numbers in [0, 1]"),
+    ('{"phase": "fine-tuning", "epoch": 1, "validation_error": 1e999, "test_error": null, "seconds": 1}',
+     "errors must be numbers in [0, 1]"),
+    ('{"phase": "fine-tuning", "epoch": 1, "validation_error": 0.5, "validation_error": 0.01}', "twice"),
+    ('{"phase": "fine-tuning", "epoch": 1, "validation_error": 0.1, "test_error": 0.1, "seconds": 1}\n{"phase": "fi',
+     "line 2: not valid JSON"),
+])
+def test_collect_says_why_forged_metrics_fail(metrics, message, tmp_path):
+    from sda.ablation import main
+    (tmp_path / "tutorial_s1").mkdir()
+    (tmp_path / "tutorial_s1" / "metrics.jsonl").write_text(metrics + "\n")
+    (tmp_path / "ufldl_s1").mkdir()
+    (tmp_path / "ufldl_s1" / "results.json").write_text("[1, 2]")
+    assert main(["--tiny", "--collect", "--output-dir", str(tmp_path)]) == 0
+    with open(tmp_path / "ablation.csv", newline="") as f:
+        rows = {row["row"]: row for row in csv.DictReader(f)}
+    assert rows["tutorial"]["status"] == "failed" and message in rows["tutorial"]["message"], rows["tutorial"]
+    assert rows["ufldl"]["status"] == "failed" and "not the results a run writes" in rows["ufldl"]["message"]

@@ -94,3 +94,27 @@ def test_a_tracking_store_mlflow_cannot_use_is_one_line_before_training(uri, tin
     err = capsys.readouterr().err.strip()
     assert "cannot use the tracking store" in err and len(err.splitlines()) == 1, err
     assert not (out / "checkpoint.npz").exists()  # nothing trained
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("databricks", "databricks"),  # MLflow logs a warning of the credentials it lacks as it tries
+    ("file:///{tmp}/mlruns", "MLFLOW_ALLOW_FILE_STORE"),  # MLflow's remedy, at the end of its message
+])
+def test_a_tracking_store_refused_is_one_line_of_stderr_with_mlflows_remedy(uri, message, tiny_mnist_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    mlflow = pytest.importorskip("mlflow")
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("DATABRICKS_", "MLFLOW_"))}  # no credentials, no opt-outs of the user's
+    env["MLFLOW_TRACKING_URI"] = uri.format(tmp=tmp_path)
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "sda.SdA", *TINY, "--data-dir", str(tiny_mnist_dir), "--output-dir",
+                           str(out), "--log-to", "mlflow", "--training-epochs", "1"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    err = done.stderr.strip()
+    if done.returncode == 0 and uri.startswith("file:"):
+        pytest.skip(f"mlflow {mlflow.__version__} still takes file stores")
+    assert done.returncode == 2 and len(err.splitlines()) == 1, err
+    assert "cannot use the tracking store" in err and message in err, err
+    assert not (out / "checkpoint.npz").exists()

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import warnings
 import zipfile
 
@@ -230,3 +231,55 @@ def test_npz_labels_beyond_int32_never_train_as_another_class(tmp_path, capsys):
     assert main([*TINY, "--data", str(tmp_path / "d.npz"), "--output-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "4294967297" in err and len(err.splitlines()) == 1
+
+
+def test_what_is_not_a_regular_file_is_refused_as_data_unread(tmp_path):
+    with pytest.raises(DataError, match="is not a regular file"):
+        load_npz(tmp_path)
+    if os.path.exists("/dev/zero"):  # a device that never ends: never read
+        with pytest.raises(DataError, match="/dev/zero is not a regular file"):
+            load_npz("/dev/zero")
+
+
+def _with_member(info: zipfile.ZipInfo, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(info, data)
+        archive.writestr("y.npy", npz_member(GOOD[1][1]))
+    return buffer.getvalue()
+
+
+def npz_member(array) -> bytes:
+    npy = io.BytesIO()
+    np.save(npy, array)
+    return npy.getvalue()
+
+
+def _symlink_info() -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo("X.npy")
+    info.external_attr = 0o120777 << 16  # a symbolic link, whose data is its target
+    return info
+
+
+def _forged_zip64_size() -> bytes:
+    """X.npy's central entry states (through zip64) the size its forged 10**12-row header needs."""
+    header = forged_rows_npy(10 ** 12)[:-64]
+    buffer = io.BytesIO()
+    archive = zipfile.ZipFile(buffer, "w")
+    archive.writestr("X.npy", header + bytes(64))
+    archive.writestr("y.npy", npz_member(GOOD[1][1]))
+    archive.getinfo("X.npy").file_size = len(header) + 64 * 10 ** 12
+    archive.close()
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("data, message", [
+    (_with_member(zipfile.ZipInfo("X.npy/"), b""), r"member 'X.npy/' is not a distinct .npy array"),
+    (_with_member(_symlink_info(), b"/etc/passwd"), "not a readable .npz archive"),
+    (_forged_zip64_size(), "its arrays take 59,604.6 GiB, more than the"),
+])
+def test_odd_members_are_one_line(data, message, tmp_path):
+    path = tmp_path / "odd.npz"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=message):
+        load_npz(path, n_valid=1)

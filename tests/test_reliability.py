@@ -97,6 +97,19 @@ def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_never_followed(data,
     assert not target.exists() and (out / ".sda.lock").is_symlink()
 
 
+def test_a_lock_path_that_is_a_folder_and_an_output_folder_that_is_a_dangling_link_are_one_line(data, tmp_path,
+                                                                                                 capsys):
+    out = tmp_path / "out"
+    (out / ".sda.lock").mkdir(parents=True)
+    status, err = run_cli(capsys, *data, "--output-dir", out)
+    assert status == 2 and "cannot use output directory" in err and len(err.strip().splitlines()) == 1, err
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "nowhere")
+    status, err = run_cli(capsys, *data, "--output-dir", link)
+    assert status == 2 and f"is a symbolic link to {tmp_path / 'nowhere'}, which does not exist" in err, err
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_overwrite_that_cannot_start_leaves_the_earlier_run(data, tmp_path, capsys):
     out = tmp_path / "out"
     assert run_cli(capsys, *data, "--output-dir", out)[0] == 0
@@ -512,6 +525,33 @@ def test_an_environment_pytensor_cannot_start_in_is_one_line(flags, message, tmp
                           capture_output=True, text=True, env=env, timeout=120)
     err = done.stderr.strip()
     assert done.returncode == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command, prog", [
+    (["-m", "sda.sweep", "--config", "smoke", "--output-dir", "{out}"], "sda-sweep"),
+    (["-m", "sda.ablation", "--collect", "--output-dir", "{out}"], "sda-ablation"),
+    (["-m", "sda.dA", "--epochs", "1"], "sda"),
+    (["-m", "sda.mlp", "--epochs", "1"], "sda"),
+    (["-m", "sda.logistic_sgd", "--epochs", "1"], "sda"),
+    (["-m", "sda.tutorial_scripts", "mlp", "--epochs", "1"], "sda"),
+    (["-c", "import sys; from sda.launch import sweep_main; sys.exit(sweep_main(['--config', 'smoke', "
+            "'--output-dir', '{out}']))"], "sda-sweep"),
+    (["-c", "import sys; from sda.launch import ablation_main; sys.exit(ablation_main(['--collect', "
+            "'--output-dir', '{out}']))"], "sda-ablation")])
+@pytest.mark.parametrize("flags", ["floatX=float99", "compiledir={blocker}/x"])
+def test_every_command_says_in_one_line_that_pytensor_cannot_start(command, prog, flags, tmp_path):
+    import os
+    import subprocess
+    import sys
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    env = {**os.environ, "PYTENSOR_FLAGS": f"blas__ldflags=,{flags.format(blocker=blocker)}"}
+    done = subprocess.run([sys.executable, *[part.format(out=tmp_path / "out") for part in command]],
+                          capture_output=True, text=True, env=env, timeout=120)
+    err = done.stderr.strip()
+    assert done.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"{prog}: error: PyTensor cannot start"), err
     assert not (tmp_path / "out").exists()
 
 

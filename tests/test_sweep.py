@@ -437,3 +437,64 @@ def test_the_shipped_mnist_is_the_checksummed_one():
     folder = shipped("mnist")
     for name, digest in MNIST_SHA256.items():
         assert hashlib.sha256(gzip.decompress((folder / f"{name}.gz").read_bytes())).hexdigest() == digest
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config", "smoke", "--output-dir", "{out}", "--max-trials", "abc"],
+     "sda-sweep: error: argument --max-trials: invalid int value: 'abc' (see --help)"),
+    (["--config", "smoke"], "sda-sweep: error: the following arguments are required: --output-dir (see --help)"),
+    (["--output-dir", "{out}", "--resume"], "sda-sweep: error: no sweep to resume in {out} (it lacks sweep.toml)"),
+])
+def test_refused_sweep_commands_are_one_line_before_ray(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    try:
+        status = sweep_main([part.format(out=out) for part in argv])
+    except SystemExit as exc:  # argparse's refusals
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2 and err.strip() == message.format(out=out), err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("results, message", [
+    ('[1, 2]', "not the results a run writes"),
+    ('{"finetuning": {}}', "not the results a run writes"),
+    ('{"finetuning": {"best_validation_error": 0.1, "test_error": 1e999, "epochs": 2, "seconds": 1},'
+     ' "pretraining": {"seconds": 1}}', "test_error must be a number in [0, 1] or null, got inf"),
+    ('{"finetuning": {"best_validation_error": NaN, "test_error": 0.1, "epochs": 2, "seconds": 1},'
+     ' "pretraining": {"seconds": 1}}', "best_validation_error must be a number in [0, 1] or null, got nan"),
+    ('{"finetuning": {"best_validation_error": "0.1", "test_error": 0.1, "epochs": 2, "seconds": 1},'
+     ' "pretraining": {"seconds": 1}}', "best_validation_error must be a number"),
+    ('{"finetuning": {"best_validation_error": 0.1, "test_error": 0.1, "epochs": true, "seconds": 1},'
+     ' "pretraining": {"seconds": 1}}', "epochs and seconds must be numbers >= 0"),
+    ('{"finetuning": {"best_validation_error": 0.1, "test_error": 0.1, "epochs": 2, "seconds": -1e999},'
+     ' "pretraining": {"seconds": 1}}', "epochs and seconds must be numbers >= 0"),
+    ('{"finetuning": {"test_error": 0.9, "test_error": 0.1}}', "holds the key 'test_error' twice"),
+])
+def test_a_trials_forged_results_make_it_failed_with_the_reason(results, message, tmp_path):
+    from sda.sweep import trial_outcome
+    (tmp_path / "results.json").write_text(results)
+    outcome = trial_outcome(tmp_path, {})
+    assert outcome["status"] == "failed" and message in outcome["message"], outcome
+    assert outcome["test_error"] is None and "\n" not in outcome["message"]
+
+
+def test_a_trials_forged_failure_message_is_refused(tmp_path):
+    from sda.sweep import trial_outcome
+    (tmp_path / "failure.json").write_text('["not", "an", "object"]')
+    outcome = trial_outcome(tmp_path, {})
+    assert outcome["status"] == "failed" and "not the message a sweep writes" in outcome["message"], outcome
+    good = {"phase": 1}
+    (tmp_path / "failure.json").write_text('{"message": "training diverged:\\n at epoch 3"}')
+    assert trial_outcome(tmp_path, good)["message"] == "training diverged: at epoch 3"
+
+
+def test_forged_trial_files_name_no_trial_and_stop_nothing(tmp_path):
+    from sda.sweep import _trial_names
+    files = {"deep": "[" * 100_000 + "]" * 100_000, "list": "[0, 1]", "twice": '{"configuration": 0, "seed": 1, '
+             '"seed": 2}', "floats": '{"configuration": 0.5, "seed": 1}', "bools": '{"configuration": true, "seed": 1}',
+             "good": '{"configuration": 3, "seed": 7, "node": "n"}'}
+    for name, text in files.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "trial.json").write_text(text)
+    assert _trial_names(tmp_path, {}) == {(3, 7): "good"}

@@ -36,7 +36,7 @@ def test_a_huge_sweep_file_is_refused_unread(tmp_path):
     path = tmp_path / "big.toml"
     with open(path, "wb") as f:
         f.truncate(MAX_SWEEP_BYTES + 1)
-    with pytest.raises(SweepConfigError, match="more than a sweep file may"):
+    with pytest.raises(SweepConfigError, match="more than the 1048576 bytes of any sweep file|more than the 1048576 of any sweep file"):
         read_sweep(path)
 
 
@@ -65,3 +65,77 @@ def test_json_within_the_bounds_reads_as_json_does(tmp_path):
         f.truncate(1000)
     with pytest.raises(ValueError, match="more than the 10"):
         read_json(path, max_bytes=10)
+
+
+# what a reader is given in place of a file: each refused at once, in one line, without reading it
+_READ_UNBOUNDED = """
+import sys
+from sda.sweep_config import read_sweep
+from sda.utils import read_json, read_json_lines
+for read in (read_json, read_json_lines, read_sweep):
+    try:
+        read(sys.argv[1])
+    except ValueError as exc:
+        print(" ".join(str(exc).split()))
+"""
+
+
+def _read_in_a_small_process(path) -> list[str]:
+    """The one-line refusals of the three readers, run where a reader that did read a device
+    whole would run out of its 1 GiB instead of the machine's memory, or a FIFO time out."""
+    import os
+    import subprocess
+    import sys
+
+    def limit_memory():
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    done = subprocess.run([sys.executable, "-c", _READ_UNBOUNDED, str(path)], capture_output=True, text=True,
+                          timeout=60, preexec_fn=limit_memory if os.name == "posix" else None)
+    assert done.returncode == 0 and not done.stderr, done.stderr[-2000:]
+    return done.stdout.splitlines()
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_a_device_that_never_ends_is_refused_unread():
+    lines = _read_in_a_small_process("/dev/zero")
+    assert len(lines) == 3 and all("/dev/zero: not a regular file" in line for line in lines), lines
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    import os
+    os.mkfifo(tmp_path / "sweep.toml")
+    lines = _read_in_a_small_process(tmp_path / "sweep.toml")
+    assert len(lines) == 3 and all("not a regular file" in line for line in lines), lines
+
+
+def test_a_folder_given_as_a_file_is_one_line(tmp_path):
+    for read in (read_json, read_json_lines):
+        with pytest.raises(ValueError, match="not a regular file"):
+            read(tmp_path)
+    with pytest.raises(SweepConfigError, match="not a regular file"):
+        read_sweep(tmp_path)
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="needs Linux's /proc")
+def test_a_file_larger_than_it_says_is_read_no_further_than_the_bound():
+    # /proc's files are regular files of size 0 that hold kilobytes
+    with pytest.raises(ValueError, match="more than the 10 bytes"):
+        read_json("/proc/self/maps", max_bytes=10)
+
+
+@pytest.mark.parametrize("text, key", [('{"test_error": 0.5, "test_error": 0.01}', "test_error"),
+                                       ('[{"a": {"b": 1, "c": 2, "b": 3}}]', "b")])
+def test_json_naming_a_key_twice_is_refused(text, key):
+    with pytest.raises(ValueError, match=f"holds the key '{key}' twice"):
+        parse_json(text, "x")
+    assert parse_json('{"a": {"b": 1}, "b": {"a": 2}}', "x") == {"a": {"b": 1}, "b": {"a": 2}}
+
+
+def test_a_sweep_file_with_a_byte_order_mark_reads_as_without(tmp_path):
+    (tmp_path / "bom.toml").write_bytes(b'\xef\xbb\xbfpreset = "quick"\n')
+    assert read_sweep(tmp_path / "bom.toml").preset == "quick"
+    (tmp_path / "latin.toml").write_bytes(b'preset = "qu\xe9ck"\n')
+    with pytest.raises(SweepConfigError, match="not UTF-8 text"):
+        read_sweep(tmp_path / "latin.toml")
