@@ -306,7 +306,7 @@ def _progress(metrics_path: Path) -> dict:
     except OSError:
         return {}
     best_errors = [r.get("validation_error") for r in records if isinstance(r, dict)]
-    if not all(e is None or isinstance(e, (int, float)) and not isinstance(e, bool) and 0 <= e <= 1
+    if not all(e is None or (isinstance(e, (int, float)) and not isinstance(e, bool) and 0 <= e <= 1)
                for e in best_errors):  # NaN and 1e999 (inf) are not errors either
         raise ValueError(f"{metrics_path}: errors must be numbers in [0, 1]")
     tuning = [r for r in records if r["phase"] == "fine-tuning" and r["validation_error"] is not None]
