@@ -34,6 +34,7 @@ class LoggerError(ValueError):
 
 def _scalars(record: dict) -> tuple[str, dict]:
     """``(prefix, {name: value})`` of the numbers in one record of :func:`sda.run.epoch_records`."""
+    names: tuple[str, ...]
     if record["phase"] == "pretraining":
         prefix, names = f"pretraining/layer{record['layer']}", ("cost", "seconds")
     else:

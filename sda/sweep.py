@@ -177,7 +177,7 @@ def _record_failure(folder: Path, message: str) -> None:
     tune_module().report({"failure": message})
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
@@ -268,7 +268,7 @@ def _trial_lines(trials_dir: str):
     """Tune's callback that prints a line as each trial ends, and marks the trials the scheduler
     stopped early (``stopped.json``), which Tune's results do not tell apart from finished ones."""
 
-    class TrialLines(tune_module().Callback):
+    class TrialLines(tune_module().Callback):  # type: ignore[misc]  # Tune is imported when a sweep runs
         def on_trial_complete(self, iteration, trials, trial, **info):
             folder = Path(trials_dir) / str(trial)
             done = any((folder / name).is_file() for name in ("results.json", FAILURE_FILE))
@@ -296,7 +296,7 @@ def collect_rows(sweep: Sweep, result_grid, trials_dir: Path) -> list[dict]:
     for number, configuration in enumerate(sweep.configurations):
         for seed in sweep.seeds:
             name = names.get((number, seed))
-            result = results.get(name)
+            result = results.get(name) if name is not None else None
             config = sweep.trial_config(configuration, seed)
             row = {"trial": name, "configuration": number, "seed": seed,
                    **{key: value for key, value in config.items() if key != "seed"}, **configuration}

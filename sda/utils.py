@@ -167,8 +167,8 @@ class _DuplicateKey(Exception):
 def _distinct_keys(pairs: list) -> dict:
     value = dict(pairs)
     if len(value) != len(pairs):
-        seen = set()
-        raise _DuplicateKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+        keys = [key for key, _ in pairs]
+        raise _DuplicateKey(next(key for k, key in enumerate(keys) if key in keys[:k]))
     return value
 
 
