@@ -240,8 +240,8 @@ def trial_folder_state(folder: Path, config: dict, data: dict) -> str:
             saved_config, source = saved["config"], saved["data"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise TrialFolderError(f"{path} is unreadable ({type(exc).__name__})") from None
-    elif (folder / "checkpoint.npz").is_file():
-        state, path = INTERRUPTED, folder / "checkpoint.npz"
+    elif (folder / "checkpoint.safetensors").is_file():
+        state, path = INTERRUPTED, folder / "checkpoint.safetensors"
         try:
             checkpoint = load_checkpoint(path)
         except CheckpointError as exc:

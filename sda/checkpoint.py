@@ -1,7 +1,8 @@
 """Checkpoints: everything a training run needs to continue exactly where it stopped.
 
-A checkpoint is an archive in the same safe format as model files (``.npz`` of numeric
-arrays + JSON header, never a pickle, written atomically) holding
+A checkpoint (``checkpoint.safetensors``) is a file in the same safe format as model files
+(:mod:`sda.persistence`: safetensors, named float tensors plus a JSON header in the metadata,
+never a pickle, checked before any tensor is read, written atomically) holding
 
 * ``state_<i>``: the values of the run's shared variables, in an order the run defines
   (model parameters, then optimiser state such as momentum velocities and the learning rate);
@@ -13,6 +14,9 @@ arrays + JSON header, never a pickle, written atomically) holding
 
 * ``digest``: the sha256 of everything else in the file (:func:`checkpoint_digest`).
 
+The tensors are named by position, as the run orders its variables: their shapes are those of
+the run's variables, checked when it restores them (:func:`restore_state`); before then, their
+names must be the ones the header's counts imply, and their sizes are bounded by the file's.
 Every field is checked on loading, its kind and its keys before any value is used, then the
 digest: a damaged checkpoint, or one edited after it was written, raises :class:`CheckpointError`.
 Parameters must be finite and within the bound training stops at
@@ -31,15 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sda.persistence import ModelFileError, read_archive, write_archive
+from sda.persistence import ModelFileError, read_tensor_file, write_tensor_file
 from sda.training import PARAMETER_LIMIT, DivergenceError, FitState, PretrainResult
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "restore_state", "restore_generators",
            "checkpoint_digest", "CHECKPOINT_VERSION"]
 
 FORMAT = "sda-checkpoint"
-#: Version 3 names layer sizes ``hidden_layer_sizes``; older checkpoints are refused, naming their version.
-CHECKPOINT_VERSION = 3
+#: Version 4 is safetensors (3, sda 0.3's last, was ``.npz``); older checkpoints are refused, naming their version.
+CHECKPOINT_VERSION = 4
 _HEADER_KEYS = {"format", "format_version", "config", "n_state", "rngs", "pretrain", "fit", "data", "data_source",
                 "execution", "digest"}
 _HISTORY_KEYS = {"epoch", "cost", "validation_error", "test_error", "seconds"}
@@ -92,7 +96,7 @@ def save_checkpoint(path, config: dict, state_vars, rngs, pretrain: PretrainResu
     }
     header = json.loads(json.dumps(header))  # as it will be read back (tuples as lists)
     header["digest"] = checkpoint_digest(header, arrays)
-    return write_archive(path, header, arrays)
+    return write_tensor_file(path, header, arrays)
 
 
 def checkpoint_digest(header: dict, arrays: dict) -> str:
@@ -109,16 +113,10 @@ def checkpoint_digest(header: dict, arrays: dict) -> str:
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; anything missing or of the wrong
     kind raises :class:`CheckpointError` naming the file."""
-    header, arrays = read_archive(path, FORMAT, CheckpointError, CHECKPOINT_VERSION)
+    header, arrays = read_tensor_file(path, FORMAT, CheckpointError, CHECKPOINT_VERSION,
+                                      check_layout=lambda header, layout: _check_names(path, header, layout))
     try:
-        _check_structure(header)
-        n_state = header["n_state"]
-        if not isinstance(n_state, int) or not 0 <= n_state <= len(arrays):
-            raise ValueError(f"n_state {n_state!r} does not match the {len(arrays)} arrays")
-        n_best = len(arrays) - n_state if header["fit"] is not None else 0
-        odd = set(arrays) ^ {*(f"state_{i}" for i in range(n_state)), *(f"best_{i}" for i in range(n_best))}
-        if odd:
-            raise ValueError(f"arrays {sorted(odd)[:3]!r:.80} do not fit n_state={n_state}")
+        n_state, n_best = header["n_state"], len(arrays) - header["n_state"]
         state = [arrays[f"state_{i}"] for i in range(n_state)]
         fit = None
         if header["fit"] is not None:
@@ -136,6 +134,23 @@ def load_checkpoint(path) -> Checkpoint:
         raise CheckpointError(f"{path}: the checkpoint was changed after it was written (its digest does not match "
                               f"its contents); a run's settings cannot be edited: start a new run instead")
     return checkpoint
+
+
+def _check_names(path, header: dict, layout: dict) -> None:
+    """The header's fields are of the kinds :func:`save_checkpoint` writes, and the tensors are
+    exactly ``state_0`` .. and (while fine-tuning) ``best_0`` ..: checked before any is read."""
+    try:
+        _check_structure(header)
+        n_state = header["n_state"]
+        if type(n_state) is not int or not 0 <= n_state <= len(layout):  # type(): not a bool
+            raise ValueError(f"n_state {n_state!r:.40} does not match the {len(layout)} tensors")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: damaged or incomplete checkpoint ({type(exc).__name__}: {exc})"[:300]) from None
+    n_best = len(layout) - n_state if header["fit"] is not None else 0
+    odd = set(layout) ^ {*(f"state_{i}" for i in range(n_state)), *(f"best_{i}" for i in range(n_best))}
+    if odd:
+        raise CheckpointError(f"{path}: damaged or incomplete checkpoint (tensors {sorted(odd)[:3]!r:.80} "
+                              f"do not fit n_state={n_state})")
 
 
 def _check_structure(header: dict) -> None:

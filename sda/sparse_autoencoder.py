@@ -118,6 +118,6 @@ class SparseAutoencoder(dA):
                 "sparsity_weight": self.sparsity_weight, "weight_decay": self.weight_decay}
 
     @classmethod
-    def variable_shapes(cls, config: dict) -> list:
+    def variable_shapes(cls, config: dict) -> dict:
         n_visible, n_hidden = int(config["n_visible"]), int(config["n_hidden"])
-        return [(n_visible, n_hidden), (n_hidden,), (n_hidden, n_visible), (n_visible,)]
+        return {"W": (n_visible, n_hidden), "b": (n_hidden,), "W_prime": (n_hidden, n_visible), "b_prime": (n_visible,)}

@@ -57,8 +57,8 @@ def test_overwrite_replaces_the_whole_earlier_run(data, tmp_path, capsys):
     assert run_cli(capsys, *data, "--output-dir", out, "--overwrite", "--hidden-layers", "9", "7")[0] == 0
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["hidden_layer_sizes"] == [9, 7] and results["finetuning"]["epochs"] <= 2
-    assert load_checkpoint(out / "checkpoint.npz").config["hidden_layer_sizes"] == [9, 7]
-    assert json.loads(json.dumps(read_archive(out / "best_model.npz", "sda-model")[0]["config"]))[
+    assert load_checkpoint(out / "checkpoint.safetensors").config["hidden_layer_sizes"] == [9, 7]
+    assert json.loads(json.dumps(read_archive(out / "best_model.safetensors", "sda-model")[0]["config"]))[
         "hidden_layers_sizes"] == [9, 7]
     assert (out / "notes.txt").read_text() == "mine"  # not a file of the run: left alone
 
@@ -70,7 +70,7 @@ def test_overwrite_removes_only_the_files_the_run_wrote(data, tmp_path, capsys):
     (out / "filters_layer0.png").write_text("a picture of the earlier run")
     written = sorted(p.name for p in (out / "tensorboard").iterdir())
     mine = [out / ".notes.tmp", out / "filters_layer_old_copy.png", out / "tensorboard" / "events.out.tfevents.mine",
-            out / ".checkpoint.npz.tmp", out / "results.json.bak"]
+            out / ".checkpoint.safetensors.tmp", out / "results.json.bak"]
     for path in mine:
         path.write_text("mine")
     assert run_cli(capsys, *data, "--output-dir", out, "--overwrite")[0] == 0
@@ -240,7 +240,7 @@ def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys
     """Forgeries that also recompute the digest, as a forger who knows the format would: each
     field's own check refuses them."""
     out = stopped_run(data, tmp_path, capsys)
-    forge_checkpoint(out / "checkpoint.npz", forge)
+    forge_checkpoint(out / "checkpoint.safetensors", forge)
     status = main(["--resume", str(out), "--quiet", "--no-pictures"])
     err = capsys.readouterr().err
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
@@ -265,7 +265,7 @@ def forge_checkpoint(path, forge, seal=True):
 ])
 def test_a_checkpoint_edited_after_it_was_written_is_refused(forge, data, tmp_path, capsys):
     out = stopped_run(data, tmp_path, capsys)
-    forge_checkpoint(out / "checkpoint.npz", forge, seal=False)
+    forge_checkpoint(out / "checkpoint.safetensors", forge, seal=False)
     status = main(["--resume", str(out), "--quiet", "--no-pictures"])
     err = capsys.readouterr().err
     assert status == 2 and ("changed after it was written" in err or "digest" in err), err
@@ -274,7 +274,7 @@ def test_a_checkpoint_edited_after_it_was_written_is_refused(forge, data, tmp_pa
 
 def test_a_checkpoint_of_the_earlier_format_is_refused_in_one_line(data, tmp_path, capsys):
     out = stopped_run(data, tmp_path, capsys)
-    forge_checkpoint(out / "checkpoint.npz", lambda h, a: (h.update(format_version=2), h.pop("digest")), seal=False)
+    forge_checkpoint(out / "checkpoint.safetensors", lambda h, a: (h.update(format_version=2), h.pop("digest")), seal=False)
     status = main(["--resume", str(out), "--quiet", "--no-pictures"])
     err = capsys.readouterr().err
     assert status == 2 and "format version 2 is not supported" in err and len(err.strip().splitlines()) == 1
@@ -286,7 +286,7 @@ def test_a_learning_rate_of_zero_on_schedule_resumes(flags, data, tmp_path, caps
     of a real run, which a resume continues (here: ends, as its results were lost; 0.1 × 1e-30² is 0 in float32)."""
     out = tmp_path / "out"
     assert run_cli(capsys, *data, "--output-dir", out, "--training-epochs", "2", *flags)[0] == 0
-    assert float(load_checkpoint(out / "checkpoint.npz").state[-1]) == 0.0
+    assert float(load_checkpoint(out / "checkpoint.safetensors").state[-1]) == 0.0
     (out / "results.json").unlink()
     assert main(["--resume", str(out), "--quiet", "--no-pictures"]) == 0, capsys.readouterr().err
     assert json.loads((out / "results.json").read_text())["finetuning"]["epochs"] == 2
@@ -364,8 +364,8 @@ def test_a_non_finite_state_is_never_checkpointed(data, tmp_path, capsys):
     import pytensor
     lr = pytensor.shared(np.float32(np.inf), name="finetune_lr")
     with pytest.raises(DivergenceError, match="finetune_lr is not finite"):
-        save_checkpoint(tmp_path / "checkpoint.npz", {}, [lr], [], PretrainResult())
-    assert not (tmp_path / "checkpoint.npz").exists()
+        save_checkpoint(tmp_path / "checkpoint.safetensors", {}, [lr], [], PretrainResult())
+    assert not (tmp_path / "checkpoint.safetensors").exists()
 
 
 @pytest.mark.parametrize("flags, where", [
@@ -378,8 +378,8 @@ def test_exploding_training_stops_and_keeps_only_finite_state(flags, where, data
     err = capsys.readouterr().err
     assert status == 1 and "diverged" in err and where in err and len(err.strip().splitlines()) == 1, err
     assert not (out / "results.json").exists()
-    if (out / "checkpoint.npz").exists():
-        assert all(np.isfinite(a).all() and np.abs(a).max() <= 1e6 for a in load_checkpoint(out / "checkpoint.npz").state)
+    if (out / "checkpoint.safetensors").exists():
+        assert all(np.isfinite(a).all() and np.abs(a).max() <= 1e6 for a in load_checkpoint(out / "checkpoint.safetensors").state)
         assert "kept in" in err
     else:
         assert "nothing was saved" in err
@@ -457,15 +457,15 @@ def test_divergence_messages_say_truly_what_was_kept(data, tmp_path, capsys):
     out = tmp_path / "out"
     status = main([*FAST, *map(str, data), "--output-dir", str(out), "--finetune-lr", "1e30"])
     err = capsys.readouterr().err
-    assert status == 1 and "checkpoint.npz is kept in" in err and "as of the last epoch saved" in err  # pretraining's
-    assert not (out / "best_model.npz").exists() and "best_model" not in err
+    assert status == 1 and "checkpoint.safetensors is kept in" in err and "as of the last epoch saved" in err  # pretraining's
+    assert not (out / "best_model.safetensors").exists() and "best_model" not in err
 
 
 def test_evaluate_needs_no_validation_size(data, tmp_path, capsys):
     out = tmp_path / "out"
     assert run_cli(capsys, *data, "--output-dir", out)[0] == 0
     capsys.readouterr()
-    assert main(["--evaluate", str(out / "best_model.npz"), *map(str, data), "--no-verify"]) == 0
+    assert main(["--evaluate", str(out / "best_model.safetensors"), *map(str, data), "--no-verify"]) == 0
     assert "test error" in capsys.readouterr().out
 
 

@@ -44,13 +44,13 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, tiny_mnist_dir, t
     killed = tmp_path / "killed"
     proc = subprocess.Popen(sda_command(*data, "--output-dir", str(killed)))
     deadline = time.time() + 240
-    while (progress(killed / "checkpoint.npz") or (0, 0)) < kill_at and proc.poll() is None:
+    while (progress(killed / "checkpoint.safetensors") or (0, 0)) < kill_at and proc.poll() is None:
         assert time.time() < deadline
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    stopped_at = progress(killed / "checkpoint.npz")
+    stopped_at = progress(killed / "checkpoint.safetensors")
     assert kill_at <= stopped_at < (6, 120)
     assert not (killed / "results.json").exists()
 
@@ -61,11 +61,11 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, tiny_mnist_dir, t
     assert got["epochs"] == want["epochs"] == 120
     assert got["best_validation_error"] == want["best_validation_error"]
     assert got["test_error"] == want["test_error"]
-    _, want_params = read_model_file(reference / "best_model.npz")
-    _, got_params = read_model_file(killed / "best_model.npz")
+    _, want_params = read_model_file(reference / "best_model.safetensors")
+    _, got_params = read_model_file(killed / "best_model.safetensors")
     for g, w in zip(got_params, want_params):
         np.testing.assert_array_equal(g, w)
-    final_ref, final_resumed = load_checkpoint(reference / "checkpoint.npz"), load_checkpoint(killed / "checkpoint.npz")
+    final_ref, final_resumed = load_checkpoint(reference / "checkpoint.safetensors"), load_checkpoint(killed / "checkpoint.safetensors")
     for g, w in zip(final_resumed.state, final_ref.state):  # parameters, velocities, learning rate
         np.testing.assert_array_equal(g, w)
 
@@ -96,7 +96,7 @@ def test_jax_fine_tuning_noise_goes_on_from_where_pretraining_left_it():
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     from sda.cli import main
     assert main(["--resume", str(tmp_path), "--quiet"]) == 2
-    assert "checkpoint.npz" in capsys.readouterr().err
+    assert "checkpoint.safetensors" in capsys.readouterr().err
 
 
 @pytest.mark.skipif("JAX" not in __import__("sda.modes").modes.available_modes(), reason="needs jax")

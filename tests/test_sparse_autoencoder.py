@@ -345,7 +345,7 @@ def test_lbfgs_run_writes_results_and_the_best_model(lbfgs_run):
     results = json.loads((out / "results.json").read_text())
     assert results["finetuning"]["best_validation_error"] == run.finetuning.best_validation_error
     assert results["config"]["optimizer"] == "lbfgs" and len(results["finetuning"]["history"]) == 15
-    best, header = load_model(out / "best_model.npz")
+    best, header = load_model(out / "best_model.safetensors")
     assert header["training_state"]["validation_error"] == run.finetuning.best_validation_error
     assert validation_error(best, tiny_data()) == run.finetuning.best_validation_error
 
