@@ -227,6 +227,8 @@ def train(args: argparse.Namespace) -> None:
             raise RunError("--resume continues a run as it was: give no --preset or --output-dir with it")
         checkpoint_path = args.resume / "checkpoint.safetensors"
         if not checkpoint_path.is_file():
+            if (args.resume / "checkpoint.npz").is_file():  # sda 0.3's run: refused, naming its format
+                load_checkpoint(args.resume / "checkpoint.npz")
             raise RunError(f"no checkpoint to resume from: {checkpoint_path} does not exist")
         saved = load_checkpoint(checkpoint_path)
         config, source, output_dir = given_config(args), _data_source(args, saved.data_source), args.resume

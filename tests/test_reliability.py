@@ -15,7 +15,7 @@ from test_cli import TINY
 from sda.checkpoint import CHECKPOINT_VERSION, checkpoint_digest, load_checkpoint
 from sda.cli import main
 from sda.data import MNIST_FILES
-from sda.persistence import read_archive, write_archive
+from sda.persistence import read_model_file, read_tensor_file, write_tensor_file
 from sda.run import RunError, train_SdA
 
 FAST = TINY + ["--no-pictures", "--training-epochs", "2"]
@@ -58,7 +58,7 @@ def test_overwrite_replaces_the_whole_earlier_run(data, tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["hidden_layer_sizes"] == [9, 7] and results["finetuning"]["epochs"] <= 2
     assert load_checkpoint(out / "checkpoint.safetensors").config["hidden_layer_sizes"] == [9, 7]
-    assert json.loads(json.dumps(read_archive(out / "best_model.safetensors", "sda-model")[0]["config"]))[
+    assert json.loads(json.dumps(read_model_file(out / "best_model.safetensors")[0]["config"]))[
         "hidden_layers_sizes"] == [9, 7]
     assert (out / "notes.txt").read_text() == "mine"  # not a file of the run: left alone
 
@@ -249,11 +249,11 @@ def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys
 
 def forge_checkpoint(path, forge, seal=True):
     """Apply ``forge(header, arrays)`` to the checkpoint at ``path``; ``seal``: with a digest that fits."""
-    header, arrays = read_archive(path, "sda-checkpoint", version=CHECKPOINT_VERSION)
+    header, arrays = read_tensor_file(path, "sda-checkpoint", version=CHECKPOINT_VERSION)
     forge(header, arrays)
     if seal:
         header["digest"] = checkpoint_digest(header, arrays)
-    write_archive(path, header, arrays)
+    write_tensor_file(path, header, arrays)
 
 
 @pytest.mark.parametrize("forge", [
@@ -274,10 +274,11 @@ def test_a_checkpoint_edited_after_it_was_written_is_refused(forge, data, tmp_pa
 
 def test_a_checkpoint_of_the_earlier_format_is_refused_in_one_line(data, tmp_path, capsys):
     out = stopped_run(data, tmp_path, capsys)
-    forge_checkpoint(out / "checkpoint.safetensors", lambda h, a: (h.update(format_version=2), h.pop("digest")), seal=False)
+    forge_checkpoint(out / "checkpoint.safetensors", lambda h, a: (h.update(format_version=3), h.pop("digest")),
+                     seal=False)
     status = main(["--resume", str(out), "--quiet", "--no-pictures"])
     err = capsys.readouterr().err
-    assert status == 2 and "format version 2 is not supported" in err and len(err.strip().splitlines()) == 1
+    assert status == 2 and "format version 3 is not supported" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("flags", [["--finetune-lr-schedule", "linear"], ["--finetune-lr-decay", "1e-30"]])
@@ -403,8 +404,8 @@ def test_divergence_before_any_checkpoint_says_nothing_was_saved(data, tmp_path,
 def test_evaluate_refuses_a_model_of_another_width(data, tmp_path, capsys):
     from sda.SdA import SdA
     model = SdA(np.random.RandomState(0), n_ins=400, hidden_layers_sizes=[5], n_outs=10, corruption_levels=[0.1])
-    model.save(tmp_path / "m.npz")
-    status = main(["--evaluate", str(tmp_path / "m.npz"), *map(str, data), "--no-verify", "--valid-size", "50"])
+    model.save(tmp_path / "m.safetensors")
+    status = main(["--evaluate", str(tmp_path / "m.safetensors"), *map(str, data), "--no-verify", "--valid-size", "50"])
     err = capsys.readouterr().err
     assert status == 2 and "takes 400 inputs" in err and len(err.strip().splitlines()) == 1
 
@@ -414,10 +415,10 @@ def test_evaluate_refuses_a_model_of_another_width(data, tmp_path, capsys):
 def test_evaluate_refuses_a_header_whose_sizes_are_not_counts(key, value, data, tmp_path, capsys):
     from sda.SdA import SdA
     model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=[5], n_outs=10, corruption_levels=[0.1])
-    header, arrays = read_archive(model.save(tmp_path / "m.npz"), "sda-model")
+    header, arrays = read_tensor_file(model.save(tmp_path / "m.safetensors"), "sda-model")
     header["config"][key] = value
-    write_archive(tmp_path / "m.npz", header, arrays)
-    status = main(["--evaluate", str(tmp_path / "m.npz"), *map(str, data), "--no-verify"])
+    write_tensor_file(tmp_path / "m.safetensors", header, arrays)
+    status = main(["--evaluate", str(tmp_path / "m.safetensors"), *map(str, data), "--no-verify"])
     err = capsys.readouterr().err
     assert status == 2 and "configuration is invalid" in err and len(err.strip().splitlines()) == 1, err
 

@@ -63,7 +63,8 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, tiny_mnist_dir, t
     assert got["test_error"] == want["test_error"]
     _, want_params = read_model_file(reference / "best_model.safetensors")
     _, got_params = read_model_file(killed / "best_model.safetensors")
-    for g, w in zip(got_params, want_params):
+    assert list(got_params) == list(want_params)
+    for g, w in zip(got_params.values(), want_params.values()):
         np.testing.assert_array_equal(g, w)
     final_ref, final_resumed = load_checkpoint(reference / "checkpoint.safetensors"), load_checkpoint(killed / "checkpoint.safetensors")
     for g, w in zip(final_resumed.state, final_ref.state):  # parameters, velocities, learning rate
@@ -97,6 +98,20 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     from sda.cli import main
     assert main(["--resume", str(tmp_path), "--quiet"]) == 2
     assert "checkpoint.safetensors" in capsys.readouterr().err
+
+
+def test_resuming_a_run_of_sda_0_3_names_its_npz_checkpoint(tmp_path, capsys):
+    import io
+    import json
+    from sda.cli import main
+    buf = io.BytesIO()
+    header = json.dumps({"format": "sda-checkpoint", "format_version": 3}).encode()
+    np.savez(buf, __header__=np.frombuffer(header, np.uint8), state_0=np.zeros(3))
+    (tmp_path / "checkpoint.npz").write_bytes(buf.getvalue())
+    assert main(["--resume", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "checkpoint.npz is an .npz checkpoint (format version 3)" in err and "start the run again" in err, err
+    assert len(err.splitlines()) == 1
 
 
 @pytest.mark.skipif("JAX" not in __import__("sda.modes").modes.available_modes(), reason="needs jax")
