@@ -20,6 +20,7 @@ longer than training, and the automatic mode (``mode=None``) chooses by the size
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import numpy as np
@@ -31,14 +32,14 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 
 from sda.dA import dA, new_pytensor_rng
 from sda.datasets import shared_dataset
-from sda.estimator_parts import (COMMON_CONSTRAINTS, FLOATX, UnitScaler, batch_size_for, epoch_log, set_common_params,
-                                 sklearn_constraints)
+from sda.estimator_parts import (COMMON_CONSTRAINTS, FLOATX, SavedEstimator, UnitScaler, batch_size_for, epoch_log,
+                                 restored_labels, saved_labels, set_common_params, sklearn_constraints)
 from sda.hyperparameters import COUNT, PROBABILITY, RATE, estimator_hyperparameters, finetune_arguments
 from sda.jax_noise import write_back_compiled_noise
 from sda.modes import compile_function, resolve_mode, training_phases
 from sda.run import TUTORIAL, finetune_learning_rate, train_SdA, validate_config
 from sda.steps import Step
-from sda.training import pretrain_layers, train_epoch
+from sda.training import FitResult, PretrainResult, pretrain_layers, train_epoch
 
 __all__ = ["SdAClassifier", "DenoisingAutoencoder"]
 
@@ -48,7 +49,7 @@ def _documented(h) -> str:
     return f"{h.name} : default={h.estimator_value!r}\n{meaning}"
 
 
-class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
+class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, BaseEstimator):
     __doc__ = """Stacked denoising autoencoder classifier: greedy dA pretraining, then fine-tuning.
 
     Parameters
@@ -76,6 +77,10 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     requires), every later call one more fine-tuning epoch on its batch, with the learning-rate
     schedule going on.  ``transform(X, layer=k)`` gives the activations of hidden layer ``k``
     (default: the top one).
+
+    ``clf.save(path)`` writes a fitted classifier to a ``.safetensors`` file and
+    ``SdAClassifier.load(path)`` reads it back, predicting as it did (a file that cannot run
+    code, unlike a pickle; see :class:`sda.estimator_parts.SavedEstimator`).  Pickles work too.
 
     Attributes
     ----------
@@ -217,6 +222,26 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         if hasattr(self, "model_"):
             self._compile_logits()
 
+    # --- what a saved classifier holds besides its model and scaler (SavedEstimator) ---
+    _model_class = "SdA"
+
+    def _fitted_state(self) -> dict:
+        return {**saved_labels(self.classes_), "n_finetune_epochs_": self.n_finetune_epochs_,
+                "pretrain_result_": dataclasses.asdict(self.pretrain_result_),
+                "fit_result_": dataclasses.asdict(self.fit_result_)}
+
+    def _restore(self, model, scaler, fitted: dict) -> None:
+        self.classes_ = restored_labels(fitted)
+        if model.n_ins != self.n_features_in_ or model.n_outs < len(self.classes_):
+            raise ValueError(f"a model of {model.n_ins} inputs and {model.n_outs} outputs does not classify "
+                             f"{self.n_features_in_} features into {len(self.classes_)} classes")
+        if type(fitted["n_finetune_epochs_"]) is not int or fitted["n_finetune_epochs_"] < 0:
+            raise ValueError("n_finetune_epochs_ must be a count")
+        self.model_, self._scaler, self.n_finetune_epochs_ = model, scaler, fitted["n_finetune_epochs_"]
+        self.pretrain_result_ = PretrainResult(**fitted["pretrain_result_"])
+        self.fit_result_ = FitResult(**fitted["fit_result_"])
+        self._compile_logits()
+
     def _scaled(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
@@ -253,7 +278,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
         return np.asarray(self.model_.encode(X, layer, self._mode), dtype=np.float64)
 
 
-class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
+class DenoisingAutoencoder(SavedEstimator, TransformerMixin, BaseEstimator):
     """One denoising autoencoder (tied weights, masking noise, cross-entropy) as a transformer.
 
     Parameters
@@ -266,6 +291,8 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
     ``transform`` gives the code :math:`s(xW + b)`, ``inverse_transform`` the reconstruction
     :math:`s(hW^T + b')` (in the scaled [0, 1] space), and ``score`` minus the mean
     cross-entropy reconstruction cost of clean inputs (higher is better, as scikit-learn expects).
+
+    ``save(path)`` and ``DenoisingAutoencoder.load(path)``: as :class:`SdAClassifier`'s.
 
     Attributes: ``model_`` (the :class:`sda.dA.dA`), ``components_`` (W transposed, one row per
     hidden unit), ``costs_`` (mean cost per epoch), ``n_features_in_``.
@@ -308,13 +335,35 @@ class DenoisingAutoencoder(TransformerMixin, BaseEstimator):
             result = pretrain_layers([step], n_epochs, [corruption_level], learning_rate,
                                      progress=False, log=epoch_log(self.verbose))
             self.costs_ = result.costs[0]
-            x = self.model_.x
-            self._encode = compile_function([x], self.model_.get_hidden_values(x), mode)
-            h = pt.matrix("h")
-            self._decode = compile_function([h], self.model_.get_reconstructed_input(h), mode)
-            self._cost = compile_function([x], self.model_.reconstruction_cost(x), mode)
-        self.components_ = np.asarray(self.model_.W.get_value()).T
+        self._mode = mode
+        self._compile()
         return self
+
+    def _compile(self) -> None:
+        """The code, reconstruction and cost of the fitted dA, and its filters."""
+        with pytensor.config.change_flags(floatX=FLOATX):
+            x = self.model_.x
+            self._encode = compile_function([x], self.model_.get_hidden_values(x), self._mode)
+            h = pt.matrix("h")
+            self._decode = compile_function([h], self.model_.get_reconstructed_input(h), self._mode)
+            self._cost = compile_function([x], self.model_.reconstruction_cost(x), self._mode)
+        self.components_ = np.asarray(self.model_.W.get_value()).T
+
+    # --- what a saved autoencoder holds besides its model and scaler (SavedEstimator) ---
+    _model_class = "dA"
+
+    def _fitted_state(self) -> dict:
+        return {"costs_": [float(c) for c in self.costs_]}
+
+    def _restore(self, model, scaler, fitted: dict) -> None:
+        if model.n_visible != self.n_features_in_ or model.n_hidden != self.n_hidden:
+            raise ValueError(f"a dA of {model.n_visible} inputs and {model.n_hidden} units is not this "
+                             f"autoencoder's ({self.n_features_in_} features, n_hidden={self.n_hidden})")
+        costs = fitted["costs_"]
+        if not (isinstance(costs, list) and all(type(c) in (int, float) for c in costs)):
+            raise ValueError("costs_ must be a list of numbers")
+        self.model_, self._scaler, self.costs_ = model, scaler, costs
+        self._compile()
 
     def _scaled(self, X):
         check_is_fitted(self)

@@ -47,7 +47,8 @@ from sda.utils import atomic_write, parse_json
 from sda.version import __version__
 
 __all__ = ["ModelFileError", "FORMAT", "FORMAT_VERSION", "SaveLoadMixin", "model_config", "model_parameters",
-           "save_model", "load_model", "read_model_file", "write_tensor_file", "read_tensor_file"]
+           "save_model", "load_model", "read_model_file", "write_tensor_file", "read_tensor_file", "model_entry",
+           "check_model_layout", "model_tensors", "build_model"]
 
 FORMAT = "sda-model"
 #: Version 2 is safetensors; version 1 was sda 0.3's ``.npz``.
@@ -127,7 +128,8 @@ def write_tensor_file(path, header: dict, tensors: dict) -> Path:
     """Atomically write ``tensors`` (float32 or float64 numpy arrays, by name) and a JSON
     ``header`` (in the metadata) as a safetensors file."""
     # safetensors copies each array's buffer as it lies in memory: it must be C-contiguous
-    arrays = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
+    # (np.asarray, not np.ascontiguousarray, which makes a learning rate's 0-d array 1-d)
+    arrays = {name: np.asarray(value, order="C") for name, value in tensors.items()}
     data = safetensors.numpy.save(arrays, metadata={_METADATA_KEY: json.dumps(header)})
     return atomic_write(path, lambda f: f.write(data))
 
@@ -285,6 +287,21 @@ def _old_npz_file(path, error) -> str:
             f"this sda ({__version__}) reads .safetensors {kind}s only: {remedy}")
 
 
+def model_entry(model, values=None, prefix: str = "") -> tuple[dict, dict]:
+    """``(description, tensors)`` of ``model``: its class, configuration and dtype as a header
+    holds them, and its parameters named as the class's ``variable_shapes`` says, each after ``prefix``.
+    ``values`` replaces the parameters' current values (in :func:`model_parameters` order)."""
+    params = model_parameters(model)
+    config = model_config(model)
+    description = {"class": type(model).__name__, "config": config, "dtype": str(params[0].dtype)}
+    if values is None:
+        values = [p.get_value() for p in params]
+    if len(values) != len(params):
+        raise ValueError(f"values has {len(values)} arrays for {len(params)} parameters")
+    names = type(model).variable_shapes(config)
+    return description, {prefix + name: value for name, value in zip(names, values, strict=True)}
+
+
 def save_model(model, path, training_state: dict | None = None, values=None) -> Path:
     """Write ``model`` (an SdA, dA, MLP or LogisticRegression) to ``path`` atomically.
 
@@ -292,61 +309,75 @@ def save_model(model, path, training_state: dict | None = None, values=None) -> 
     ``values`` replaces the parameters' current values (in :func:`model_parameters` order),
     e.g. to save the best parameters seen while training goes on.
     """
-    params = model_parameters(model)
-    config = model_config(model)
-    names = list(type(model).variable_shapes(config))
-    header = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "class": type(model).__name__,
-        "config": config, "dtype": str(params[0].dtype), "sda_version": __version__,
-        "training_state": training_state or {},
-    }
-    if values is None:
-        values = [p.get_value() for p in params]
-    if len(values) != len(params):
-        raise ValueError(f"values has {len(values)} arrays for {len(params)} parameters")
-    return write_tensor_file(path, header, dict(zip(names, values, strict=True)))
+    description, tensors = model_entry(model, values)
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, **description, "sda_version": __version__,
+              "training_state": training_state or {}}
+    return write_tensor_file(path, header, tensors)
 
 
 def read_model_file(path) -> tuple[dict, dict[str, np.ndarray]]:
     """The header and the named parameters of a model file (in :func:`model_parameters` order),
     validated but not built into a model."""
-    header, tensors = read_tensor_file(path, FORMAT, check_layout=lambda h, layout: _check_layout(path, h, layout))
-    names = SaveLoadMixin.registry[header["class"]].variable_shapes(header["config"])  # the model's order
-    tensors = {name: tensors[name] for name in names}
-    for name, array in tensors.items():
-        if not np.all(np.isfinite(array)):
-            raise ModelFileError(f"{path}: {name} holds NaN or infinite values")
-    return header, tensors
+    header, tensors = read_tensor_file(path, FORMAT, check_layout=lambda h, layout: check_model_layout(path, h, layout))
+    return header, model_tensors(path, header, tensors)
 
 
-def _check_layout(path, header: dict, layout: dict) -> None:
-    """The file's tensors must be the ones its header's class and configuration imply, by name,
-    shape and dtype (the header's): checked before reading them, so that a header claiming huge
-    layers, or tensors the model has not, are refused without allocating."""
-    if not isinstance(header.get("config"), dict) or not isinstance(header.get("class"), str):
-        raise ModelFileError(f"{path}: header lacks the model class or configuration")
-    kind = header["class"]
+def check_model_layout(path, description: dict, layout: dict, prefix: str = "", error=None) -> None:
+    """The tensors named ``prefix...`` must be the ones ``description``'s class and configuration
+    imply (:func:`model_entry`), by name, shape and dtype (the description's): checked before
+    reading them, so that a header claiming huge layers, or tensors the model has not, are
+    refused without allocating.  ``error``: the error to raise (:class:`ModelFileError`)."""
+    error = error or ModelFileError
+    if not isinstance(description.get("config"), dict) or not isinstance(description.get("class"), str):
+        raise error(f"{path}: header lacks the model class or configuration")
+    kind = description["class"]
     if kind not in SaveLoadMixin.registry:
-        raise ModelFileError(f"{path}: unknown model class {kind!r:.80} in header; expected one of "
-                             f"{', '.join(SaveLoadMixin.registry)}")
+        raise error(f"{path}: unknown model class {kind!r:.80} in header; expected one of "
+                    f"{', '.join(SaveLoadMixin.registry)}")
     try:
-        expected = {name: tuple(shape)
-                    for name, shape in SaveLoadMixin.registry[kind].variable_shapes(header["config"]).items()}
+        expected = {prefix + name: tuple(shape)
+                    for name, shape in SaveLoadMixin.registry[kind].variable_shapes(description["config"]).items()}
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise ModelFileError(f"{path}: header's {kind} configuration is invalid: {_one_line(exc)}") from None
-    odd = sorted(set(expected) ^ set(layout))
+        raise error(f"{path}: header's {kind} configuration is invalid: {_one_line(exc)}") from None
+    odd = sorted(set(expected) ^ {name for name in layout if name.startswith(prefix)})
     if odd:
         missing = [name for name in odd if name in expected]
-        raise ModelFileError(f"{path}: the tensors are not a {kind}'s "
-                             f"({'missing' if missing else 'unexpected'}: {(missing or odd)[:3]!r:.120})")
-    dtype = np.dtype(header.get("dtype")) if header.get("dtype") in ("float32", "float64") else None
-    if dtype is None:
-        raise ModelFileError(f"{path}: header's dtype {header.get('dtype')!r:.20} is not float32 or float64")
+        raise error(f"{path}: the tensors are not a {kind}'s "
+                    f"({'missing' if missing else 'unexpected'}: {(missing or odd)[:3]!r:.120})")
+    if description.get("dtype") not in ("float32", "float64"):
+        raise error(f"{path}: header's dtype {description.get('dtype')!r:.20} is not float32 or float64")
+    dtype = np.dtype(description["dtype"])
     for name, shape in expected.items():
         if layout[name][1] != shape:
-            raise ModelFileError(f"{path}: {name} has shape {layout[name][1]}, the architecture needs {shape}")
+            raise error(f"{path}: {name} has shape {layout[name][1]}, the architecture needs {shape}")
         if layout[name][0] != dtype:
-            raise ModelFileError(f"{path}: {name} has dtype {layout[name][0]}, the header says {dtype}")
+            raise error(f"{path}: {name} has dtype {layout[name][0]}, the header says {dtype}")
+
+
+def model_tensors(path, description: dict, tensors: dict, prefix: str = "", error=None) -> dict:
+    """The model's tensors of ``tensors`` (checked by :func:`check_model_layout`), in
+    :func:`model_parameters` order and without ``prefix``, once each is finite."""
+    names = SaveLoadMixin.registry[description["class"]].variable_shapes(description["config"])
+    params = {name: tensors[prefix + name] for name in names}
+    for name, array in params.items():
+        if not np.all(np.isfinite(array)):
+            raise (error or ModelFileError)(f"{path}: {prefix}{name} holds NaN or infinite values")
+    return params
+
+
+def build_model(path, description: dict, params: dict, seed: int = 0, error=None):
+    """The model ``description`` describes, with the parameters ``params`` of :func:`model_tensors`:
+    built in their dtype, so that it predicts exactly as the saved one did."""
+    cls = SaveLoadMixin.registry[description["class"]]
+    with pytensor.config.change_flags(floatX=description["dtype"]):
+        try:
+            model = cls.from_config(dict(description["config"]), np.random.RandomState(seed))
+        except (TypeError, ValueError) as exc:
+            raise (error or ModelFileError)(f"{path}: header's {description['class']} configuration is invalid: "
+                                            f"{exc}") from None
+    for shared, value in zip(model_parameters(model), params.values(), strict=True):
+        shared.set_value(value.astype(shared.dtype, copy=False))
+    return model
 
 
 def load_model(path, seed: int = 0):
@@ -355,13 +386,5 @@ def load_model(path, seed: int = 0):
     The model is built in the file's dtype, and its parameters are set to the saved values,
     so it predicts exactly as the saved one did.
     """
-    header, tensors = read_model_file(path)
-    cls = SaveLoadMixin.registry[header["class"]]
-    with pytensor.config.change_flags(floatX=header["dtype"]):
-        try:
-            model = cls.from_config(dict(header["config"]), np.random.RandomState(seed))
-        except (TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path}: header's {header['class']} configuration is invalid: {exc}") from None
-    for shared, value in zip(model_parameters(model), tensors.values(), strict=True):
-        shared.set_value(value.astype(shared.dtype, copy=False))
-    return model, header
+    header, params = read_model_file(path)
+    return build_model(path, header, params, seed), header
