@@ -154,7 +154,8 @@ class SavedEstimator:
     as safe as a model file (:mod:`sda.persistence`): unlike a pickle, loading one runs no code.
 
     The file holds the model's tensors, named as in a model file after ``model.``; the input
-    scaler's ``scaler.low`` and ``scaler.span`` (float64, one per feature) when it maps the data;
+    scaler's ``scaler.low`` and ``scaler.span`` (float64, one per feature) when it maps the data
+    (the header's ``scaled``);
     and in its header (format ``sda-estimator``) the estimator's class, its hyperparameters
     (``get_params()``; a ``random_state`` that is a generator is saved as None), the model's class,
     configuration and dtype, and the fitted attributes (:meth:`_fitted_state`).  Loading checks
@@ -172,7 +173,8 @@ class SavedEstimator:
         check_is_fitted(self)
         description, tensors = model_entry(self.model_, prefix="model.")
         tensors.update(self._scaler.tensors())
-        fitted = {"n_features_in_": int(self.n_features_in_), "mode": self._mode, **self._fitted_state()}
+        fitted = {"n_features_in_": int(self.n_features_in_), "mode": self._mode, "scaled": self._scaler.enabled,
+                  **self._fitted_state()}
         if hasattr(self, "feature_names_in_"):
             fitted["feature_names_in_"] = [str(name) for name in self.feature_names_in_]
         header = {"format": ESTIMATOR_FORMAT, "format_version": ESTIMATOR_VERSION, "sda_version": __version__,
@@ -220,11 +222,11 @@ class SavedEstimator:
             raise ModelFileError(f"{path}: header lacks the {cls._model_class} model, the parameters or "
                                  f"the fitted attributes")
         check_model_layout(path, description, layout, prefix="model.")
-        n_features = fitted.get("n_features_in_")
         scaler = {name: layout[name] for name in layout if not name.startswith("model.")}
-        if scaler and scaler != {f"scaler.{key}": (np.dtype(np.float64), (n_features,)) for key in ("low", "span")}:
-            raise ModelFileError(f"{path}: tensors {sorted(scaler)[:3]!r:.120} are not the scaler's "
-                                 f"(scaler.low and scaler.span: float64, one per feature)")
+        expected = {f"scaler.{key}": (np.dtype(np.float64), (fitted.get("n_features_in_"),)) for key in ("low", "span")}
+        if scaler != (expected if fitted.get("scaled") is True else {}):
+            raise ModelFileError(f"{path}: tensors {sorted(scaler)[:3]!r:.120} are not the scaler's (with "
+                                 f"scaled: true, scaler.low and scaler.span: float64, one per feature; else none)")
 
 
 def saved_labels(classes: np.ndarray) -> dict:
