@@ -365,8 +365,8 @@ def test_a_loaded_estimator_is_a_fresh_object_that_predicts_and_trains_as_the_sa
     estimator, path = saved_estimators[kind]
     X_train, X_test = digits[0], digits[1]
     loaded = type(estimator).load(path)
-    assert loaded is not estimator and loaded.get_params() == {**estimator.get_params(),
-                                                               **({"hidden_layer_sizes": [16]} if kind == "SdAClassifier" else {})}
+    as_json = {"hidden_layer_sizes": [16]} if kind == "SdAClassifier" else {}  # JSON has lists, not tuples
+    assert loaded is not estimator and loaded.get_params() == {**estimator.get_params(), **as_json}
     for a, b in zip(loaded.model_.saved_variables(), estimator.model_.saved_variables()):
         assert a is not b
         np.testing.assert_array_equal(a.get_value(), b.get_value())
