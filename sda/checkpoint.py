@@ -42,7 +42,7 @@ __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint"
            "checkpoint_digest", "CHECKPOINT_VERSION"]
 
 FORMAT = "sda-checkpoint"
-#: Version 4 is safetensors (3, sda 0.3's last, was ``.npz``); older checkpoints are refused, naming their version.
+#: Version 4 is safetensors (3 and earlier were ``.npz``); older checkpoints are refused, naming their version.
 CHECKPOINT_VERSION = 4
 _HEADER_KEYS = {"format", "format_version", "config", "n_state", "rngs", "pretrain", "fit", "data", "data_source",
                 "execution", "digest"}

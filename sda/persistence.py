@@ -183,7 +183,7 @@ def _one_line(exc: Exception, limit: int = 200) -> str:
 def _safetensors_header(path, raw: bytes, error) -> tuple[dict, str]:
     """The tensor entries and the sda metadata string of a safetensors header."""
     try:
-        entries = parse_json(raw, f"{path}: header")  # bounded in depth before json recurses
+        entries = parse_json(raw, "header")  # bounded in depth before json recurses
     except ValueError as exc:
         raise error(f"{path}: not a safetensors file ({_one_line(exc)})") from None
     if not isinstance(entries, dict):
