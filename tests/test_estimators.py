@@ -417,6 +417,7 @@ def _fitted(header, **changes):
      "numbers or strings"),
     ("SdAClassifier", lambda e, h, d: (e, _fitted(h, classes=list(map(str, range(11)))), d),
      "does not classify 64 features into 11 classes"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, classes=["one", "one"]), d), "distinct labels"),
     ("SdAClassifier", lambda e, h, d: (e, _fitted(h, mode="os.system"), d), "mode a compile mode"),
     ("SdAClassifier", lambda e, h, d: (e, _fitted(h, n_finetune_epochs_=-1), d), "n_finetune_epochs_"),
     ("DenoisingAutoencoder", lambda e, h, d: (e, _with(h, params={**h["params"], "n_hidden": 5}), d),
