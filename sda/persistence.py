@@ -251,8 +251,8 @@ def _read_tensors(path, metadata: str, layout: dict, error) -> dict:
     tensor is read: a file replaced in between is refused too."""
     try:
         with safetensors.safe_open(path, framework="numpy") as f:
-            seen = {name: (_DTYPES.get(f.get_slice(name).get_dtype()), tuple(f.get_slice(name).get_shape()))
-                    for name in f.keys()}
+            slices = {name: f.get_slice(name) for name in f.keys()}  # dtype and shape, no data
+            seen = {name: (_DTYPES.get(view.get_dtype()), tuple(view.get_shape())) for name, view in slices.items()}
             if seen != layout or (f.metadata() or {}).get(_METADATA_KEY) != metadata:
                 raise error(f"{path}: the file changed while it was read")
             return {name: f.get_tensor(name) for name in layout}

@@ -20,6 +20,7 @@ from sda.checkpoint import CheckpointError, load_checkpoint
 from sda.persistence import (ModelFileError, load_model, read_model_file, read_tensor_file, save_model,
                              write_tensor_file)
 from sda.SdA import SdA
+from sda.sparse_autoencoder import SparseAutoencoder
 
 
 def small_sda(seed=0):
@@ -339,6 +340,8 @@ def test_files_that_no_model_can_be_are_refused_before_reading(tmp_path, float32
 
 
 _MODELS = {"dA": (lambda: dA(np.random.RandomState(0), n_visible=6, n_hidden=4), "n_hidden"),
+           "SparseAutoencoder": (lambda: SparseAutoencoder(np.random.RandomState(0), n_visible=6, n_hidden=4),
+                                 "n_visible"),
            "MLP": (lambda: MLP(np.random.RandomState(0), pt.matrix(), 6, 5, 3, activation=pt.sigmoid), "n_hidden"),
            "LogisticRegression": (lambda: LogisticRegression(pt.matrix(), 6, 3), "n_out"),
            "SdA": (lambda: small_sda(), "n_outs")}
