@@ -342,15 +342,21 @@ class SdA(SaveLoadMixin):
         return list(self.params) + [p for layer in self.dA_layers for p in layer.decoder_params]
 
     @classmethod
-    def variable_shapes(cls, config: dict) -> list:
+    def variable_shapes(cls, config: dict) -> dict:
+        """The tensors of a model file, named as the attributes that hold them."""
         sizes = [check_positive_int("n_ins", config["n_ins"]),
                  *check_layer_sizes("hidden_layers_sizes", config["hidden_layers_sizes"]),
                  check_positive_int("n_outs", config["n_outs"])]
         criteria = check_criteria(config["criteria"], len(sizes) - 2)
-        layers = [[(n_in, n_out), (n_out,)] for n_in, n_out in zip(sizes, sizes[1:])]
-        decoders = [[(n_out, n_in), (n_in,)] if criterion == "sparse" else [(n_in,)]
-                    for n_in, n_out, criterion in zip(sizes, sizes[1:], criteria)]
-        return [shape for group in layers + decoders for shape in group]
+        layers = [f"sigmoid_layers.{k}" for k in range(len(sizes) - 2)] + ["logLayer"]
+        shapes = {}
+        for layer, n_in, n_out in zip(layers, sizes, sizes[1:]):
+            shapes.update({f"{layer}.W": (n_in, n_out), f"{layer}.b": (n_out,)})
+        for k, (n_in, n_out, criterion) in enumerate(zip(sizes, sizes[1:], criteria)):
+            if criterion == "sparse":
+                shapes[f"dA_layers.{k}.W_prime"] = (n_out, n_in)
+            shapes[f"dA_layers.{k}.b_prime"] = (n_in,)
+        return shapes
 
 
 def check_criteria(criteria, n_layers: int, name: str = "criteria") -> list[str]:

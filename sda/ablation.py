@@ -251,8 +251,8 @@ def trial_folder_state(folder: Path, config: dict, data: dict) -> str:
         except (KeyError, TypeError):
             raise TrialFolderError(f"{path} is not the results a run writes (an object with its config and "
                                    f"data)") from None
-    elif (folder / "checkpoint.npz").is_file():
-        state, path = INTERRUPTED, folder / "checkpoint.npz"
+    elif (folder / "checkpoint.safetensors").is_file():
+        state, path = INTERRUPTED, folder / "checkpoint.safetensors"
         try:
             checkpoint = load_checkpoint(path)
         except CheckpointError as exc:

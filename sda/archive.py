@@ -1,7 +1,8 @@
 """The members of an ``.npz`` archive, read without trusting the file.
 
-Model files, checkpoints (:mod:`sda.persistence`) and data files (:mod:`sda.npz_data`) are zip
-archives of ``.npy`` arrays.  What is checked here before any array is inflated:
+Users' data files (:mod:`sda.npz_data`) are zip archives of ``.npy`` arrays, as sda 0.3's model
+files and checkpoints were (:mod:`sda.persistence` reads only the small header of those, to say
+what they are).  What is checked here before any array is inflated:
 
 * the file starts as a zip archive does (so that a large file of something else is refused at
   once, not read first);

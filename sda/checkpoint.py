@@ -1,7 +1,8 @@
 """Checkpoints: everything a training run needs to continue exactly where it stopped.
 
-A checkpoint is an archive in the same safe format as model files (``.npz`` of numeric
-arrays + JSON header, never a pickle, written atomically) holding
+A checkpoint (``checkpoint.safetensors``) is a file in the same safe format as model files
+(:mod:`sda.persistence`: safetensors, named float tensors plus a JSON header in the metadata,
+never a pickle, checked before any tensor is read, written atomically) holding
 
 * ``state_<i>``: the values of the run's shared variables, in an order the run defines
   (model parameters, then optimiser state such as momentum velocities and the learning rate);
@@ -13,6 +14,9 @@ arrays + JSON header, never a pickle, written atomically) holding
 
 * ``digest``: the sha256 of everything else in the file (:func:`checkpoint_digest`).
 
+The tensors are named by position, as the run orders its variables: their shapes are those of
+the run's variables, checked when it restores them (:func:`restore_state`); before then, their
+names must be the ones the header's counts imply, and their sizes are bounded by the file's.
 Every field is checked on loading, its kind and its keys before any value is used, then the
 digest: a damaged checkpoint, or one edited after it was written, raises :class:`CheckpointError`.
 Parameters must be finite and within the bound training stops at
@@ -31,21 +35,18 @@ from pathlib import Path
 
 import numpy as np
 
-from sda.persistence import ModelFileError, read_archive, write_archive
+from sda.persistence import ModelFileError, read_tensor_file, write_tensor_file
 from sda.training import PARAMETER_LIMIT, DivergenceError, FitState, PretrainResult
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "restore_state", "restore_generators",
            "checkpoint_digest", "CHECKPOINT_VERSION"]
 
 FORMAT = "sda-checkpoint"
-#: Version 3 names layer sizes ``hidden_layer_sizes``; older checkpoints are refused, naming their version.
-CHECKPOINT_VERSION = 3
+#: Version 4 is safetensors (3 and earlier were ``.npz``); older checkpoints are refused, naming their version.
+CHECKPOINT_VERSION = 4
 _HEADER_KEYS = {"format", "format_version", "config", "n_state", "rngs", "pretrain", "fit", "data", "data_source",
                 "execution", "digest"}
-_HISTORY_KEYS = {"epoch", "cost", "validation_error", "test_error", "seconds"}
-#: Written by sda 0.4.0 on (when each epoch ended); earlier checkpoints of this format lack them.
-_OPTIONAL_HISTORY_KEYS = {"time"}
-_OPTIONAL_PRETRAIN_KEYS = {"epoch_times"}
+_HISTORY_KEYS = {"epoch", "cost", "validation_error", "test_error", "seconds", "time"}
 _FIT_KEYS = {"epoch", "patience", "best_loss", "best_iteration", "test_error", "done", "seconds", "history"}
 #: The command line's data source (:func:`sda.cli._data_source`): each key's allowed types.
 _SOURCE_TYPES = {"data_file": (str, type(None)), "data_dir": (str, type(None)), "valid_size": (int, type(None)),
@@ -95,7 +96,7 @@ def save_checkpoint(path, config: dict, state_vars, rngs, pretrain: PretrainResu
     }
     header = json.loads(json.dumps(header))  # as it will be read back (tuples as lists)
     header["digest"] = checkpoint_digest(header, arrays)
-    return write_archive(path, header, arrays)
+    return write_tensor_file(path, header, arrays)
 
 
 def checkpoint_digest(header: dict, arrays: dict) -> str:
@@ -112,16 +113,10 @@ def checkpoint_digest(header: dict, arrays: dict) -> str:
 def load_checkpoint(path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; anything missing or of the wrong
     kind raises :class:`CheckpointError` naming the file."""
-    header, arrays = read_archive(path, FORMAT, CheckpointError, CHECKPOINT_VERSION)
+    header, arrays = read_tensor_file(path, FORMAT, CheckpointError, CHECKPOINT_VERSION,
+                                      check_layout=lambda header, layout: _check_names(path, header, layout))
     try:
-        _check_structure(header)
-        n_state = header["n_state"]
-        if not isinstance(n_state, int) or not 0 <= n_state <= len(arrays):
-            raise ValueError(f"n_state {n_state!r} does not match the {len(arrays)} arrays")
-        n_best = len(arrays) - n_state if header["fit"] is not None else 0
-        odd = set(arrays) ^ {*(f"state_{i}" for i in range(n_state)), *(f"best_{i}" for i in range(n_best))}
-        if odd:
-            raise ValueError(f"arrays {sorted(odd)[:3]!r:.80} do not fit n_state={n_state}")
+        n_state, n_best = header["n_state"], len(arrays) - header["n_state"]
         state = [arrays[f"state_{i}"] for i in range(n_state)]
         fit = None
         if header["fit"] is not None:
@@ -129,7 +124,7 @@ def load_checkpoint(path) -> Checkpoint:
         if not isinstance(header["config"], dict) or not isinstance(header["rngs"], list):
             raise TypeError("config must be an object and rngs a list")
         checkpoint = Checkpoint(config=dict(header["config"]), state=state, rng_states=list(header["rngs"]),
-                                pretrain=_pretrain_result(header["pretrain"]), fit=fit,
+                                pretrain=PretrainResult(**header["pretrain"]), fit=fit,
                                 data=header.get("data"), data_source=header.get("data_source"),
                                 execution=header.get("execution"))
         _check_values(checkpoint)
@@ -141,15 +136,26 @@ def load_checkpoint(path) -> Checkpoint:
     return checkpoint
 
 
-def _pretrain_result(pretrain: dict) -> PretrainResult:
-    """The pretraining progress of a header; epochs it has no end time for get None (the header
-    itself stays as read: its digest is checked afterwards)."""
-    times = pretrain.get("epoch_times", [[None] * len(costs) for costs in pretrain["costs"]])
-    return PretrainResult(**{**pretrain, "epoch_times": times})
-
-
 def _is_time(value) -> bool:
-    return value is None or (isinstance(value, str) and len(value) <= 64)
+    """An epoch's end time as :func:`sda.training.utc_now` writes it."""
+    return isinstance(value, str) and len(value) <= 64
+
+
+def _check_names(path, header: dict, layout: dict) -> None:
+    """The header's fields are of the kinds :func:`save_checkpoint` writes, and the tensors are
+    exactly ``state_0`` .. and (while fine-tuning) ``best_0`` ..: checked before any is read."""
+    try:
+        _check_structure(header)
+        n_state = header["n_state"]
+        if type(n_state) is not int or not 0 <= n_state <= len(layout):  # type(): not a bool
+            raise ValueError(f"n_state {n_state!r:.40} does not match the {len(layout)} tensors")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: damaged or incomplete checkpoint ({type(exc).__name__}: {exc})"[:300]) from None
+    n_best = len(layout) - n_state if header["fit"] is not None else 0
+    odd = set(layout) ^ {*(f"state_{i}" for i in range(n_state)), *(f"best_{i}" for i in range(n_best))}
+    if odd:
+        raise CheckpointError(f"{path}: damaged or incomplete checkpoint (tensors {sorted(odd)[:3]!r:.80} "
+                              f"do not fit n_state={n_state})")
 
 
 def _check_structure(header: dict) -> None:
@@ -162,15 +168,15 @@ def _check_structure(header: dict) -> None:
         raise TypeError("digest must be a string")
     pretrain = header["pretrain"]
     fields = {f.name for f in dataclasses.fields(PretrainResult)}
-    if not isinstance(pretrain, dict) or not fields - _OPTIONAL_PRETRAIN_KEYS <= set(pretrain) <= fields:
+    if not isinstance(pretrain, dict) or set(pretrain) != fields:
         raise ValueError(f"pretrain must be an object with the keys of the pretraining progress, got {pretrain!r:.80}")
     if not (isinstance(pretrain["epoch_seconds"], list) and isinstance(pretrain["costs"], list)
             and len(pretrain["epoch_seconds"]) == len(pretrain["costs"])
             and all(isinstance(s, list) and isinstance(c, list) and len(s) == len(c) and all(map(_is_number, s))
                     for s, c in zip(pretrain["epoch_seconds"], pretrain["costs"]))):
         raise ValueError("pretrain.epoch_seconds must hold one list of seconds per layer, one per epoch")
-    times = pretrain.get("epoch_times", [])
-    if "epoch_times" in pretrain and not (
+    times = pretrain["epoch_times"]
+    if not (
             isinstance(times, list) and len(times) == len(pretrain["costs"])
             and all(isinstance(t, list) and len(t) == len(c) and all(map(_is_time, t))
                     for t, c in zip(times, pretrain["costs"]))):
@@ -181,8 +187,8 @@ def _check_structure(header: dict) -> None:
             raise ValueError(f"fit must be an object with the keys of the fine-tuning state, got {fit!r:.80}")
         history = fit["history"]
         if not isinstance(history, list) or (type(fit["epoch"]) is int and len(history) != fit["epoch"]) or not all(
-                isinstance(r, dict) and _HISTORY_KEYS <= set(r) <= _HISTORY_KEYS | _OPTIONAL_HISTORY_KEYS
-                and r["epoch"] == k and type(r["epoch"]) is int and _is_time(r.get("time"))
+                isinstance(r, dict) and set(r) == _HISTORY_KEYS
+                and r["epoch"] == k and type(r["epoch"]) is int and _is_time(r["time"])
                 and _is_number(r["cost"]) and _is_number(r["seconds"])
                 and all(r[key] is None or _is_number(r[key]) for key in ("validation_error", "test_error"))
                 for k, r in enumerate(history, start=1)):
@@ -208,8 +214,8 @@ def _check_values(checkpoint: Checkpoint) -> None:
     nonsense (TypeError / ValueError name the field)."""
     arrays = [*checkpoint.state, *(checkpoint.fit.best_params if checkpoint.fit else [])]
     for i, array in enumerate(arrays):
-        if array.dtype not in (np.float32, np.float64) or not np.all(np.isfinite(array)):  # what PyTensor computes in
-            raise ValueError(f"array {i} is not finite float32 or float64 ({array.dtype})")
+        if not np.all(np.isfinite(array)):  # float32 or float64: the reader takes no other dtype
+            raise ValueError(f"array {i} is not finite")
         # training stops at this bound, so no checkpoint holds more; the last state is the learning
         # rate, which the run checks against its schedule
         if i != len(checkpoint.state) - 1 and array.size and not np.max(np.abs(array)) <= PARAMETER_LIMIT:

@@ -100,7 +100,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="skip the MNIST sha256 check (for Fashion-MNIST or your own data)")
     g.add_argument("--download", action="store_true", help="download missing MNIST files first")
     g.add_argument("--output-dir", type=Path,
-                   help="where results.json, checkpoint.npz and best_model.npz go "
+                   help="where results.json, checkpoint.safetensors and best_model.safetensors go "
                         "(default runs/sda-<date>-<time>); it must not hold another run")
     g.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --output-dir (its checkpoint, model, results, pictures)")
@@ -108,7 +108,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="continue the run whose output directory is DIR from its last checkpoint, with "
                         "its configuration and data (flags that contradict them are refused)")
     g.add_argument("--evaluate", type=Path, metavar="MODEL",
-                   help="do not train: print the test error of a saved model (e.g. best_model.npz)")
+                   help="do not train: print the test error of a saved model (e.g. best_model.safetensors)")
     g = p.add_argument_group("execution")
     g.add_argument("--mode", default="auto", type=str.upper, choices=["AUTO", *MODES],
                    help="PyTensor compile mode (default: the fastest available)")
@@ -224,8 +224,10 @@ def train(args: argparse.Namespace) -> None:
     if args.resume is not None:
         if args.preset is not None or (args.output_dir is not None and args.output_dir != args.resume):
             raise RunError("--resume continues a run as it was: give no --preset or --output-dir with it")
-        checkpoint_path = args.resume / "checkpoint.npz"
+        checkpoint_path = args.resume / "checkpoint.safetensors"
         if not checkpoint_path.is_file():
+            if (args.resume / "checkpoint.npz").is_file():  # sda 0.3's run: refused, naming its format
+                load_checkpoint(args.resume / "checkpoint.npz")
             raise RunError(f"no checkpoint to resume from: {checkpoint_path} does not exist")
         saved = load_checkpoint(checkpoint_path)
         config, source, output_dir = given_config(args), _data_source(args, saved.data_source), args.resume
@@ -352,7 +354,7 @@ def main(argv=None, prog: str | None = None) -> int:
 
 def _what_was_kept(directory) -> str:
     """What a stopped run leaves for the user, said truly."""
-    files = [name for name in ("checkpoint.npz", "best_model.npz")
+    files = [name for name in ("checkpoint.safetensors", "best_model.safetensors")
              if directory is not None and (Path(directory) / name).is_file()]
     if not files:
         return "nothing was saved"

@@ -199,9 +199,9 @@ class dA(SaveLoadMixin):
         return {"n_visible": self.n_visible, "n_hidden": self.n_hidden, "corruption_type": self.corruption_type}
 
     @classmethod
-    def variable_shapes(cls, config: dict) -> list:
+    def variable_shapes(cls, config: dict) -> dict:
         n_visible, n_hidden = (check_positive_int(key, config[key]) for key in ("n_visible", "n_hidden"))
-        return [(n_visible, n_hidden), (n_hidden,), (n_visible,)]
+        return {"W": (n_visible, n_hidden), "b": (n_hidden,), "b_prime": (n_visible,)}
 
 
 def train_dA(learning_rate: float = 0.1, training_epochs: int = 15, dataset=DEFAULT_DATA_DIR,

@@ -1,17 +1,23 @@
 """What the two estimators of :mod:`sda.estimators` share: the scaling of their inputs onto
-[0, 1], and scikit-learn parameter constraints made from the hyperparameter table
-(:mod:`sda.hyperparameters`), for sequences and for mode names."""
+[0, 1], scikit-learn parameter constraints made from the hyperparameter table
+(:mod:`sda.hyperparameters`), for sequences and for mode names, and their files
+(:class:`SavedEstimator`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from sda.hyperparameters import Values
 from sda.modes import MODES
+from sda.persistence import (ModelFileError, build_model, check_model_layout, model_entry, model_tensors,
+                             read_tensor_file, write_tensor_file)
+from sda.version import __version__
 
 FLOATX = "float32"
 
@@ -31,6 +37,19 @@ class UnitScaler:
     def __call__(self, X):
         scaled = (X / 2 - self.low) / self.span if self.enabled else X
         return np.clip(scaled, 0.0, 1.0).astype(FLOATX)
+
+    def tensors(self) -> dict:
+        """What an estimator's file holds of this scaler (nothing when it leaves the data as they are)."""
+        return {"scaler.low": self.low, "scaler.span": self.span} if self.enabled else {}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict) -> UnitScaler:
+        """The scaler whose :meth:`tensors` these are."""
+        scaler = cls.__new__(cls)
+        scaler.enabled = "scaler.low" in tensors
+        if scaler.enabled:
+            scaler.low, scaler.span = tensors["scaler.low"], tensors["scaler.span"]
+        return scaler
 
 
 def batch_size_for(requested: int, n_samples: int) -> int:
@@ -113,3 +132,118 @@ def set_common_params(estimator, scale_inputs, random_state, mode, verbose) -> N
     estimator.random_state = random_state
     estimator.mode = mode
     estimator.verbose = verbose
+
+
+ESTIMATOR_FORMAT = "sda-estimator"
+ESTIMATOR_VERSION = 1
+_CLASS_KINDS = "biufU"  # the dtypes of labels a file may give ``classes_`` (and object, for mixed ones)
+
+
+def _json_ready(value):
+    """A hyperparameter as JSON holds it: numpy numbers and arrays as Python's; a random generator
+    (whose state JSON cannot hold) as None."""
+    if isinstance(value, np.random.RandomState | np.random.Generator):
+        return None
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    return list(value) if isinstance(value, tuple) else value
+
+
+class SavedEstimator:
+    """``estimator.save(path)`` and ``Class.load(path)``: a fitted estimator in a safetensors file,
+    as safe as a model file (:mod:`sda.persistence`): unlike a pickle, loading one runs no code.
+
+    The file holds the model's tensors, named as in a model file after ``model.``; the input
+    scaler's ``scaler.low`` and ``scaler.span`` (float64, one per feature) when it maps the data
+    (the header's ``scaled``);
+    and in its header (format ``sda-estimator``) the estimator's class, its hyperparameters
+    (``get_params()``; a ``random_state`` that is a generator is saved as None), the model's class,
+    configuration and dtype, and the fitted attributes (:meth:`_fitted_state`).  Loading checks
+    every tensor against the header before reading any, and the hyperparameters as ``fit`` does;
+    the compiled functions are remade, in the mode the estimator was fitted in.
+
+    A subclass names its model's class (``_model_class``) and says what else it keeps
+    (``_fitted_state()``) and how to take it back (``_restore(model, scaler, fitted)``).
+    """
+
+    _model_class: str
+
+    def save(self, path) -> Path:
+        """Write this fitted estimator to ``path`` (a ``.safetensors`` file), atomically."""
+        check_is_fitted(self)
+        description, tensors = model_entry(self.model_, prefix="model.")
+        tensors.update(self._scaler.tensors())
+        fitted = {"n_features_in_": int(self.n_features_in_), "mode": self._mode, "scaled": self._scaler.enabled,
+                  **self._fitted_state()}
+        if hasattr(self, "feature_names_in_"):
+            fitted["feature_names_in_"] = [str(name) for name in self.feature_names_in_]
+        header = {"format": ESTIMATOR_FORMAT, "format_version": ESTIMATOR_VERSION, "sda_version": __version__,
+                  "estimator": type(self).__name__,
+                  "params": {key: _json_ready(value) for key, value in self.get_params(deep=False).items()},
+                  "model": description, "fitted": fitted}
+        return write_tensor_file(path, header, tensors)
+
+    @classmethod
+    def load(cls, path):
+        """The estimator saved in ``path``, predicting exactly as the saved one; anything in the
+        file that does not fit raises :class:`sda.persistence.ModelFileError`."""
+        header, tensors = read_tensor_file(path, ESTIMATOR_FORMAT, version=ESTIMATOR_VERSION,
+                                           check_layout=lambda h, layout: cls._check_layout(path, h, layout))
+        model = build_model(path, header["model"], model_tensors(path, header["model"], tensors, "model."))
+        try:
+            estimator = cls(**header["params"])
+            estimator._validate_params()  # scikit-learn's checks of every hyperparameter, as fit makes them
+            fitted = header["fitted"]
+            if not (type(fitted.get("n_features_in_")) is int and fitted.get("mode") in MODES):
+                raise ValueError("n_features_in_ must be a count and mode a compile mode")
+            estimator.n_features_in_, estimator._mode = fitted["n_features_in_"], fitted["mode"]
+            if "feature_names_in_" in fitted:
+                names = fitted["feature_names_in_"]
+                if not (isinstance(names, list) and len(names) == estimator.n_features_in_
+                        and all(isinstance(name, str) for name in names)):
+                    raise ValueError("feature_names_in_ must be one name per feature")
+                estimator.feature_names_in_ = np.asarray(names, dtype=object)
+            estimator._restore(model, UnitScaler.from_tensors(tensors), fitted)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ModelFileError(f"{path}: the saved {cls.__name__} is inconsistent ({type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())[:200]})") from None
+        return estimator
+
+    @classmethod
+    def _check_layout(cls, path, header: dict, layout: dict) -> None:
+        """Before any tensor is read: the file holds a fitted ``cls``, whose tensors are its
+        model's (:func:`sda.persistence.check_model_layout`) and, when the scaler maps the data,
+        the scaler's, one float64 per feature."""
+        if header.get("estimator") != cls.__name__:
+            raise ModelFileError(f"{path} holds a {header.get('estimator')!s:.40}, not a {cls.__name__}")
+        description, fitted = header.get("model"), header.get("fitted")
+        if not (isinstance(description, dict) and description.get("class") == cls._model_class
+                and isinstance(header.get("params"), dict) and isinstance(fitted, dict)):
+            raise ModelFileError(f"{path}: header lacks the {cls._model_class} model, the parameters or "
+                                 f"the fitted attributes")
+        check_model_layout(path, description, layout, prefix="model.")
+        scaler = {name: layout[name] for name in layout if not name.startswith("model.")}
+        expected = {f"scaler.{key}": (np.dtype(np.float64), (fitted.get("n_features_in_"),)) for key in ("low", "span")}
+        if scaler != (expected if fitted.get("scaled") is True else {}):
+            raise ModelFileError(f"{path}: tensors {sorted(scaler)[:3]!r:.120} are not the scaler's (with "
+                                 f"scaled: true, scaler.low and scaler.span: float64, one per feature; else none)")
+
+
+def saved_labels(classes: np.ndarray) -> dict:
+    """``classes_`` as JSON holds it, with its dtype."""
+    return {"classes": classes.tolist(), "classes_dtype": classes.dtype.str}
+
+
+def restored_labels(fitted: dict) -> np.ndarray:
+    """``classes_`` from :func:`saved_labels`' JSON: numbers, strings of bounded length, or objects
+    (mixed labels); distinct, as ``np.unique`` made them (ValueError otherwise)."""
+    dtype = np.dtype(fitted["classes_dtype"])
+    if not ((dtype.kind in _CLASS_KINDS and dtype.itemsize <= 1024) or dtype.kind == "O"):
+        raise ValueError(f"classes_ of dtype {dtype} are not labels")
+    labels = fitted["classes"]
+    if not (isinstance(labels, list) and labels and all(isinstance(c, int | float | str) for c in labels)):
+        raise ValueError("classes_ must be a list of numbers or strings")
+    classes = np.asarray(labels, dtype=dtype)
+    if classes.ndim != 1 or len(np.unique(classes)) != len(classes):
+        raise ValueError("classes_ must be distinct labels")
+    return classes

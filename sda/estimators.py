@@ -20,6 +20,7 @@ longer than training, and the automatic mode (``mode=None``) chooses by the size
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 
 import numpy as np
@@ -32,14 +33,14 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 
 from sda.dA import dA, new_pytensor_rng
 from sda.datasets import shared_dataset
-from sda.estimator_parts import (COMMON_CONSTRAINTS, FLOATX, UnitScaler, batch_size_for, epoch_log, set_common_params,
-                                 sklearn_constraints)
+from sda.estimator_parts import (COMMON_CONSTRAINTS, FLOATX, SavedEstimator, UnitScaler, batch_size_for, epoch_log,
+                                 restored_labels, saved_labels, set_common_params, sklearn_constraints)
 from sda.hyperparameters import COUNT, PROBABILITY, RATE, estimator_hyperparameters, finetune_arguments
 from sda.jax_noise import write_back_compiled_noise
 from sda.modes import compile_function, resolve_mode, training_phases
 from sda.run import TUTORIAL, finetune_learning_rate, train_SdA, validate_config
 from sda.steps import Step
-from sda.training import pretrain_layers, train_epoch
+from sda.training import FitResult, PretrainResult, pretrain_layers, train_epoch
 
 __all__ = ["SdAClassifier", "DenoisingAutoencoder"]
 
@@ -49,12 +50,19 @@ def _documented(h) -> str:
     return f"{h.name} : default={h.estimator_value!r}\n{meaning}"
 
 
+def _numbers(values, name: str) -> list[float]:
+    """A saved list of finite numbers, as ``fit`` made it."""
+    if not (isinstance(values, list) and all(type(v) in (int, float) and np.isfinite(v) for v in values)):
+        raise ValueError(f"{name} must be a list of finite numbers")
+    return [float(v) for v in values]
+
+
 def _score(validation_error):
     """scikit-learn's validation score, higher is better: the accuracy, 1 - the error."""
     return None if validation_error is None else 1.0 - float(validation_error)
 
 
-class SdAClassifier(ClassifierMixin, TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
+class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     __doc__ = """Stacked denoising autoencoder classifier: greedy dA pretraining, then fine-tuning.
 
     Parameters
@@ -84,6 +92,10 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, ClassNamePrefixFeaturesOu
     requires), every later call one more fine-tuning epoch on its batch, with the learning-rate
     schedule going on.  ``transform(X, layer=k)`` gives the activations of hidden layer ``k``
     (default: the top one).
+
+    ``clf.save(path)`` writes a fitted classifier to a ``.safetensors`` file and
+    ``SdAClassifier.load(path)`` reads it back, predicting as it did (a file that cannot run
+    code, unlike a pickle; see :class:`sda.estimator_parts.SavedEstimator`).  Pickles work too.
 
     Attributes
     ----------
@@ -256,6 +268,35 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, ClassNamePrefixFeaturesOu
         if hasattr(self, "model_"):
             self._compile_logits()
 
+    # --- what a saved classifier holds besides its model and scaler (SavedEstimator) ---
+    _model_class = "SdA"
+
+    def _fitted_state(self) -> dict:
+        return {**saved_labels(self.classes_), "n_finetune_epochs_": self.n_finetune_epochs_,
+                "loss_curve_": [float(c) for c in self.loss_curve_],
+                "validation_scores_": self.validation_scores_, "best_validation_score_": self.best_validation_score_,
+                "pretrain_result_": dataclasses.asdict(self.pretrain_result_),
+                "fit_result_": dataclasses.asdict(self.fit_result_)}
+
+    def _restore(self, model, scaler, fitted: dict) -> None:
+        self.classes_ = restored_labels(fitted)
+        if model.n_ins != self.n_features_in_ or model.n_outs < len(self.classes_):
+            raise ValueError(f"a model of {model.n_ins} inputs and {model.n_outs} outputs does not classify "
+                             f"{self.n_features_in_} features into {len(self.classes_)} classes")
+        if type(fitted["n_finetune_epochs_"]) is not int or fitted["n_finetune_epochs_"] < 0:
+            raise ValueError("n_finetune_epochs_ must be a count")
+        self.model_, self._scaler = model, scaler
+        self.n_iter_ = self.n_finetune_epochs_ = fitted["n_finetune_epochs_"]
+        self.loss_curve_ = _numbers(fitted["loss_curve_"], "loss_curve_")
+        scores, best = fitted["validation_scores_"], fitted["best_validation_score_"]
+        if (scores is None) != (best is None):
+            raise ValueError("validation_scores_ and best_validation_score_ are both None or both given")
+        self.validation_scores_ = None if scores is None else _numbers(scores, "validation_scores_")
+        self.best_validation_score_ = None if best is None else _numbers([best], "best_validation_score_")[0]
+        self.pretrain_result_ = PretrainResult(**fitted["pretrain_result_"])
+        self.fit_result_ = FitResult(**fitted["fit_result_"])
+        self._compile_logits()
+
     def _scaled(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
@@ -298,7 +339,7 @@ class SdAClassifier(ClassifierMixin, TransformerMixin, ClassNamePrefixFeaturesOu
         return int(self.model_.hidden_layers_sizes[-1])
 
 
-class DenoisingAutoencoder(TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
+class DenoisingAutoencoder(SavedEstimator, TransformerMixin, ClassNamePrefixFeaturesOutMixin, BaseEstimator):
     """One denoising autoencoder (tied weights, masking noise, cross-entropy) as a transformer.
 
     Parameters
@@ -317,6 +358,8 @@ class DenoisingAutoencoder(TransformerMixin, ClassNamePrefixFeaturesOutMixin, Ba
     ``transform`` gives the code :math:`s(xW + b)`, ``inverse_transform`` the reconstruction
     :math:`s(hW^T + b')` (in the scaled [0, 1] space), and ``score`` minus the mean
     cross-entropy reconstruction cost of clean inputs (higher is better, as scikit-learn expects).
+
+    ``save(path)`` and ``DenoisingAutoencoder.load(path)``: as :class:`SdAClassifier`'s.
 
     Attributes
     ----------
@@ -375,18 +418,40 @@ class DenoisingAutoencoder(TransformerMixin, ClassNamePrefixFeaturesOutMixin, Ba
                                      progress=False, log=epoch_log(self.verbose))
             self.costs_ = self.loss_curve_ = list(result.costs[0])
             self.n_iter_ = len(self.loss_curve_)
-            x = self.model_.x
-            self._encode = compile_function([x], self.model_.get_hidden_values(x), mode)
-            h = pt.matrix("h")
-            self._decode = compile_function([h], self.model_.get_reconstructed_input(h), mode)
-            self._cost = compile_function([x], self.model_.reconstruction_cost(x), mode)
-        self.components_ = np.asarray(self.model_.W.get_value()).T
+        self._mode = mode
+        self._compile()
         return self
+
+    def _compile(self) -> None:
+        """The code, reconstruction and cost of the fitted dA, and its filters."""
+        with pytensor.config.change_flags(floatX=FLOATX):
+            x = self.model_.x
+            self._encode = compile_function([x], self.model_.get_hidden_values(x), self._mode)
+            h = pt.matrix("h")
+            self._decode = compile_function([h], self.model_.get_reconstructed_input(h), self._mode)
+            self._cost = compile_function([x], self.model_.reconstruction_cost(x), self._mode)
+        self.components_ = np.asarray(self.model_.W.get_value()).T
 
     @property
     def _n_features_out(self) -> int:
         """What ``transform`` gives: one feature per hidden unit (for ``get_feature_names_out``)."""
         return self.components_.shape[0]
+
+    # --- what a saved autoencoder holds besides its model and scaler (SavedEstimator) ---
+    _model_class = "dA"
+
+    def _fitted_state(self) -> dict:
+        return {"costs_": [float(c) for c in self.costs_]}
+
+    def _restore(self, model, scaler, fitted: dict) -> None:
+        if model.n_visible != self.n_features_in_ or model.n_hidden != self.n_hidden:
+            raise ValueError(f"a dA of {model.n_visible} inputs and {model.n_hidden} units is not this "
+                             f"autoencoder's ({self.n_features_in_} features, n_hidden={self.n_hidden})")
+        costs = _numbers(fitted["costs_"], "costs_")
+        self.model_, self._scaler = model, scaler
+        self.costs_ = self.loss_curve_ = list(costs)
+        self.n_iter_ = len(costs)
+        self._compile()
 
     def _scaled(self, X):
         check_is_fitted(self)

@@ -112,9 +112,9 @@ class LogisticRegression(SaveLoadMixin):
         return {"n_in": self.n_in, "n_out": self.n_out}
 
     @classmethod
-    def variable_shapes(cls, config: dict) -> list:
+    def variable_shapes(cls, config: dict) -> dict:
         n_in, n_out = check_positive_int("n_in", config["n_in"]), check_positive_int("n_out", config["n_out"])
-        return [(n_in, n_out), (n_out,)]
+        return {"W": (n_in, n_out), "b": (n_out,)}
 
     @classmethod
     def from_config(cls, config: dict, rng=None):

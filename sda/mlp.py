@@ -106,9 +106,10 @@ class MLP(SaveLoadMixin):
                 "n_out": self.logRegressionLayer.n_out, "activation": self.activation_name}
 
     @classmethod
-    def variable_shapes(cls, config: dict) -> list:
+    def variable_shapes(cls, config: dict) -> dict:
         n_in, n_hidden, n_out = (check_positive_int(key, config[key]) for key in ("n_in", "n_hidden", "n_out"))
-        return [(n_in, n_hidden), (n_hidden,), (n_hidden, n_out), (n_out,)]
+        return {"hiddenLayer.W": (n_in, n_hidden), "hiddenLayer.b": (n_hidden,),
+                "logRegressionLayer.W": (n_hidden, n_out), "logRegressionLayer.b": (n_out,)}
 
     @classmethod
     def from_config(cls, config: dict, rng):

@@ -1,47 +1,67 @@
-"""Model files that can never run code: numpy ``.npz`` archives plus a JSON header.
+"""Model files that can never run code: `safetensors <https://github.com/huggingface/safetensors>`_
+files of named tensors plus a JSON header.
 
-A model file holds
+A safetensors file is an 8-byte little-endian length *n*, *n* bytes of JSON naming every tensor
+(its dtype, shape and ``data_offsets``, the byte range it takes in the data that follow) with a
+``__metadata__`` object of strings, then the tensors' bytes, back to back.  An sda model file
+(``best_model.safetensors``) holds
 
-* ``__header__``: a uint8 array with UTF-8 JSON: the format name and version, the model's
-  class, its constructor arguments (layer sizes, corruption levels, ...), the dtype, the sda
-  version, and any training state the caller adds;
-* ``param_0``, ``param_1``, ...: every parameter, in the order of :func:`model_parameters`.
+* one tensor per shared variable that defines the model, named by where it sits in the model,
+  as the attributes that hold it are: a ``LogisticRegression``'s ``W`` and ``b``; a ``dA``'s
+  ``W``, ``b``, ``b_prime`` (a ``SparseAutoencoder``'s ``W_prime`` too); an ``MLP``'s
+  ``hiddenLayer.W`` .. ``logRegressionLayer.b``; an ``SdA``'s ``sigmoid_layers.0.W``,
+  ``sigmoid_layers.0.b``, ..., ``logLayer.W``, ``logLayer.b``, then each autoencoder's decoder
+  (``dA_layers.0.b_prime``, and ``dA_layers.0.W_prime`` for a sparse one), so that pretraining
+  can resume too.  Each model class names them (``variable_shapes``, below);
+* in the metadata, under ``"sda"``, the header as a JSON string: the format name and version,
+  the model's class, its constructor arguments (layer sizes, corruption levels, ...), the dtype,
+  the sda version, and any training state the caller adds.
 
-Loading never unpickles (``allow_pickle=False``) and accepts only plain numeric arrays whose
-shapes match the architecture in the header; anything else raises :class:`ModelFileError`.
-Sizes, shapes and the header's nesting are checked before anything large is read, so a
-small forged file cannot take much time or memory either.
-Files are written to a temporary name and renamed, so a crash never leaves half a file.
+``safetensors.numpy.load_file(path)`` opens one as a dict of numpy arrays anywhere.  Loading
+here trusts nothing in the file, and refuses with :class:`ModelFileError` (one line) before any
+tensor is read: a file larger than any sda file, a header length beyond the file or above
+:data:`_MAX_HEADER_BYTES`, a header or metadata that is not JSON, nests too deeply or is not
+an object, an unknown format or version, and tensors whose names, dtypes (float32 or float64,
+all the header's), shapes or byte ranges differ from what the header's class and configuration
+imply or do not tile the data exactly.  So a small forged file can take neither much time nor
+memory, and no code can run: the format holds numbers and JSON only, never a pickle.
+Model files and checkpoints of sda 0.3 were ``.npz`` archives; they are refused naming what
+they are, from their small JSON member alone.  Files are written to a temporary name and
+renamed, so a crash never leaves half a file.
 """
 
 from __future__ import annotations
 
-import io
 import json
+import math
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytensor
+import safetensors
+import safetensors.numpy
 
-from sda.archive import READ_ERRORS, check_zip_signature, npy_layout, npz_members, read_member
-from sda.utils import MAX_JSON_DEPTH, atomic_write, json_depth
+from sda.archive import READ_ERRORS, npy_layout, npz_members, read_member
+from sda.utils import atomic_write, parse_json
 from sda.version import __version__
 
-__all__ = ["ModelFileError", "FORMAT", "SaveLoadMixin", "model_config", "model_parameters",
-           "save_model", "load_model", "read_model_file", "write_archive", "read_archive"]
+__all__ = ["ModelFileError", "FORMAT", "FORMAT_VERSION", "SaveLoadMixin", "model_config", "model_parameters",
+           "save_model", "load_model", "read_model_file", "write_tensor_file", "read_tensor_file", "model_entry",
+           "check_model_layout", "model_tensors", "build_model"]
 
 FORMAT = "sda-model"
-FORMAT_VERSION = 1
-_HEADER = "__header__"
-_MAX_HEADER_BYTES = 1 << 20
+#: Version 2 is safetensors; version 1 was sda 0.3's ``.npz``.
+FORMAT_VERSION = 2
+_METADATA_KEY = "sda"
+#: The bound on a file's JSON header: a checkpoint of an 800-epoch run takes about 100 KiB.
+_MAX_HEADER_BYTES = 4 << 20
 _MAX_FILE_BYTES = 8 << 30  # a 3×4000 float64 network's checkpoint is under 2 GiB
-_MAX_ENTRIES = 4096  # a model has 2 arrays per layer (3 per pretrained one); a checkpoint about twice that
-# np.savez stores entries uncompressed, so real files inflate 1:1 (a checkpoint's momentum
-# velocities too). 64x leaves room for files re-packed with np.savez_compressed, the slack
-# for small ones of zeros (fresh biases), and still keeps a zip bomb (1000x) far off.
-_MAX_INFLATION = 64
-_INFLATION_SLACK = 16 << 20
+_MAX_TENSORS = 4096  # a model has 2 tensors per layer (3 per pretrained one); a checkpoint about twice that
+#: The dtypes PyTensor computes in, as safetensors names them.
+_DTYPES = {"F32": np.dtype(np.float32), "F64": np.dtype(np.float64)}
+_TENSOR_KEYS = {"dtype", "shape", "data_offsets"}
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # how sda 0.3's .npz files start
 
 
 class ModelFileError(ValueError):
@@ -56,9 +76,9 @@ class SaveLoadMixin:
 
     * ``saved_config()``: the constructor arguments that rebuild its architecture (JSON-ready);
     * ``saved_variables()``: the shared variables that define it, in a fixed order;
-    * ``variable_shapes(config)`` (classmethod): their shapes for a configuration, checked
-      against a file's arrays before any model is built (so a forged header cannot make us
-      allocate);
+    * ``variable_shapes(config)`` (classmethod): ``{tensor name: shape}`` of those variables, in
+      that order, for a configuration: a file's tensors are checked against it before any is
+      read or any model built (so a forged header cannot make us allocate);
     * ``from_config(config, rng)`` (classmethod): a new model of that architecture.
     """
 
@@ -79,7 +99,7 @@ class SaveLoadMixin:
         return cls(rng, **config)
 
     def save(self, path, training_state: dict | None = None) -> Path:
-        """Write this model's architecture and parameters to ``path`` (an ``.npz`` file)."""
+        """Write this model's architecture and parameters to ``path`` (a ``.safetensors`` file)."""
         return save_model(self, path, training_state)
 
     @classmethod
@@ -104,65 +124,54 @@ def model_parameters(model) -> list:
     return list(model.saved_variables())
 
 
-def _model_class(header: dict, path):
-    kind = header["class"]
-    if kind not in SaveLoadMixin.registry:
-        raise ModelFileError(f"{path}: unknown model class {kind!r} in header; expected one of "
-                             f"{', '.join(SaveLoadMixin.registry)}")
-    return SaveLoadMixin.registry[kind]
+def write_tensor_file(path, header: dict, tensors: dict) -> Path:
+    """Atomically write ``tensors`` (float32 or float64 numpy arrays, by name) and a JSON
+    ``header`` (in the metadata) as a safetensors file."""
+    # safetensors copies each array's buffer as it lies in memory: it must be C-contiguous
+    # (np.asarray, not np.ascontiguousarray, which makes a learning rate's 0-d array 1-d)
+    arrays = {name: np.asarray(value, order="C") for name, value in tensors.items()}
+    data = safetensors.numpy.save(arrays, metadata={_METADATA_KEY: json.dumps(header)})
+    return atomic_write(path, lambda f: f.write(data))
 
 
-def _check_shapes(cls, header: dict, params, path) -> None:
-    """The file's arrays must have the shapes its header's architecture implies: checked before
-    building the model, so that a header claiming huge layers is refused without allocating."""
-    try:
-        expected = [tuple(shape) for shape in cls.variable_shapes(header["config"])]
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise ModelFileError(f"{path}: header's {header['class']} configuration is invalid: {exc}") from None
-    if len(expected) != len(params):
-        raise ModelFileError(f"{path}: {len(params)} parameters for a {header['class']} that has {len(expected)}")
-    for i, (shape, value) in enumerate(zip(expected, params)):
-        if value.shape != shape:
-            raise ModelFileError(f"{path}: param_{i} has shape {value.shape}, the architecture needs {shape}")
+def read_tensor_file(path, expected_format: str, error=None, version: int = FORMAT_VERSION,
+                     check_layout=None) -> tuple[dict, dict]:
+    """``(header, tensors)`` of a file written by :func:`write_tensor_file`.
 
-
-def write_archive(path, header: dict, arrays: dict) -> Path:
-    """Atomically write ``arrays`` (numeric numpy arrays) and a JSON ``header`` as an .npz."""
-    entries = {name: np.asarray(value) for name, value in arrays.items()}
-    entries[_HEADER] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    return atomic_write(path, lambda f: np.savez(f, **entries))
-
-
-def read_archive(path, expected_format: str, error=None, version: int = FORMAT_VERSION) -> tuple[dict, dict]:
-    """``(header, arrays)`` of an archive written by :func:`write_archive`.
-
-    Never unpickles: object arrays, pickles and anything that is not an .npz of numeric
-    arrays with a JSON header of ``expected_format`` and ``version`` raise ``error`` (ModelFileError).
-    A forged file cannot make reading slow or large either: every entry's size and shape
-    are checked before any array is inflated (see :func:`_npz_entries`, :func:`sda.archive.npy_layout`).
+    Everything but the tensors' bytes is checked first (the module docstring lists what):
+    the file's size, its header's length, JSON and layout, the sda header's format and
+    ``version``, then ``check_layout(header, layout)`` with ``layout`` = ``{name: (dtype,
+    shape)}``, which raises ``error`` when the tensors are not the ones the header implies.
+    Only then are the tensors read, by safetensors.  Anything wrong raises ``error``
+    (:class:`ModelFileError` or a subclass), in one line naming the file.
     """
     error = error or ModelFileError
     path = Path(path)
     try:
         if not path.is_file():
             raise error(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
-        if path.stat().st_size > _MAX_FILE_BYTES:
-            raise error(f"{path}: {path.stat().st_size} bytes, larger than any sda file ({_MAX_FILE_BYTES})")
-        check_zip_signature(path, error)  # before a large file of something else is read whole
-        data = path.read_bytes()
+        size = path.stat().st_size
+        if size > _MAX_FILE_BYTES:
+            raise error(f"{path}: {size} bytes, larger than any sda file ({_MAX_FILE_BYTES})")
+        with open(path, "rb") as f:
+            start = f.read(8)
+            if start[:4] in _ZIP_SIGNATURES:
+                raise error(_old_npz_file(path, error))
+            if len(start) < 8:
+                raise error(f"{path}: {size} bytes, too short for a safetensors file")
+            n = int.from_bytes(start, "little")
+            if n > min(_MAX_HEADER_BYTES, size - 8):
+                raise error(f"{path}: not a safetensors file (it claims a header of {n} bytes; the file "
+                            f"has {size - 8} after the length, sda reads at most {_MAX_HEADER_BYTES})")
+            raw = f.read(n)
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror})") from None
-    with _open_zip(path, data, error) as archive:
-        try:
-            entries = _npz_entries(path, archive, len(data), error)
-            layouts = {name: npy_layout(path, archive, name, info, error) for name, info in entries.items()}
-            _check_header_layout(path, layouts, error)
-            header = _parse_header(path, read_member(archive, entries.pop(_HEADER)), expected_format, version, error)
-            return header, {name: read_member(archive, info) for name, info in entries.items()}
-        except error:
-            raise
-        except READ_ERRORS as exc:
-            raise error(f"{path}: damaged .npz archive ({_one_line(exc)})") from None
+    entries, metadata = _safetensors_header(path, raw, error)
+    header = _sda_header(path, metadata, expected_format, version, error)
+    layout = _tensor_layout(path, entries, size - 8 - n, error)
+    if check_layout is not None:
+        check_layout(header, layout)
+    return header, _read_tensors(path, metadata, layout, error)
 
 
 def _one_line(exc: Exception, limit: int = 200) -> str:
@@ -171,61 +180,126 @@ def _one_line(exc: Exception, limit: int = 200) -> str:
     return " ".join(str(exc).split())[:limit] or type(exc).__name__
 
 
-def _open_zip(path, data: bytes, error) -> zipfile.ZipFile:
-    """The zip archive in ``data``; anything else is refused as such (numpy would call it
-    pickled data, which is misleading: random bytes are not a pickle)."""
+def _safetensors_header(path, raw: bytes, error) -> tuple[dict, str]:
+    """The tensor entries and the sda metadata string of a safetensors header."""
     try:
-        return zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError) as exc:  # RuntimeError: zip versions
-        raise error(f"{path}: not an .npz (zip) archive ({_one_line(exc)})") from None
+        entries = parse_json(raw, "header")  # bounded in depth before json recurses
+    except ValueError as exc:
+        raise error(f"{path}: not a safetensors file ({_one_line(exc)})") from None
+    if not isinstance(entries, dict):
+        raise error(f"{path}: not a safetensors file (its header is a {type(entries).__name__}, not an object)")
+    metadata = entries.pop("__metadata__", None)
+    if not isinstance(metadata, dict) or not isinstance(metadata.get(_METADATA_KEY), str):
+        raise error(f"{path}: not an sda file (no {_METADATA_KEY!r} string in its safetensors metadata)")
+    if len(entries) > _MAX_TENSORS:
+        raise error(f"{path}: {len(entries)} tensors, more than an sda file holds ({_MAX_TENSORS})")
+    return entries, metadata[_METADATA_KEY]
 
 
-def _npz_entries(path, archive: zipfile.ZipFile, archive_size: int, error) -> dict:
-    """The archive's members by array name (:func:`sda.archive.npz_members`), refused before
-    anything is inflated when their declared sizes add up to more than an .npz of this size
-    could hold.
-
-    zipfile never inflates a member beyond its declared ``file_size``, so bounding the sum
-    of those bounds the memory that reading can take, whatever the compressed data hold.
-    """
-    entries = npz_members(path, archive, error, _MAX_ENTRIES)
-    total = sum(info.file_size for info in entries.values())
-    limit = _MAX_INFLATION * archive_size + _INFLATION_SLACK
-    if total > limit:
-        raise error(f"{path}: entries would inflate to {total} bytes, more than {limit} "
-                    f"for a file of {archive_size} bytes")
-    return entries
-
-
-def _check_header_layout(path, layouts: dict, error) -> None:
-    """The header entry must be a short byte string: refused by size before it is read."""
-    if _HEADER not in layouts:
-        raise error(f"{path}: not an sda file (no {_HEADER} entry)")
-    dtype, shape = layouts[_HEADER]
-    if dtype != np.uint8 or len(shape) != 1:
-        raise error(f"{path}: malformed header entry ({dtype}, shape {shape})")
-    if shape[0] > _MAX_HEADER_BYTES:
-        raise error(f"{path}: header of {shape[0]} bytes is larger than {_MAX_HEADER_BYTES}")
-
-
-def _parse_header(path, raw: np.ndarray, expected_format: str, version: int, error) -> dict:
-    """The JSON header, refused if it nests too deeply (``json`` recurses once per level,
-    so a header nested 100,000 deep would overflow the stack) or has the wrong format."""
-    text = raw.tobytes()
-    depth = json_depth(text)
-    if depth > MAX_JSON_DEPTH:
-        raise error(f"{path}: header nests {depth} levels deep, more than {MAX_JSON_DEPTH}")
+def _sda_header(path, text: str, expected_format: str, version: int, error) -> dict:
+    """The sda header in the metadata, refused if it nests too deeply (``json`` recurses once
+    per level), is not a JSON object or has the wrong format or version."""
     try:
-        header = json.loads(text.decode("utf-8"))
-    except ValueError as exc:  # also numbers longer than Python's int digit limit
-        raise error(f"{path}: header is not valid JSON ({_one_line(exc)})") from None
+        header = parse_json(text, f"{path}: metadata")
+    except ValueError as exc:
+        raise error(_one_line(exc, 300)) from None
     if not isinstance(header, dict) or header.get("format") != expected_format:
-        found = header.get("format") if isinstance(header, dict) else None
+        found = header.get("format") if isinstance(header, dict) else type(header).__name__
         raise error(f"{path}: not an {expected_format} file (format {found!r:.80})")
     if header.get("format_version") != version:
         raise error(f"{path}: format version {header.get('format_version')!r:.80} is not supported "
                     f"(this sda reads version {version})")
     return header
+
+
+def _tensor_layout(path, entries: dict, data_bytes: int, error) -> dict:
+    """``{name: (dtype, shape)}`` of the header's tensors, once each is float32 or float64 with a
+    shape of plain counts whose size is its byte range, and the ranges tile the ``data_bytes``
+    after the header exactly (no overlap, no gap, nothing beyond the file)."""
+    layout, ranges = {}, []
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or set(entry) != _TENSOR_KEYS:
+            raise error(f"{path}: tensor {name!r:.80} is not described by {sorted(_TENSOR_KEYS)}")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in _DTYPES:
+            raise error(f"{path}: tensor {name!r:.80} has dtype {dtype!r:.20}, expected F32 or F64")
+        if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):  # type(): not bools
+            raise error(f"{path}: tensor {name!r:.80} has shape {shape!r:.80}, not a list of counts")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(n) is int for n in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            raise error(f"{path}: tensor {name!r:.80} has data_offsets {offsets!r:.80}, not a byte range")
+        nbytes = math.prod(shape) * _DTYPES[dtype].itemsize
+        if offsets[1] - offsets[0] != nbytes:
+            raise error(f"{path}: tensor {name!r:.80} claims shape {shape!r:.80} ({nbytes} bytes of {dtype}) "
+                        f"but spans {offsets[1] - offsets[0]} bytes")
+        layout[name] = (_DTYPES[dtype], tuple(shape))
+        ranges.append((offsets[0], offsets[1], name))
+    end = 0
+    for begin, stop, name in sorted(ranges):
+        if begin != end:
+            raise error(f"{path}: tensor {name!r:.80} starts at byte {begin} of the data, not at {end} "
+                        f"({'overlapping another' if begin < end else 'leaving a gap'})")
+        end = stop
+    if end != data_bytes:
+        raise error(f"{path}: the tensors span {end} bytes, but the file holds {data_bytes} after its header")
+    return layout
+
+
+def _read_tensors(path, metadata: str, layout: dict, error) -> dict:
+    """The tensors, read by safetensors once :func:`_tensor_layout` has vouched for the file.
+    safetensors opens it anew, so what it sees is compared with what was checked before any
+    tensor is read: a file replaced in between is refused too."""
+    try:
+        with safetensors.safe_open(path, framework="numpy") as f:
+            slices = {name: f.get_slice(name) for name in f.keys()}  # dtype and shape, no data
+            seen = {name: (_DTYPES.get(view.get_dtype()), tuple(view.get_shape())) for name, view in slices.items()}
+            if seen != layout or (f.metadata() or {}).get(_METADATA_KEY) != metadata:
+                raise error(f"{path}: the file changed while it was read")
+            return {name: f.get_tensor(name) for name in layout}
+    except (safetensors.SafetensorError, OSError, ValueError) as exc:
+        if isinstance(exc, error):
+            raise
+        raise error(f"{path}: damaged safetensors file ({_one_line(exc)})") from None
+
+
+def _old_npz_file(path, error) -> str:
+    """Why an ``.npz`` archive is refused, naming what it is (an sda 0.3 model file or
+    checkpoint, and its version) from its small ``__header__`` member, the only one read."""
+    what = f"{path} is an .npz archive, not a .safetensors sda file"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = npz_members(path, archive, error, _MAX_TENSORS).get("__header__")
+            if info is None:
+                return what
+            dtype, shape = npy_layout(path, archive, "__header__", info, error)
+            if dtype != np.uint8 or len(shape) != 1 or shape[0] > _MAX_HEADER_BYTES:
+                return what
+            old = parse_json(read_member(archive, info).tobytes(), str(path))
+    except (error, *READ_ERRORS):  # READ_ERRORS include parse_json's ValueError
+        return what
+    kind = {"sda-model": "model file", "sda-checkpoint": "checkpoint"}.get(old.get("format")) \
+        if isinstance(old, dict) else None
+    if kind is None:
+        return what
+    made_by = f"sda {old['sda_version']!s:.20} " if isinstance(old.get("sda_version"), str) else ""
+    remedy = "retrain" if kind == "model file" else "start the run again"
+    return (f"{path} is an {made_by}.npz {kind} (format version {old.get('format_version')!r:.20}); "
+            f"this sda ({__version__}) reads .safetensors {kind}s only: {remedy}")
+
+
+def model_entry(model, values=None, prefix: str = "") -> tuple[dict, dict]:
+    """``(description, tensors)`` of ``model``: its class, configuration and dtype as a header
+    holds them, and its parameters named as the class's ``variable_shapes`` says, each after ``prefix``.
+    ``values`` replaces the parameters' current values (in :func:`model_parameters` order)."""
+    params = model_parameters(model)
+    config = model_config(model)
+    description = {"class": type(model).__name__, "config": config, "dtype": str(params[0].dtype)}
+    if values is None:
+        values = [p.get_value() for p in params]
+    if len(values) != len(params):
+        raise ValueError(f"values has {len(values)} arrays for {len(params)} parameters")
+    names = type(model).variable_shapes(config)
+    return description, {prefix + name: value for name, value in zip(names, values, strict=True)}
 
 
 def save_model(model, path, training_state: dict | None = None, values=None) -> Path:
@@ -235,49 +309,75 @@ def save_model(model, path, training_state: dict | None = None, values=None) -> 
     ``values`` replaces the parameters' current values (in :func:`model_parameters` order),
     e.g. to save the best parameters seen while training goes on.
     """
-    params = model_parameters(model)
-    header = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "class": type(model).__name__,
-        "config": model_config(model), "dtype": str(params[0].dtype), "sda_version": __version__,
-        "n_params": len(params), "training_state": training_state or {},
-    }
-    if values is None:
-        values = [p.get_value() for p in params]
-    if len(values) != len(params):
-        raise ValueError(f"values has {len(values)} arrays for {len(params)} parameters")
-    return write_archive(path, header, {f"param_{i}": v for i, v in enumerate(values)})
+    description, tensors = model_entry(model, values)
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, **description, "sda_version": __version__,
+              "training_state": training_state or {}}
+    return write_tensor_file(path, header, tensors)
 
 
-def read_model_file(path) -> tuple[dict, list[np.ndarray]]:
-    """The header and parameter arrays of a model file, validated but not built into a model."""
-    header, arrays = read_archive(path, FORMAT)
-    n_params = header.get("n_params")
-    _check_param_entries(path, arrays, n_params)
-    params = [arrays[f"param_{i}"] for i in range(n_params)]
-    for i, array in enumerate(params):
-        if array.dtype not in (np.float32, np.float64):  # what PyTensor computes in
-            raise ModelFileError(f"{path}: param_{i} has dtype {array.dtype}, expected float32 or float64")
-        if not np.all(np.isfinite(array)):
-            raise ModelFileError(f"{path}: param_{i} holds NaN or infinite values")
-    if not isinstance(header.get("config"), dict) or not isinstance(header.get("class"), str):
-        raise ModelFileError(f"{path}: header lacks the model class or configuration")
-    return header, params
+def read_model_file(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The header and the named parameters of a model file (in :func:`model_parameters` order),
+    validated but not built into a model."""
+    header, tensors = read_tensor_file(path, FORMAT, check_layout=lambda h, layout: check_model_layout(path, h, layout))
+    return header, model_tensors(path, header, tensors)
 
 
-def _check_param_entries(path, arrays: dict, n_params) -> None:
-    """The entries must be exactly ``param_0`` .. ``param_{n_params-1}``.
-
-    ``n_params`` is compared with the number of entries first, so the names built to
-    compare them are never more than the file holds (a header claiming 10**12 would
-    otherwise take minutes and gigabytes before failing).
-    """
-    if type(n_params) is not int or not 0 <= n_params <= len(arrays):  # type(): bools are ints
-        raise ModelFileError(f"{path}: parameter entries do not match n_params={n_params!r:.40} "
-                             f"(the file holds {len(arrays)} arrays)")
-    odd = set(arrays) ^ {f"param_{i}" for i in range(n_params)}
+def check_model_layout(path, description: dict, layout: dict, prefix: str = "", error=None) -> None:
+    """The tensors named ``prefix...`` must be the ones ``description``'s class and configuration
+    imply (:func:`model_entry`), by name, shape and dtype (the description's): checked before
+    reading them, so that a header claiming huge layers, or tensors the model has not, are
+    refused without allocating.  ``error``: the error to raise (:class:`ModelFileError`)."""
+    error = error or ModelFileError
+    if not isinstance(description.get("config"), dict) or not isinstance(description.get("class"), str):
+        raise error(f"{path}: header lacks the model class or configuration")
+    kind = description["class"]
+    if kind not in SaveLoadMixin.registry:
+        raise error(f"{path}: unknown model class {kind!r:.80} in header; expected one of "
+                    f"{', '.join(SaveLoadMixin.registry)}")
+    try:
+        expected = {prefix + name: tuple(shape)
+                    for name, shape in SaveLoadMixin.registry[kind].variable_shapes(description["config"]).items()}
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise error(f"{path}: header's {kind} configuration is invalid: {_one_line(exc)}") from None
+    odd = sorted(set(expected) ^ {name for name in layout if name.startswith(prefix)})
     if odd:
-        raise ModelFileError(f"{path}: parameter entries do not match n_params={n_params} "
-                             f"(missing or unexpected: {sorted(odd)[:3]!r:.120})")
+        missing = [name for name in odd if name in expected]
+        raise error(f"{path}: the tensors are not a {kind}'s "
+                    f"({'missing' if missing else 'unexpected'}: {(missing or odd)[:3]!r:.120})")
+    if description.get("dtype") not in ("float32", "float64"):
+        raise error(f"{path}: header's dtype {description.get('dtype')!r:.20} is not float32 or float64")
+    dtype = np.dtype(description["dtype"])
+    for name, shape in expected.items():
+        if layout[name][1] != shape:
+            raise error(f"{path}: {name} has shape {layout[name][1]}, the architecture needs {shape}")
+        if layout[name][0] != dtype:
+            raise error(f"{path}: {name} has dtype {layout[name][0]}, the header says {dtype}")
+
+
+def model_tensors(path, description: dict, tensors: dict, prefix: str = "", error=None) -> dict:
+    """The model's tensors of ``tensors`` (checked by :func:`check_model_layout`), in
+    :func:`model_parameters` order and without ``prefix``, once each is finite."""
+    names = SaveLoadMixin.registry[description["class"]].variable_shapes(description["config"])
+    params = {name: tensors[prefix + name] for name in names}
+    for name, array in params.items():
+        if not np.all(np.isfinite(array)):
+            raise (error or ModelFileError)(f"{path}: {prefix}{name} holds NaN or infinite values")
+    return params
+
+
+def build_model(path, description: dict, params: dict, seed: int = 0, error=None):
+    """The model ``description`` describes, with the parameters ``params`` of :func:`model_tensors`:
+    built in their dtype, so that it predicts exactly as the saved one did."""
+    cls = SaveLoadMixin.registry[description["class"]]
+    with pytensor.config.change_flags(floatX=description["dtype"]):
+        try:
+            model = cls.from_config(dict(description["config"]), np.random.RandomState(seed))
+        except (TypeError, ValueError) as exc:
+            raise (error or ModelFileError)(f"{path}: header's {description['class']} configuration is invalid: "
+                                            f"{exc}") from None
+    for shared, value in zip(model_parameters(model), params.values(), strict=True):
+        shared.set_value(value.astype(shared.dtype, copy=False))
+    return model
 
 
 def load_model(path, seed: int = 0):
@@ -287,13 +387,4 @@ def load_model(path, seed: int = 0):
     so it predicts exactly as the saved one did.
     """
     header, params = read_model_file(path)
-    cls = _model_class(header, path)
-    _check_shapes(cls, header, params, path)
-    with pytensor.config.change_flags(floatX=str(params[0].dtype) if params else pytensor.config.floatX):
-        try:
-            model = cls.from_config(dict(header["config"]), np.random.RandomState(seed))
-        except (TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path}: header's {header['class']} configuration is invalid: {exc}") from None
-    for shared, value in zip(model_parameters(model), params):
-        shared.set_value(value.astype(shared.dtype, copy=False))
-    return model, header
+    return build_model(path, header, params, seed), header

@@ -4,9 +4,9 @@ A run pretrains an :class:`sda.SdA.SdA` layer by layer, fine-tunes it with early
 and reports the best validation error and the test error at that point.  With an output
 directory it also makes the run safe to interrupt and to inspect:
 
-* ``checkpoint.npz`` after every epoch of either phase (parameters, momentum velocities,
+* ``checkpoint.safetensors`` after every epoch of either phase (parameters, momentum velocities,
   learning rate, noise generators, progress, the configuration and the data's fingerprint);
-* ``best_model.npz`` whenever the validation error improves;
+* ``best_model.safetensors`` whenever the validation error improves;
 * ``metrics.jsonl``, one record per epoch appended as each epoch is saved
   (:func:`epoch_records`; a resumed run first rewrites it from its checkpoint, so that it holds
   each epoch once), ``results.json`` at the end, and optionally the pictures of :mod:`sda.plots`.
@@ -172,7 +172,7 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
             out.check_free(overwrite)
         checkpoint = None
         if out is not None and resume:
-            checkpoint = load_checkpoint(out.file("checkpoint.npz"))
+            checkpoint = load_checkpoint(out.file("checkpoint.safetensors"))
             config = _resumed_config(checkpoint, config, names)  # validated there
         else:
             config = validate_config({**TUTORIAL, **config}, names)
@@ -183,7 +183,8 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
             steps_per_call = DEFAULT_JAX_STEPS_PER_CALL if mode == "JAX" else 1
         fingerprint = data_fingerprint(datasets) if out is not None else None
         if out is not None and checkpoint is not None and checkpoint.data != fingerprint:
-            raise RunError(f"{out.file('checkpoint.npz')} was trained on other data; resume with the data "
+            raise RunError(f"{out.file('checkpoint.safetensors')} was trained on other data; "
+                           f"resume with the data "
                            f"it started on (the same data folder and validation size)")
         if out is not None:
             out.claim()
@@ -266,9 +267,9 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     if checkpoint is not None:  # the generators were restored before compiling
         restore_state(checkpoint, state_vars, model.trained_params(config["finetune_layers"]))
         pretrain_progress, fit_state = checkpoint.pretrain, checkpoint.fit
-        _check_progress(checkpoint, config, model.n_layers, lr, out.file("checkpoint.npz"))
+        _check_progress(checkpoint, config, model.n_layers, lr, out.file("checkpoint.safetensors"))
         if log:
-            log(f"resuming from {out.file('checkpoint.npz')}: pretraining epochs done per layer "
+            log(f"resuming from {out.file('checkpoint.safetensors')}: pretraining epochs done per layer "
                 f"{[len(c) for c in pretrain_progress.costs]}, fine-tuning epochs done "
                 f"{0 if fit_state is None else fit_state.epoch}")
     metrics = None if out is None else MetricsFile(out.file("metrics.jsonl"), pretrain_progress, fit_state)
@@ -286,10 +287,10 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
         running = train_step if state is not None else pretraining_steps[max(0, len(pretrain.costs) - 1)]
         write_back_compiled_noise([running.function])
         if unsaved_best[0] is not None:
-            save_model(model, out.file("best_model.npz"), **unsaved_best[0])
+            save_model(model, out.file("best_model.safetensors"), **unsaved_best[0])
             unsaved_best[0] = None
-        save_checkpoint(out.file("checkpoint.npz"), config, state_vars, rngs, pretrain, state, data["fingerprint"],
-                        data["source"], {"mode": mode, "steps_per_call": steps_per_call})
+        save_checkpoint(out.file("checkpoint.safetensors"), config, state_vars, rngs, pretrain, state,
+                        data["fingerprint"], data["source"], {"mode": mode, "steps_per_call": steps_per_call})
         metrics.append(pretrain, state)  # after the checkpoint: the file never holds an epoch it lacks
         last_save[0] = time.perf_counter()
 

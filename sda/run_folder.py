@@ -23,7 +23,7 @@ from sda.utils import atomic_write
 __all__ = ["RUN_FILES", "LOCK_FILE", "WRITTEN_LIST", "RunError", "OutputDir", "run_files", "record_written"]
 
 #: The files of fixed name a run writes into its output directory.
-RUN_FILES = ("checkpoint.npz", "best_model.npz", "metrics.jsonl", "results.json", "reconstructions.png",
+RUN_FILES = ("checkpoint.safetensors", "best_model.safetensors", "metrics.jsonl", "results.json", "reconstructions.png",
              "learning_curves.png")
 LOCK_FILE = ".sda.lock"
 #: The files a run wrote under names it did not choose, one relative path a line.
@@ -118,7 +118,7 @@ class OutputDir:
             self._remove_made_folders()
             raise RunError(f"cannot use output directory {self.path}: {exc.strerror or exc}") from None
         self.resume = resume
-        checkpoint = self.path / "checkpoint.npz"
+        checkpoint = self.path / "checkpoint.safetensors"
         if resume and not checkpoint.is_file():
             self.release()
             raise RunError(f"no checkpoint to resume from: {checkpoint} does not exist")

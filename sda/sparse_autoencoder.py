@@ -33,7 +33,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from sda.dA import dA
-from sda.validation import check_non_negative, check_open_unit_interval
+from sda.validation import check_non_negative, check_open_unit_interval, check_positive_int
 
 __all__ = ["SparseAutoencoder", "UFLDL"]
 
@@ -126,6 +126,6 @@ class SparseAutoencoder(dA):
                 "sparsity_weight": self.sparsity_weight, "weight_decay": self.weight_decay}
 
     @classmethod
-    def variable_shapes(cls, config: dict) -> list:
-        n_visible, n_hidden = int(config["n_visible"]), int(config["n_hidden"])
-        return [(n_visible, n_hidden), (n_hidden,), (n_hidden, n_visible), (n_visible,)]
+    def variable_shapes(cls, config: dict) -> dict:
+        n_visible, n_hidden = (check_positive_int(key, config[key]) for key in ("n_visible", "n_hidden"))
+        return {"W": (n_visible, n_hidden), "b": (n_hidden,), "W_prime": (n_hidden, n_visible), "b_prime": (n_visible,)}

@@ -9,8 +9,8 @@ optional ASHA scheduler stops the trials whose validation error lags at a rung.
 ``DIR`` receives:
 
 * ``sweep.toml``: the configuration file as it was given (what ``--resume`` continues);
-* ``trials/<trial>/``: each trial's own sda output folder (``results.json``, ``checkpoint.npz``,
-  ``best_model.npz``, ``metrics.jsonl``), with ``trial.json`` (its configuration number, seed
+* ``trials/<trial>/``: each trial's own sda output folder (``results.json``, ``checkpoint.safetensors``,
+  ``best_model.safetensors``, ``metrics.jsonl``), with ``trial.json`` (its configuration number, seed
   and the id of the Ray node it ran on)
   and, when it did not finish, ``failure.json`` (the one-line reason it failed) or
   ``stopped.json`` (the scheduler stopped it early);
@@ -157,7 +157,7 @@ def run_trial(tune_config: dict, *, sweep: Sweep, trials_dir: str, datasets, mod
                                      "seed": tune_config["seed"],
                                      "node": ray_module().get_runtime_context().get_node_id()})
     config = sweep.trial_config(tune_config["configuration"]["values"], tune_config["seed"])
-    resume = (folder / "checkpoint.npz").is_file()
+    resume = (folder / "checkpoint.safetensors").is_file()
     try:
         with pytensor.config.change_flags(floatX="float32"):
             shared = [shared_dataset(pair, name=name) for pair, name in zip(datasets, ("train", "valid", "test"))]

@@ -383,7 +383,7 @@ class PretrainResult:
     seconds: list[float] = field(default_factory=list)
     epoch_seconds: list[list[float]] = field(default_factory=list)
     converged: list[int] = field(default_factory=list)  # L-BFGS layers that stopped before their count
-    epoch_times: list[list[str | None]] = field(default_factory=list)
+    epoch_times: list[list[str]] = field(default_factory=list)
 
 
 def train_epoch(step, args=(), where: str = "", learning_rate=None, progress: bool = True) -> float:

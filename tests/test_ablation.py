@@ -161,7 +161,7 @@ def test_collect_refuses_a_folder_without_runs_and_marks_damaged_runs_failed(tmp
     (damaged / "metrics.jsonl").write_text("garbage{\n")
     interrupted = tmp_path / "runs" / "ufldl_s1"
     interrupted.mkdir()
-    (interrupted / "checkpoint.npz").write_bytes(b"")
+    (interrupted / "checkpoint.safetensors").write_bytes(b"")
     assert main(["--tiny", "--collect", "--output-dir", str(tmp_path / "runs")]) == 0
     with open(tmp_path / "runs" / "ablation.csv", newline="") as f:
         rows = {row["row"]: row for row in csv.DictReader(f)}

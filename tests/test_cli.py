@@ -83,7 +83,7 @@ def test_evaluate_scores_the_saved_best_model_exactly(tiny_mnist_dir, tmp_path, 
     data = ["--data-dir", str(tiny_mnist_dir), "--valid-size", "50", "--no-verify", "--mode", CPU_MODE]
     assert main(TINY + ["--data-dir", str(tiny_mnist_dir), "--output-dir", str(out), "--no-pictures"]) == 0
     capsys.readouterr()
-    assert main(["--evaluate", str(out / "best_model.npz"), *data]) == 0
+    assert main(["--evaluate", str(out / "best_model.safetensors"), *data]) == 0
     printed = capsys.readouterr().out
     want = json.loads((out / "results.json").read_text())["finetuning"]["test_error"]
     assert f"test error {want:.2%}" in printed
@@ -96,6 +96,6 @@ def test_divergence_stops_with_a_message_and_keeps_the_checkpoint(tiny_mnist_dir
     err = capsys.readouterr().err
     assert "diverged" in err and "fine-tuning, epoch 1" in err and "1e+38" in err
     from sda.checkpoint import load_checkpoint
-    kept = load_checkpoint(out / "checkpoint.npz")  # the last good one: pretraining finished
+    kept = load_checkpoint(out / "checkpoint.safetensors")  # the last good one: pretraining finished
     assert [len(c) for c in kept.pretrain.costs] == [2, 2] and kept.fit is None
     assert not (out / "results.json").exists()

@@ -411,3 +411,126 @@ def test_the_autoencoders_n_iter_and_loss_curve(digits):
     assert dae.n_iter_ == len(dae.loss_curve_) == 3
     assert dae.loss_curve_[-1] < dae.loss_curve_[0]  # reconstruction costs, falling as it learns
     assert all(cost > 0 for cost in dae.loss_curve_)
+# --- save(path) / load(path): safetensors files, as model files are ---
+
+@pytest.fixture(scope="module")
+def saved_estimators(digits, tmp_path_factory):
+    """A fitted classifier (string labels, a scaler that maps the pixels) and autoencoder, saved."""
+    X_train, _, y_train, _ = digits
+    folder = tmp_path_factory.mktemp("estimators")
+    labels = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    clf = SdAClassifier(**{**SMALL_CLASSIFIER, "training_epochs": 3, "mode": CPU_MODE}).fit(X_train, labels[y_train])
+    dae = DenoisingAutoencoder(**{**SMALL_AUTOENCODER, "mode": CPU_MODE}).fit(X_train)
+    return {"SdAClassifier": (clf, clf.save(folder / "clf.safetensors")),
+            "DenoisingAutoencoder": (dae, dae.save(folder / "dae.safetensors"))}
+
+
+def test_a_saved_classifier_predicts_as_it_did_in_a_new_process(saved_estimators, digits):
+    import subprocess
+    import sys
+    clf, path = saved_estimators["SdAClassifier"]
+    X_test = digits[1]
+    np.save(path.with_suffix(".X.npy"), X_test)
+    script = ("import sys, numpy as np; from sda.estimators import SdAClassifier; "
+              "clf = SdAClassifier.load(sys.argv[1]); X = np.load(sys.argv[2]); "
+              "np.save(sys.argv[3], clf.predict_proba(X)); print(' '.join(clf.predict(X[:5])))")
+    out = path.with_suffix(".proba.npy")
+    done = subprocess.run([sys.executable, "-c", script, str(path), str(path.with_suffix(".X.npy")), str(out)],
+                          check=True, capture_output=True, text=True, timeout=300)
+    np.testing.assert_array_equal(np.load(out), clf.predict_proba(X_test))
+    assert done.stdout.split() == list(clf.predict(X_test[:5]))
+
+
+@pytest.mark.parametrize("kind", ["SdAClassifier", "DenoisingAutoencoder"])
+def test_a_loaded_estimator_is_a_fresh_object_that_predicts_and_trains_as_the_saved_one(kind, saved_estimators,
+                                                                                         digits):
+    estimator, path = saved_estimators[kind]
+    X_train, X_test = digits[0], digits[1]
+    loaded = type(estimator).load(path)
+    as_json = {"hidden_layer_sizes": [16]} if kind == "SdAClassifier" else {}  # JSON has lists, not tuples
+    assert loaded is not estimator and loaded.get_params() == {**estimator.get_params(), **as_json}
+    for a, b in zip(loaded.model_.saved_variables(), estimator.model_.saved_variables()):
+        assert a is not b
+        np.testing.assert_array_equal(a.get_value(), b.get_value())
+    if kind == "SdAClassifier":
+        np.testing.assert_array_equal(loaded.predict_proba(X_test), estimator.predict_proba(X_test))
+        np.testing.assert_array_equal(loaded.transform(X_test), estimator.transform(X_test))
+        assert list(loaded.classes_) == list(estimator.classes_) and loaded.n_finetune_epochs_ == 3
+        assert loaded.fit_result_ == estimator.fit_result_ and loaded.pretrain_result_ == estimator.pretrain_result_
+        y = estimator.classes_[np.arange(37) % 10]
+        assert loaded.partial_fit(X_train[:37], y).n_finetune_epochs_ == 4
+    else:
+        np.testing.assert_array_equal(loaded.transform(X_test), estimator.transform(X_test))
+        np.testing.assert_array_equal(loaded.components_, estimator.components_)
+        assert loaded.score(X_test) == estimator.score(X_test) and loaded.costs_ == estimator.costs_
+
+
+def forged_estimator(path, tmp_path, forge):
+    """The estimator file at ``path`` with ``forge(tensor entries, header, data)`` applied, as bytes."""
+    from forgery import take_apart
+    entries, header, data = take_apart(path.read_bytes())
+    return forge(entries, header, data)
+
+
+def _with(header, **changes):
+    return {**header, **changes}
+
+
+def _fitted(header, **changes):
+    return {**header, "fitted": {**header["fitted"], **changes}}
+
+
+@pytest.mark.parametrize("kind, forge, message", [
+    ("SdAClassifier", lambda e, h, d: (e, _with(h, estimator="DenoisingAutoencoder"), d),
+     "holds a DenoisingAutoencoder, not a SdAClassifier"),
+    ("SdAClassifier", lambda e, h, d: (e, _with(h, model={**h["model"], "class": "dA"}), d), "lacks the SdA model"),
+    ("SdAClassifier", lambda e, h, d: (e, _with(h, format_version=2), d), "format version 2 is not supported"),
+    ("SdAClassifier", lambda e, h, d: (e, _with(h, format="sda-model"), d), "not an sda-estimator file"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, scaled=False), d), "are not the scaler's"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, n_features_in_=65), d), "are not the scaler's"),
+    ("SdAClassifier", lambda e, h, d: ({k.replace("logLayer.b", "logLayer.c"): v for k, v in e.items()}, h, d),
+     r"missing: \['model.logLayer.b'\]"),
+    ("SdAClassifier", lambda e, h, d: (e, _with(h, params={**h["params"], "hidden_layer_sizes": [0]}), d),
+     "inconsistent .*hidden_layer_sizes"),
+    ("SdAClassifier", lambda e, h, d: (e, _with(h, params={**h["params"], "exec": "os.system"}), d),
+     "inconsistent .*TypeError"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, classes_dtype="<U99999"), d), "are not labels"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, classes_dtype="|O", classes=[{"a": 1}]), d),
+     "numbers or strings"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, classes=list(map(str, range(11)))), d),
+     "does not classify 64 features into 11 classes"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, classes=["one", "one"]), d), "distinct labels"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, mode="os.system"), d), "mode a compile mode"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, n_finetune_epochs_=-1), d), "n_finetune_epochs_"),
+    ("DenoisingAutoencoder", lambda e, h, d: (e, _with(h, params={**h["params"], "n_hidden": 5}), d),
+     "is not this autoencoder's"),
+    ("DenoisingAutoencoder", lambda e, h, d: (e, _fitted(h, costs_="many"), d), "costs_ must be a list"),
+])
+def test_a_forged_estimator_file_is_refused_in_one_line(kind, forge, message, saved_estimators, tmp_path):
+    from forgery import put_together
+    from sda.persistence import ModelFileError
+    estimator, path = saved_estimators[kind]
+    forged = tmp_path / "forged.safetensors"
+    forged.write_bytes(put_together(*forged_estimator(path, tmp_path, forge)))
+    with pytest.raises(ModelFileError, match=message) as refused:
+        type(estimator).load(forged)
+    assert str(refused.value).startswith(str(forged)) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("forge", [lambda t: t.pop("scaler.span"), lambda t: t.pop("scaler.low"),
+                                   lambda t: t.update({"scaler.low": t["scaler.low"][:-1]}),
+                                   lambda t: t.update({"scaler.low": t["scaler.low"].astype(np.float32)}),
+                                   lambda t: t.update({"scaler.high": t["scaler.low"]})])
+def test_an_estimator_file_without_its_scaler_is_refused(forge, saved_estimators, tmp_path):
+    from sda.persistence import ModelFileError, read_tensor_file, write_tensor_file
+    header, tensors = read_tensor_file(saved_estimators["SdAClassifier"][1], "sda-estimator", version=1)
+    forge(tensors)
+    with pytest.raises(ModelFileError, match="are not the scaler's"):
+        SdAClassifier.load(write_tensor_file(tmp_path / "forged.safetensors", header, tensors))
+
+
+def test_an_unfitted_estimator_is_not_saved(tmp_path):
+    from sklearn.exceptions import NotFittedError
+    with pytest.raises(NotFittedError):
+        SdAClassifier().save(tmp_path / "clf.safetensors")
+    assert not (tmp_path / "clf.safetensors").exists()

@@ -93,7 +93,7 @@ def test_a_tracking_store_mlflow_cannot_use_is_one_line_before_training(uri, tin
     assert main([*TINY, "--data-dir", str(tiny_mnist_dir), "--output-dir", str(out), "--log-to", "mlflow"]) == 2
     err = capsys.readouterr().err.strip()
     assert "cannot use the tracking store" in err and len(err.splitlines()) == 1, err
-    assert not (out / "checkpoint.npz").exists()  # nothing trained
+    assert not (out / "checkpoint.safetensors").exists()  # nothing trained
 
 
 @pytest.mark.parametrize("uri, message", [
@@ -117,4 +117,4 @@ def test_a_tracking_store_refused_is_one_line_of_stderr_with_mlflows_remedy(uri,
         pytest.skip(f"mlflow {mlflow.__version__} still takes file stores")
     assert done.returncode == 2 and len(err.splitlines()) == 1, err
     assert "cannot use the tracking store" in err and message in err, err
-    assert not (out / "checkpoint.npz").exists()
+    assert not (out / "checkpoint.safetensors").exists()

@@ -148,14 +148,14 @@ def test_cli_trains_on_an_npz_file_and_a_subset_and_resumes_on_them(digits_npz, 
     results = json.loads((out / "results.json").read_text())
     assert results["data"] == {"data_file": str(digits_npz), "data_dir": None, "valid_size": 50,
                                "train_size": 200, "verify": True}
-    assert load_checkpoint(out / "checkpoint.npz").data["train_x"]["shape"] == [200, 64]
+    assert load_checkpoint(out / "checkpoint.safetensors").data["train_x"]["shape"] == [200, 64]
     assert results["finetuning"]["test_error"] is not None
     capsys.readouterr()
     # a resume takes the file and the subset from the checkpoint; other data is refused
     assert main(["--resume", str(out), "--quiet", "--mode", CPU_MODE]) == 0
     assert main(["--resume", str(out), "--quiet", "--mode", CPU_MODE, "--train-size", "100"]) == 2
     assert "trained on other data" in capsys.readouterr().err
-    assert main(["--evaluate", str(out / "best_model.npz"), "--data", str(digits_npz), "--mode", CPU_MODE]) == 0
+    assert main(["--evaluate", str(out / "best_model.safetensors"), "--data", str(digits_npz), "--mode", CPU_MODE]) == 0
     assert f"test error {results['finetuning']['test_error']:.2%} on 100 images" in capsys.readouterr().out
 
 

@@ -148,7 +148,7 @@ def test_every_regulariser_reaches_the_run_from_the_estimator_and_the_command_li
     out = tmp_path / "out"
     assert main(TINY + ["--data-dir", str(tiny_mnist_dir), "--output-dir", str(out), "--no-pictures",
                         "--finetune-max-norm", "0.25", "--corruption-type", "gaussian"]) == 0
-    model, header = load_model(out / "best_model.npz")
+    model, header = load_model(out / "best_model.safetensors")
     assert header["config"]["corruption_type"] == "gaussian"
     assert all(np.linalg.norm(W.get_value(), axis=0).max() <= 0.25 + 1e-6
                for W in [layer.W for layer in model.sigmoid_layers] + [model.logLayer.W])

@@ -14,7 +14,7 @@ from test_cli import TINY
 from sda.checkpoint import CHECKPOINT_VERSION, checkpoint_digest, load_checkpoint
 from sda.cli import main
 from sda.data import MNIST_FILES
-from sda.persistence import read_archive, write_archive
+from sda.persistence import read_model_file, read_tensor_file, write_tensor_file
 from sda.run import RunError, train_SdA
 
 FAST = TINY + ["--no-pictures", "--training-epochs", "2"]
@@ -56,8 +56,8 @@ def test_overwrite_replaces_the_whole_earlier_run(data, tmp_path, capsys):
     assert run_cli(capsys, *data, "--output-dir", out, "--overwrite", "--hidden-layers", "9", "7")[0] == 0
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["hidden_layer_sizes"] == [9, 7] and results["finetuning"]["epochs"] <= 2
-    assert load_checkpoint(out / "checkpoint.npz").config["hidden_layer_sizes"] == [9, 7]
-    assert json.loads(json.dumps(read_archive(out / "best_model.npz", "sda-model")[0]["config"]))[
+    assert load_checkpoint(out / "checkpoint.safetensors").config["hidden_layer_sizes"] == [9, 7]
+    assert json.loads(json.dumps(read_model_file(out / "best_model.safetensors")[0]["config"]))[
         "hidden_layers_sizes"] == [9, 7]
     assert (out / "notes.txt").read_text() == "mine"  # not a file of the run: left alone
 
@@ -69,7 +69,7 @@ def test_overwrite_removes_only_the_files_the_run_wrote(data, tmp_path, capsys):
     (out / "filters_layer0.png").write_text("a picture of the earlier run")
     written = sorted(p.name for p in (out / "tensorboard").iterdir())
     mine = [out / ".notes.tmp", out / "filters_layer_old_copy.png", out / "tensorboard" / "events.out.tfevents.mine",
-            out / ".checkpoint.npz.tmp", out / "results.json.bak"]
+            out / ".checkpoint.safetensors.tmp", out / "results.json.bak"]
     for path in mine:
         path.write_text("mine")
     assert run_cli(capsys, *data, "--output-dir", out, "--overwrite")[0] == 0
@@ -239,7 +239,8 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: a.update(best_0=np.full_like(a["best_0"], -2e6)), "beyond the 1e+06"),
     (lambda h, a: a.update({f"state_{h['n_state'] - 1}": np.array(0.5, np.float32)}), "schedule gives 0.2"),
     (lambda h, a: h["config"].update(finetune_lr=0.5), "schedule gives 0.5"),
-    (lambda h, a: a.update(state_0=a["state_0"].astype(np.float16)), "not finite float32 or float64"),
+    (lambda h, a: a.update(state_0=a["state_0"].astype(np.float16)), "dtype 'F16', expected F32 or F64"),
+    (lambda h, a: a.update(state_0=np.full_like(a["state_0"], np.inf)), "array 0 is not finite"),
     (lambda h, a: a.update(state_99=np.zeros(2, np.float32)), "do not fit n_state"),
     (lambda h, a: h["execution"].update(steps_per_call=0), "execution"),
     (lambda h, a: h["pretrain"].update(costs=[*h["pretrain"]["costs"], [1.0]], seconds=[*h["pretrain"]["seconds"], 1.0],
@@ -255,7 +256,7 @@ def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys
     """Forgeries that also recompute the digest, as a forger who knows the format would: each
     field's own check refuses them."""
     out = stopped_run(data, tmp_path, capsys)
-    forge_checkpoint(out / "checkpoint.npz", forge)
+    forge_checkpoint(out / "checkpoint.safetensors", forge)
     status = main(["--resume", str(out), "--quiet", "--no-pictures"])
     err = capsys.readouterr().err
     assert status == 2 and message in err and len(err.strip().splitlines()) == 1, err
@@ -264,11 +265,11 @@ def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys
 
 def forge_checkpoint(path, forge, seal=True):
     """Apply ``forge(header, arrays)`` to the checkpoint at ``path``; ``seal``: with a digest that fits."""
-    header, arrays = read_archive(path, "sda-checkpoint", version=CHECKPOINT_VERSION)
+    header, arrays = read_tensor_file(path, "sda-checkpoint", version=CHECKPOINT_VERSION)
     forge(header, arrays)
     if seal:
         header["digest"] = checkpoint_digest(header, arrays)
-    write_archive(path, header, arrays)
+    write_tensor_file(path, header, arrays)
 
 
 @pytest.mark.parametrize("forge", [
@@ -280,35 +281,32 @@ def forge_checkpoint(path, forge, seal=True):
 ])
 def test_a_checkpoint_edited_after_it_was_written_is_refused(forge, data, tmp_path, capsys):
     out = stopped_run(data, tmp_path, capsys)
-    forge_checkpoint(out / "checkpoint.npz", forge, seal=False)
+    forge_checkpoint(out / "checkpoint.safetensors", forge, seal=False)
     status = main(["--resume", str(out), "--quiet", "--no-pictures"])
     err = capsys.readouterr().err
     assert status == 2 and ("changed after it was written" in err or "digest" in err), err
     assert len(err.strip().splitlines()) == 1 and not (out / "results.json").exists()
 
 
-def test_a_checkpoint_that_kept_no_epoch_times_resumes_with_times_of_none(data, tmp_path, capsys):
-    """Checkpoints written before epochs kept their end times still resume; their epochs'
-    records in metrics.jsonl have a time of None."""
+def test_a_checkpoint_without_its_epochs_end_times_is_refused_in_one_line(data, tmp_path, capsys):
+    """Every epoch's end time is part of a checkpoint (metrics.jsonl is rebuilt from it on resume)."""
     def untimed(header, arrays):
         del header["pretrain"]["epoch_times"]
-        for record in header["fit"]["history"]:
-            del record["time"]
 
     out = stopped_run(data, tmp_path, capsys)
-    forge_checkpoint(out / "checkpoint.npz", untimed)
-    assert main(["--resume", str(out), "--quiet", "--no-pictures", "--mode", CPU_MODE]) == 0
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(records) == 2 * 2 + 1 and all(r["time"] is None for r in records)
-    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    forge_checkpoint(out / "checkpoint.safetensors", untimed)
+    status = main(["--resume", str(out), "--quiet", "--no-pictures", "--mode", CPU_MODE])
+    err = capsys.readouterr().err
+    assert status == 2 and "damaged or incomplete checkpoint" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_checkpoint_of_the_earlier_format_is_refused_in_one_line(data, tmp_path, capsys):
     out = stopped_run(data, tmp_path, capsys)
-    forge_checkpoint(out / "checkpoint.npz", lambda h, a: (h.update(format_version=2), h.pop("digest")), seal=False)
+    forge_checkpoint(out / "checkpoint.safetensors", lambda h, a: (h.update(format_version=3), h.pop("digest")),
+                     seal=False)
     status = main(["--resume", str(out), "--quiet", "--no-pictures"])
     err = capsys.readouterr().err
-    assert status == 2 and "format version 2 is not supported" in err and len(err.strip().splitlines()) == 1
+    assert status == 2 and "format version 3 is not supported" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("flags", [["--finetune-lr-schedule", "linear"], ["--finetune-lr-decay", "1e-30"]])
@@ -317,7 +315,7 @@ def test_a_learning_rate_of_zero_on_schedule_resumes(flags, data, tmp_path, caps
     of a real run, which a resume continues (here: ends, as its results were lost; 0.1 × 1e-30² is 0 in float32)."""
     out = tmp_path / "out"
     assert run_cli(capsys, *data, "--output-dir", out, "--training-epochs", "2", *flags)[0] == 0
-    assert float(load_checkpoint(out / "checkpoint.npz").state[-1]) == 0.0
+    assert float(load_checkpoint(out / "checkpoint.safetensors").state[-1]) == 0.0
     (out / "results.json").unlink()
     assert main(["--resume", str(out), "--quiet", "--no-pictures"]) == 0, capsys.readouterr().err
     assert json.loads((out / "results.json").read_text())["finetuning"]["epochs"] == 2
@@ -395,8 +393,8 @@ def test_a_non_finite_state_is_never_checkpointed(data, tmp_path, capsys):
     import pytensor
     lr = pytensor.shared(np.float32(np.inf), name="finetune_lr")
     with pytest.raises(DivergenceError, match="finetune_lr is not finite"):
-        save_checkpoint(tmp_path / "checkpoint.npz", {}, [lr], [], PretrainResult())
-    assert not (tmp_path / "checkpoint.npz").exists()
+        save_checkpoint(tmp_path / "checkpoint.safetensors", {}, [lr], [], PretrainResult())
+    assert not (tmp_path / "checkpoint.safetensors").exists()
 
 
 @pytest.mark.parametrize("flags, where", [
@@ -409,8 +407,8 @@ def test_exploding_training_stops_and_keeps_only_finite_state(flags, where, data
     err = capsys.readouterr().err
     assert status == 1 and "diverged" in err and where in err and len(err.strip().splitlines()) == 1, err
     assert not (out / "results.json").exists()
-    if (out / "checkpoint.npz").exists():
-        assert all(np.isfinite(a).all() and np.abs(a).max() <= 1e6 for a in load_checkpoint(out / "checkpoint.npz").state)
+    if (out / "checkpoint.safetensors").exists():
+        assert all(np.isfinite(a).all() and np.abs(a).max() <= 1e6 for a in load_checkpoint(out / "checkpoint.safetensors").state)
         assert "kept in" in err
     else:
         assert "nothing was saved" in err
@@ -434,8 +432,8 @@ def test_divergence_before_any_checkpoint_says_nothing_was_saved(data, tmp_path,
 def test_evaluate_refuses_a_model_of_another_width(data, tmp_path, capsys):
     from sda.SdA import SdA
     model = SdA(np.random.RandomState(0), n_ins=400, hidden_layers_sizes=[5], n_outs=10, corruption_levels=[0.1])
-    model.save(tmp_path / "m.npz")
-    status = main(["--evaluate", str(tmp_path / "m.npz"), *map(str, data), "--no-verify", "--valid-size", "50"])
+    model.save(tmp_path / "m.safetensors")
+    status = main(["--evaluate", str(tmp_path / "m.safetensors"), *map(str, data), "--no-verify", "--valid-size", "50"])
     err = capsys.readouterr().err
     assert status == 2 and "takes 400 inputs" in err and len(err.strip().splitlines()) == 1
 
@@ -445,10 +443,10 @@ def test_evaluate_refuses_a_model_of_another_width(data, tmp_path, capsys):
 def test_evaluate_refuses_a_header_whose_sizes_are_not_counts(key, value, data, tmp_path, capsys):
     from sda.SdA import SdA
     model = SdA(np.random.RandomState(0), n_ins=64, hidden_layers_sizes=[5], n_outs=10, corruption_levels=[0.1])
-    header, arrays = read_archive(model.save(tmp_path / "m.npz"), "sda-model")
+    header, arrays = read_tensor_file(model.save(tmp_path / "m.safetensors"), "sda-model")
     header["config"][key] = value
-    write_archive(tmp_path / "m.npz", header, arrays)
-    status = main(["--evaluate", str(tmp_path / "m.npz"), *map(str, data), "--no-verify"])
+    write_tensor_file(tmp_path / "m.safetensors", header, arrays)
+    status = main(["--evaluate", str(tmp_path / "m.safetensors"), *map(str, data), "--no-verify"])
     err = capsys.readouterr().err
     assert status == 2 and "configuration is invalid" in err and len(err.strip().splitlines()) == 1, err
 
@@ -488,15 +486,15 @@ def test_divergence_messages_say_truly_what_was_kept(data, tmp_path, capsys):
     out = tmp_path / "out"
     status = main([*FAST, *map(str, data), "--output-dir", str(out), "--finetune-lr", "1e30"])
     err = capsys.readouterr().err
-    assert status == 1 and "checkpoint.npz is kept in" in err and "as of the last epoch saved" in err  # pretraining's
-    assert not (out / "best_model.npz").exists() and "best_model" not in err
+    assert status == 1 and "checkpoint.safetensors is kept in" in err and "as of the last epoch saved" in err  # pretraining's
+    assert not (out / "best_model.safetensors").exists() and "best_model" not in err
 
 
 def test_evaluate_needs_no_validation_size(data, tmp_path, capsys):
     out = tmp_path / "out"
     assert run_cli(capsys, *data, "--output-dir", out)[0] == 0
     capsys.readouterr()
-    assert main(["--evaluate", str(out / "best_model.npz"), *map(str, data), "--no-verify"]) == 0
+    assert main(["--evaluate", str(out / "best_model.safetensors"), *map(str, data), "--no-verify"]) == 0
     assert "test error" in capsys.readouterr().out
 
 

@@ -44,13 +44,13 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, tiny_mnist_dir, t
     killed = tmp_path / "killed"
     proc = subprocess.Popen(sda_command(*data, "--output-dir", str(killed)))
     deadline = time.time() + 240
-    while (progress(killed / "checkpoint.npz") or (0, 0)) < kill_at and proc.poll() is None:
+    while (progress(killed / "checkpoint.safetensors") or (0, 0)) < kill_at and proc.poll() is None:
         assert time.time() < deadline
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    stopped_at = progress(killed / "checkpoint.npz")
+    stopped_at = progress(killed / "checkpoint.safetensors")
     assert kill_at <= stopped_at < (6, 120)
     assert not (killed / "results.json").exists()
 
@@ -61,11 +61,12 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, tiny_mnist_dir, t
     assert got["epochs"] == want["epochs"] == 120
     assert got["best_validation_error"] == want["best_validation_error"]
     assert got["test_error"] == want["test_error"]
-    _, want_params = read_model_file(reference / "best_model.npz")
-    _, got_params = read_model_file(killed / "best_model.npz")
-    for g, w in zip(got_params, want_params):
+    _, want_params = read_model_file(reference / "best_model.safetensors")
+    _, got_params = read_model_file(killed / "best_model.safetensors")
+    assert list(got_params) == list(want_params)
+    for g, w in zip(got_params.values(), want_params.values()):
         np.testing.assert_array_equal(g, w)
-    final_ref, final_resumed = load_checkpoint(reference / "checkpoint.npz"), load_checkpoint(killed / "checkpoint.npz")
+    final_ref, final_resumed = load_checkpoint(reference / "checkpoint.safetensors"), load_checkpoint(killed / "checkpoint.safetensors")
     for g, w in zip(final_resumed.state, final_ref.state):  # parameters, velocities, learning rate
         np.testing.assert_array_equal(g, w)
     # metrics.jsonl: every epoch once, in order, whatever the kill left in it
@@ -101,7 +102,21 @@ def test_jax_fine_tuning_noise_goes_on_from_where_pretraining_left_it():
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     from sda.cli import main
     assert main(["--resume", str(tmp_path), "--quiet"]) == 2
-    assert "checkpoint.npz" in capsys.readouterr().err
+    assert "checkpoint.safetensors" in capsys.readouterr().err
+
+
+def test_resuming_a_run_of_sda_0_3_names_its_npz_checkpoint(tmp_path, capsys):
+    import io
+    import json
+    from sda.cli import main
+    buf = io.BytesIO()
+    header = json.dumps({"format": "sda-checkpoint", "format_version": 3}).encode()
+    np.savez(buf, __header__=np.frombuffer(header, np.uint8), state_0=np.zeros(3))
+    (tmp_path / "checkpoint.npz").write_bytes(buf.getvalue())
+    assert main(["--resume", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "checkpoint.npz is an .npz checkpoint (format version 3)" in err and "start the run again" in err, err
+    assert len(err.splitlines()) == 1
 
 
 @pytest.mark.skipif("JAX" not in __import__("sda.modes").modes.available_modes(), reason="needs jax")
@@ -243,33 +258,3 @@ def test_a_pytensor_without_blas_is_recorded_as_none():
         assert versions()["blas"] is None
     with pytensor.config.change_flags(blas__ldflags="-lopenblas "):
         assert versions()["blas"] == "-lopenblas"
-
-
-def test_a_run_resumed_in_pretraining_from_an_untimed_checkpoint_times_only_its_new_epochs(tmp_path):
-    """A checkpoint written before epochs kept their end times, stopped within a layer: the
-    epochs it holds have a time of None, each later epoch its own, and the checkpoints written
-    after the resume load again."""
-    from sda.checkpoint import CHECKPOINT_VERSION, checkpoint_digest
-    from sda.persistence import read_archive, write_archive
-    from sda.run import train_SdA
-
-    class Stop(Exception):
-        pass
-
-    def stop_within_layer_1(pretrain, state):
-        if sum(map(len, pretrain.costs)) == 3:
-            raise Stop
-
-    out, quiet = tmp_path / "run", dict(mode=CPU_MODE, progress=False, log=None)
-    with pytest.raises(Stop):
-        train_SdA(tiny_datasets(), output_dir=out, on_epoch_end=stop_within_layer_1, **quiet, **TINY_RUN)
-    header, arrays = read_archive(out / "checkpoint.npz", "sda-checkpoint", version=CHECKPOINT_VERSION)
-    del header["pretrain"]["epoch_times"]
-    header["digest"] = checkpoint_digest(header, arrays)
-    write_archive(out / "checkpoint.npz", header, arrays)
-
-    train_SdA(tiny_datasets(), output_dir=out, resume=True, **quiet)
-    records = metrics_records(out / "metrics.jsonl")
-    assert [(r["phase"], r.get("layer"), r["epoch"]) for r in records] == TINY_EPOCHS
-    assert [r["time"] is None for r in records] == [True] * 3 + [False] * 5
-    assert load_checkpoint(out / "checkpoint.npz").pretrain.epoch_times[1][0] is None

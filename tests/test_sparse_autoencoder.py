@@ -19,7 +19,7 @@ from numpy_reference import sparse_ae_cost_and_grads
 from sda.cli import main
 from sda.dA import dA
 from sda.full_batch import LBFGS_MEMORY, FullBatchObjective, minimize_lbfgs
-from sda.persistence import ModelFileError, load_model, read_archive, write_archive
+from sda.persistence import ModelFileError, load_model, read_tensor_file, write_tensor_file
 from sda.run import TUTORIAL, train_SdA, validate_config
 from sda.SdA import SdA
 from sda.sparse_autoencoder import SparseAutoencoder
@@ -240,7 +240,7 @@ def test_sparse_layers_start_from_ufldls_initial_weights(float32):
 def test_saved_variables_have_the_shapes_the_saved_config_implies(float32):
     model = mixed_sda()
     shapes = [v.get_value().shape for v in model.saved_variables()]
-    assert shapes == SdA.variable_shapes(model.saved_config())
+    assert shapes == list(SdA.variable_shapes(model.saved_config()).values())
     assert shapes[-3:] == [(15, 20), (20,), (15,)]  # the sparse decoder's W' and b', the dA's b'
 
 
@@ -265,8 +265,8 @@ def test_save_and_load_keep_criteria_decoders_and_predictions(tmp_path, float32)
     model = mixed_sda()
     X = np.random.RandomState(10).uniform(size=(50, 20)).astype("float32")
     codes, predictions = outputs(model, X)
-    model.save(tmp_path / "m.npz")
-    loaded = SdA.load(tmp_path / "m.npz")
+    model.save(tmp_path / "m.safetensors")
+    loaded = SdA.load(tmp_path / "m.safetensors")
     assert loaded.criteria == ["sparse", "denoising"]
     assert loaded.dA_layers[0].sparsity_target == 0.05 and loaded.dA_layers[0].weight_decay == 1e-3
     for saved, restored in zip(model.saved_variables(), loaded.saved_variables()):
@@ -277,12 +277,12 @@ def test_save_and_load_keep_criteria_decoders_and_predictions(tmp_path, float32)
 def test_a_model_file_without_criteria_is_refused_in_one_line(tmp_path, float32):
     model = SdA(np.random.RandomState(0), n_ins=20, hidden_layers_sizes=[15, 6], n_outs=3,
                 corruption_levels=[0.1, 0.2])
-    model.save(tmp_path / "m.npz")
-    header, arrays = read_archive(tmp_path / "m.npz", "sda-model")
-    write_archive(tmp_path / "old.npz", {**header, "config": {k: v for k, v in header["config"].items()
+    model.save(tmp_path / "m.safetensors")
+    header, arrays = read_tensor_file(tmp_path / "m.safetensors", "sda-model")
+    write_tensor_file(tmp_path / "old.safetensors", {**header, "config": {k: v for k, v in header["config"].items()
                                                               if k != "criteria"}}, arrays)
     with pytest.raises(ModelFileError, match="configuration is invalid: 'criteria'"):
-        load_model(tmp_path / "old.npz")
+        load_model(tmp_path / "old.safetensors")
 
 
 # --- runs: optimizer "lbfgs", finetune_layers, pretrain_size ---
@@ -345,7 +345,7 @@ def test_lbfgs_run_writes_results_and_the_best_model(lbfgs_run):
     results = json.loads((out / "results.json").read_text())
     assert results["finetuning"]["best_validation_error"] == run.finetuning.best_validation_error
     assert results["config"]["optimizer"] == "lbfgs" and len(results["finetuning"]["history"]) == 15
-    best, header = load_model(out / "best_model.npz")
+    best, header = load_model(out / "best_model.safetensors")
     assert header["training_state"]["validation_error"] == run.finetuning.best_validation_error
     assert validation_error(best, tiny_data()) == run.finetuning.best_validation_error
 

@@ -116,7 +116,7 @@ def test_sweep_writes_results_summary_and_picture(finished_sweep):
     assert finished
     for row in finished:  # each trial's own sda folder, and its numbers in the table
         trial = out / "trials" / row["trial"]
-        assert (trial / "checkpoint.npz").is_file() and (trial / "best_model.npz").is_file()
+        assert (trial / "checkpoint.safetensors").is_file() and (trial / "best_model.safetensors").is_file()
         results = json.loads((trial / "results.json").read_text())
         assert float(row["best_validation_error"]) == results["finetuning"]["best_validation_error"]
         assert float(row["test_error"]) == results["finetuning"]["test_error"]
@@ -189,7 +189,7 @@ def test_printed_best_command_reruns_the_same_run(finished_sweep, tmp_path):
 
 def _fine_tuning_epochs(folder):
     try:
-        checkpoint = load_checkpoint(folder / "checkpoint.npz")
+        checkpoint = load_checkpoint(folder / "checkpoint.safetensors")
     except (CheckpointError, OSError):
         return 0
     return 0 if checkpoint.fit is None else checkpoint.fit.epoch
@@ -211,7 +211,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(data_dir, t
     deadline, running = time.monotonic() + 150, None
     while time.monotonic() < deadline and process.poll() is None:
         finished = {p.parent.name for p in trials.glob("*/results.json")}
-        running = next((p.parent for p in trials.glob("*/checkpoint.npz")
+        running = next((p.parent for p in trials.glob("*/checkpoint.safetensors")
                         if p.parent.name not in finished and _fine_tuning_epochs(p.parent) >= 2), None)
         if finished and running is not None:
             break
@@ -223,7 +223,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(data_dir, t
     assert f"python -m sda.sweep --output-dir {out} --resume" in output
     before = _snapshot(trials)
     assert 1 <= len(before) < 4 and running.name not in before
-    interrupted = load_checkpoint(running / "checkpoint.npz")
+    interrupted = load_checkpoint(running / "checkpoint.safetensors")
 
     resumed = run_sweep("--output-dir", out, "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

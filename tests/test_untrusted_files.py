@@ -2,7 +2,9 @@
 before they are parsed, so a small forged file is a one-line error, never a RecursionError."""
 
 import pytest
+from forgery import put_together
 
+from sda.persistence import ModelFileError, load_model
 from sda.sweep_config import MAX_SWEEP_BYTES, SweepConfigError, parse_sweep, read_sweep, toml_depth
 from sda.utils import MAX_JSON_DEPTH, parse_json, read_json, read_json_lines
 
@@ -139,3 +141,15 @@ def test_a_sweep_file_with_a_byte_order_mark_reads_as_without(tmp_path):
     (tmp_path / "latin.toml").write_bytes(b'preset = "qu\xe9ck"\n')
     with pytest.raises(SweepConfigError, match="not UTF-8 text"):
         read_sweep(tmp_path / "latin.toml")
+
+
+@pytest.mark.parametrize("where", ["header", "metadata"])
+@pytest.mark.parametrize("text", ["[" * DEEP + "]" * DEEP, '{"a": ' * DEEP + "1" + "}" * DEEP, "[" * DEEP])
+def test_a_model_file_whose_json_nests_deeply_is_refused_before_parsing(text, where, tmp_path):
+    """Both JSON texts of a safetensors model file: its header, and the sda header in its metadata."""
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(put_together({}, header_text=text) if where == "header" else
+                     put_together({}, metadata={"sda": text}))
+    with pytest.raises(ModelFileError, match=f"deep.safetensors: .*{where}.*JSON nested") as refused:
+        load_model(path)
+    assert "\n" not in str(refused.value)

@@ -16,4 +16,4 @@ wc -l /tmp/abl_jobs.txt
 xargs -P ${2:-12} -L 1 bash -c 'run "$@"' _ < /tmp/abl_jobs.txt
 python3 -m sda.ablation --collect --output-dir $ABL_DIR > $OUT/ablation.txt 2>&1; tail -20 $OUT/ablation.txt
 cp $ABL_DIR/ablation.csv $OUT/ 2>/dev/null; cp /tmp/logs/times.txt $OUT/
-tar czf $OUT/runs.tgz --exclude='*.npz' -C $(dirname $ABL_DIR) $(basename $ABL_DIR) -C /tmp logs
+tar czf $OUT/runs.tgz --exclude='*.safetensors' -C $(dirname $ABL_DIR) $(basename $ABL_DIR) -C /tmp logs

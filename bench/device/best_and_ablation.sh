@@ -26,5 +26,5 @@ python3 -m sda.ablation --collect --output-dir $ABL_DIR > $OUT/ablation.txt 2>&1
 cp $ABL_DIR/ablation.csv $ABL_DIR/ablation.png $OUT/ 2>/dev/null
 python3 bench/device/collect_runs.py /tmp/best > $OUT/best.csv; cat $OUT/best.csv
 cp /tmp/logs/times.txt $OUT/; cat $OUT/times.txt | sort -k2 | head -70
-tar czf $OUT/runs.tgz --exclude='*.npz' -C $(dirname $ABL_DIR) $(basename $ABL_DIR) -C /tmp best logs
+tar czf $OUT/runs.tgz --exclude='*.safetensors' -C $(dirname $ABL_DIR) $(basename $ABL_DIR) -C /tmp best logs
 ls -la $OUT

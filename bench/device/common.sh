@@ -12,7 +12,7 @@ mkdir -p $ABL_DIR /tmp/logs
 run() {
   name=$1; shift; left=$(( DEADLINE - $(date +%s) )); [ $left -gt 20 ] || { echo "skip $name" | tee -a /tmp/logs/times.txt; return; }
   [ -f $ABL_DIR/$name/results.json ] && { echo "done before: $name" | tee -a /tmp/logs/times.txt; return; }
-  [ -f $ABL_DIR/$name/checkpoint.npz ] && set -- python3 -m sda.SdA --resume $ABL_DIR/$name --quiet --no-pictures
+  [ -f $ABL_DIR/$name/checkpoint.safetensors ] && set -- python3 -m sda.SdA --resume $ABL_DIR/$name --quiet --no-pictures
   start=$EPOCHREALTIME; timeout -s INT $left "$@" > /tmp/logs/$name.log 2>&1; rc=$?
   echo "$name rc=$rc $(awk "BEGIN{print $EPOCHREALTIME - $start}") s $(date +%s)" | tee -a /tmp/logs/times.txt
 }
