@@ -109,11 +109,24 @@ def check_positive(name: str, value, maximum: float | None = None, dtype=FLOATX)
     return check_number(name, value, dtype=dtype)  # and representable where it is stored
 
 
+def _below_one_where_stored(name: str, value: float, requirement: str, dtype) -> float:
+    """``value`` (checked to be below 1) must stay below 1 once stored in ``dtype``: 0.99999999
+    is 1.0 as a float32, a probability the interval excludes."""
+    if dtype is not None:
+        dtype = np.dtype(pytensor.config.floatX if dtype == FLOATX else dtype)
+        if np.asarray(value).astype(dtype) >= 1:
+            raise ValueError(f"{name} must be {requirement}, got {value!r}, which is 1 as a {dtype} "
+                             f"(the type it is computed in); its largest number below 1 is "
+                             f"{float(1 - np.finfo(dtype).epsneg)!r}")
+    return value
+
+
 def check_corruption(name: str, value, dtype=FLOATX) -> float:
-    """``value`` as a float, if it is a corruption probability in [0, 1)."""
+    """``value`` as a float, if it is a corruption probability in [0, 1), also once stored in ``dtype``."""
     value = check_number(name, value, "in [0, 1)", dtype=None)
     if not 0 <= value < 1:
         raise ValueError(f"{name} must be in [0, 1), got {value}")
+    value = _below_one_where_stored(name, value, "in [0, 1)", dtype)
     return check_number(name, value, dtype=dtype)  # and representable where it is stored
 
 
@@ -193,6 +206,7 @@ def check_open_unit_interval(name: str, value, dtype=FLOATX) -> float:
     value = check_number(name, value, "in (0, 1)", dtype=None)
     if not 0 < value < 1:
         raise ValueError(f"{name} must be in (0, 1), got {value}")
+    value = _below_one_where_stored(name, value, "in (0, 1)", dtype)
     return check_number(name, value, dtype=dtype)  # and representable where it is stored
 
 
