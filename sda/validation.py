@@ -27,7 +27,7 @@ except ImportError:
 import numpy as np
 import pytensor
 
-__all__ = ["MAX_COUNT", "FLOATX", "shown", "check_number", "check_integers_fit", "check_positive_int",
+__all__ = ["MAX_COUNT", "GAUSSIAN_STD_LIMIT", "FLOATX", "shown", "check_number", "check_integers_fit", "check_positive_int",
            "check_positive", "check_corruption", "check_layer_sizes", "check_unit_interval", "check_labels_in_range",
            "check_seed", "check_fits_in_memory", "check_noise_level", "check_open_unit_interval",
            "check_non_negative", "check_layer_index"]
@@ -36,6 +36,10 @@ __all__ = ["MAX_COUNT", "FLOATX", "shown", "check_number", "check_integers_fit",
 #: value.  The compiled graphs index minibatches and hold class labels as int32, and every
 #: count times a modest factor must stay an exact float.
 MAX_COUNT = int(np.iinfo(np.int32).max)
+
+#: The largest standard deviation of Gaussian noise: a few draws of it added to the inputs must
+#: stay finite in float32 (3e38 overflows, and the cost becomes NaN at any learning rate).
+GAUSSIAN_STD_LIMIT = 1e30
 
 #: ``dtype=FLOATX``: the floating-point type the graphs compute in when the check runs
 #: (``pytensor.config.floatX``; float32 in every run of the command line and the estimators).
@@ -219,6 +223,9 @@ def check_noise_level(name: str, value, corruption_type: str) -> float:
     value = check_number(name, value, requirement, dtype=None)
     if value < 0:
         raise ValueError(f"{name} must be {requirement}, got {value}")
+    if value > GAUSSIAN_STD_LIMIT:  # inputs plus such noise overflow float32: a NaN cost, not the rate's fault
+        raise ValueError(f"{name} must be at most {GAUSSIAN_STD_LIMIT:g} (a Gaussian noise's standard deviation, "
+                         f"added to inputs in [0, 1] in float32), got {value:g}")
     return check_number(name, value)  # and finite in the graphs' type
 
 
