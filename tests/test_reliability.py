@@ -235,6 +235,8 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: h["config"].update(pretrain_lr=1e39), "pretrain_lr must be at most 3.403e+38"),
     (lambda h, a: h["config"].update(hidden_layer_sizes=[10 ** 30, 8]), "must be at most 2,147,483,647"),
     (lambda h, a: h["config"].update(patience_epochs=True), "patience_epochs must be a number, got True"),
+    (lambda h, a: h["config"].update(finetune_momentum=0.99999999), "which is 1 as a float32"),
+    (lambda h, a: h["config"].update(corruption_type="gaussian", corruption_levels=[1.0, 3e38]), "at most 1e+30"),
 ])
 def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys):
     """Forgeries that also recompute the digest, as a forger who knows the format would: each
