@@ -91,7 +91,8 @@ def _weight(name, value, config):
 
 
 def _decay(name, value, config):
-    value = check_positive(name, value)
+    # never stored in the graphs: the rate is worked out in float64 and stored (0 once it underflows)
+    value = check_positive(name, value, dtype=None)
     if value > 1:
         raise ValueError(f"{name} must be in (0, 1] (the rate is multiplied by it after every epoch), got {value}")
     return value

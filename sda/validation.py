@@ -27,7 +27,7 @@ except ImportError:
 import numpy as np
 import pytensor
 
-__all__ = ["MAX_COUNT", "FLOATX", "shown", "check_number", "check_integers_fit", "check_positive_int",
+__all__ = ["MAX_COUNT", "GAUSSIAN_STD_LIMIT", "FLOATX", "shown", "check_number", "check_integers_fit", "check_positive_int",
            "check_positive", "check_corruption", "check_layer_sizes", "check_unit_interval", "check_labels_in_range",
            "check_seed", "check_fits_in_memory", "check_noise_level", "check_open_unit_interval",
            "check_non_negative", "check_layer_index"]
@@ -36,6 +36,10 @@ __all__ = ["MAX_COUNT", "FLOATX", "shown", "check_number", "check_integers_fit",
 #: value.  The compiled graphs index minibatches and hold class labels as int32, and every
 #: count times a modest factor must stay an exact float.
 MAX_COUNT = int(np.iinfo(np.int32).max)
+
+#: The largest standard deviation of Gaussian noise: a few draws of it added to the inputs must
+#: stay finite in float32 (3e38 overflows, and the cost becomes NaN at any learning rate).
+GAUSSIAN_STD_LIMIT = 1e30
 
 #: ``dtype=FLOATX``: the floating-point type the graphs compute in when the check runs
 #: (``pytensor.config.floatX``; float32 in every run of the command line and the estimators).
@@ -109,11 +113,24 @@ def check_positive(name: str, value, maximum: float | None = None, dtype=FLOATX)
     return check_number(name, value, dtype=dtype)  # and representable where it is stored
 
 
+def _below_one_where_stored(name: str, value: float, requirement: str, dtype) -> float:
+    """``value`` (checked to be below 1) must stay below 1 once stored in ``dtype``: 0.99999999
+    is 1.0 as a float32, a probability the interval excludes."""
+    if dtype is not None:
+        dtype = np.dtype(pytensor.config.floatX if dtype == FLOATX else dtype)
+        if np.asarray(value).astype(dtype) >= 1:
+            raise ValueError(f"{name} must be {requirement}, got {value!r}, which is 1 as a {dtype} "
+                             f"(the type it is computed in); its largest number below 1 is "
+                             f"{float(1 - np.finfo(dtype).epsneg)!r}")
+    return value
+
+
 def check_corruption(name: str, value, dtype=FLOATX) -> float:
-    """``value`` as a float, if it is a corruption probability in [0, 1)."""
+    """``value`` as a float, if it is a corruption probability in [0, 1), also once stored in ``dtype``."""
     value = check_number(name, value, "in [0, 1)", dtype=None)
     if not 0 <= value < 1:
         raise ValueError(f"{name} must be in [0, 1), got {value}")
+    value = _below_one_where_stored(name, value, "in [0, 1)", dtype)
     return check_number(name, value, dtype=dtype)  # and representable where it is stored
 
 
@@ -193,6 +210,7 @@ def check_open_unit_interval(name: str, value, dtype=FLOATX) -> float:
     value = check_number(name, value, "in (0, 1)", dtype=None)
     if not 0 < value < 1:
         raise ValueError(f"{name} must be in (0, 1), got {value}")
+    value = _below_one_where_stored(name, value, "in (0, 1)", dtype)
     return check_number(name, value, dtype=dtype)  # and representable where it is stored
 
 
@@ -205,6 +223,9 @@ def check_noise_level(name: str, value, corruption_type: str) -> float:
     value = check_number(name, value, requirement, dtype=None)
     if value < 0:
         raise ValueError(f"{name} must be {requirement}, got {value}")
+    if value > GAUSSIAN_STD_LIMIT:  # inputs plus such noise overflow float32: a NaN cost, not the rate's fault
+        raise ValueError(f"{name} must be at most {GAUSSIAN_STD_LIMIT:g} (a Gaussian noise's standard deviation, "
+                         f"added to inputs in [0, 1] in float32), got {value:g}")
     return check_number(name, value)  # and finite in the graphs' type
 
 

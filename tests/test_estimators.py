@@ -133,6 +133,10 @@ BAD_CLASSIFIER_PARAMS = [
     ("patience_epochs", 1e308, ValueError), ("patience_epochs", 10 ** 400, ValueError),
     ("finetune_weight_decay", 1e39, ValueError), ("sparsity_weight", 10 ** 400, ValueError),
     ("corruption_levels", 10 ** 400, ValueError), ("pretrain_batch_size", 10 ** 400, ValueError),
+    # 1 once stored in float32; a Gaussian noise that overflows float32
+    ("corruption_levels", 0.99999999, ValueError), ("finetune_momentum", np.float64(0.99999999), ValueError),
+    ("finetune_dropout_hidden", 0.99999999, ValueError), ("sparsity_target", 0.99999999, ValueError),
+    ("training_epochs", np.bool_(True), TypeError),
 ]
 BAD_AUTOENCODER_PARAMS = [
     ("n_hidden", 0, ValueError), ("n_hidden", 4.0, TypeError), ("corruption_level", -0.1, ValueError),
@@ -143,7 +147,7 @@ BAD_AUTOENCODER_PARAMS = [
     ("mode", "GPU", ValueError), ("verbose", -1, ValueError),
     ("n_hidden", 10 ** 400, ValueError), ("n_epochs", 10 ** 400, ValueError), ("batch_size", 10 ** 400, ValueError),
     ("learning_rate", 1e39, ValueError), ("learning_rate", 10 ** 400, ValueError), ("learning_rate", 1e-50, ValueError),
-    ("corruption_level", 1e-50, ValueError),
+    ("corruption_level", 1e-50, ValueError), ("corruption_level", 0.99999999, ValueError),
 ]
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from sda.cli import FLAGS, build_parser
@@ -104,3 +105,11 @@ def test_a_gaussian_noise_of_one_or_more_is_the_same_for_the_run_and_the_estimat
 def test_layer_sizes_given_as_a_string_are_refused_as_a_whole():
     with pytest.raises(TypeError, match="hidden_layer_sizes must be a sequence of layer sizes, got '100'"):
         validate_config({**TUTORIAL, "hidden_layer_sizes": "100"})
+
+
+def test_a_probability_is_below_1_also_in_the_type_it_is_computed_in(float32):
+    largest = float(1 - np.finfo(np.float32).epsneg)  # the largest float32 below 1: at the bound, accepted
+    assert validate_config({**TUTORIAL, "finetune_momentum": largest})["finetune_momentum"] == largest
+    with pytest.raises(ValueError, match="which is 1 as a float32"):
+        validate_config({**TUTORIAL, "finetune_momentum": 0.99999999})
+    assert validate_config({**TUTORIAL, "finetune_lr_decay": 1e-300})["finetune_lr_decay"] == 1e-300

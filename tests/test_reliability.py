@@ -251,6 +251,8 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: h["config"].update(pretrain_lr=1e39), "pretrain_lr must be at most 3.403e+38"),
     (lambda h, a: h["config"].update(hidden_layer_sizes=[10 ** 30, 8]), "must be at most 2,147,483,647"),
     (lambda h, a: h["config"].update(patience_epochs=True), "patience_epochs must be a number, got True"),
+    (lambda h, a: h["config"].update(finetune_momentum=0.99999999), "which is 1 as a float32"),
+    (lambda h, a: h["config"].update(corruption_type="gaussian", corruption_levels=[1.0, 3e38]), "at most 1e+30"),
 ])
 def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys):
     """Forgeries that also recompute the digest, as a forger who knows the format would: each
@@ -309,7 +311,8 @@ def test_a_checkpoint_of_the_earlier_format_is_refused_in_one_line(data, tmp_pat
     assert status == 2 and "format version 3 is not supported" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("flags", [["--finetune-lr-schedule", "linear"], ["--finetune-lr-decay", "1e-30"]])
+@pytest.mark.parametrize("flags", [["--finetune-lr-schedule", "linear"], ["--finetune-lr-decay", "1e-30"],
+                                   ["--finetune-lr-decay", "1e-300"]])  # a float64 factor: never stored in float32
 def test_a_learning_rate_of_zero_on_schedule_resumes(flags, data, tmp_path, capsys):
     """A linear schedule reaches 0 at its last epoch; a tiny decay underflows to 0: both are states
     of a real run, which a resume continues (here: ends, as its results were lost; 0.1 × 1e-30² is 0 in float32)."""
@@ -368,7 +371,7 @@ HUGE = str(10 ** 400)  # beyond float64: float() of it raises OverflowError
 @pytest.mark.parametrize("flags, message", [
     (["--finetune-lr", "1e39"], "--finetune-lr must be at most 3.403e+38 in size, the largest float32"),
     (["--pretrain-lr", "1e39"], "--pretrain-lr must be at most 3.403e+38"),
-    (["--corruption-type", "gaussian", "--corruption", "0.1", "1e308"], "--corruption must be at most 3.403e+38"),
+    (["--corruption-type", "gaussian", "--corruption", "0.1", "1e308"], "--corruption must be at most 1e+30"),
     (["--finetune-lr", "1e-50"], "--finetune-lr = 1e-50 is 0 as a float32"),
     (["--training-epochs", HUGE], "--training-epochs must be at most 2,147,483,647, got an integer of about 10**400"),
     (["--hidden-layers", HUGE, "8"], "--hidden-layers[0] must be at most 2,147,483,647"),
@@ -380,6 +383,17 @@ HUGE = str(10 ** 400)  # beyond float64: float() of it raises OverflowError
     (["--finetune-weight-decay", "1e-60"], "is 0 as a float32"),
     (["--seed", HUGE], "--seed must be below 2**32"),
     (["--pretrain-batch-size", "5"], "give --batch-size (both batch sizes) or --pretrain-batch-size, not both"),
+    # below 1 as given, 1 once stored in float32: every input masked, momentum without damping, all dropped
+    (["--corruption", "0.99999999"], "--corruption must be in [0, 1), got 0.99999999, which is 1 as a float32"),
+    (["--finetune-momentum", "0.99999999"], "--finetune-momentum must be in [0, 1), got 0.99999999, which is 1"),
+    (["--finetune-dropout-input", "0.99999999"], "--finetune-dropout-input must be in [0, 1), got 0.99999999"),
+    (["--finetune-dropout-hidden", "0.99999999"], "--finetune-dropout-hidden must be in [0, 1), got 0.99999999"),
+    (["--finetune-corruption", "0.99999999"], "--finetune-corruption must be in [0, 1), got 0.99999999"),
+    (["--criteria", "sparse", "--sparsity-target", "0.99999999"], "--sparsity-target must be in (0, 1), got 0.99"),
+    # Gaussian noise whose draws overflow float32 (a NaN cost that is no learning rate's fault)
+    (["--corruption-type", "gaussian", "--corruption", "3e38"], "--corruption must be at most 1e+30"),
+    (["--corruption-type", "gaussian", "--corruption", "1", "--finetune-corruption", "3e38"],
+     "--finetune-corruption must be at most 1e+30"),
 ])
 def test_numbers_are_checked_as_numbers_before_the_folder_is_claimed(flags, message, data, tmp_path, capsys):
     status, err = run_cli(capsys, *data, "--output-dir", tmp_path / "out", *flags)
