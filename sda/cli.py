@@ -149,7 +149,7 @@ _NEGATIVE_NUMBER = re.compile(r"-(inf(inity)?|nan|\d.*|\.\d.*)", re.IGNORECASE)
 def join_negative_numbers(argv: list[str]) -> list[str]:
     """``--flag -inf`` -> ``--flag=-inf``: argparse takes ``-inf`` or ``-1e5`` for an option name,
     and would answer "expected one argument" instead of checking the value."""
-    joined = []
+    joined: list[str] = []
     for arg in argv:
         if joined and _NEGATIVE_NUMBER.fullmatch(arg) and joined[-1].startswith("--") and "=" not in joined[-1]:
             joined[-1] = f"{joined[-1]}={arg}"

@@ -74,7 +74,7 @@ MNIST_MIRRORS = (
 #: The four files as sda ships them (``data/mnist`` of a checkout, or inside the installed package).
 DEFAULT_DATA_DIR = shipped("mnist")
 
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),
     0x09: np.dtype("i1"),
     0x0B: np.dtype(">i2"),
@@ -349,29 +349,30 @@ def load_mnist(
             f"missing in {directory}: {', '.join(m + '[.gz]' for m in missing)} "
             "(copy the MNIST IDX files there, or allow downloading)"
         )
+    found = {key: p for key, p in paths.items() if p is not None}  # every one, as none is missing
     arrays = {
         key: read_idx(p, MNIST_SHA256.get(MNIST_FILES[key]) if verify else None)
-        for key, p in paths.items()
+        for key, p in found.items()
     }
     sets = {}
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
         if images.ndim != 3 or labels.ndim != 1:
             raise DataError(
-                f"{paths[part + '_images']}: expected images (n, rows, cols) and labels (n,), "
+                f"{found[part + '_images']}: expected images (n, rows, cols) and labels (n,), "
                 f"got shapes {images.shape} and {labels.shape}"
             )
         if images.shape[0] != labels.shape[0]:
             raise DataError(
                 f"{directory}: {part} set has {images.shape[0]} images but {labels.shape[0]} labels"
             )
-        _check_labels(paths[f"{part}_labels"], labels)
+        _check_labels(found[f"{part}_labels"], labels)
         sets[part] = (
             (images.reshape(images.shape[0], -1) / np.asarray(255, dtype)).astype(dtype),
             labels.astype(np.int32),
         )
-        _check_pixels(paths[f"{part}_images"], sets[part][0])
-    _check_same_image_shape(paths, arrays)
+        _check_pixels(found[f"{part}_images"], sets[part][0])
+    _check_same_image_shape(found, arrays)
     n_train_all = sets["train"][0].shape[0]
     if not 0 < n_valid < n_train_all:
         raise DataError(

@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -167,6 +168,18 @@ class SavedEstimator:
     """
 
     _model_class: str
+    # what the estimator that mixes this in has once fitted, and scikit-learn's get_params
+    model_: Any
+    _scaler: Any
+    _mode: str
+    n_features_in_: int
+    get_params: Callable[..., dict]
+
+    def _fitted_state(self) -> dict:
+        raise NotImplementedError
+
+    def _restore(self, model, scaler, fitted: dict) -> None:
+        raise NotImplementedError
 
     def save(self, path) -> Path:
         """Write this fitted estimator to ``path`` (a ``.safetensors`` file), atomically."""

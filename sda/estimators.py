@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
+from typing import Any
 
 import numpy as np
 import pytensor
@@ -236,7 +237,8 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
     def _fine_tune_once(self, Xs, y_index) -> None:
         """One more fine-tuning epoch on ``(Xs, y_index)``, continuing the learning-rate schedule;
         the compiled step of the last batch is reused when this batch has its shape."""
-        step, rate, data = getattr(self, "_continuation", (None, None, None))
+        continuation: tuple[Any, Any, Any] = getattr(self, "_continuation", (None, None, None))
+        step, rate, data = continuation
         if isinstance(step, Step) and data[0].get_value(borrow=True).shape == Xs.shape:
             data[0].set_value(Xs, borrow=True)
             data[1].set_value(y_index, borrow=True)

@@ -59,7 +59,7 @@ _MAX_HEADER_BYTES = 4 << 20
 _MAX_FILE_BYTES = 8 << 30  # a 3×4000 float64 network's checkpoint is under 2 GiB
 _MAX_TENSORS = 4096  # a model has 2 tensors per layer (3 per pretrained one); a checkpoint about twice that
 #: The dtypes PyTensor computes in, as safetensors names them.
-_DTYPES = {"F32": np.dtype(np.float32), "F64": np.dtype(np.float64)}
+_DTYPES: dict[str, np.dtype] = {"F32": np.dtype(np.float32), "F64": np.dtype(np.float64)}
 _TENSOR_KEYS = {"dtype", "shape", "data_offsets"}
 _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # how sda 0.3's .npz files start
 
@@ -82,7 +82,15 @@ class SaveLoadMixin:
     * ``from_config(config, rng)`` (classmethod): a new model of that architecture.
     """
 
-    registry: dict[str, type] = {}
+    registry: dict[str, type[SaveLoadMixin]] = {}
+    params: list  # the model's trainable shared variables (each model class sets them)
+
+    def saved_config(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def variable_shapes(cls, config: dict) -> dict:
+        raise NotImplementedError
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -96,7 +104,7 @@ class SaveLoadMixin:
     @classmethod
     def from_config(cls, config: dict, rng):
         """A new model of the architecture ``config`` (random weights from ``rng``)."""
-        return cls(rng, **config)
+        return cls(rng, **config)  # type: ignore[call-arg]  # each model class has its own constructor
 
     def save(self, path, training_state: dict | None = None) -> Path:
         """Write this model's architecture and parameters to ``path`` (a ``.safetensors`` file)."""
@@ -277,8 +285,8 @@ def _old_npz_file(path, error) -> str:
             old = parse_json(read_member(archive, info).tobytes(), str(path))
     except (error, *READ_ERRORS):  # READ_ERRORS include parse_json's ValueError
         return what
-    kind = {"sda-model": "model file", "sda-checkpoint": "checkpoint"}.get(old.get("format")) \
-        if isinstance(old, dict) else None
+    kinds = {"sda-model": "model file", "sda-checkpoint": "checkpoint"}
+    kind = kinds.get(str(old.get("format"))) if isinstance(old, dict) else None
     if kind is None:
         return what
     made_by = f"sda {old['sda_version']!s:.20} " if isinstance(old.get("sda_version"), str) else ""

@@ -48,7 +48,7 @@ def _written_by_a_run(name: str) -> bool:
     if name in RUN_FILES or name == WRITTEN_LIST or _PICTURE.fullmatch(name):
         return True
     unfinished = _UNFINISHED.fullmatch(name)
-    return bool(unfinished) and _written_by_a_run(unfinished["name"]) and not _UNFINISHED.fullmatch(unfinished["name"])
+    return unfinished is not None and _written_by_a_run(unfinished["name"]) and not _UNFINISHED.fullmatch(unfinished["name"])
 
 
 def _listed_files(folder: Path) -> list[Path]:

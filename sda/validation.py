@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import os
 import sys
 
@@ -95,6 +96,7 @@ def check_positive_int(name: str, value, minimum: int = 1, maximum: int | None =
     (None: no upper bound)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = operator.index(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {shown(value)}")
     if maximum is not None and value > maximum:
@@ -242,6 +244,7 @@ def check_layer_index(layer, n_layers: int) -> int:
     the index from 0."""
     if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
         raise TypeError(f"layer must be an integer, got {layer!r}")
+    layer = operator.index(layer)
     if not -n_layers <= layer < n_layers:
         raise ValueError(f"layer must be in 0 .. {n_layers - 1} (or -{n_layers} .. -1 from the top), got {layer}")
     return int(layer) % n_layers
