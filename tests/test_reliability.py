@@ -245,7 +245,7 @@ def test_resume_reuses_the_checkpoints_data_and_configuration(data, tmp_path, ca
     (lambda h, a: h["execution"].update(steps_per_call=0), "execution"),
     (lambda h, a: h["pretrain"].update(costs=[*h["pretrain"]["costs"], [1.0]], seconds=[*h["pretrain"]["seconds"], 1.0],
                                        epoch_seconds=[*h["pretrain"]["epoch_seconds"], [1.0]],
-                                       epoch_times=[*h["pretrain"]["epoch_times"], [None]]), "progress for 3 layers"),
+                                       epoch_times=[*h["pretrain"]["epoch_times"], ["2026-01-01T00:00:00+00:00"]]), "progress for 3 layers"),
     (lambda h, a: h["config"].update(training_epochs=10 ** 400), "training_epochs must be at most 2,147,483,647"),
     (lambda h, a: h["config"].update(finetune_lr=float("inf")), "finetune_lr must be a finite number > 0, got inf"),
     (lambda h, a: h["config"].update(pretrain_lr=1e39), "pretrain_lr must be at most 3.403e+38"),

@@ -300,7 +300,7 @@ def test_missing_file_and_occupied_or_empty_output_folders_exit_2(data_dir, tmp_
     config = sweep_file(tmp_path / "ok.toml", data_dir, "finetune_lr = [0.1]")
     cases = [
         (["--config", str(tmp_path / "missing.toml"), "--output-dir", str(tmp_path / "a")], "does not exist"),
-        (["--output-dir", str(tmp_path / "b"), "--resume"], "sweep.toml does not exist"),
+        (["--output-dir", str(tmp_path / "b"), "--resume"], "no sweep to resume"),
         (["--output-dir", str(tmp_path / "c")], "--config FILE.toml is needed"),
         (["--config", str(config), "--output-dir", str(tmp_path / "d"), "--max-concurrent", "0"], "--max-concurrent"),
     ]
