@@ -5,7 +5,6 @@ import gzip
 import json
 import re
 import resource
-import time
 import tracemalloc
 
 import numpy as np
@@ -159,18 +158,17 @@ def forged_model_files(draw, entries, header, data):
 @settings(max_examples=120, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_forged_model_files_are_refused_quickly_and_in_little_memory(tmp_path, valid_model, data):
+def test_forged_model_files_are_refused_in_one_line_and_in_little_memory(tmp_path, valid_model, data):
     blob, says = data.draw(forged_model_files(*valid_model))
     path = tmp_path / "forged.safetensors"
     path.write_bytes(blob)
     tracemalloc.start()  # numpy reports its arrays to tracemalloc too
-    start = time.process_time()  # CPU time: a busy test machine must not fail the bound
     try:
         with pytest.raises(ModelFileError) as refused:
             load_model(path)
-        seconds, (_, peak) = time.process_time() - start, tracemalloc.get_traced_memory()
+        _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert seconds < 1 and peak < 200 << 20, (seconds, peak)
+    assert peak < 200 << 20, peak  # refused before the claimed tensors are read (timings belong in bench/)
     message = str(refused.value)
     assert re.search(says, message) and message.startswith(str(path)) and "\n" not in message, message
