@@ -52,7 +52,8 @@ from sda.sparse_autoencoder import UFLDL, SparseAutoencoder, ufldl_weights
 from sda.steps import compile_cached_input_step, compile_step, input_cache, score_function, supervised_functions
 from sda.steps import max_norm as clip_norms
 from sda.validation import (check_corruption, check_labels_in_range, check_layer_index, check_layer_sizes,
-                            check_noise_level, check_positive_int, check_unit_interval)
+                            check_noise_level, check_non_negative, check_open_unit_interval, check_positive_int,
+                            check_unit_interval)
 
 __all__ = ["SdA", "CRITERIA", "FINETUNE_LAYERS", "check_criteria"]
 
@@ -128,8 +129,10 @@ class SdA(SaveLoadMixin):
                 f"corruption_levels has {len(levels)} entries but there are {len(sizes)} hidden layers"
             )
         self.criteria = check_criteria(criteria, len(sizes))
-        sparse: dict[str, Any] = {"sparsity_target": sparsity_target, "sparsity_weight": sparsity_weight,
-                  "weight_decay": sparse_weight_decay}
+        # checked whatever the criteria: a model saves them, and a sparse layer may be asked for later
+        sparse: dict[str, Any] = {"sparsity_target": check_open_unit_interval("sparsity_target", sparsity_target),
+                                  "sparsity_weight": check_non_negative("sparsity_weight", sparsity_weight),
+                                  "weight_decay": check_non_negative("sparse_weight_decay", sparse_weight_decay)}
         self.n_ins, self.n_outs = n_ins, n_outs
         self.hidden_layers_sizes, self.corruption_levels = sizes, levels
         self.corruption_type = corruption_type

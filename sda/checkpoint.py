@@ -27,6 +27,7 @@ schedule gives at the checkpoint's epoch.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import itertools
 import json
@@ -138,7 +139,13 @@ def load_checkpoint(path) -> Checkpoint:
 
 def _is_time(value) -> bool:
     """An epoch's end time as :func:`sda.training.utc_now` writes it."""
-    return isinstance(value, str) and len(value) <= 64
+    if not (isinstance(value, str) and len(value) <= 64):
+        return False
+    try:
+        datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_names(path, header: dict, layout: dict) -> None:
@@ -271,6 +278,8 @@ def restore_state(checkpoint: Checkpoint, state_vars, best_vars=()) -> None:
         expected = np.shape(var.get_value(borrow=True))
         if value.shape != expected:
             raise CheckpointError(f"checkpoint variable {i} ({var.name}) has shape {value.shape}, expected {expected}")
+        if value.dtype != var.dtype:  # a cast would round: the resumed run would not be the same
+            raise CheckpointError(f"checkpoint variable {i} ({var.name}) is {value.dtype}, this run's is {var.dtype}")
     if checkpoint.fit is not None:
         best = [np.shape(a) for a in checkpoint.fit.best_params]
         if best != [np.shape(v.get_value(borrow=True)) for v in best_vars]:

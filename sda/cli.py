@@ -232,7 +232,7 @@ def train(args: argparse.Namespace) -> None:
         saved = load_checkpoint(checkpoint_path)
         config, source, output_dir = given_config(args), _data_source(args, saved.data_source), args.resume
         try:  # checked before it sizes anything (run_phases below), as train_SdA checks it again
-            saved_config = validate_config({**TUTORIAL, **saved.config})
+            saved_config = validate_config(saved.config)  # all its keys: a run writes them all
         except (TypeError, ValueError) as exc:
             raise RunError(f"{checkpoint_path}: damaged or edited configuration ({exc})") from None
         full_config = validate_config({**saved_config, **config}, names)

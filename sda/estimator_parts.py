@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 from pathlib import Path
@@ -168,6 +169,8 @@ class SavedEstimator:
     """
 
     _model_class: str
+    #: the keys of :meth:`_fitted_state`
+    _fitted_keys: frozenset[str]
     # what the estimator that mixes this in has once fitted, and scikit-learn's get_params
     model_: Any
     _scaler: Any
@@ -204,11 +207,20 @@ class SavedEstimator:
                                            check_layout=lambda h, layout: cls._check_layout(path, h, layout))
         model = build_model(path, header["model"], model_tensors(path, header["model"], tensors, "model."))
         try:
+            expected_params = set(cls().get_params(deep=False))
+            if set(header["params"]) != expected_params:  # a missing one would silently take its default
+                raise ValueError(f"params has unknown keys {sorted(set(header['params']) - expected_params)!r:.80} "
+                                 f"and lacks {sorted(expected_params - set(header['params']))!r:.80}")
             estimator = cls(**header["params"])
             estimator._validate_params()  # scikit-learn's checks of every hyperparameter, as fit makes them
             fitted = header["fitted"]
-            if not (type(fitted.get("n_features_in_")) is int and fitted.get("mode") in MODES):
-                raise ValueError("n_features_in_ must be a count and mode a compile mode")
+            keys = {"n_features_in_", "mode", "scaled", *cls._fitted_keys}
+            if set(fitted) - {"feature_names_in_"} != keys:
+                raise ValueError(f"fitted has unknown keys {sorted(set(fitted) - keys - {'feature_names_in_'})!r:.80} "
+                                 f"and lacks {sorted(keys - set(fitted))!r:.80}")
+            if not (type(fitted["n_features_in_"]) is int and fitted["mode"] in MODES
+                    and type(fitted["scaled"]) is bool):
+                raise ValueError("n_features_in_ must be a count, mode a compile mode and scaled true or false")
             estimator.n_features_in_, estimator._mode = fitted["n_features_in_"], fitted["mode"]
             if "feature_names_in_" in fitted:
                 names = fitted["feature_names_in_"]
@@ -256,7 +268,50 @@ def restored_labels(fitted: dict) -> np.ndarray:
     labels = fitted["classes"]
     if not (isinstance(labels, list) and labels and all(isinstance(c, int | float | str) for c in labels)):
         raise ValueError("classes_ must be a list of numbers or strings")
-    classes = np.asarray(labels, dtype=dtype)
-    if classes.ndim != 1 or len(np.unique(classes)) != len(classes):
+    try:
+        classes = np.asarray(labels, dtype=dtype)
+    except OverflowError:  # an integer beyond the dtype
+        raise ValueError(f"classes_ do not fit their dtype {dtype}") from None
+    if classes.ndim != 1 or classes.tolist() != labels:  # a string cut short, a float rounded
+        raise ValueError(f"classes_ are not what their dtype {dtype} holds")
+    if len(np.unique(classes)) != len(classes):
         raise ValueError("classes_ must be distinct labels")
     return classes
+
+
+def _count(value) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _numbers_list(value) -> bool:
+    return isinstance(value, list) and all(type(v) in (int, float) and math.isfinite(v) for v in value)
+
+
+def check_training_results(pretrain: dict, fit: dict | None, n_layers: int, n_epochs: int) -> None:
+    """A saved classifier's ``pretrain_result_`` (``fit_result_``: None for an autoencoder) as
+    ``fit`` made them: per layer (``n_layers``) lists of numbers and of times, and one history
+    record per fine-tuning epoch (``n_epochs``); ValueError otherwise."""
+    if not (isinstance(pretrain, dict) and set(pretrain) == {"costs", "seconds", "epoch_seconds", "converged",
+                                                               "epoch_times"}):
+        raise ValueError("pretrain_result_ must hold costs, seconds, epoch_seconds, converged and epoch_times")
+    costs, times = pretrain["costs"], pretrain["epoch_times"]
+    if not (isinstance(costs, list) and len(costs) == n_layers and all(_numbers_list(c) for c in costs)
+            and _numbers_list(pretrain["seconds"]) and len(pretrain["seconds"]) == n_layers
+            and isinstance(pretrain["epoch_seconds"], list) and isinstance(times, list)
+            and len(pretrain["epoch_seconds"]) == len(times) == n_layers
+            and all(_numbers_list(s) and len(s) == len(c) for s, c in zip(pretrain["epoch_seconds"], costs))
+            and all(isinstance(t, list) and len(t) == len(c) and all(isinstance(v, str) for v in t)
+                    for t, c in zip(times, costs))
+            and isinstance(pretrain["converged"], list)
+            and all(type(k) is int and 0 <= k < n_layers for k in pretrain["converged"])):
+        raise ValueError(f"pretrain_result_ must hold lists of numbers and times, one per layer ({n_layers})")
+    if fit is None:
+        return
+    keys = {"best_validation_error", "best_iteration", "test_error", "epochs", "seconds", "history"}
+    if not (isinstance(fit, dict) and set(fit) == keys and fit["epochs"] == n_epochs and _count(fit["epochs"])
+            and type(fit["best_iteration"]) is int and fit["best_iteration"] >= -1
+            and _numbers_list([fit["best_validation_error"], fit["seconds"]])
+            and (fit["test_error"] is None or _numbers_list([fit["test_error"]]))
+            and isinstance(fit["history"], list) and len(fit["history"]) == n_epochs
+            and all(isinstance(r, dict) for r in fit["history"])):
+        raise ValueError(f"fit_result_ must hold the fine-tuning's numbers and one record per epoch ({n_epochs})")

@@ -21,6 +21,7 @@ longer than training, and the automatic mode (``mode=None``) chooses by the size
 from __future__ import annotations
 
 import dataclasses
+import json
 import textwrap
 from typing import Any
 
@@ -33,10 +34,13 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classi
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from sda.dA import dA, new_pytensor_rng
+from sda.SdA import check_criteria
 from sda.datasets import shared_dataset
 from sda.estimator_parts import (COMMON_CONSTRAINTS, FLOATX, SavedEstimator, UnitScaler, batch_size_for, epoch_log,
-                                 restored_labels, saved_labels, set_common_params, sklearn_constraints)
-from sda.hyperparameters import COUNT, PROBABILITY, RATE, estimator_hyperparameters, finetune_arguments
+                                 check_training_results, restored_labels, saved_labels, set_common_params,
+                                 sklearn_constraints)
+from sda.hyperparameters import (COUNT, PROBABILITY, RATE, estimator_hyperparameters, finetune_arguments,
+                                 model_arguments)
 from sda.jax_noise import write_back_compiled_noise
 from sda.modes import compile_function, resolve_mode, training_phases
 from sda.run import TUTORIAL, finetune_learning_rate, train_SdA, validate_config
@@ -272,6 +276,8 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
 
     # --- what a saved classifier holds besides its model and scaler (SavedEstimator) ---
     _model_class = "SdA"
+    _fitted_keys = frozenset({"classes", "classes_dtype", "n_finetune_epochs_", "loss_curve_", "validation_scores_",
+                              "best_validation_score_", "pretrain_result_", "fit_result_"})
 
     def _fitted_state(self) -> dict:
         return {**saved_labels(self.classes_), "n_finetune_epochs_": self.n_finetune_epochs_,
@@ -282,17 +288,29 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
 
     def _restore(self, model, scaler, fitted: dict) -> None:
         self.classes_ = restored_labels(fitted)
-        if model.n_ins != self.n_features_in_ or model.n_outs < len(self.classes_):
+        if model.n_ins != self.n_features_in_ or model.n_outs != max(len(self.classes_), 2):
             raise ValueError(f"a model of {model.n_ins} inputs and {model.n_outs} outputs does not classify "
                              f"{self.n_features_in_} features into {len(self.classes_)} classes")
-        if type(fitted["n_finetune_epochs_"]) is not int or fitted["n_finetune_epochs_"] < 0:
-            raise ValueError("n_finetune_epochs_ must be a count")
+        with pytensor.config.change_flags(floatX=FLOATX):
+            arguments = model_arguments(validate_config(self._config(self.training_epochs)))
+        arguments["criteria"] = check_criteria(arguments["criteria"], len(arguments["hidden_layers_sizes"]))
+        saved = model.saved_config()
+        differing = sorted(k for k, v in arguments.items() if json.dumps(v) != json.dumps(saved[k]))
+        if differing:
+            raise ValueError(f"the model's {', '.join(differing)} are not those the parameters give")
+        epochs = fitted["n_finetune_epochs_"]
+        if type(epochs) is not int or epochs < 0 or not isinstance(fitted["loss_curve_"], list) \
+                or len(fitted["loss_curve_"]) != epochs:
+            raise ValueError("n_finetune_epochs_ must be a count, the length of loss_curve_")
         self.model_, self._scaler = model, scaler
         self.n_iter_ = self.n_finetune_epochs_ = fitted["n_finetune_epochs_"]
         self.loss_curve_ = _numbers(fitted["loss_curve_"], "loss_curve_")
         scores, best = fitted["validation_scores_"], fitted["best_validation_score_"]
         if (scores is None) != (best is None):
             raise ValueError("validation_scores_ and best_validation_score_ are both None or both given")
+        if scores is not None and (not isinstance(scores, list) or len(scores) != epochs):
+            raise ValueError("validation_scores_ must hold one score per fine-tuning epoch")
+        check_training_results(fitted["pretrain_result_"], fitted["fit_result_"], model.n_layers, epochs)
         self.validation_scores_ = None if scores is None else _numbers(scores, "validation_scores_")
         self.best_validation_score_ = None if best is None else _numbers([best], "best_validation_score_")[0]
         self.pretrain_result_ = PretrainResult(**fitted["pretrain_result_"])
@@ -441,6 +459,7 @@ class DenoisingAutoencoder(SavedEstimator, TransformerMixin, ClassNamePrefixFeat
 
     # --- what a saved autoencoder holds besides its model and scaler (SavedEstimator) ---
     _model_class = "dA"
+    _fitted_keys = frozenset({"costs_"})
 
     def _fitted_state(self) -> dict:
         return {"costs_": [float(c) for c in self.costs_]}
@@ -449,7 +468,12 @@ class DenoisingAutoencoder(SavedEstimator, TransformerMixin, ClassNamePrefixFeat
         if model.n_visible != self.n_features_in_ or model.n_hidden != self.n_hidden:
             raise ValueError(f"a dA of {model.n_visible} inputs and {model.n_hidden} units is not this "
                              f"autoencoder's ({self.n_features_in_} features, n_hidden={self.n_hidden})")
+        if model.saved_config() != {"n_visible": model.n_visible, "n_hidden": model.n_hidden,
+                                    "corruption_type": "masking"}:
+            raise ValueError("the model is not the masking dA that fit trains")
         costs = _numbers(fitted["costs_"], "costs_")
+        if not 1 <= len(costs) <= self.n_epochs:
+            raise ValueError(f"costs_ must hold one cost per epoch, 1 to n_epochs ({self.n_epochs})")
         self.model_, self._scaler = model, scaler
         self.costs_ = self.loss_curve_ = list(costs)
         self.n_iter_ = len(costs)

@@ -214,7 +214,7 @@ def _sda_header(path, text: str, expected_format: str, version: int, error) -> d
     if not isinstance(header, dict) or header.get("format") != expected_format:
         found = header.get("format") if isinstance(header, dict) else type(header).__name__
         raise error(f"{path}: not an {expected_format} file (format {found!r:.80})")
-    if header.get("format_version") != version:
+    if type(header.get("format_version")) is not int or header["format_version"] != version:  # not 2.0 nor True
         raise error(f"{path}: format version {header.get('format_version')!r:.80} is not supported "
                     f"(this sda reads version {version})")
     return header
@@ -326,8 +326,22 @@ def save_model(model, path, training_state: dict | None = None, values=None) -> 
 def read_model_file(path) -> tuple[dict, dict[str, np.ndarray]]:
     """The header and the named parameters of a model file (in :func:`model_parameters` order),
     validated but not built into a model."""
-    header, tensors = read_tensor_file(path, FORMAT, check_layout=lambda h, layout: check_model_layout(path, h, layout))
+    header, tensors = read_tensor_file(path, FORMAT, check_layout=lambda h, layout: _check_model_file(path, h, layout))
     return header, model_tensors(path, header, tensors)
+
+
+_MODEL_HEADER_KEYS = {"format", "format_version", "class", "config", "dtype", "sda_version", "training_state"}
+
+
+def _check_model_file(path, header: dict, layout: dict) -> None:
+    """A model file's header holds the keys :func:`save_model` writes, each of its kind, and
+    its tensors are the model's."""
+    if set(header) != _MODEL_HEADER_KEYS:
+        raise ModelFileError(f"{path}: header has unknown keys {sorted(set(header) - _MODEL_HEADER_KEYS)!r:.80} "
+                             f"and lacks {sorted(_MODEL_HEADER_KEYS - set(header))!r:.80}")
+    if not isinstance(header["training_state"], dict) or not isinstance(header["sda_version"], str):
+        raise ModelFileError(f"{path}: header's training_state must be an object and sda_version a string")
+    check_model_layout(path, header, layout)
 
 
 def check_model_layout(path, description: dict, layout: dict, prefix: str = "", error=None) -> None:

@@ -208,7 +208,8 @@ def run_phases(n_train: int, n_ins: int, config: dict) -> dict:
 def _resumed_config(checkpoint, given: dict, names: dict | None) -> dict:
     """The checkpoint's configuration; a given value that contradicts it is refused (values are
     compared in the form :func:`validate_config` gives them)."""
-    saved, name = validate_config({**TUTORIAL, **checkpoint.config}), display_names(names)
+    # the checkpoint's own keys only: a run writes them all, and a missing one would take its default
+    saved, name = validate_config(checkpoint.config), display_names(names)
     asked = validate_config({**saved, **given}, names)
     conflicts = [k for k in given if _normal(asked[k]) != _normal(saved[k])]
     if conflicts:
@@ -357,6 +358,9 @@ def _check_progress(checkpoint, config: dict, n_layers: int, lr, path) -> None:
     the schedule gives at its fine-tuning epoch (0 is one: a linear schedule's last epoch)."""
     epoch = checkpoint.fit.epoch if checkpoint.fit is not None else 0
     stored, scheduled = lr.get_value(), np.asarray(finetune_learning_rate(config, epoch), dtype=lr.dtype)
+    if epoch > config["training_epochs"]:
+        raise CheckpointError(f"{path}: progress for {epoch} fine-tuning epochs does not fit this run of "
+                              f"{config['training_epochs']}")
     if len(checkpoint.pretrain.costs) > n_layers or stored != scheduled:
         raise CheckpointError(f"{path}: progress for {len(checkpoint.pretrain.costs)} layers with a learning rate "
                               f"of {float(stored)} does not fit this run of {n_layers} layers, whose schedule "

@@ -497,7 +497,7 @@ def _fitted(header, **changes):
     ("SdAClassifier", lambda e, h, d: (e, _with(h, params={**h["params"], "hidden_layer_sizes": [0]}), d),
      "inconsistent .*hidden_layer_sizes"),
     ("SdAClassifier", lambda e, h, d: (e, _with(h, params={**h["params"], "exec": "os.system"}), d),
-     "inconsistent .*TypeError"),
+     r"inconsistent .*unknown keys \['exec'\]"),
     ("SdAClassifier", lambda e, h, d: (e, _fitted(h, classes_dtype="<U99999"), d), "are not labels"),
     ("SdAClassifier", lambda e, h, d: (e, _fitted(h, classes_dtype="|O", classes=[{"a": 1}]), d),
      "numbers or strings"),
@@ -509,6 +509,33 @@ def _fitted(header, **changes):
     ("DenoisingAutoencoder", lambda e, h, d: (e, _with(h, params={**h["params"], "n_hidden": 5}), d),
      "is not this autoencoder's"),
     ("DenoisingAutoencoder", lambda e, h, d: (e, _fitted(h, costs_="many"), d), "costs_ must be a list"),
+    # what a forger may change that loading used to take as it came
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, classes_dtype="<U1"), d), "not what their dtype"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, classes_dtype="|i1", classes=list(range(0, 1000, 100))), d),
+     "do not fit their dtype"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, classes_dtype="<i8", classes=[*range(9), 10 ** 30]), d),
+     "do not fit their dtype"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, classes=list(map(str, range(9)))), d),
+     "does not classify 64 features into 9 classes"),
+    ("SdAClassifier", lambda e, h, d: (e, _with(h, params={**h["params"], "hidden_layer_sizes": [10 ** 9]}), d),
+     "hidden_layers_sizes are not those the parameters give"),
+    ("SdAClassifier", lambda e, h, d: (e, _with(h, params={**h["params"], "corruption_type": "gaussian"}), d),
+     "corruption_type are not those"),
+    ("SdAClassifier", lambda e, h, d: (e, _with(h, params={k: v for k, v in h["params"].items()
+                                                            if k != "finetune_lr"}), d), r"lacks \['finetune_lr'\]"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, evil=1), d), r"unknown keys \['evil'\]"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, scaled=1), d), "are not the scaler's"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, n_finetune_epochs_=10 ** 30), d), "the length of loss_curve_"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, pretrain_result_={**h["fitted"]["pretrain_result_"],
+                                                                        "costs": "abc"}), d), "pretrain_result_"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, fit_result_={**h["fitted"]["fit_result_"], "epochs": -3}), d),
+     "fit_result_"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, fit_result_={**h["fitted"]["fit_result_"], "history": "x"}), d),
+     "fit_result_"),
+    ("SdAClassifier", lambda e, h, d: (e, _with(h, format_version=1.0), d), "format version 1.0 is not supported"),
+    ("DenoisingAutoencoder", lambda e, h, d: (e, _with(h, model={**h["model"], "config": {
+        **h["model"]["config"], "corruption_type": "gaussian"}}), d), "not the masking dA"),
+    ("DenoisingAutoencoder", lambda e, h, d: (e, _fitted(h, costs_=[]), d), "one cost per epoch"),
 ])
 def test_a_forged_estimator_file_is_refused_in_one_line(kind, forge, message, saved_estimators, tmp_path):
     from forgery import put_together

@@ -147,6 +147,12 @@ def entry(dtype="F32", shape=(2,), offsets=(0, 8)):
     (lambda e, h, d: put_together(e, {**h, "format": "sda-checkpoint"}, d), "not an sda-model file"),
     (lambda e, h, d: put_together(e, {**h, "format_version": 1}, d), "format version 1 is not supported"),
     (lambda e, h, d: put_together(e, {**h, "format_version": "2"}, d), "format version '2' is not supported"),
+    (lambda e, h, d: put_together(e, {**h, "format_version": 2.0}, d), "format version 2.0 is not supported"),
+    (lambda e, h, d: put_together(e, {**h, "format_version": True}, d), "format version True is not supported"),
+    (lambda e, h, d: put_together(e, {**h, "extra": {"x": 1}}, d), r"unknown keys \['extra'\]"),
+    (lambda e, h, d: put_together(e, {k: v for k, v in h.items() if k != "sda_version"}, d),
+     r"lacks \['sda_version'\]"),
+    (lambda e, h, d: put_together(e, {**h, "training_state": [1]}, d), "training_state must be an object"),
     # the tensors' entries: dtype, shape, byte ranges
     (lambda e, h, d: put_together({**e, "logLayer.b": entry("F16", (3,), e["logLayer.b"]["data_offsets"])}, h, d),
      "dtype 'F16', expected F32 or F64"),
@@ -355,3 +361,12 @@ def test_a_header_size_that_is_not_a_plain_count_is_refused(kind, size, tmp_path
     header["config"][key] = size
     (tmp_path / "m.safetensors").write_bytes(put_together(entries, header, data))
     refused(tmp_path / "m.safetensors", "configuration is invalid")
+
+
+@pytest.mark.parametrize("sparse, message", [({"sparsity_target": "0.1"}, "sparsity_target must be a number"),
+                                             ({"sparsity_weight": -5}, "sparsity_weight"),
+                                             ({"sparse_weight_decay": float("nan")}, "sparse_weight_decay")])
+def test_an_sda_refuses_sparse_settings_it_would_save_even_without_sparse_layers(sparse, message, tmp_path, float32):
+    from sda.SdA import SdA
+    with pytest.raises((TypeError, ValueError), match=message):
+        SdA(np.random.RandomState(0), n_ins=4, hidden_layers_sizes=[3], n_outs=2, corruption_levels=[0.1], **sparse)

@@ -265,6 +265,27 @@ def test_a_damaged_checkpoint_is_one_line(forge, message, data, tmp_path, capsys
     assert not (out / "results.json").exists()  # refused before anything trained
 
 
+@pytest.mark.parametrize("forge, message", [
+    (lambda h, a: h["config"].pop("finetune_momentum"), r"lacks \['finetune_momentum'\]"),
+    (lambda h, a: h["pretrain"].update(epoch_times=[["yesterday"]] * len(h["pretrain"]["costs"])), "epoch_times"),
+    (lambda h, a: h["fit"]["history"][0].update(time="{not a time"), "fit.history"),
+    (lambda h, a: h["fit"].update(epoch=3, history=[dict(h["fit"]["history"][0], epoch=k) for k in (1, 2, 3)]),
+     "progress for 3 fine-tuning epochs does not fit this run of 1"),
+    (lambda h, a: h.update(format_version=4.0), "format version 4.0 is not supported"),
+    (lambda h, a: a.update(state_0=a["state_0"].astype(np.float64) + 1e-12), "is float64, this run's is float32"),
+])
+def test_a_sealed_checkpoint_that_is_not_its_run_is_refused(forge, message, data, tmp_path, capsys):
+    """A missing configuration key would take its default, a time that is none, more epochs than
+    the run has or a float64 state cast to float32 would not continue the run that wrote it."""
+    out = stopped_run(data, tmp_path, capsys)
+    forge_checkpoint(out / "checkpoint.safetensors", forge)
+    status = main(["--resume", str(out), "--quiet", "--no-pictures"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert __import__("re").search(message, err), err
+    assert not (out / "results.json").exists()
+
+
 def forge_checkpoint(path, forge, seal=True):
     """Apply ``forge(header, arrays)`` to the checkpoint at ``path``; ``seal``: with a digest that fits."""
     header, arrays = read_tensor_file(path, "sda-checkpoint", version=CHECKPOINT_VERSION)
