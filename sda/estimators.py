@@ -96,9 +96,20 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
     Notes
     -----
     The hyperparameters are those of a run (:mod:`sda.hyperparameters`, the command line's
-    flags), with smaller defaults for a first fit; ``corruption_levels=None`` rises as the
-    tutorial's 0.1, 0.2, 0.3 do, 0.1 more per layer (at most 0.5), for however many layers
-    ``hidden_layer_sizes`` has.
+    flags), with defaults for data of a hundred to a few thousand examples;
+    ``corruption_levels=None`` rises as the tutorial's 0.1, 0.2, 0.3 do, 0.1 more per layer (at
+    most 0.5), for however many layers ``hidden_layer_sizes`` has.
+
+    ``pretrain_batch_size=None`` and ``finetune_batch_size=None`` (the defaults) take a fiftieth
+    of the training examples, between 1 and 20 (:func:`sda.estimator_parts.batch_size_for`), so
+    that an epoch of a small set still makes about 50 updates.  Early stopping is the tutorial's
+    rule: no fit stops before epoch ``patience_epochs`` (50), and each significant improvement of
+    the validation error (without a held-out share, the training error) at epoch ``e`` lets it
+    go on to at least epoch ``2e``; at most ``training_epochs`` (200).  ``fit`` raises a
+    :class:`~sklearn.exceptions.ConvergenceWarning` when its model's training accuracy is not a
+    tenth of the way from the commonest class's to 1 (a model that predicts one class never is),
+    or when it ran all ``training_epochs`` while its error still fell by more than a point over
+    the last ``patience_epochs`` (at most half the epochs run).  ``partial_fit`` does not warn.
 
     ``partial_fit(X, y, classes)`` trains on one batch at a time: the first call pretrains on its
     batch and runs one fine-tuning epoch (``classes`` lists every class to come, as scikit-learn
