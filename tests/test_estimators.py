@@ -221,8 +221,9 @@ def test_decision_function_log_proba_and_the_features_of_each_layer(digits):
 
 def test_partial_fit_pretrains_once_then_fine_tunes_batch_by_batch(digits):
     X_train, X_test, y_train, y_test = digits
+    # batches of 20: 15 updates in the first call's epoch, which leaves the later calls room to improve on it
     clf = SdAClassifier(hidden_layer_sizes=(64,), corruption_levels=0.2, pretraining_epochs=2, finetune_lr=0.2,
-                        mode=CPU_MODE, random_state=0)
+                        pretrain_batch_size=20, finetune_batch_size=20, mode=CPU_MODE, random_state=0)
     with pytest.raises(ValueError, match="classes must be passed on the first call"):
         clone(clf).partial_fit(X_train[:100], y_train[:100])
     batches = np.array_split(np.arange(1200), 4)  # equal batches: one compiled step serves them all
@@ -346,8 +347,10 @@ def held_out_fit(digits):
 
 def test_n_iter_counts_the_fine_tuning_epochs_partial_fit_included(digits):
     X, y = digits[0][:200], digits[2][:200]
-    # patience of a fraction of an epoch: early stopping ends fit before training_epochs
-    clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=6, patience_epochs=0.5, mode=CPU_MODE)).fit(X, y)
+    # patience of a fraction of an epoch: early stopping ends fit before training_epochs (pretrained in
+    # batches of 20, whose features leave fine-tuning's training error without a big fall every epoch)
+    clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=6, patience_epochs=0.5, pretrain_batch_size=20,
+                               mode=CPU_MODE)).fit(X, y)
     assert clf.n_iter_ == len(clf.fit_result_.history) < 6
     clf.partial_fit(X[:50], y[:50])
     assert clf.n_iter_ == len(clf.fit_result_.history) + 1
