@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
-import sklearn.exceptions  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
@@ -550,7 +550,7 @@ def test_at_its_defaults_the_classifier_learns_a_hundred_examples():
     X, y = load_iris(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", sklearn.exceptions.ConvergenceWarning)  # a good fit does not warn
+        warnings.simplefilter("error", ConvergenceWarning)  # a good fit does not warn
         clf = SdAClassifier(mode=CPU_MODE, random_state=0).fit(X_train, y_train)
     assert clf.score(X_test, y_test) > 0.9
     assert clf.n_iter_ >= clf.patience_epochs
@@ -569,7 +569,7 @@ def test_a_fit_that_cannot_learn_warns(digits, epochs, message):
     X_train, _, y_train, _ = digits
     clf = SdAClassifier(hidden_layer_sizes=(16,), pretraining_epochs=0, training_epochs=epochs, finetune_lr=1e-7,
                         mode=CPU_MODE, random_state=0)
-    with pytest.warns(sklearn.exceptions.ConvergenceWarning, match=message):
+    with pytest.warns(ConvergenceWarning, match=message):
         clf.fit(X_train[:200], y_train[:200])
 
 
@@ -577,6 +577,6 @@ def test_a_fit_that_runs_out_of_epochs_while_learning_warns(digits):
     X_train, _, y_train, _ = digits
     clf = SdAClassifier(hidden_layer_sizes=(16,), pretraining_epochs=0, training_epochs=12, finetune_lr=0.01,
                         mode=CPU_MODE, random_state=0)
-    with pytest.warns(sklearn.exceptions.ConvergenceWarning, match="ran all 12 training_epochs while its error"):
+    with pytest.warns(ConvergenceWarning, match="ran all 12 training_epochs while its error"):
         clf.fit(X_train, y_train)
     assert clf.score(X_train, y_train) > 0.2  # it learned something: not the other warning
