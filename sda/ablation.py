@@ -59,7 +59,8 @@ from sda.checkpoint import CheckpointError, load_checkpoint
 from sda.cli import OneLineParser
 from sda.data import DataError
 from sda.run import LOCK_FILE, RunError, stored_config
-from sda.sweep import SweepError, run_sweep, trial_outcome
+from sda.sweep import SweepError, run_sweep
+from sda.sweep_outcomes import trial_outcome
 from sda.sweep_config import VARIANT, SweepConfigError, parse_sweep, rerun_command
 from sda.utils import read_json, read_json_lines
 

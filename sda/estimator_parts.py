@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from numbers import Integral, Real
 from pathlib import Path
@@ -257,6 +258,19 @@ class SavedEstimator:
 def saved_labels(classes: np.ndarray) -> dict:
     """``classes_`` as JSON holds it, with its dtype."""
     return {"classes": classes.tolist(), "classes_dtype": classes.dtype.str}
+
+
+def saved_numbers(values, name: str) -> list[float]:
+    """A saved list of finite numbers (an estimator file's ``loss_curve_``, ...), as ``fit`` made it."""
+    if not (isinstance(values, list) and all(type(v) in (int, float) and np.isfinite(v) for v in values)):
+        raise ValueError(f"{name} must be a list of finite numbers")
+    return [float(v) for v in values]
+
+
+def documented_parameter(h) -> str:
+    """A hyperparameter's entry in an estimator's numpydoc parameter list."""
+    meaning = textwrap.fill(f"{h.help[0].upper()}{h.help[1:]}.", 92, initial_indent="    ", subsequent_indent="    ")
+    return f"{h.name} : default={h.estimator_value!r}\n{meaning}"
 
 
 def restored_labels(fitted: dict) -> np.ndarray:

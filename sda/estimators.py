@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import textwrap
 from typing import Any
 
 import numpy as np
@@ -37,8 +36,8 @@ from sda.dA import dA, new_pytensor_rng
 from sda.SdA import check_criteria
 from sda.datasets import shared_dataset
 from sda.estimator_parts import (COMMON_CONSTRAINTS, FLOATX, SavedEstimator, UnitScaler, batch_size_for, epoch_log,
-                                 check_training_results, restored_labels, saved_labels, set_common_params,
-                                 sklearn_constraints)
+                                 check_training_results, documented_parameter, restored_labels, saved_labels,
+                                 saved_numbers, set_common_params, sklearn_constraints)
 from sda.hyperparameters import (COUNT, PROBABILITY, RATE, estimator_hyperparameters, finetune_arguments,
                                  model_arguments)
 from sda.jax_noise import write_back_compiled_noise
@@ -48,18 +47,6 @@ from sda.steps import Step
 from sda.training import FitResult, PretrainResult, pretrain_layers, train_epoch
 
 __all__ = ["SdAClassifier", "DenoisingAutoencoder"]
-
-def _documented(h) -> str:
-    """A hyperparameter's entry in a numpydoc parameter list."""
-    meaning = textwrap.fill(f"{h.help[0].upper()}{h.help[1:]}.", 92, initial_indent="    ", subsequent_indent="    ")
-    return f"{h.name} : default={h.estimator_value!r}\n{meaning}"
-
-
-def _numbers(values, name: str) -> list[float]:
-    """A saved list of finite numbers, as ``fit`` made it."""
-    if not (isinstance(values, list) and all(type(v) in (int, float) and np.isfinite(v) for v in values)):
-        raise ValueError(f"{name} must be a list of finite numbers")
-    return [float(v) for v in values]
 
 
 def _score(validation_error):
@@ -72,7 +59,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
 
     Parameters
     ----------
-    """ + "\n    ".join(_documented(h).replace("\n", "\n    ") for h in estimator_hyperparameters()) + """
+    """ + "\n    ".join(documented_parameter(h).replace("\n", "\n    ") for h in estimator_hyperparameters()) + """
     validation_fraction : default=0.0
         If > 0, that share of the training data is held out and the model keeps the parameters
         of its best validation error (early stopping with ``patience_epochs``); if 0, all data
@@ -152,7 +139,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Pretrain and fine-tune on ``X`` (n_samples, n_features) and labels ``y``."""
-        self._check_numbers()
+        self._checksaved_numbers()
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
@@ -167,7 +154,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
         if self.optimizer != "sgd":
             raise ValueError("partial_fit trains by minibatch SGD; optimizer='lbfgs' needs the whole set (use fit)")
         if first:
-            self._check_numbers()
+            self._checksaved_numbers()
         X, y = validate_data(self, X, y, dtype=np.float64, reset=first)
         check_classification_targets(y)
         _check_partial_fit_first_call(self, classes)
@@ -177,7 +164,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
             self._fine_tune_once(self._scaler(X), self._class_indices(y))
         return self
 
-    def _check_numbers(self) -> None:
+    def _checksaved_numbers(self) -> None:
         """Every hyperparameter through the checks of a run (:func:`sda.run.validate_config`),
         before any data is read: scikit-learn's intervals let through numbers that are not
         finite in float32 (1e39) or not even in float64 (10**400)."""
@@ -304,15 +291,15 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
             raise ValueError("n_finetune_epochs_ must be a count, the length of loss_curve_")
         self.model_, self._scaler = model, scaler
         self.n_iter_ = self.n_finetune_epochs_ = fitted["n_finetune_epochs_"]
-        self.loss_curve_ = _numbers(fitted["loss_curve_"], "loss_curve_")
+        self.loss_curve_ = saved_numbers(fitted["loss_curve_"], "loss_curve_")
         scores, best = fitted["validation_scores_"], fitted["best_validation_score_"]
         if (scores is None) != (best is None):
             raise ValueError("validation_scores_ and best_validation_score_ are both None or both given")
         if scores is not None and (not isinstance(scores, list) or len(scores) != epochs):
             raise ValueError("validation_scores_ must hold one score per fine-tuning epoch")
         check_training_results(fitted["pretrain_result_"], fitted["fit_result_"], model.n_layers, epochs)
-        self.validation_scores_ = None if scores is None else _numbers(scores, "validation_scores_")
-        self.best_validation_score_ = None if best is None else _numbers([best], "best_validation_score_")[0]
+        self.validation_scores_ = None if scores is None else saved_numbers(scores, "validation_scores_")
+        self.best_validation_score_ = None if best is None else saved_numbers([best], "best_validation_score_")[0]
         self.pretrain_result_ = PretrainResult(**fitted["pretrain_result_"])
         self.fit_result_ = FitResult(**fitted["fit_result_"])
         self._compile_logits()
@@ -471,7 +458,7 @@ class DenoisingAutoencoder(SavedEstimator, TransformerMixin, ClassNamePrefixFeat
         if model.saved_config() != {"n_visible": model.n_visible, "n_hidden": model.n_hidden,
                                     "corruption_type": "masking"}:
             raise ValueError("the model is not the masking dA that fit trains")
-        costs = _numbers(fitted["costs_"], "costs_")
+        costs = saved_numbers(fitted["costs_"], "costs_")
         if not 1 <= len(costs) <= self.n_epochs:
             raise ValueError(f"costs_ must hold one cost per epoch, 1 to n_epochs ({self.n_epochs})")
         self.model_, self._scaler = model, scaler

@@ -47,7 +47,6 @@ if __name__ == "__main__":  # python -m sda.sweep: PyTensor's environment is che
 
 import argparse
 import contextlib
-import math
 import os
 import sys
 from pathlib import Path
@@ -61,7 +60,9 @@ from sda.ray_session import (SweepError, check_shared_folder, import_ray, ray_mo
                               start_ray, tune_module)
 from sda.resources import shipped_sweeps, sweep_path
 from sda.run import train_SdA
-from sda.sweep_config import MAX_TRIALS, Sweep, SweepConfigError, parse_sweep, read_sweep, rerun_command
+from sda.sweep_config import MAX_TRIALS, Sweep, SweepConfigError, parse_sweep, read_sweep
+from sda.sweep_outcomes import (FAILURE_FILE, STOPPED_FILE, TRIAL_FILE, collect_rows, describe, one_line, outcome_line,
+                                run_seconds, trial_outcome)
 from sda.sweep_report import best_line, plot_results, summarise, write_results, write_summary
 from sda.training import DivergenceError
 from sda.utils import atomic_write, read_json, write_json
@@ -70,9 +71,6 @@ __all__ = ["main", "run_sweep", "run_trial", "load_sweep_data", "collect_rows"]
 
 EXPERIMENT = "sweep"  # Tune's experiment name under DIR/ray
 SWEEP_FILE = "sweep.toml"
-TRIAL_FILE = "trial.json"  # which configuration and seed a trial folder holds
-FAILURE_FILE = "failure.json"
-STOPPED_FILE = "stopped.json"
 INTERRUPTED = 130
 
 
@@ -134,11 +132,7 @@ def _report_finished(results: dict) -> None:
     """A trial whose run had already ended (before an interruption) reports its final numbers."""
     finetuning = results["finetuning"]
     _report(finetuning["epochs"], finetuning["best_validation_error"], finetuning["best_validation_error"],
-            finetuning["test_error"], _run_seconds(results))
-
-
-def _run_seconds(results: dict) -> float:
-    return results["pretraining"]["seconds"] + results["finetuning"]["seconds"]
+            finetuning["test_error"], run_seconds(results))
 
 
 def run_trial(tune_config: dict, *, sweep: Sweep, trials_dir: str, datasets, mode, steps_per_call,
@@ -172,96 +166,12 @@ def run_trial(tune_config: dict, *, sweep: Sweep, trials_dir: str, datasets, mod
 
 def _record_failure(folder: Path, message: str) -> None:
     """``failure.json`` in the trial's folder, and the message as the trial's last result."""
-    message = _one_line(message)
+    message = one_line(message)
     write_json(folder / FAILURE_FILE, {"message": message})
     tune_module().report({"failure": message})
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-# ---------------------------------------------------------------- outcomes
-
-
-def trial_outcome(folder: Path | None, metrics: dict, error=None,
-                  how_to_continue: str = "continue the sweep with --resume") -> dict:
-    """Status, errors, epochs, seconds and message of a trial, from its own folder first (what
-    the sda run wrote), then from what it last reported to Tune; an unfinished trial's message
-    ends with ``how_to_continue``."""
-    if folder is None:
-        return {"best_validation_error": None, "test_error": None, "epochs": None, "seconds": None,
-                "status": "unfinished", "message": "not started: continue the sweep with --resume"}
-    outcome = {"best_validation_error": metrics.get("best_validation_error"), "test_error": metrics.get("test_error"),
-               "epochs": metrics.get("epoch"), "seconds": metrics.get("seconds"), "message": ""}
-    try:
-        if (folder / "results.json").is_file():
-            outcome.update(status="finished", **_finished_numbers(folder / "results.json"))
-        elif (folder / FAILURE_FILE).is_file():
-            outcome.update(status="failed", message=_message(folder / FAILURE_FILE))
-        elif error is not None:
-            outcome.update(status="failed", message=_one_line(str(error).strip().splitlines()[-1] if str(error).strip()
-                                                              else type(error).__name__))
-        elif (folder / STOPPED_FILE).is_file():
-            outcome.update(status="stopped", message=_message(folder / STOPPED_FILE))
-        else:
-            outcome.update(status="unfinished", message=f"not run to its end: {how_to_continue}")
-    except OSError as exc:
-        outcome.update(_NO_NUMBERS, status="failed", message=f"cannot read {exc.filename}: {exc.strerror}")
-    except ValueError as exc:  # a file of the trial's damaged or forged since it was written
-        outcome.update(_NO_NUMBERS, status="failed", message=_one_line(exc))
-    return outcome
-
-
-_NO_NUMBERS = {"best_validation_error": None, "test_error": None, "epochs": None, "seconds": None}
-
-
-def _finished_numbers(path: Path) -> dict:
-    """The errors, epochs and seconds of a run's ``results.json``, each checked as a run writes it
-    (errors in [0, 1] or None, counts and seconds finite and >= 0): ValueError naming ``path``."""
-    results = read_json(path)
-    try:
-        finetuning = results["finetuning"]
-        numbers = {"best_validation_error": finetuning["best_validation_error"], "test_error": finetuning["test_error"],
-                   "epochs": finetuning["epochs"], "seconds": _run_seconds(results)}
-    except (KeyError, TypeError, IndexError):
-        raise ValueError(f"{path}: not the results a run writes (its fine-tuning errors, epochs or seconds "
-                         f"are missing)") from None
-
-    def number(value) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-    for name in ("best_validation_error", "test_error"):
-        if numbers[name] is not None and not (number(numbers[name]) and numbers[name] <= 1):
-            raise ValueError(f"{path}: {name} must be a number in [0, 1] or null, got {numbers[name]!r:.40}")
-    if not (number(numbers["epochs"]) and isinstance(numbers["epochs"], int)) or not number(numbers["seconds"]):
-        raise ValueError(f"{path}: epochs and seconds must be numbers >= 0, got {numbers['epochs']!r:.40} and "
-                         f"{numbers['seconds']!r:.40}")
-    return numbers
-
-
-def _message(path: Path) -> str:
-    """The one-line message of a trial's ``failure.json`` or ``stopped.json``."""
-    saved = read_json(path)
-    if not isinstance(saved, dict) or not isinstance(saved.get("message"), str):
-        raise ValueError(f"{path}: not the message a sweep writes (an object with a string \"message\")")
-    return _one_line(saved["message"])[:1000]
-
-
-
-
-def _describe(tune_config: dict) -> str:
-    values = tune_config["configuration"]["values"]
-    return ", ".join([*(f"{key}={value}" for key, value in values.items()), f"seed={tune_config['seed']}"])
-
-
-def _outcome_line(name: str, description: str, outcome: dict) -> str:
-    if outcome["status"] == "failed":
-        return f"trial {name} ({description}) failed: {outcome['message']}"
-    if outcome["best_validation_error"] is None:
-        return f"trial {name} ({description}) {outcome['status']} before its first fine-tuning epoch"
-    return (f"trial {name} ({description}) {outcome['status']}: best validation error "
-            f"{outcome['best_validation_error']:.2%}, test error {outcome['test_error']:.2%}, "
-            f"{outcome['epochs']} epochs, {outcome['seconds']:.0f} s")
+# ---------------------------------------------------------------- trial lines
 
 
 def _trial_lines(trials_dir: str):
@@ -282,47 +192,9 @@ def _trial_lines(trials_dir: str):
 
         def _print(self, trial, metrics, error=None):
             outcome = trial_outcome(Path(trials_dir) / str(trial), metrics, error)
-            print(_outcome_line(str(trial), _describe(trial.config), outcome), flush=True)
+            print(outcome_line(str(trial), describe(trial.config), outcome), flush=True)
 
     return TrialLines()
-
-
-def collect_rows(sweep: Sweep, result_grid, trials_dir: Path) -> list[dict]:
-    """One row per trial of the sweep (see :mod:`sda.sweep_report`), in configuration and seed
-    order; a trial that never started (the sweep was interrupted) is ``unfinished``."""
-    results = {Path(result.path).name: result for result in result_grid}
-    names = _trial_names(trials_dir, results)
-    rows = []
-    for number, configuration in enumerate(sweep.configurations):
-        for seed in sweep.seeds:
-            name = names.get((number, seed))
-            result = results.get(name) if name is not None else None
-            config = sweep.trial_config(configuration, seed)
-            row = {"trial": name, "configuration": number, "seed": seed,
-                   **{key: value for key, value in config.items() if key != "seed"}, **configuration}
-            row.update(trial_outcome(None if name is None else trials_dir / name,
-                                     (result.metrics or {}) if result else {}, result.error if result else None))
-            row["command"] = rerun_command(sweep, config)
-            rows.append(row)
-    return rows
-
-
-def _trial_names(trials_dir: Path, results: dict) -> dict:
-    """``(configuration number, seed) -> trial name``, from the trials' own ``trial.json`` (what
-    Tune's results hold only for trials that reported), else from Tune's results."""
-    names = {}
-    for name, result in results.items():
-        if result.config is not None:
-            names[(result.config["configuration"]["number"], result.config["seed"])] = name
-    for path in trials_dir.glob(f"*/{TRIAL_FILE}"):
-        try:
-            identity = read_json(path)
-            key = (identity["configuration"], identity["seed"])
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
-            continue  # damaged or forged: Tune's results still name the trials that reported
-        if all(isinstance(part, int) and not isinstance(part, bool) for part in key):
-            names[key] = path.parent.name
-    return names
 
 
 # ---------------------------------------------------------------- the sweep
@@ -506,7 +378,7 @@ def main(argv=None) -> int:
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          max_concurrent=args.max_concurrent)
     except (SweepConfigError, SweepError, DataError) as exc:
-        print(f"sda-sweep: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"sda-sweep: error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

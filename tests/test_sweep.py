@@ -472,7 +472,7 @@ def test_refused_sweep_commands_are_one_line_before_ray(argv, message, tmp_path,
     ('{"finetuning": {"test_error": 0.9, "test_error": 0.1}}', "holds the key 'test_error' twice"),
 ])
 def test_a_trials_forged_results_make_it_failed_with_the_reason(results, message, tmp_path):
-    from sda.sweep import trial_outcome
+    from sda.sweep_outcomes import trial_outcome
     (tmp_path / "results.json").write_text(results)
     outcome = trial_outcome(tmp_path, {})
     assert outcome["status"] == "failed" and message in outcome["message"], outcome
@@ -480,7 +480,7 @@ def test_a_trials_forged_results_make_it_failed_with_the_reason(results, message
 
 
 def test_a_trials_forged_failure_message_is_refused(tmp_path):
-    from sda.sweep import trial_outcome
+    from sda.sweep_outcomes import trial_outcome
     (tmp_path / "failure.json").write_text('["not", "an", "object"]')
     outcome = trial_outcome(tmp_path, {})
     assert outcome["status"] == "failed" and "not the message a sweep writes" in outcome["message"], outcome
@@ -490,7 +490,7 @@ def test_a_trials_forged_failure_message_is_refused(tmp_path):
 
 
 def test_forged_trial_files_name_no_trial_and_stop_nothing(tmp_path):
-    from sda.sweep import _trial_names
+    from sda.sweep_outcomes import _trial_names
     files = {"deep": "[" * 100_000 + "]" * 100_000, "list": "[0, 1]", "twice": '{"configuration": 0, "seed": 1, '
              '"seed": 2}', "floats": '{"configuration": 0.5, "seed": 1}', "bools": '{"configuration": true, "seed": 1}',
              "good": '{"configuration": 3, "seed": 7, "node": "n"}'}
