@@ -392,19 +392,16 @@ def epoch_records(pretrain: PretrainResult, state=None) -> list[dict]:
     every epoch of every phase from 1 (pretraining layer 0's epochs, then layer 1's, ..., then
     fine-tuning's; with L-BFGS an iteration is an epoch), so it rises by one from record to
     record, across phases and across a resume; and a ``time``, when the epoch ended (UTC,
-    ISO 8601, :func:`sda.training.utc_now`; None for an epoch an older checkpoint did not time).
+    ISO 8601, :func:`sda.training.utc_now`).
     Pretraining records also hold the layer, epoch, cost and seconds; fine-tuning records those
     of :func:`fit_early_stopping`."""
     records = []
-    for layer, costs in enumerate(pretrain.costs):
-        seconds = pretrain.epoch_seconds[layer] if layer < len(pretrain.epoch_seconds) else []
-        times = pretrain.epoch_times[layer] if layer < len(pretrain.epoch_times) else []
-        records += [{"phase": "pretraining", "layer": layer, "epoch": epoch, "cost": cost,
-                     "seconds": seconds[epoch - 1] if epoch <= len(seconds) else None,
-                     "time": times[epoch - 1] if epoch <= len(times) else None}
+    for layer, (costs, seconds, times) in enumerate(zip(pretrain.costs, pretrain.epoch_seconds, pretrain.epoch_times)):
+        records += [{"phase": "pretraining", "layer": layer, "epoch": epoch, "cost": cost, "seconds": seconds[epoch - 1],
+                     "time": times[epoch - 1]}
                     for epoch, cost in enumerate(costs, start=1)]
     if state is not None:
-        records += [{"phase": "fine-tuning", **record, "time": record.get("time")} for record in state.history]
+        records += [{"phase": "fine-tuning", **record} for record in state.history]
     return [{"step": step, **record} for step, record in enumerate(records, start=1)]
 
 
