@@ -250,6 +250,7 @@ def keep_on_device(shared_variables, mode: str) -> None:
     """
     if mode != "JAX":
         return
+    match_jax_precision(pytensor.config.floatX)
     import jax
 
     for variable in shared_variables:
@@ -267,20 +268,34 @@ def _ignore_jax_notices() -> None:
         warnings.filterwarnings("ignore", message=message, category=UserWarning)
 
 
+def match_jax_precision(floatX: str) -> None:
+    """Let JAX compute in 64 bits exactly when ``floatX`` is float64.
+
+    JAX's precision is one global flag, which PyTensor sets from ``floatX`` once, when its JAX
+    backend is first imported: a float64 graph compiled after a float32 one would otherwise be
+    traced in 32 bits and hand float32 values back to float64 shared variables."""
+    import jax
+
+    if bool(jax.config.jax_enable_x64) != (floatX == "float64"):
+        jax.config.update("jax_enable_x64", floatX == "float64")
+
+
 class _QuietFunction:
     """A JAX-compiled function whose calls hide :data:`_JAX_NOTICES` (JAX traces, and warns, at the
-    first call and again for every new input shape, not when PyTensor compiles)."""
+    first call and again for every new input shape, not when PyTensor compiles), traced in the
+    precision of the ``floatX`` it was compiled in (:func:`match_jax_precision`)."""
 
-    def __init__(self, function):
-        self.function = function
+    def __init__(self, function, floatX: str):
+        self.function, self.floatX = function, floatX
 
     def __call__(self, *args, **kwargs):
+        match_jax_precision(self.floatX)
         with warnings.catch_warnings():
             _ignore_jax_notices()
             return self.function(*args, **kwargs)
 
     def __getattr__(self, name):
-        if name == "function":  # not set yet (unpickling): no recursion
+        if name in ("function", "floatX"):  # not set yet (unpickling): no recursion
             raise AttributeError(name)
         return getattr(self.function, name)
 
@@ -292,11 +307,13 @@ def compile_function(inputs, outputs, mode: str, **kwargs):
     warns about it; that is the intended behaviour here, so the warning is silenced, as are
     the notices of :data:`_JAX_NOTICES`.
     """
+    if mode == "JAX":
+        match_jax_precision(pytensor.config.floatX)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The RandomType SharedVariables")
         _ignore_jax_notices()
         function = pytensor.function(inputs, outputs, mode=mode, **kwargs)
-    return _QuietFunction(function) if mode == "JAX" else function
+    return _QuietFunction(function, pytensor.config.floatX) if mode == "JAX" else function
 
 
 def describe_mode(mode: str) -> str:

@@ -113,3 +113,26 @@ def test_auto_weighs_each_phase_at_its_measured_speed(monkeypatch, available, pr
         assert faster == chosen
 
 
+
+
+@pytest.mark.skipif("JAX" not in INSTALLED, reason="needs jax")
+def test_a_float64_jax_function_computes_in_float64_after_a_float32_one():
+    """JAX's precision is one global flag that PyTensor sets from floatX at its first import: a
+    float64 graph compiled after float32 work must still update its float64 weights in 64 bits
+    (a float32 result would also make an exact resume refuse its own checkpoint)."""
+    import jax
+
+    was = bool(jax.config.jax_enable_x64)
+    try:
+        with pytensor.config.change_flags(floatX="float32"):
+            x = pt.vector("x")
+            assert compile_function([x], 2 * x, "JAX")(np.ones(3, "float32")).dtype == np.float32
+        with pytensor.config.change_flags(floatX="float64"):
+            w = pytensor.shared(np.full(3, 1.0), name="w")
+            step = compile_function([], [], "JAX", updates=[(w, w + 1e-10)])
+            jax.config.update("jax_enable_x64", False)  # as PyTensor leaves it when first imported in float32
+            step()
+            assert w.get_value().dtype == np.float64
+            np.testing.assert_array_equal(w.get_value(), np.full(3, 1.0 + 1e-10))  # 1.0 in float32
+    finally:
+        jax.config.update("jax_enable_x64", was)
