@@ -263,7 +263,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
             single = " (it predicts a single class)" if len(np.unique(predicted)) == 1 else ""
             warnings.warn(f"SdAClassifier did not learn: after {self.n_iter_} fine-tuning epochs its training "
                           f"accuracy {accuracy:.3f} is hardly better than predicting the commonest class "
-                          f"({commonest:.3f}){single}; {advice}", ConvergenceWarning, stacklevel=3)
+                          f"({commonest:.3f}){single}; {advice}", ConvergenceWarning, stacklevel=4)
             return
         errors = [record["validation_error"] for record in self.fit_result_.history
                   if record["validation_error"] is not None]
@@ -272,7 +272,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
                 and min(errors[:-window]) - min(errors) > STILL_LEARNING):
             warnings.warn(f"SdAClassifier ran all {self.training_epochs} training_epochs while its error still "
                           f"fell, from {min(errors[:-window]):.3f} to {min(errors):.3f} in the last {window}; "
-                          f"{advice}", ConvergenceWarning, stacklevel=3)
+                          f"{advice}", ConvergenceWarning, stacklevel=4)
 
     def _compile_logits(self) -> None:
         with pytensor.config.change_flags(floatX=FLOATX):

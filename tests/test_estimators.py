@@ -596,8 +596,9 @@ def test_a_fit_that_cannot_learn_warns(digits, epochs, message):
     X_train, _, y_train, _ = digits
     clf = SdAClassifier(hidden_layer_sizes=(16,), pretraining_epochs=0, training_epochs=epochs, finetune_lr=1e-7,
                         mode=CPU_MODE, random_state=0)
-    with pytest.warns(ConvergenceWarning, match=message):
+    with pytest.warns(ConvergenceWarning, match=message) as caught:
         clf.fit(X_train[:200], y_train[:200])
+    assert caught[0].filename == __file__  # the warning names the line that called fit
 
 
 def test_a_fit_that_runs_out_of_epochs_while_learning_warns(digits):
