@@ -161,7 +161,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Pretrain and fine-tune on ``X`` (n_samples, n_features) and labels ``y``."""
-        self._checksaved_numbers()
+        self._check_numbers()
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
@@ -178,7 +178,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
         if self.optimizer != "sgd":
             raise ValueError("partial_fit trains by minibatch SGD; optimizer='lbfgs' needs the whole set (use fit)")
         if first:
-            self._checksaved_numbers()
+            self._check_numbers()
         X, y = validate_data(self, X, y, dtype=np.float64, reset=first)
         check_classification_targets(y)
         _check_partial_fit_first_call(self, classes)
@@ -188,7 +188,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
             self._fine_tune_once(self._scaler(X), self._class_indices(y))
         return self
 
-    def _checksaved_numbers(self) -> None:
+    def _check_numbers(self) -> None:
         """Every hyperparameter through the checks of a run (:func:`sda.run.validate_config`),
         before any data is read: scikit-learn's intervals let through numbers that are not
         finite in float32 (1e39) or not even in float64 (10**400)."""
