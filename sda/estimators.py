@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from typing import Any
 
 import numpy as np
@@ -29,15 +30,17 @@ import pytensor
 import pytensor.tensor as pt
 from sklearn.base import (BaseEstimator, ClassifierMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin,
                           _fit_context)
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import _check_partial_fit_first_call, check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from sda.dA import dA, new_pytensor_rng
 from sda.SdA import check_criteria
 from sda.datasets import shared_dataset
-from sda.estimator_parts import (COMMON_CONSTRAINTS, FLOATX, SavedEstimator, UnitScaler, batch_size_for, epoch_log,
-                                 check_training_results, documented_parameter, restored_labels, saved_labels,
-                                 saved_numbers, set_common_params, sklearn_constraints)
+from sda.estimator_parts import (COMMON_CONSTRAINTS, FLOATX, LARGEST_AUTO_BATCH, SavedEstimator, UnitScaler,
+                                 batch_size_for, check_training_results, documented_parameter, epoch_log,
+                                 restored_labels, saved_labels, saved_numbers, set_common_params,
+                                 sklearn_constraints)
 from sda.hyperparameters import (COUNT, PROBABILITY, RATE, estimator_hyperparameters, finetune_arguments,
                                  model_arguments)
 from sda.jax_noise import write_back_compiled_noise
@@ -47,6 +50,14 @@ from sda.steps import Step
 from sda.training import FitResult, PretrainResult, pretrain_layers, train_epoch
 
 __all__ = ["SdAClassifier", "DenoisingAutoencoder"]
+
+#: A fit whose training accuracy is not this share of the way from the commonest class's to 1 did
+#: not learn: a network whose SGD barely moved it from its random start scores about the
+#: commonest class's accuracy, a little above or below it.
+LEARNED = 0.1
+#: A fit that ran out of epochs while its error still fell by more than this (a point) over its
+#: last ``patience_epochs`` was still learning; a fall of a few examples' errors is not that.
+STILL_LEARNING = 0.01
 
 
 def _score(validation_error):
@@ -75,9 +86,20 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
     Notes
     -----
     The hyperparameters are those of a run (:mod:`sda.hyperparameters`, the command line's
-    flags), with smaller defaults for a first fit; ``corruption_levels=None`` rises as the
-    tutorial's 0.1, 0.2, 0.3 do, 0.1 more per layer (at most 0.5), for however many layers
-    ``hidden_layer_sizes`` has.
+    flags), with defaults for data of a hundred to a few thousand examples;
+    ``corruption_levels=None`` rises as the tutorial's 0.1, 0.2, 0.3 do, 0.1 more per layer (at
+    most 0.5), for however many layers ``hidden_layer_sizes`` has.
+
+    ``pretrain_batch_size=None`` and ``finetune_batch_size=None`` (the defaults) take a fiftieth
+    of the training examples, between 1 and 20 (:func:`sda.estimator_parts.batch_size_for`), so
+    that an epoch of a small set still makes about 50 updates.  Early stopping is the tutorial's
+    rule: no fit stops before epoch ``patience_epochs`` (50), and each significant improvement of
+    the validation error (without a held-out share, the training error) at epoch ``e`` lets it
+    go on to at least epoch ``2e``; at most ``training_epochs`` (200).  ``fit`` raises a
+    :class:`~sklearn.exceptions.ConvergenceWarning` when its model's training accuracy is not a
+    tenth of the way from the commonest class's to 1 (a model that predicts one class never is),
+    or when it ran all ``training_epochs`` while its error still fell by more than a point over
+    the last ``patience_epochs`` (at most half the epochs run).  ``partial_fit`` does not warn.
 
     ``partial_fit(X, y, classes)`` trains on one batch at a time: the first call pretrains on its
     batch and runs one fine-tuning epoch (``classes`` lists every class to come, as scikit-learn
@@ -125,11 +147,11 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
 
     # explicit, as scikit-learn requires; tests/test_hyperparameters.py holds it to the table
     def __init__(self, hidden_layer_sizes=(500, 500), corruption_type="masking", corruption_levels=None,
-                 pretraining_epochs=5, pretrain_lr=0.05, pretrain_batch_size=20, training_epochs=30,
-                 finetune_lr=0.1, finetune_batch_size=20, finetune_momentum=0.0, finetune_lr_decay=1.0,
+                 pretraining_epochs=5, pretrain_lr=0.05, pretrain_batch_size=None, training_epochs=200,
+                 finetune_lr=0.1, finetune_batch_size=None, finetune_momentum=0.0, finetune_lr_decay=1.0,
                  finetune_lr_schedule="exponential", finetune_corruption=0.0, finetune_dropout_input=0.0,
                  finetune_dropout_hidden=0.0, finetune_weight_decay=0.0, finetune_max_norm=0.0,
-                 patience_epochs=10, criteria="denoising", sparsity_target=0.1, sparsity_weight=3.0,
+                 patience_epochs=50, criteria="denoising", sparsity_target=0.1, sparsity_weight=3.0,
                  sparse_weight_decay=3e-3, optimizer="sgd", pretrain_size=0, finetune_layers="all",
                  validation_fraction=0.0, scale_inputs=True, random_state=None, mode=None, verbose=0):
         for name, value in locals().items():
@@ -139,11 +161,13 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Pretrain and fine-tune on ``X`` (n_samples, n_features) and labels ``y``."""
-        self._checksaved_numbers()
+        self._check_numbers()
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
-        return self._train(X, y, self.training_epochs, self.validation_fraction)
+        self._train(X, y, self.training_epochs, self.validation_fraction)
+        self._warn_unless_converged()
+        return self
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None):
@@ -154,7 +178,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
         if self.optimizer != "sgd":
             raise ValueError("partial_fit trains by minibatch SGD; optimizer='lbfgs' needs the whole set (use fit)")
         if first:
-            self._checksaved_numbers()
+            self._check_numbers()
         X, y = validate_data(self, X, y, dtype=np.float64, reset=first)
         check_classification_targets(y)
         _check_partial_fit_first_call(self, classes)
@@ -164,7 +188,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
             self._fine_tune_once(self._scaler(X), self._class_indices(y))
         return self
 
-    def _checksaved_numbers(self) -> None:
+    def _check_numbers(self) -> None:
         """Every hyperparameter through the checks of a run (:func:`sda.run.validate_config`),
         before any data is read: scikit-learn's intervals let through numbers that are not
         finite in float32 (1e39) or not even in float64 (10**400)."""
@@ -183,7 +207,10 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
         default one per class of ``classes_``)."""
         config = {h.name: getattr(self, h.name) for h in estimator_hyperparameters()}
         sequences = {key: list(value) for key, value in config.items() if isinstance(value, (tuple, np.ndarray))}
-        return {**TUTORIAL, **config, **sequences, "training_epochs": training_epochs,
+        # a batch size of None is worked out in fit, from the data; until then, checked as the largest it may be
+        batch_sizes = {key: LARGEST_AUTO_BATCH for key in ("pretrain_batch_size", "finetune_batch_size")
+                       if config[key] is None}
+        return {**TUTORIAL, **config, **sequences, **batch_sizes, "training_epochs": training_epochs,
                 "n_outs": max(len(self.classes_), 2) if n_outs is None else n_outs}
 
     def _train(self, X, y, training_epochs: int, validation_fraction: float):
@@ -220,6 +247,32 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
         self._continuation = (run.train_step, run.learning_rate, train)
         self._compile_logits()
         return self
+
+    def _warn_unless_converged(self) -> None:
+        """A :class:`~sklearn.exceptions.ConvergenceWarning` when the fit did not learn: its model
+        does not get a tenth of the way from the commonest class's accuracy to 1 on its training
+        data (a model that predicts a single class never does), or it ran out of epochs while its error still fell by more
+        than a point over the last ``patience_epochs`` (at most half the fit)."""
+        train = self._continuation[2]
+        labels = np.asarray(train[1].get_value(borrow=True))
+        predicted = np.argmax(self._logits(train[0].get_value(borrow=True)), axis=1)
+        accuracy, commonest = float(np.mean(predicted == labels)), float(np.bincount(labels).max() / len(labels))
+        advice = ("more training_epochs, a larger finetune_lr or a smaller finetune_batch_size may help; "
+                  "n_iter_ and loss_curve_ show how the fit went")
+        if accuracy < commonest + LEARNED * (1 - commonest):
+            single = " (it predicts a single class)" if len(np.unique(predicted)) == 1 else ""
+            warnings.warn(f"SdAClassifier did not learn: after {self.n_iter_} fine-tuning epochs its training "
+                          f"accuracy {accuracy:.3f} is hardly better than predicting the commonest class "
+                          f"({commonest:.3f}){single}; {advice}", ConvergenceWarning, stacklevel=4)
+            return
+        errors = [record["validation_error"] for record in self.fit_result_.history
+                  if record["validation_error"] is not None]
+        window = max(1, min(int(self.patience_epochs), len(errors) // 2))
+        if (self.fit_result_.epochs == self.training_epochs and len(errors) > window
+                and min(errors[:-window]) - min(errors) > STILL_LEARNING):
+            warnings.warn(f"SdAClassifier ran all {self.training_epochs} training_epochs while its error still "
+                          f"fell, from {min(errors[:-window]):.3f} to {min(errors):.3f} in the last {window}; "
+                          f"{advice}", ConvergenceWarning, stacklevel=4)
 
     def _compile_logits(self) -> None:
         with pytensor.config.change_flags(floatX=FLOATX):

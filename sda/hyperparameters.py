@@ -24,7 +24,7 @@ from sda.validation import (MAX_COUNT, check_corruption, check_layer_sizes, chec
                             check_open_unit_interval, check_positive, check_positive_int, check_seed)
 
 __all__ = ["Values", "Hyperparameter", "HYPERPARAMETERS", "RENAMED", "OPTIMIZERS", "LR_SCHEDULES", "FLOAT32_LIMIT",
-           "COUNT", "RATE", "PROBABILITY", "defaults", "flags", "model_arguments", "finetune_arguments", "estimator_hyperparameters",
+           "COUNT", "BATCH_SIZE", "RATE", "PROBABILITY", "defaults", "flags", "model_arguments", "finetune_arguments", "estimator_hyperparameters",
            "default_noise_levels"]
 
 #: The largest penalty weight a float32 graph can hold (and then some room for the penalties' sums).
@@ -125,6 +125,9 @@ def _criteria(name, criteria, config):
 COUNT = _count(1)
 RATE = Values(lambda name, value, config: check_positive(name, value), low=0, closed="neither")
 PROBABILITY = Values(lambda name, value, config: check_corruption(name, value), low=0, high=1, closed="left")
+#: A minibatch size; None (the estimators' default only: a run refuses it) stands for one chosen by
+#: the number of training examples (:func:`sda.estimator_parts.batch_size_for`).
+BATCH_SIZE = Values(COUNT.check, integer=True, low=1, high=MAX_COUNT, none=True)
 _WEIGHT = Values(_weight, low=0, high=FLOAT32_LIMIT)
 #: The type-dependent bound (below 1 unless the noise is Gaussian) is checked with the type.
 _NOISE = Values(lambda name, value, config: check_noise_level(name, value, config["corruption_type"]), low=0,
@@ -191,10 +194,11 @@ HYPERPARAMETERS = (
     _H("pretraining_epochs", 15, _count(0), "epochs of dA training per layer (0 skips pretraining)", TRAINING,
        estimator_default=5),
     _H("pretrain_lr", 0.001, RATE, "pretraining learning rate", TRAINING, estimator_default=0.05),
-    _H("pretrain_batch_size", 1, COUNT, "pretraining minibatch size", TRAINING, estimator_default=20),
-    _H("training_epochs", 1000, COUNT, "maximum fine-tuning epochs", TRAINING, estimator_default=30),
+    _H("pretrain_batch_size", 1, BATCH_SIZE, "pretraining minibatch size", TRAINING, estimator_default=None),
+    # 200 as MLPClassifier's max_iter: a few hundred examples need that many epochs to learn
+    _H("training_epochs", 1000, COUNT, "maximum fine-tuning epochs", TRAINING, estimator_default=200),
     _H("finetune_lr", 0.1, RATE, "fine-tuning learning rate", TRAINING),
-    _H("finetune_batch_size", 1, COUNT, "fine-tuning minibatch size", TRAINING, estimator_default=20),
+    _H("finetune_batch_size", 1, BATCH_SIZE, "fine-tuning minibatch size", TRAINING, estimator_default=None),
     _H("finetune_momentum", 0.0, PROBABILITY, "classical momentum in [0, 1) for fine-tuning", TRAINING,
        finetune_argument="momentum", sgd_only=True),
     _H("finetune_lr_decay", 1.0, Values(_decay, low=0, high=1, closed="right"),
@@ -215,7 +219,9 @@ HYPERPARAMETERS = (
        "(0: off)", TRAINING, finetune_argument="max_norm", sgd_only=True),
     _H("patience_epochs", 10, Values(lambda name, value, config: check_positive(name, value, MAX_COUNT), low=0,
                                      high=MAX_COUNT, closed="right"),
-       "early stopping looks at least this many epochs ahead", STOPPING),
+       # the estimators': no fit stops before epoch 50, so that one still at the commonest class's error
+       # after its first epochs (a sigmoid network on a hundred examples) has time to start learning
+       "early stopping looks at least this many epochs ahead", STOPPING, estimator_default=50),
     _H("criteria", "denoising", Values(_criteria, options=CRITERIA, per_layer=True, one_for_all=True),
        "what each layer's autoencoder minimises in pretraining (one name: every layer): the dA's "
        "reconstruction of corrupted inputs, or UFLDL's sparse autoencoder", UFLDL, model_argument="criteria"),

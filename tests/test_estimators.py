@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
@@ -220,8 +221,9 @@ def test_decision_function_log_proba_and_the_features_of_each_layer(digits):
 
 def test_partial_fit_pretrains_once_then_fine_tunes_batch_by_batch(digits):
     X_train, X_test, y_train, y_test = digits
+    # batches of 20: 15 updates in the first call's epoch, which leaves the later calls room to improve on it
     clf = SdAClassifier(hidden_layer_sizes=(64,), corruption_levels=0.2, pretraining_epochs=2, finetune_lr=0.2,
-                        mode=CPU_MODE, random_state=0)
+                        pretrain_batch_size=20, finetune_batch_size=20, mode=CPU_MODE, random_state=0)
     with pytest.raises(ValueError, match="classes must be passed on the first call"):
         clone(clf).partial_fit(X_train[:100], y_train[:100])
     batches = np.array_split(np.arange(1200), 4)  # equal batches: one compiled step serves them all
@@ -345,8 +347,10 @@ def held_out_fit(digits):
 
 def test_n_iter_counts_the_fine_tuning_epochs_partial_fit_included(digits):
     X, y = digits[0][:200], digits[2][:200]
-    # patience of a fraction of an epoch: early stopping ends fit before training_epochs
-    clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=6, patience_epochs=0.5, mode=CPU_MODE)).fit(X, y)
+    # patience of a fraction of an epoch: early stopping ends fit before training_epochs (pretrained in
+    # batches of 20, whose features leave fine-tuning's training error without a big fall every epoch)
+    clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=6, patience_epochs=0.5, pretrain_batch_size=20,
+                               mode=CPU_MODE)).fit(X, y)
     assert clf.n_iter_ == len(clf.fit_result_.history) < 6
     clf.partial_fit(X[:50], y[:50])
     assert clf.n_iter_ == len(clf.fit_result_.history) + 1
@@ -565,3 +569,42 @@ def test_an_unfitted_estimator_is_not_saved(tmp_path):
     with pytest.raises(NotFittedError):
         SdAClassifier().save(tmp_path / "clf.safetensors")
     assert not (tmp_path / "clf.safetensors").exists()
+
+
+def test_at_its_defaults_the_classifier_learns_a_hundred_examples():
+    # iris at batch 20 and a patience of 10 epochs predicted one class (accuracy 0.34)
+    from sklearn.datasets import load_iris
+    X, y = load_iris(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # a good fit does not warn
+        clf = SdAClassifier(mode=CPU_MODE, random_state=0).fit(X_train, y_train)
+    assert clf.score(X_test, y_test) > 0.9
+    assert clf.n_iter_ >= clf.patience_epochs
+
+
+@pytest.mark.parametrize("n_samples, batch_size", [(1, 1), (99, 1), (112, 2), (426, 8), (1000, 20), (10 ** 6, 20)])
+def test_the_default_batch_size_gives_small_data_many_minibatches_an_epoch(n_samples, batch_size):
+    from sda.estimator_parts import batch_size_for
+    assert batch_size_for(None, n_samples) == batch_size
+    assert batch_size_for(7, n_samples) == min(7, n_samples)  # one asked for is kept
+
+
+@pytest.mark.parametrize("epochs, message", [(60, "hardly better than predicting the commonest class"),
+                                             (5, "hardly better than predicting the commonest class")])
+def test_a_fit_that_cannot_learn_warns(digits, epochs, message):
+    X_train, _, y_train, _ = digits
+    clf = SdAClassifier(hidden_layer_sizes=(16,), pretraining_epochs=0, training_epochs=epochs, finetune_lr=1e-7,
+                        mode=CPU_MODE, random_state=0)
+    with pytest.warns(ConvergenceWarning, match=message) as caught:
+        clf.fit(X_train[:200], y_train[:200])
+    assert caught[0].filename == __file__  # the warning names the line that called fit
+
+
+def test_a_fit_that_runs_out_of_epochs_while_learning_warns(digits):
+    X_train, _, y_train, _ = digits
+    clf = SdAClassifier(hidden_layer_sizes=(16,), pretraining_epochs=0, training_epochs=12, finetune_lr=0.01,
+                        mode=CPU_MODE, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="ran all 12 training_epochs while its error"):
+        clf.fit(X_train, y_train)
+    assert clf.score(X_train, y_train) > 0.2  # it learned something: not the other warning

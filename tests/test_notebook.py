@@ -29,4 +29,8 @@ def test_example_notebook_executes(monkeypatch):
     # one's own arrays in, the features of each layer out
     assert "features of layer 0: (397, 100)" in text and "features of layer 1: (397, 50)" in text
     assert "a linear model on the features of layer 0: test accuracy" in text
+    # the estimator on digits beside scikit-learn's baselines, on the same split
+    assert "SdAClassifier on digits: test accuracy" in text
+    assert "StandardScaler + LogisticRegression: test accuracy" in text
+    assert "StandardScaler + MLPClassifier: test accuracy" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # filters, reconstructions, curves
