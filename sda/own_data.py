@@ -28,7 +28,7 @@ from sda.data import VALID_SIZE, DataError, Examples, Split
 from sda.npz_data import read_npz
 from sda.scaling import UnitScaler
 
-__all__ = ["OwnData", "default_valid_size", "read_examples", "split_examples", "load_own_data",
+__all__ = ["OwnData", "default_valid_size", "is_csv", "read_examples", "split_examples", "load_own_data",
            "evaluation_examples"]
 
 
