@@ -333,6 +333,8 @@ def class_count(*labels: np.ndarray) -> int:
                         f"found {len(present)} distinct labels from {present[0]} to {present[-1]}"
                         + (f" (missing: {shown})" if missing else "")
                         + ": relabel them, or give --n-outs")
+    if k == 1:
+        raise DataError("the labels hold one class only; a classifier needs two at least")
     return k
 
 
