@@ -17,6 +17,7 @@ import shlex
 import sys
 import textwrap
 from pathlib import Path
+from types import EllipsisType
 
 import numpy as np
 import pytensor
@@ -212,7 +213,8 @@ def load_split(source: dict, download: bool = False, seed: int = 0):
     features onto [0, 1] (None for MNIST, whose pixels are there already) and one example's
     shape as an image (:func:`sda.run.train_SdA`'s).  Fills in ``source["valid_size"]`` when it
     was left to the default, and ``source["scaled"]``."""
-    scaler, image_shape = None, ...
+    scaler = None
+    image_shape: tuple[int, int] | None | EllipsisType = ...  # MNIST's: unscaled, drawn as square images
     if source["data_file"]:
         data = load_own_data(source["data_file"], source["valid_size"], source["train_size"], source["shuffle"],
                              seed, source["label_column"])

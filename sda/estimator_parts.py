@@ -20,7 +20,7 @@ from sda.hyperparameters import Values
 from sda.modes import MODES
 from sda.persistence import (ModelFileError, build_model, check_model_layout, model_entry, model_tensors,
                              read_tensor_file, write_tensor_file)
-from sda.scaling import FLOATX, UnitScaler
+from sda.scaling import UnitScaler
 from sda.version import __version__
 
 

@@ -94,8 +94,10 @@ def split_examples(examples: Examples, n_valid: int | None = None, train_size: i
     split = Split(train=(x[train], y[train]), valid=(x[valid], y[valid]), test=examples.test)
     split = split.with_train_size(train_size)
     scaler = UnitScaler(split.train[0])
-    scaled = [None if part is None else (scaler(part[0]), part[1]) for part in split]
-    return OwnData(Split(*scaled), scaler, shuffle, examples.image_shape)
+    test = None if split.test is None else (scaler(split.test[0]), split.test[1])
+    scaled = Split(train=(scaler(split.train[0]), split.train[1]), valid=(scaler(split.valid[0]), split.valid[1]),
+                   test=test)
+    return OwnData(scaled, scaler, shuffle, examples.image_shape)
 
 
 def load_own_data(path: str | os.PathLike, n_valid: int | None = None, train_size: int | None = None,

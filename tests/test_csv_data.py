@@ -50,7 +50,7 @@ def test_a_class_sorted_csv_trains_once_shuffled_and_evaluates_scaled(tmp_path, 
     assert sorted(p.name for p in out.glob("*.png")) == ["learning_curves.png"]
     assert capsys.readouterr().out.count("no filter or reconstruction pictures") == 1
     model, header, scaler = load_model_and_scaler(out / "best_model.safetensors")
-    assert header["scaled"] and header["format_version"] == 3 and model.n_outs == 3
+    assert header["scaled"] and header["format_version"] == 3 and model.n_outs == 3 and scaler.low.shape == (4,)
     # new rows in the same units as the training file: scaled by the saved scaler, not clipped to 1
     test = write_csv(tmp_path / "test.csv", *blobs(30, seed=1))
     assert main(["--evaluate", str(out / "best_model.safetensors"), "--data", str(test), "--mode", CPU_MODE]) == 0
