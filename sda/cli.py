@@ -214,7 +214,7 @@ def load_split(source: dict, download: bool = False, seed: int = 0):
     shape as an image (:func:`sda.run.train_SdA`'s).  Fills in ``source["valid_size"]`` when it
     was left to the default, and ``source["scaled"]``."""
     scaler = None
-    image_shape: tuple[int, int] | None | EllipsisType = ...  # MNIST's: unscaled, drawn as square images
+    image_shape: tuple[int, int] | EllipsisType | None = ...  # MNIST's: unscaled, drawn as square images
     if source["data_file"]:
         data = load_own_data(source["data_file"], source["valid_size"], source["train_size"], source["shuffle"],
                              seed, source["label_column"])
