@@ -51,7 +51,8 @@ _HISTORY_KEYS = {"epoch", "cost", "validation_error", "test_error", "seconds", "
 _FIT_KEYS = {"epoch", "patience", "best_loss", "best_iteration", "test_error", "done", "seconds", "history"}
 #: The command line's data source (:func:`sda.cli._data_source`): each key's allowed types.
 _SOURCE_TYPES = {"data_file": (str, type(None)), "data_dir": (str, type(None)), "valid_size": (int, type(None)),
-                 "train_size": (int, type(None)), "verify": (bool,)}
+                 "train_size": (int, type(None)), "verify": (bool,), "shuffle": (bool,),
+                 "label_column": (str, type(None)), "scaled": (bool,)}
 
 
 class CheckpointError(ModelFileError):

@@ -17,18 +17,19 @@ import shlex
 import sys
 import textwrap
 from pathlib import Path
+from types import EllipsisType
 
 import numpy as np
 import pytensor
 
 from sda.checkpoint import load_checkpoint
-from sda.data import DEFAULT_DATA_DIR, VALID_SIZE, DataError, load_mnist
+from sda.data import DEFAULT_DATA_DIR, VALID_SIZE, DataError, class_count, load_mnist
 from sda.datasets import shared_split
 from sda.execution import limit_threads
 from sda.loggers import LOGGERS, EpochFeed, LoggerError, open_loggers
 from sda.modes import DEVICES, MODES, ModeError, describe_mode, resolve_mode, use_device
-from sda.npz_data import load_npz
-from sda.persistence import load_model
+from sda.own_data import evaluation_examples, load_own_data
+from sda.persistence import load_model_and_scaler
 from sda.hyperparameters import HYPERPARAMETERS, MODEL, STOPPING, TRAINING, UFLDL, Values, flags
 from sda.run import (PRESETS, TUTORIAL, RunError, epoch_records, preset_settings, preset_summary, run_phases, train_SdA,
                      validate_config)
@@ -88,12 +89,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--data-dir", type=Path,
                    help="folder with the four MNIST-format IDX files, gzipped or not "
                         "(default: the repository's data/mnist)")
-    g.add_argument("--data", type=Path, metavar="FILE.npz",
-                   help="your own data instead: an .npz file with arrays X (n, d) in [0, 1] or uint8 "
-                        "pixels, y (integer labels) and optionally X_test, y_test")
+    g.add_argument("--data", type=Path, metavar="FILE",
+                   help="your own data instead: an .npz file with arrays X (n, d), y (integer labels) and "
+                        "optionally X_test, y_test; or a .csv file with a header row, numeric features and a "
+                        "label column. Features are scaled onto [0, 1] unless they lie there already")
+    g.add_argument("--label-column", metavar="NAME",
+                   help="the column of a --data .csv file that holds the labels 0 .. k-1 (default: the last)")
+    g.add_argument("--no-shuffle", dest="shuffle", action="store_false", default=None,
+                   help="split a --data file as it is ordered (validation: its last rows) instead of "
+                        "shuffling its rows, stratified by label with --seed, first")
     g.add_argument("--valid-size", type=int,
                    help=f"validation = the last this many training images (default {VALID_SIZE}; "
-                        f"for --data a sixth of its rows, at most {VALID_SIZE})")
+                        f"for --data this many of its rows, by default a sixth, at most {VALID_SIZE})")
     g.add_argument("--train-size", type=int, metavar="N",
                    help="train on the first N training images only (default: all)")
     g.add_argument("--no-verify", dest="verify", action="store_false", default=None,
@@ -187,24 +194,38 @@ def _data_source(args: argparse.Namespace, saved: dict | None) -> dict:
         raise ValueError("--download fetches MNIST; it does not go with --data")
     given = lambda value, key, default: value if value is not None else saved.get(key, default)
     data_file = args.data if args.data is not None else None if args.data_dir is not None else saved.get("data_file")
+    if data_file is None and (args.shuffle is not None or args.label_column is not None):
+        raise ValueError(f"{'--no-shuffle' if args.shuffle is not None else '--label-column'} goes with --data; "
+                         f"MNIST keeps the tutorial's split")
     return {"data_file": None if data_file is None else str(data_file),
             "data_dir": None if data_file else str(given(args.data_dir, "data_dir", DEFAULT_DATA_DIR)),
             "valid_size": given(args.valid_size, "valid_size", None),
             "train_size": given(args.train_size, "train_size", None),
-            "verify": given(args.verify, "verify", True)}
+            "verify": given(args.verify, "verify", True),
+            # a run recorded before rows were shuffled did not shuffle them
+            "shuffle": bool(data_file) and given(args.shuffle, "shuffle", not saved),
+            "label_column": given(args.label_column, "label_column", None)}
 
 
-def load_split(source: dict, download: bool = False):
-    """The data of ``source`` as shared ``[train, valid, test]`` (test None when an .npz file has
-    none); fills in ``source["valid_size"]`` when it was left to the default."""
+def load_split(source: dict, download: bool = False, seed: int = 0):
+    """The data of ``source``: ``(datasets, scaler, image_shape)``, the datasets as shared
+    ``[train, valid, test]`` (test None when a file has none), the scaler that put a file's
+    features onto [0, 1] (None for MNIST, whose pixels are there already) and one example's
+    shape as an image (:func:`sda.run.train_SdA`'s).  Fills in ``source["valid_size"]`` when it
+    was left to the default, and ``source["scaled"]``."""
+    scaler = None
+    image_shape: tuple[int, int] | EllipsisType | None = ...  # MNIST's: unscaled, drawn as square images
     if source["data_file"]:
-        split = load_npz(source["data_file"], source["valid_size"])
+        data = load_own_data(source["data_file"], source["valid_size"], source["train_size"], source["shuffle"],
+                             seed, source["label_column"])
+        split, scaler, image_shape = data.split, data.scaler, data.image_shape
     else:
         n_valid = VALID_SIZE if source["valid_size"] is None else source["valid_size"]
-        split = load_mnist(source["data_dir"], n_valid=n_valid,
-                           verify=source["verify"], download=download)
+        split = load_mnist(source["data_dir"], n_valid=n_valid, verify=source["verify"],
+                           download=download).with_train_size(source["train_size"])
     source["valid_size"] = len(split.valid[1])
-    return shared_split(split.with_train_size(source["train_size"]))
+    source["scaled"] = scaler is not None and scaler.enabled
+    return shared_split(split), scaler, image_shape
 
 
 def _announce_preset(args: argparse.Namespace) -> None:
@@ -247,7 +268,12 @@ def train(args: argparse.Namespace) -> None:
     args.output_dir = output_dir  # for the messages of a run that stops
     if args.steps_per_call is not None and args.steps_per_call < 1:
         raise ValueError(f"--steps-per-call must be >= 1, got {args.steps_per_call}")
-    datasets = load_split(source, download=args.download)
+    datasets, scaler, image_shape = load_split(source, download=args.download, seed=full_config["seed"])
+    if args.resume is None and args.n_outs is None:  # as many outputs as the labels have classes
+        labels = [pair[1].get_value(borrow=True) for pair in datasets if pair is not None]
+        config["n_outs"] = class_count(*labels)
+        full_config = validate_config({**full_config, "n_outs": config["n_outs"]}, names)
+        log.info("%d classes (labels 0 .. %d): --n-outs %d", config["n_outs"], config["n_outs"] - 1, config["n_outs"])
     n_train, n_ins = datasets[0][0].get_value(borrow=True).shape
     mode = resolve_mode(args.mode, phases=run_phases(n_train, n_ins, full_config))
     log.info("%s; pytensor %s; data %s; output %s", describe_mode(mode), pytensor.__version__,
@@ -257,7 +283,8 @@ def train(args: argparse.Namespace) -> None:
         run = train_SdA(datasets, output_dir=output_dir, resume=args.resume is not None, overwrite=args.overwrite,
                         mode=mode, steps_per_call=args.steps_per_call, progress=not args.quiet,
                         log=None if args.quiet else log.info, pictures=args.pictures, data_source=source,
-                        on_epoch_end=feed if feed.loggers else None, names=names, **config)
+                        on_epoch_end=feed if feed.loggers else None, names=names, scaler=scaler,
+                        image_shape=image_shape, **config)
     except BaseException:
         feed.close(failed=True)
         raise
@@ -280,25 +307,26 @@ def _summary(results: dict, output_dir) -> str:
 
 
 def evaluate(args: argparse.Namespace) -> float:
-    """Print and return the test error of the saved model ``args.evaluate``."""
-    model, header = load_model(args.evaluate)
+    """Print and return the test error of the saved model ``args.evaluate``: on MNIST's test set,
+    an .npz file's test arrays or all the rows of a .csv file, scaled as the model's training data were."""
+    model, header, scaler = load_model_and_scaler(args.evaluate)
     if header["class"] != "SdA":
         raise ValueError(f"--evaluate needs an SdA model file, {args.evaluate} holds a {header['class']}")
     source = _data_source(args, None)
-    # only the test set is scored: any validation size does, and 1 fits every dataset
-    test = load_split({**source, "valid_size": 1, "train_size": None})[2]
     where = source["data_file"] or source["data_dir"]
-    if test is None:
-        raise ValueError(f"{where} has no test set (arrays X_test and y_test) to evaluate on")
-    images, labels = test[0].get_value(borrow=True), test[1].get_value(borrow=True)
-    if images.shape[1] != model.n_ins:
-        raise ValueError(f"{args.evaluate} takes {model.n_ins} inputs, but the images in {where} have "
-                         f"{images.shape[1]} pixels: give the data it was trained on (--data-dir or --data)")
+    if source["data_file"]:
+        examples, labels = evaluation_examples(source["data_file"], source["label_column"])
+    else:  # only the test set is scored: any validation size does, and 1 fits every dataset
+        # MNIST always has its test set
+        examples, labels = load_mnist(source["data_dir"], n_valid=1, verify=source["verify"]).test  # type: ignore[misc]
+    if examples.shape[1] != model.n_ins:
+        raise ValueError(f"{args.evaluate} takes {model.n_ins} inputs, but the examples in {where} have "
+                         f"{examples.shape[1]} features: give the data it was trained on (--data-dir or --data)")
     if labels.max() >= model.n_outs:
         raise ValueError(f"{args.evaluate} knows {model.n_outs} classes, the test labels go up to {labels.max()}")
-    predictions = model.predict_function(resolve_mode(args.mode))(images)
+    predictions = model.predict_function(resolve_mode(args.mode))(scaler(examples))
     error = float(np.mean(predictions != labels))
-    print(f"{args.evaluate}: test error {error:.2%} on {len(labels)} images")
+    print(f"{args.evaluate}: test error {error:.2%} on {len(labels)} examples")
     return error
 
 

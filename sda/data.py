@@ -42,6 +42,8 @@ __all__ = [
     "MNIST_MIRRORS",
     "DEFAULT_DATA_DIR",
     "Split",
+    "Examples",
+    "class_count",
     "read_idx",
     "find_idx_file",
     "download_mnist",
@@ -302,6 +304,38 @@ class Split:
         if not 0 < n <= available:
             raise DataError(f"--train-size must be between 1 and the {available} training examples, got {n}")
         return Split(train=(self.train[0][:n], self.train[1][:n]), valid=self.valid, test=self.test)
+
+
+@dataclass
+class Examples:
+    """Labelled examples as a file holds them, before any split or scaling (:mod:`sda.own_data`):
+    features ``x`` (n, d), numbers of any range (pixel bytes already divided by 255); labels
+    ``y`` (n,) int32; the ``test`` pair or None; ``image_shape``, the (rows, cols) of one
+    example as an image, or None when the examples are not images (no filters are drawn)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    test: tuple[np.ndarray, np.ndarray] | None
+    image_shape: tuple[int, int] | None
+
+
+def class_count(*labels: np.ndarray) -> int:
+    """The number of classes of these labels, which must be the integers 0 .. k-1, each of them
+    present (a missing one would leave an output unit that nothing trains)."""
+    present = np.unique(np.concatenate([np.asarray(part).ravel() for part in labels]))
+    if len(present) == 0:
+        raise DataError("no labels to count the classes of")
+    k = int(present[-1]) + 1
+    if present[0] < 0 or len(present) != k:
+        missing = sorted(set(range(k)) - set(present.tolist()))
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        raise DataError(f"the labels must be the integers 0 .. k-1, each present, to tell the number of classes; "
+                        f"found {len(present)} distinct labels from {present[0]} to {present[-1]}"
+                        + (f" (missing: {shown})" if missing else "")
+                        + ": relabel them, or give --n-outs")
+    if k == 1:
+        raise DataError("the labels hold one class only; a classifier needs two at least")
+    return k
 
 
 #: the tutorial's validation set: the last 10,000 of MNIST's 60,000 training images

@@ -1,7 +1,7 @@
-"""What the two estimators of :mod:`sda.estimators` share: the scaling of their inputs onto
-[0, 1], scikit-learn parameter constraints made from the hyperparameter table
-(:mod:`sda.hyperparameters`), for sequences and for mode names, and their files
-(:class:`SavedEstimator`)."""
+"""What the two estimators of :mod:`sda.estimators` share besides the scaling of their inputs
+(:class:`sda.scaling.UnitScaler`, shared with the command line): scikit-learn parameter
+constraints made from the hyperparameter table (:mod:`sda.hyperparameters`), for sequences and
+for mode names, and their files (:class:`SavedEstimator`)."""
 
 from __future__ import annotations
 
@@ -20,39 +20,8 @@ from sda.hyperparameters import Values
 from sda.modes import MODES
 from sda.persistence import (ModelFileError, build_model, check_model_layout, model_entry, model_tensors,
                              read_tensor_file, write_tensor_file)
+from sda.scaling import UnitScaler
 from sda.version import __version__
-
-FLOATX = "float32"
-
-
-class UnitScaler:
-    """Training data onto [0, 1]: left as it is when it lies there already, else each feature by
-    its own minimum and maximum (a constant feature to 0); clipped to [0, 1] afterwards."""
-
-    def __init__(self, X, enabled: bool):
-        in_unit_interval = X.size == 0 or (X.min() >= 0 and X.max() <= 1)
-        self.enabled = enabled and not in_unit_interval
-        if self.enabled:
-            # halves: the span of features from -1e308 to 1e308 is beyond float64, half of it is not
-            self.low, high = X.min(axis=0) / 2, X.max(axis=0) / 2
-            self.span = np.where(high > self.low, high - self.low, 1.0)
-
-    def __call__(self, X):
-        scaled = (X / 2 - self.low) / self.span if self.enabled else X
-        return np.clip(scaled, 0.0, 1.0).astype(FLOATX)
-
-    def tensors(self) -> dict:
-        """What an estimator's file holds of this scaler (nothing when it leaves the data as they are)."""
-        return {"scaler.low": self.low, "scaler.span": self.span} if self.enabled else {}
-
-    @classmethod
-    def from_tensors(cls, tensors: dict) -> UnitScaler:
-        """The scaler whose :meth:`tensors` these are."""
-        scaler = cls.__new__(cls)
-        scaler.enabled = "scaler.low" in tensors
-        if scaler.enabled:
-            scaler.low, scaler.span = tensors["scaler.low"], tensors["scaler.span"]
-        return scaler
 
 
 #: A batch size of None: at most this many examples a minibatch ...

@@ -37,15 +37,15 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 from sda.dA import dA, new_pytensor_rng
 from sda.SdA import check_criteria
 from sda.datasets import shared_dataset
-from sda.estimator_parts import (COMMON_CONSTRAINTS, FLOATX, LARGEST_AUTO_BATCH, SavedEstimator, UnitScaler,
-                                 batch_size_for, check_training_results, documented_parameter, epoch_log,
-                                 restored_labels, saved_labels, saved_numbers, set_common_params,
-                                 sklearn_constraints)
+from sda.estimator_parts import (COMMON_CONSTRAINTS, LARGEST_AUTO_BATCH, SavedEstimator, batch_size_for,
+                                 check_training_results, documented_parameter, epoch_log, restored_labels,
+                                 saved_labels, saved_numbers, set_common_params, sklearn_constraints)
 from sda.hyperparameters import (COUNT, PROBABILITY, RATE, estimator_hyperparameters, finetune_arguments,
                                  model_arguments)
 from sda.jax_noise import write_back_compiled_noise
 from sda.modes import compile_function, resolve_mode, training_phases
 from sda.run import TUTORIAL, finetune_learning_rate, train_SdA, validate_config
+from sda.scaling import FLOATX, UnitScaler
 from sda.steps import Step
 from sda.training import FitResult, PretrainResult, pretrain_layers, train_epoch
 

@@ -276,7 +276,7 @@ def match_jax_precision(floatX: str) -> None:
     traced in 32 bits and hand float32 values back to float64 shared variables."""
     import jax
 
-    if bool(jax.config.jax_enable_x64) != (floatX == "float64"):
+    if bool(jax.config.read("jax_enable_x64")) != (floatX == "float64"):
         jax.config.update("jax_enable_x64", floatX == "float64")
 
 

@@ -1,17 +1,17 @@
-"""Your own data: numpy arrays in one ``.npz`` file (``--data FILE.npz``), split like MNIST.
+"""Your own data: numpy arrays in one ``.npz`` file (``--data FILE.npz``).
 
 The file holds
 
 * ``X``: the training examples, one per row (n, d), or images (n, rows, cols) that are flattened;
-  pixel bytes (``uint8``, divided by 255), booleans, or floats already in [0, 1];
+  pixel bytes (``uint8``, divided by 255), booleans, or numbers of any range (integers or
+  floats), which :mod:`sda.own_data` scales onto [0, 1] unless the training rows lie there already;
 * ``y``: their integer class labels (n,), from 0;
 * optionally ``X_test`` and ``y_test``, the same for a test set (without them no test error is
   reported).
 
-The validation set is the *last* ``n_valid`` rows of ``X`` (by default :func:`default_valid_size`),
-the training set the rows before them, as the tutorial split MNIST.  Make such a file with
-``numpy.savez("mine.npz", X=X, y=y, X_test=X_test, y_test=y_test)``.  The file is read with
-``allow_pickle=False``: it cannot run code.  Anything wrong with it raises :class:`DataError`.
+Make such a file with ``numpy.savez("mine.npz", X=X, y=y, X_test=X_test, y_test=y_test)``.  The
+file is read with ``allow_pickle=False``: it cannot run code.  Anything wrong with it raises
+:class:`DataError`.  :func:`read_npz` reads it; :mod:`sda.own_data` splits and scales it.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from sda.archive import READ_ERRORS, check_zip_signature, npy_layout, npz_members, read_member
-from sda.data import VALID_SIZE, DataError, Split
+from sda.data import DataError, Examples
 from sda.validation import available_memory, check_integers_fit
 
-__all__ = ["load_npz", "default_valid_size", "REQUIRED_ARRAYS", "TEST_ARRAYS"]
+__all__ = ["read_npz", "REQUIRED_ARRAYS", "TEST_ARRAYS"]
 
 REQUIRED_ARRAYS = ("X", "y")
 TEST_ARRAYS = ("X_test", "y_test")
@@ -35,14 +35,9 @@ TEST_ARRAYS = ("X_test", "y_test")
 MAX_MEMBERS = 64
 
 
-def default_valid_size(n_rows: int) -> int:
-    """The validation rows of a file of ``n_rows``: MNIST's :data:`~sda.data.VALID_SIZE`, or a sixth
-    of a smaller file (as 10,000 is of MNIST's 60,000 training images)."""
-    return max(1, min(VALID_SIZE, n_rows // 6))
-
-
 def _examples(path: Path, name: str, values: np.ndarray, dtype: str) -> np.ndarray:
-    """The rows of ``values`` as floats in [0, 1]."""
+    """The rows of ``values`` as numbers: pixel bytes divided by 255 and booleans as ``dtype``,
+    other numbers as saved (integers as float64), once they are all finite."""
     if values.ndim < 2 or values.shape[0] == 0:
         raise DataError(f"{path}: {name} must hold examples in rows, (n, features) or (n, rows, cols), "
                         f"got shape {values.shape}")
@@ -51,15 +46,25 @@ def _examples(path: Path, name: str, values: np.ndarray, dtype: str) -> np.ndarr
         raise DataError(f"{path}: {name} has no features: shape {values.shape}")
     if values.dtype == np.uint8:
         return (values / np.asarray(255, dtype)).astype(dtype)
-    if values.dtype == np.bool_ or np.issubdtype(values.dtype, np.floating):
-        # checked as saved, then cast: 1e39 is finite in float64 and infinite in float32
-        finite = np.isfinite(values).all()
-        if not finite or values.min() < 0 or values.max() > 1:
-            found = "NaN or infinite values" if not finite else f"values {values.min():g} .. {values.max():g}"
-            raise DataError(f"{path}: {name} must lie in [0, 1] (the cross-entropy reconstruction needs it), "
-                            f"found {found}: scale it, or save pixel bytes as uint8")
+    if values.dtype == np.bool_:
         return values.astype(dtype)
-    raise DataError(f"{path}: {name} holds {values.dtype}; save pixel bytes as uint8 or floats in [0, 1]")
+    if np.issubdtype(values.dtype, np.integer):
+        return values.astype(np.float64)
+    if np.issubdtype(values.dtype, np.floating):
+        # as saved: scaling works in float64, where 1e39 is finite (float32 would make it infinite)
+        if not np.isfinite(values).all():
+            raise DataError(f"{path}: {name} holds NaN or infinite values")
+        return values
+    raise DataError(f"{path}: {name} holds {values.dtype}; save numbers (pixel bytes as uint8)")
+
+
+def _image_shape(values: np.ndarray) -> tuple[int, int] | None:
+    """One example's (rows, cols) as an image: the saved shape of (n, rows, cols) examples, a
+    square for (n, d) ones whose d is a square number; None otherwise (not drawn as images)."""
+    if values.ndim == 3:
+        return values.shape[1], values.shape[2]
+    side = math.isqrt(values.shape[1]) if values.ndim == 2 else 0
+    return (side, side) if values.ndim == 2 and side * side == values.shape[1] else None
 
 
 def _labels(path: Path, name: str, values: np.ndarray, n_rows: int) -> np.ndarray:
@@ -104,9 +109,8 @@ def _read_arrays(path: Path) -> dict:
                         f"({' '.join(str(exc).split())[:160] or type(exc).__name__})") from None
 
 
-def load_npz(path: str | os.PathLike, n_valid: int | None = None, dtype: str = "float32") -> Split:
-    """Load ``path`` (see the module docstring) as a :class:`sda.data.Split`, whose ``test`` is
-    None when the file has no test arrays."""
+def read_npz(path: str | os.PathLike, dtype: str = "float32") -> Examples:
+    """The examples of ``path`` (see the module docstring), unsplit and unscaled."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file {path} does not exist (expected an .npz archive with arrays X and y)")
@@ -127,8 +131,4 @@ def load_npz(path: str | os.PathLike, n_valid: int | None = None, dtype: str = "
         if test_x.shape[1] != x.shape[1]:
             raise DataError(f"{path}: X_test has {test_x.shape[1]} features per example, X has {x.shape[1]}")
         test = (test_x, _labels(path, "y_test", arrays["y_test"], len(test_x)))
-    n_valid = default_valid_size(len(x)) if n_valid is None else n_valid
-    if not 0 < n_valid < len(x):
-        raise DataError(f"--valid-size must be between 1 and the rows of X less one ({len(x) - 1}), got {n_valid}")
-    cut = len(x) - n_valid
-    return Split(train=(x[:cut], y[:cut]), valid=(x[cut:], y[cut:]), test=test)
+    return Examples(x, y, test, _image_shape(arrays["X"]))

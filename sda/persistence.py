@@ -13,6 +13,9 @@ A safetensors file is an 8-byte little-endian length *n*, *n* bytes of JSON nami
   ``sigmoid_layers.0.b``, ..., ``logLayer.W``, ``logLayer.b``, then each autoencoder's decoder
   (``dA_layers.0.b_prime``, and ``dA_layers.0.W_prime`` for a sparse one), so that pretraining
   can resume too.  Each model class names them (``variable_shapes``, below);
+* when the model's inputs were scaled onto [0, 1] (:class:`sda.scaling.UnitScaler`), the
+  scaler's ``scaler.low`` and ``scaler.span``, float64, one per input, so that new data are
+  scaled as the training data were (the header's ``scaled`` says whether they are there);
 * in the metadata, under ``"sda"``, the header as a JSON string: the format name and version,
   the model's class, its constructor arguments (layer sizes, corruption levels, ...), the dtype,
   the sda version, and any training state the caller adds.
@@ -43,16 +46,17 @@ import safetensors
 import safetensors.numpy
 
 from sda.archive import READ_ERRORS, npy_layout, npz_members, read_member
+from sda.scaling import UnitScaler
 from sda.utils import atomic_write, parse_json
 from sda.version import __version__
 
 __all__ = ["ModelFileError", "FORMAT", "FORMAT_VERSION", "SaveLoadMixin", "model_config", "model_parameters",
-           "save_model", "load_model", "read_model_file", "write_tensor_file", "read_tensor_file", "model_entry",
+           "save_model", "load_model", "load_model_and_scaler", "read_model_file", "write_tensor_file", "read_tensor_file", "model_entry",
            "check_model_layout", "model_tensors", "build_model"]
 
 FORMAT = "sda-model"
-#: Version 2 is safetensors; version 1 was sda 0.3's ``.npz``.
-FORMAT_VERSION = 2
+#: Version 3 records the scaling of the inputs; version 2 did not; version 1 was sda 0.3's ``.npz``.
+FORMAT_VERSION = 3
 _METADATA_KEY = "sda"
 #: The bound on a file's JSON header: a checkpoint of an 800-epoch run takes about 100 KiB.
 _MAX_HEADER_BYTES = 4 << 20
@@ -310,38 +314,63 @@ def model_entry(model, values=None, prefix: str = "") -> tuple[dict, dict]:
     return description, {prefix + name: value for name, value in zip(names, values, strict=True)}
 
 
-def save_model(model, path, training_state: dict | None = None, values=None) -> Path:
+def save_model(model, path, training_state: dict | None = None, values=None,
+               scaler: UnitScaler | None = None) -> Path:
     """Write ``model`` (an SdA, dA, MLP or LogisticRegression) to ``path`` atomically.
 
     ``training_state`` (JSON-serialisable) is stored in the header, e.g. epochs and scores.
     ``values`` replaces the parameters' current values (in :func:`model_parameters` order),
-    e.g. to save the best parameters seen while training goes on.
+    e.g. to save the best parameters seen while training goes on.  ``scaler``: how the inputs
+    were scaled onto [0, 1] for training (None: they were not).
     """
     description, tensors = model_entry(model, values)
+    scaling = scaler.tensors() if scaler is not None else {}
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, **description, "sda_version": __version__,
-              "training_state": training_state or {}}
-    return write_tensor_file(path, header, tensors)
+              "training_state": training_state or {}, "scaled": bool(scaling)}
+    return write_tensor_file(path, header, {**tensors, **scaling})
 
 
 def read_model_file(path) -> tuple[dict, dict[str, np.ndarray]]:
     """The header and the named parameters of a model file (in :func:`model_parameters` order),
     validated but not built into a model."""
+    header, params, _ = _read_model_file(path)
+    return header, params
+
+
+def _read_model_file(path) -> tuple[dict, dict[str, np.ndarray], UnitScaler]:
     header, tensors = read_tensor_file(path, FORMAT, check_layout=lambda h, layout: _check_model_file(path, h, layout))
-    return header, model_tensors(path, header, tensors)
+    scaling = {name: tensors[name] for name in _SCALER_TENSORS if name in tensors}
+    for name, array in scaling.items():
+        if not (np.all(np.isfinite(array)) and (name != "scaler.span" or np.all(array > 0))):
+            raise ModelFileError(f"{path}: {name} holds {'spans not above 0' if name == 'scaler.span' else 'NaN'} "
+                                 f"or infinite values")
+    return header, model_tensors(path, header, tensors), UnitScaler.from_tensors(scaling)
 
 
-_MODEL_HEADER_KEYS = {"format", "format_version", "class", "config", "dtype", "sda_version", "training_state"}
+_MODEL_HEADER_KEYS = {"format", "format_version", "class", "config", "dtype", "sda_version", "training_state",
+                      "scaled"}
+_SCALER_TENSORS = ("scaler.low", "scaler.span")
 
 
 def _check_model_file(path, header: dict, layout: dict) -> None:
     """A model file's header holds the keys :func:`save_model` writes, each of its kind, and
-    its tensors are the model's."""
+    its tensors are the model's, with the scaler's when the header says the inputs were scaled:
+    one float64 per input of the model."""
     if set(header) != _MODEL_HEADER_KEYS:
         raise ModelFileError(f"{path}: header has unknown keys {sorted(set(header) - _MODEL_HEADER_KEYS)!r:.80} "
                              f"and lacks {sorted(_MODEL_HEADER_KEYS - set(header))!r:.80}")
-    if not isinstance(header["training_state"], dict) or not isinstance(header["sda_version"], str):
-        raise ModelFileError(f"{path}: header's training_state must be an object and sda_version a string")
-    check_model_layout(path, header, layout)
+    if (not isinstance(header["training_state"], dict) or not isinstance(header["sda_version"], str)
+            or type(header["scaled"]) is not bool):
+        raise ModelFileError(f"{path}: header's training_state must be an object, sda_version a string and "
+                             f"scaled true or false")
+    model_layout = {name: entry for name, entry in layout.items() if name not in _SCALER_TENSORS}
+    check_model_layout(path, header, model_layout)
+    n_ins = next(iter(model_layout.values()))[1][0]  # every model's first tensor is its input weights
+    scaling = {name: entry for name, entry in layout.items() if name in _SCALER_TENSORS}
+    expected = {name: (np.dtype(np.float64), (n_ins,)) for name in _SCALER_TENSORS} if header["scaled"] else {}
+    if scaling != expected:
+        raise ModelFileError(f"{path}: tensors {sorted(scaling)!r} are not the scaler of {n_ins} inputs that the "
+                             f"header's scaled={str(header['scaled']).lower()} implies")
 
 
 def check_model_layout(path, description: dict, layout: dict, prefix: str = "", error=None) -> None:
@@ -408,5 +437,12 @@ def load_model(path, seed: int = 0):
     The model is built in the file's dtype, and its parameters are set to the saved values,
     so it predicts exactly as the saved one did.
     """
-    header, params = read_model_file(path)
-    return build_model(path, header, params, seed), header
+    model, header, _ = load_model_and_scaler(path, seed)
+    return model, header
+
+
+def load_model_and_scaler(path, seed: int = 0):
+    """``(model, header, scaler)`` of ``path``: :func:`load_model`'s, and the scaler of its
+    inputs (one that leaves them as they are, but for clipping to [0, 1], when they were not scaled)."""
+    header, params, scaler = _read_model_file(path)
+    return build_model(path, header, params, seed), header, scaler

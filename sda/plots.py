@@ -215,10 +215,11 @@ def save_png(array_or_figure, path) -> Path:
     return atomic_write(path, lambda f: array_or_figure.savefig(f, format="png", dpi=100))
 
 
-def image_shape(n_pixels: int) -> tuple[int, int]:
-    """Square images (28 x 28 for MNIST), or one-row strips when ``n_pixels`` is not a square."""
+def image_shape(n_pixels: int) -> tuple[int, int] | None:
+    """Square images (28 x 28 for MNIST); None when ``n_pixels`` is not a square number: such
+    inputs are not drawn as images."""
     side = math.isqrt(n_pixels)
-    return (side, side) if side * side == n_pixels else (1, n_pixels)
+    return (side, side) if side * side == n_pixels else None
 
 
 #: Fewer pretraining epochs than this leave a first layer's filters close to their random start
@@ -237,14 +238,36 @@ def _filters_note(layer: int, epochs: int, unit: str = "epoch") -> str:
     return note
 
 
-def save_run_pictures(sda, results: dict, images, output_dir, img_shape=None, mode=None,
+def save_run_pictures(sda, results: dict, images, output_dir, img_shape=..., mode=None,
                       log=None) -> list[Path]:
     """Write ``filters_layer<k>.png`` for each layer, ``reconstructions.png`` (10 test images
-    at the first layer's corruption level) and ``learning_curves.png``.  ``img_shape`` defaults
-    to :func:`image_shape`.  Returns the paths written."""
+    at the first layer's corruption level) and ``learning_curves.png``; returns the paths written.
+
+    ``img_shape``: one input's (rows, cols) as an image, by default :func:`image_shape`'s square;
+    None when the inputs are not images (a CSV file's features, a count that is not a square):
+    then only the learning curves are drawn, since filters and reconstructions would not read as
+    pictures, and ``log`` says so."""
     output_dir = Path(output_dir)
-    img_shape = img_shape or image_shape(sda.n_ins)
+    img_shape = image_shape(sda.n_ins) if img_shape is ... else img_shape
     unit = "L-BFGS iteration" if results.get("config", {}).get("optimizer") == "lbfgs" else "epoch"
+    written = []
+    if img_shape is None:
+        if log:
+            log(f"no filter or reconstruction pictures: the {sda.n_ins} inputs are not an image; "
+                f"drawing the learning curves only")
+    else:
+        written += _image_pictures(sda, results, images, output_dir, img_shape, unit, mode)
+    sparse = "sparse" in sda.criteria
+    cost = ("mean cost per example (cross-entropy; sparse layers: UFLDL's J)" if sparse and "denoising" in sda.criteria
+            else "mean UFLDL cost J per example" if sparse else "mean cross-entropy per example")
+    figure = learning_curves_figure(results["pretraining"]["costs"], results["finetuning"]["history"], unit=unit,
+                                    pretraining_cost=cost)
+    written.append(save_png(figure, output_dir / "learning_curves.png"))
+    return written
+
+
+def _image_pictures(sda, results: dict, images, output_dir: Path, img_shape, unit: str, mode) -> list[Path]:
+    """The filters of every layer and the reconstructions, as pictures."""
     written = []
     for k in range(sda.n_layers):
         figure = filters_figure(layer_filters(sda, k), img_shape, what=f"layer {k}",
@@ -256,10 +279,4 @@ def save_run_pictures(sda, results: dict, images, output_dir, img_shape=None, mo
     figure = reconstructions_figure(sample, corrupted, reconstructed, img_shape, sda.corruption_type,
                                     sda.corruption_levels[0], f"{sda.criteria[0]} autoencoder")
     written.append(save_png(figure, output_dir / "reconstructions.png"))
-    sparse = "sparse" in sda.criteria
-    cost = ("mean cost per example (cross-entropy; sparse layers: UFLDL's J)" if sparse and "denoising" in sda.criteria
-            else "mean UFLDL cost J per example" if sparse else "mean cross-entropy per example")
-    figure = learning_curves_figure(results["pretraining"]["costs"], results["finetuning"]["history"], unit=unit,
-                                    pretraining_cost=cost)
-    written.append(save_png(figure, output_dir / "learning_curves.png"))
     return written

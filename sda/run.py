@@ -119,7 +119,7 @@ def data_fingerprint(datasets) -> dict:
 def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: bool = False,
               mode: str | None = None, steps_per_call: int | None = None, progress: bool = True, log=print,
               pictures: bool = False, data_source: dict | None = None, on_epoch_end=None,
-              names: dict | None = None, **config) -> Run:
+              names: dict | None = None, scaler=None, image_shape=..., **config) -> Run:
     """Pretrain then fine-tune an SdA (the tutorial's ``test_SdA``); returns a :class:`Run`.
 
     Parameters
@@ -159,6 +159,12 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
         phase (``fit_state`` is None while pretraining), e.g. to report to a sweep.
     names
         how messages name each configuration key (the command line's flags).
+    scaler
+        the :class:`sda.scaling.UnitScaler` that put the inputs onto [0, 1], saved with the best
+        model so that new data are scaled alike (None: the inputs were not scaled).
+    image_shape
+        one input's (rows, cols) as an image, for the pictures; None: the inputs are not images,
+        and only the learning curves are drawn (default: square inputs are images).
     """
     if resume and output_dir is None:
         raise ValueError("resume=True needs the output_dir of the run to continue")
@@ -189,7 +195,8 @@ def train_SdA(datasets, *, output_dir=None, resume: bool = False, overwrite: boo
         if out is not None:
             out.claim()
         return _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, log, pictures,
-                      {"source": data_source, "fingerprint": fingerprint}, on_epoch_end)
+                      {"source": data_source, "fingerprint": fingerprint, "scaler": scaler, "image_shape": image_shape},
+                      on_epoch_end)
     finally:
         if out is not None:
             out.release()
@@ -288,7 +295,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
         running = train_step if state is not None else pretraining_steps[max(0, len(pretrain.costs) - 1)]
         write_back_compiled_noise([running.function])
         if unsaved_best[0] is not None:
-            save_model(model, out.file("best_model.safetensors"), **unsaved_best[0])
+            save_model(model, out.file("best_model.safetensors"), scaler=data["scaler"], **unsaved_best[0])
             unsaved_best[0] = None
         save_checkpoint(out.file("checkpoint.safetensors"), config, state_vars, rngs, pretrain, state,
                         data["fingerprint"], data["source"], {"mode": mode, "steps_per_call": steps_per_call})
@@ -311,10 +318,12 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     write_back_compiled_noise([step.function for step in pretraining_steps])
     load_compiled_noise([train_step.function])
     trained = model.trained_params(config["finetune_layers"])
+    best_iteration = [None if fit_state is None else fit_state.best_iteration]
 
     def finetuning_epoch_end(state):
         lr.set_value(np.asarray(finetune_learning_rate(config, state.epoch), dtype=lr.dtype))
-        if state.history[-1]["test_error"] is not None:  # improved in this epoch
+        if state.best_iteration != best_iteration[0]:  # improved in this epoch (with a test set or without)
+            best_iteration[0] = state.best_iteration
             best = dict(zip(trained, state.best_params))
             unsaved_best[0] = {"training_state": {"epoch": state.epoch, "validation_error": state.best_loss,
                                                   "test_error": state.test_error, "config": config},
@@ -347,7 +356,8 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
         write_json(out.file("results.json"), results)
         if pictures:
             sample = (datasets[2] or datasets[1])[0].get_value(borrow=True)[:10]
-            for path in save_run_pictures(model, results, np.asarray(sample), out.path, mode=mode, log=log):
+            for path in save_run_pictures(model, results, np.asarray(sample), out.path, data["image_shape"], mode=mode,
+                                          log=log):
                 if log:
                     log(f"wrote {path}")
     return Run(model, pretrain_result, finetune_result, results, train_step, lr)

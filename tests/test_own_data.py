@@ -15,7 +15,8 @@ from support import CPU_MODE
 from sda.checkpoint import load_checkpoint
 from sda.cli import main
 from sda.data import DataError
-from sda.npz_data import default_valid_size, load_npz
+from sda.npz_data import read_npz
+from sda.own_data import default_valid_size, load_own_data
 from sda.SdA import SdA
 
 TINY = ["--hidden-layers", "12", "8", "--corruption", "0.1", "0.2", "--pretraining-epochs", "1",
@@ -34,7 +35,7 @@ def digits_npz(tmp_path):
 
 
 def test_npz_file_is_split_like_mnist(digits_npz):
-    split = load_npz(digits_npz)
+    split = load_own_data(digits_npz, shuffle=False).split
     (x, y), (vx, vy), (tx, _) = split
     assert default_valid_size(300) == 50 and default_valid_size(600_000) == 10_000
     assert x.shape == (250, 64) and vx.shape == (50, 64) and tx.shape == (100, 64)
@@ -42,14 +43,13 @@ def test_npz_file_is_split_like_mnist(digits_npz):
     raw = np.load(digits_npz)
     np.testing.assert_allclose(vx, raw["X"][250:].reshape(50, 64) / 255, rtol=1e-6)  # the last rows validate
     np.testing.assert_array_equal(vy, raw["y"][250:])
-    assert load_npz(digits_npz, n_valid=100).train[0].shape == (200, 64)
+    assert load_own_data(digits_npz, n_valid=100).split.train[0].shape == (200, 64)
     assert split.with_train_size(20).train[0].shape == (20, 64) and split.with_train_size(20).valid is split.valid
 
 
 @pytest.mark.parametrize("arrays, message", [
     ({"X": np.zeros((4, 3))}, "lacks the array y"),
-    ({"X": np.linspace(0, 2, 12).reshape(4, 3), "y": np.zeros(4, int)}, r"X must lie in \[0, 1\].*0 \.\. 2"),
-    ({"X": np.zeros((4, 3), np.int64), "y": np.zeros(4, int)}, "holds int64"),
+    ({"X": np.array([[0.5, np.nan]]), "y": np.zeros(1, int)}, "X holds NaN or infinite values"),
     ({"X": np.zeros((4, 3)), "y": np.zeros(5, int)}, "y has 5 labels for 4 examples"),
     ({"X": np.zeros((4, 3)), "y": np.zeros(4)}, "integer class labels"),
     ({"X": np.zeros((4, 3)), "y": np.zeros(4, int), "X_test": np.zeros((2, 3))}, "both X_test and y_test"),
@@ -61,15 +61,15 @@ def test_bad_npz_files_are_refused_with_the_reason(arrays, message, tmp_path):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
     with pytest.raises(DataError, match=message):
-        load_npz(path, n_valid=1)
+        read_npz(path)
 
 
 def test_not_an_npz_file(tmp_path):
     np.save(tmp_path / "one.npy", np.zeros((3, 3)))
     with pytest.raises(DataError, match="not an .npz .zip. archive"):
-        load_npz(tmp_path / "one.npy")
+        read_npz(tmp_path / "one.npy")
     with pytest.raises(DataError, match="does not exist"):
-        load_npz(tmp_path / "absent.npz")
+        read_npz(tmp_path / "absent.npz")
 
 
 def npz_bytes(members, compression=zipfile.ZIP_STORED) -> bytes:
@@ -118,7 +118,7 @@ def test_forged_npz_archives_are_one_line(data, message, tmp_path, capsys):
     path = tmp_path / "forged.npz"
     path.write_bytes(data)
     with pytest.raises(DataError, match=message):
-        load_npz(path, n_valid=1)
+        read_npz(path)
     assert main([*TINY, "--data", str(path), "--output-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
@@ -131,7 +131,7 @@ def test_a_damaged_deflate_stream_is_one_line(tmp_path):
     path = tmp_path / "damaged.npz"
     path.write_bytes(bytes(data))
     with pytest.raises(DataError, match="not a readable .npz archive"):
-        load_npz(path, n_valid=1)
+        read_npz(path)
 
 
 def test_a_large_file_that_is_not_a_zip_archive_is_refused_unread(tmp_path):
@@ -139,7 +139,7 @@ def test_a_large_file_that_is_not_a_zip_archive_is_refused_unread(tmp_path):
     with open(path, "wb") as f:
         f.truncate(7 << 30)  # sparse: takes no disk
     with pytest.raises(DataError, match="not an .npz .zip. archive"):
-        load_npz(path)
+        read_npz(path)
 
 
 def test_cli_trains_on_an_npz_file_and_a_subset_and_resumes_on_them(digits_npz, tmp_path, capsys):
@@ -147,7 +147,8 @@ def test_cli_trains_on_an_npz_file_and_a_subset_and_resumes_on_them(digits_npz, 
     assert main([*TINY, "--data", str(digits_npz), "--train-size", "200", "--output-dir", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["data"] == {"data_file": str(digits_npz), "data_dir": None, "valid_size": 50,
-                               "train_size": 200, "verify": True}
+                               "train_size": 200, "verify": True, "shuffle": True, "label_column": None,
+                               "scaled": False}
     assert load_checkpoint(out / "checkpoint.safetensors").data["train_x"]["shape"] == [200, 64]
     assert results["finetuning"]["test_error"] is not None
     capsys.readouterr()
@@ -156,7 +157,7 @@ def test_cli_trains_on_an_npz_file_and_a_subset_and_resumes_on_them(digits_npz, 
     assert main(["--resume", str(out), "--quiet", "--mode", CPU_MODE, "--train-size", "100"]) == 2
     assert "trained on other data" in capsys.readouterr().err
     assert main(["--evaluate", str(out / "best_model.safetensors"), "--data", str(digits_npz), "--mode", CPU_MODE]) == 0
-    assert f"test error {results['finetuning']['test_error']:.2%} on 100 images" in capsys.readouterr().out
+    assert f"test error {results['finetuning']['test_error']:.2%} on 100 examples" in capsys.readouterr().out
 
 
 def test_cli_without_test_arrays_reports_no_test_error(tmp_path, capsys):
@@ -172,7 +173,7 @@ def test_cli_without_test_arrays_reports_no_test_error(tmp_path, capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--data", "{npz}", "--data-dir", "{npz}"], "give --data (an .npz file) or --data-dir"),
     (["--data", "{npz}", "--train-size", "251"], "--train-size must be between 1 and the 250 training examples"),
-    (["--data", "{npz}", "--valid-size", "300"], "--valid-size must be between 1 and the rows of X less one"),
+    (["--data", "{npz}", "--valid-size", "300"], "--valid-size must be between 1 and the examples less one (299)"),
     (["--data", "{npz}", "--download"], "--download fetches MNIST"),
 ])
 def test_bad_data_flags_are_one_line(flags, message, digits_npz, tmp_path, capsys):
@@ -212,7 +213,6 @@ def test_model_takes_numpy_arrays_and_gives_the_features_of_any_layer(float32):
     ({"X": np.zeros((8, 3)), "y": np.full(8, 2 ** 64 - 1, np.uint64)}, "18446744073709551615"),
     ({"X": np.zeros((8, 0)), "y": np.zeros(8, int)}, r"X has no features: shape \(8, 0\)"),
     ({"X": np.zeros((8, 3, 0)), "y": np.zeros(8, int)}, "X has no features"),
-    ({"X": np.full((8, 3), 1e39), "y": np.zeros(8, int)}, r"found values 1e\+39 \.\. 1e\+39"),
     ({"X": np.full((8, 3), -0.0), "y": np.zeros(8, int), "X_test": np.zeros((2, 0)), "y_test": np.zeros(2, int)},
      "X_test has no features"),
 ])
@@ -220,7 +220,7 @@ def test_npz_numbers_are_checked_as_saved_before_any_cast(arrays, message, tmp_p
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
     with pytest.raises(DataError, match=message):
-        load_npz(path, n_valid=1)
+        read_npz(path)
 
 
 def test_npz_labels_beyond_int32_never_train_as_another_class(tmp_path, capsys):
@@ -235,10 +235,10 @@ def test_npz_labels_beyond_int32_never_train_as_another_class(tmp_path, capsys):
 
 def test_what_is_not_a_regular_file_is_refused_as_data_unread(tmp_path):
     with pytest.raises(DataError, match="is not a regular file"):
-        load_npz(tmp_path)
+        read_npz(tmp_path)
     if os.path.exists("/dev/zero"):  # a device that never ends: never read
         with pytest.raises(DataError, match="/dev/zero is not a regular file"):
-            load_npz("/dev/zero")
+            read_npz("/dev/zero")
 
 
 def _with_member(info: zipfile.ZipInfo, data: bytes) -> bytes:
@@ -282,4 +282,4 @@ def test_odd_members_are_one_line(data, message, tmp_path):
     path = tmp_path / "odd.npz"
     path.write_bytes(data)
     with pytest.raises(DataError, match=message):
-        load_npz(path, n_valid=1)
+        read_npz(path)
