@@ -3,7 +3,7 @@
 They take plain numpy arrays of any shape ``(n_samples, n_features)``, follow scikit-learn's
 conventions (hyperparameters in ``__init__``, learned state in attributes ending in ``_``,
 ``get_params`` / ``set_params``, ``random_state``) and so work inside ``Pipeline`` and
-``GridSearchCV``.  They need the optional extra ``pip install -e .[sklearn]``.
+``GridSearchCV``.
 
 Inputs must lie in [0, 1] (the range the cross-entropy reconstruction needs).  Training data that
 already does (pixels / 255, a ``MinMaxScaler``'s output) is left as it is; any other is mapped

@@ -66,11 +66,8 @@ def read_examples(path: str | os.PathLike, label_column: str | None = None) -> E
 def _shuffled_rows(labels: np.ndarray, n_valid: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation row numbers, shuffled with ``seed``, each class in both sets in
     the proportion it has in the file."""
-    try:
-        from sklearn.model_selection import train_test_split
-    except ImportError:
-        raise DataError("shuffling the rows before the split needs scikit-learn (pip install "
-                        "'pytensor-sda[sklearn]'); or give --no-shuffle") from None
+    from sklearn.model_selection import train_test_split  # imported when used: a second of start-up
+
     try:
         train, valid = train_test_split(np.arange(len(labels)), test_size=n_valid, stratify=labels,
                                         random_state=seed)
