@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sda.hyperparameters import Values
 from sda.modes import MODES
@@ -42,6 +42,54 @@ def batch_size_for(requested: int | None, n_samples: int) -> int:
 
 def epoch_log(verbose):
     return print if verbose else None
+
+
+#: A fit whose training accuracy is not this share of the way from the commonest class's to 1 did
+#: not learn: a network whose SGD barely moved it from its random start scores about the
+#: commonest class's accuracy, a little above or below it.
+LEARNED = 0.1
+#: A fit that ran out of epochs while its error still fell by more than this (a point) over its
+#: last ``patience_epochs`` was still learning; a fall of a few examples' errors is not that.
+STILL_LEARNING = 0.01
+
+
+def convergence_problem(labels: np.ndarray, predicted: np.ndarray, errors: list, epochs: int,
+                        training_epochs: int, patience_epochs: int) -> str | None:
+    """Why a fit did not converge, or None: its model (``predicted``, on its training ``labels``)
+    does not get :data:`LEARNED` of the way from the commonest class's accuracy to 1 (a model
+    that predicts a single class never does), or it ran all ``training_epochs`` while its
+    validation ``errors`` still fell by more than :data:`STILL_LEARNING` over the last
+    ``patience_epochs`` (at most half the fit)."""
+    accuracy, commonest = float(np.mean(predicted == labels)), float(np.bincount(labels).max() / len(labels))
+    advice = ("more training_epochs, a larger finetune_lr or a smaller finetune_batch_size may help; "
+              "n_iter_ and loss_curve_ show how the fit went")
+    if accuracy < commonest + LEARNED * (1 - commonest):
+        single = " (it predicts a single class)" if len(np.unique(predicted)) == 1 else ""
+        return (f"SdAClassifier did not learn: after {epochs} fine-tuning epochs its training accuracy "
+                f"{accuracy:.3f} is hardly better than predicting the commonest class ({commonest:.3f}){single}; "
+                f"{advice}")
+    window = max(1, min(int(patience_epochs), len(errors) // 2))
+    if epochs == training_epochs and len(errors) > window and min(errors[:-window]) - min(errors) > STILL_LEARNING:
+        return (f"SdAClassifier ran all {training_epochs} training_epochs while its error still fell, from "
+                f"{min(errors[:-window]):.3f} to {min(errors):.3f} in the last {window}; {advice}")
+    return None
+
+
+def saved_curves(fitted: dict, n_layers: int) -> tuple[list, list | None, float | None]:
+    """A saved classifier's ``loss_curve_``, ``validation_scores_`` and ``best_validation_score_``,
+    once they agree with its ``n_finetune_epochs_`` and training results (``n_layers`` layers)."""
+    epochs, scores, best = fitted["n_finetune_epochs_"], fitted["validation_scores_"], fitted["best_validation_score_"]
+    if type(epochs) is not int or epochs < 0 or not isinstance(fitted["loss_curve_"], list) \
+            or len(fitted["loss_curve_"]) != epochs:
+        raise ValueError("n_finetune_epochs_ must be a count, the length of loss_curve_")
+    if (scores is None) != (best is None):
+        raise ValueError("validation_scores_ and best_validation_score_ are both None or both given")
+    if scores is not None and (not isinstance(scores, list) or len(scores) != epochs):
+        raise ValueError("validation_scores_ must hold one score per fine-tuning epoch")
+    check_training_results(fitted["pretrain_result_"], fitted["fit_result_"], n_layers, epochs)
+    return (saved_numbers(fitted["loss_curve_"], "loss_curve_"),
+            None if scores is None else saved_numbers(scores, "validation_scores_"),
+            None if best is None else saved_numbers([best], "best_validation_score_")[0])
 
 
 class NonEmptySequenceOf(Interval):
@@ -165,6 +213,11 @@ class SavedEstimator:
 
     def _restore(self, model, scaler, fitted: dict) -> None:
         raise NotImplementedError
+
+    def _scaled(self, X):
+        """``X`` checked against the fitted estimator and mapped by its input scaler."""
+        check_is_fitted(self)
+        return self._scaler(validate_data(self, X, reset=False, dtype=np.float64))
 
     def save(self, path) -> Path:
         """Write this fitted estimator to ``path`` (a ``.safetensors`` file), atomically."""

@@ -38,8 +38,9 @@ from sda.dA import dA, new_pytensor_rng
 from sda.SdA import check_criteria
 from sda.datasets import shared_dataset
 from sda.estimator_parts import (COMMON_CONSTRAINTS, LARGEST_AUTO_BATCH, SavedEstimator, batch_size_for,
-                                 check_training_results, documented_parameter, epoch_log, restored_labels,
-                                 saved_labels, saved_numbers, set_common_params, sklearn_constraints)
+                                 convergence_problem, documented_parameter, epoch_log, restored_labels,
+                                 saved_curves, saved_labels, saved_numbers, set_common_params,
+                                 sklearn_constraints)
 from sda.hyperparameters import (COUNT, PROBABILITY, RATE, estimator_hyperparameters, finetune_arguments,
                                  model_arguments)
 from sda.jax_noise import write_back_compiled_noise
@@ -50,15 +51,6 @@ from sda.steps import Step
 from sda.training import FitResult, PretrainResult, pretrain_layers, train_epoch
 
 __all__ = ["SdAClassifier", "DenoisingAutoencoder"]
-
-#: A fit whose training accuracy is not this share of the way from the commonest class's to 1 did
-#: not learn: a network whose SGD barely moved it from its random start scores about the
-#: commonest class's accuracy, a little above or below it.
-LEARNED = 0.1
-#: A fit that ran out of epochs while its error still fell by more than this (a point) over its
-#: last ``patience_epochs`` was still learning; a fall of a few examples' errors is not that.
-STILL_LEARNING = 0.01
-
 
 def _score(validation_error):
     """scikit-learn's validation score, higher is better: the accuracy, 1 - the error."""
@@ -249,30 +241,16 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
         return self
 
     def _warn_unless_converged(self) -> None:
-        """A :class:`~sklearn.exceptions.ConvergenceWarning` when the fit did not learn: its model
-        does not get a tenth of the way from the commonest class's accuracy to 1 on its training
-        data (a model that predicts a single class never does), or it ran out of epochs while its error still fell by more
-        than a point over the last ``patience_epochs`` (at most half the fit)."""
+        """scikit-learn's :class:`~sklearn.exceptions.ConvergenceWarning` when the fit did not
+        learn or ran out of epochs while learning (:func:`sda.estimator_parts.convergence_problem`)."""
         train = self._continuation[2]
-        labels = np.asarray(train[1].get_value(borrow=True))
         predicted = np.argmax(self._logits(train[0].get_value(borrow=True)), axis=1)
-        accuracy, commonest = float(np.mean(predicted == labels)), float(np.bincount(labels).max() / len(labels))
-        advice = ("more training_epochs, a larger finetune_lr or a smaller finetune_batch_size may help; "
-                  "n_iter_ and loss_curve_ show how the fit went")
-        if accuracy < commonest + LEARNED * (1 - commonest):
-            single = " (it predicts a single class)" if len(np.unique(predicted)) == 1 else ""
-            warnings.warn(f"SdAClassifier did not learn: after {self.n_iter_} fine-tuning epochs its training "
-                          f"accuracy {accuracy:.3f} is hardly better than predicting the commonest class "
-                          f"({commonest:.3f}){single}; {advice}", ConvergenceWarning, stacklevel=4)
-            return
         errors = [record["validation_error"] for record in self.fit_result_.history
                   if record["validation_error"] is not None]
-        window = max(1, min(int(self.patience_epochs), len(errors) // 2))
-        if (self.fit_result_.epochs == self.training_epochs and len(errors) > window
-                and min(errors[:-window]) - min(errors) > STILL_LEARNING):
-            warnings.warn(f"SdAClassifier ran all {self.training_epochs} training_epochs while its error still "
-                          f"fell, from {min(errors[:-window]):.3f} to {min(errors):.3f} in the last {window}; "
-                          f"{advice}", ConvergenceWarning, stacklevel=4)
+        problem = convergence_problem(np.asarray(train[1].get_value(borrow=True)), predicted, errors,
+                                      self.n_iter_, self.training_epochs, self.patience_epochs)
+        if problem:
+            warnings.warn(problem, ConvergenceWarning, stacklevel=4)
 
     def _compile_logits(self) -> None:
         with pytensor.config.change_flags(floatX=FLOATX):
@@ -338,29 +316,13 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
         differing = sorted(k for k, v in arguments.items() if json.dumps(v) != json.dumps(saved[k]))
         if differing:
             raise ValueError(f"the model's {', '.join(differing)} are not those the parameters give")
-        epochs = fitted["n_finetune_epochs_"]
-        if type(epochs) is not int or epochs < 0 or not isinstance(fitted["loss_curve_"], list) \
-                or len(fitted["loss_curve_"]) != epochs:
-            raise ValueError("n_finetune_epochs_ must be a count, the length of loss_curve_")
+        curves = saved_curves(fitted, model.n_layers)
         self.model_, self._scaler = model, scaler
         self.n_iter_ = self.n_finetune_epochs_ = fitted["n_finetune_epochs_"]
-        self.loss_curve_ = saved_numbers(fitted["loss_curve_"], "loss_curve_")
-        scores, best = fitted["validation_scores_"], fitted["best_validation_score_"]
-        if (scores is None) != (best is None):
-            raise ValueError("validation_scores_ and best_validation_score_ are both None or both given")
-        if scores is not None and (not isinstance(scores, list) or len(scores) != epochs):
-            raise ValueError("validation_scores_ must hold one score per fine-tuning epoch")
-        check_training_results(fitted["pretrain_result_"], fitted["fit_result_"], model.n_layers, epochs)
-        self.validation_scores_ = None if scores is None else saved_numbers(scores, "validation_scores_")
-        self.best_validation_score_ = None if best is None else saved_numbers([best], "best_validation_score_")[0]
+        self.loss_curve_, self.validation_scores_, self.best_validation_score_ = curves
         self.pretrain_result_ = PretrainResult(**fitted["pretrain_result_"])
         self.fit_result_ = FitResult(**fitted["fit_result_"])
         self._compile_logits()
-
-    def _scaled(self, X):
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        return self._scaler(X)
 
     def decision_function(self, X):
         """The output layer's logits of each class, (n_samples, n_classes); for two classes the
@@ -518,10 +480,6 @@ class DenoisingAutoencoder(SavedEstimator, TransformerMixin, ClassNamePrefixFeat
         self.costs_ = self.loss_curve_ = list(costs)
         self.n_iter_ = len(costs)
         self._compile()
-
-    def _scaled(self, X):
-        check_is_fitted(self)
-        return self._scaler(validate_data(self, X, reset=False, dtype=np.float64))
 
     def transform(self, X):
         """Hidden code of each row, shape (n_samples, n_hidden)."""
