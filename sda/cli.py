@@ -342,6 +342,19 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.error_name}: error: {message} (see --help)\n")
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes each message to ``sys.stdout`` as it is then: a notebook or a test may have
+    replaced it since the first run of the process added this handler."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler sets it once; the current sys.stdout is always used
+        pass
+
+
 def main(argv=None, prog: str | None = None) -> int:
     """Entry point; returns the exit status: 0 done, 2 bad arguments, data or files, 1 divergence,
     130 interrupted (Ctrl-C)."""
@@ -351,7 +364,7 @@ def main(argv=None, prog: str | None = None) -> int:
         print(presets_text())
         return 0
     if not log.handlers:  # our messages only: PyTensor's own logging stays as the user set it
-        log.addHandler(logging.StreamHandler(sys.stdout))
+        log.addHandler(_StdoutHandler())
         log.propagate = False
     log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     with pytensor.config.change_flags(floatX="float32"):
