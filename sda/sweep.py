@@ -1,6 +1,7 @@
 """Sweeps and many seeds on Ray Tune: ``python -m sda.sweep --config FILE.toml --output-dir DIR``.
 
-The file (format in :mod:`sda.sweep_config`) names a preset, fixed overrides, the data, what to
+The file (format in :mod:`sda.sweep_config`) names a preset, fixed overrides, the data (MNIST, or
+a file of one's own as ``--data`` takes, :mod:`sda.sweep_data`), what to
 search (grids, random ranges, depth × units) and how many seeds; every configuration runs with
 every seed, each trial through :func:`sda.run.train_SdA`, the one run of this package.  Ray Tune
 schedules the trials (several at once, on one machine or a cluster, on CPUs or GPUs), and an
@@ -9,6 +10,9 @@ optional ASHA scheduler stops the trials whose validation error lags at a rung.
 ``DIR`` receives:
 
 * ``sweep.toml``: the configuration file as it was given (what ``--resume`` continues);
+* ``data.json``: the trials' data as each trial's ``results.json`` records them (MNIST's folder,
+  or ``data = FILE``'s absolute path, split and label column), and the folder of the sweep file,
+  where a relative ``data = FILE`` lies;
 * ``trials/<trial>/``: each trial's own sda output folder (``results.json``, ``checkpoint.safetensors``,
   ``best_model.safetensors``, ``metrics.jsonl``), with ``trial.json`` (its configuration number, seed
   and the id of the Ray node it ran on)
@@ -53,14 +57,15 @@ from pathlib import Path
 
 import pytensor
 
-from sda.cli import OneLineParser
-from sda.data import DataError, load_mnist
+from sda.cli import OneLineParser, load_split
+from sda.data import DataError, class_count, load_mnist
 from sda.datasets import shared_dataset
+from sda.own_data import load_own_data
 from sda.ray_session import (SweepError, check_shared_folder, import_ray, ray_module, shut_down_ray_on_error,
                               start_ray, tune_module)
 from sda.resources import shipped_sweeps, sweep_path
 from sda.run import train_SdA
-from sda.sweep_config import MAX_TRIALS, Sweep, SweepConfigError, parse_sweep, read_sweep
+from sda.sweep_config import MAX_TRIALS, Sweep, SweepConfigError, parse_sweep, read_sweep, validate_trials
 from sda.sweep_outcomes import (FAILURE_FILE, STOPPED_FILE, TRIAL_FILE, collect_rows, describe, one_line, outcome_line,
                                 run_seconds, trial_outcome)
 from sda.sweep_report import best_line, plot_results, summarise, write_results, write_summary
@@ -71,30 +76,45 @@ __all__ = ["main", "run_sweep", "run_trial", "load_sweep_data", "collect_rows"]
 
 EXPERIMENT = "sweep"  # Tune's experiment name under DIR/ray
 SWEEP_FILE = "sweep.toml"
+DATA_FILE = "data.json"  # the trials' data, and the folder a relative data = FILE of sweep.toml was in
 INTERRUPTED = 130
 
 
 # ---------------------------------------------------------------- data
 
 
-def load_sweep_data(sweep: Sweep) -> list:
-    """The sweep's data as numpy arrays ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]``,
+def load_sweep_data(sweep: Sweep) -> list | None:
+    """MNIST's data as numpy arrays ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]``,
     the training set cut to its first ``train_size`` images when the file asks; loaded once,
-    here, and shipped to the trials by Ray (so that a cluster's nodes need no copy of the folder)."""
+    here, and shipped to the trials by Ray (so that a cluster's nodes need no copy of the folder).
+
+    A file of one's own (``data = FILE``) is loaded here once only to check it (it reads, splits
+    and has labels 0 .. k-1; a bad one is a :class:`~sda.data.DataError`, before Ray starts), and
+    None is returned: each trial loads it as the command line does (:func:`sda.cli.load_split`),
+    since its rows are shuffled with the trial's seed.  As on the command line, the trials then
+    have as many outputs as the labels have classes, unless the file sets ``n_outs``."""
     data = sweep.data
-    split = load_mnist(data["data_dir"], n_valid=data["valid_size"], verify=data["verify"])
-    (train_x, train_y), valid, test = split
-    if data["train_size"] is not None:
-        if data["train_size"] > len(train_y):
-            raise SweepConfigError(f"data.train_size is {data['train_size']}, more than the {len(train_y)} "
+    if data["data_file"] is not None:
+        own = load_own_data(data["data_file"], data["valid_size"], data["train_size"], data["shuffle"],
+                            sweep.seeds[0], data["label_column"])
+        split, datasets = own.split, None
+        if "n_outs" not in sweep.given:
+            sweep.base["n_outs"] = class_count(*(pair[1] for pair in split if pair is not None))
+            validate_trials(sweep)
+    else:
+        split = load_mnist(data["data_dir"], n_valid=data["valid_size"], verify=data["verify"])
+        if data["train_size"] is not None and data["train_size"] > len(split.train[1]):
+            raise SweepConfigError(f"data.train_size is {data['train_size']}, more than the {len(split.train[1])} "
                                    f"training images (after the last {data['valid_size']} went to validation)")
-        train_x, train_y = train_x[:data["train_size"]], train_y[:data["train_size"]]
+        split = split.with_train_size(data["train_size"])
+        datasets = [split.train, split.valid, split.test]
+    n_train = len(split.train[1])
     for configuration in sweep.configurations:
         config = sweep.trial_config(configuration, sweep.seeds[0])
         for key in ("pretrain_batch_size", "finetune_batch_size"):
-            if config[key] > len(train_y):
-                raise SweepConfigError(f"{key} is {config[key]}, more than the {len(train_y)} training images")
-    return [(train_x, train_y), valid, test]
+            if config[key] > n_train:
+                raise SweepConfigError(f"{key} is {config[key]}, more than the {n_train} training examples")
+    return datasets
 
 
 # ---------------------------------------------------------------- one trial
@@ -154,12 +174,20 @@ def run_trial(tune_config: dict, *, sweep: Sweep, trials_dir: str, datasets, mod
     resume = (folder / "checkpoint.safetensors").is_file()
     try:
         with pytensor.config.change_flags(floatX="float32"):
-            shared = [shared_dataset(pair, name=name) for pair, name in zip(datasets, ("train", "valid", "test"))]
+            if datasets is None:  # a file of one's own, split with this trial's seed as the command line splits it
+                source = dict(sweep.data)
+                shared, scaler, image_shape = load_split(source, seed=config["seed"])
+            else:
+                source, scaler, image_shape = sweep.data, None, ...
+                shared = [shared_dataset(pair, name=name) for pair, name in zip(datasets, ("train", "valid", "test"))]
             train_SdA(shared, output_dir=folder, resume=resume, overwrite=not resume, mode=mode,
                       steps_per_call=steps_per_call, progress=False, log=None, pictures=False,
-                      data_source=sweep.data, on_epoch_end=_report_epoch, **config)
+                      data_source=source, on_epoch_end=_report_epoch, scaler=scaler, image_shape=image_shape,
+                      **config)
     except DivergenceError as exc:
         _record_failure(folder, f"training diverged: {exc}")
+    except DataError as exc:  # a file of one's own changed since the sweep checked it
+        _record_failure(folder, f"data: {exc}")
     except (ValueError, TypeError, OSError) as exc:
         _record_failure(folder, f"{type(exc).__name__}: {exc}")
 
@@ -229,7 +257,7 @@ def run_sweep(sweep: Sweep, output_dir, *, resume: bool = False, address: str | 
     _check_output_dir(output_dir, sweep, resume)
     datasets = load_sweep_data(sweep)
     print(f"sweep: {len(sweep.configurations)} configurations × {len(sweep.seeds)} seeds = {sweep.n_trials} trials; "
-          f"output {output_dir}", flush=True)
+          f"data {sweep.data['data_file'] or sweep.data['data_dir']}; output {output_dir}", flush=True)
     with _claimed(output_dir, sweep, resume):
         start_ray(address)
         if address:
@@ -297,7 +325,7 @@ def _check_output_dir(output_dir: Path, sweep: Sweep, resume: bool) -> None:
     if resume:
         if not saved.is_file() or not tune_module().Tuner.can_restore(str(output_dir / "ray" / EXPERIMENT)):
             raise SweepError(f"no sweep to resume in {output_dir} (it lacks {SWEEP_FILE} or Ray's ray/{EXPERIMENT})")
-        if parse_sweep(saved.read_text(encoding="utf-8"), str(saved), max_trials=None) != sweep:
+        if parse_sweep(saved.read_text(encoding="utf-8"), str(saved), max_trials=None, folder=sweep.folder) != sweep:
             raise SweepError(f"{saved} differs from the given --config: a resumed sweep keeps its configuration "
                              f"(give no --config, or the same file)")
         return
@@ -319,12 +347,14 @@ def _claimed(output_dir: Path, sweep: Sweep, resume: bool):
     made = not output_dir.exists()
     try:
         atomic_write(output_dir / SWEEP_FILE, lambda f: f.write(sweep.text.encode("utf-8")))
+        write_json(output_dir / DATA_FILE, {"data": sweep.data, "sweep_folder": sweep.folder})
     except OSError as exc:
         raise SweepError(f"cannot write to output directory {output_dir}: {exc.strerror}") from None
     try:
         yield
     except (SweepError, KeyboardInterrupt):
         (output_dir / SWEEP_FILE).unlink(missing_ok=True)
+        (output_dir / DATA_FILE).unlink(missing_ok=True)
         if made:
             with contextlib.suppress(OSError):
                 output_dir.rmdir()
@@ -365,8 +395,19 @@ def _check_arguments(args: argparse.Namespace) -> Sweep:
             raise SweepError("--config FILE.toml is needed (except with --resume)")
         if not (args.output_dir / SWEEP_FILE).is_file():
             raise SweepError(f"no sweep to resume in {args.output_dir} (it lacks {SWEEP_FILE})")
-        return read_sweep(args.output_dir / SWEEP_FILE, max_trials=None)  # the limit was applied when it started
+        # the limit was applied when it started; a relative data = FILE lies where the file was then
+        return read_sweep(args.output_dir / SWEEP_FILE, max_trials=None, folder=_sweep_folder(args.output_dir))
     return read_sweep(sweep_path(args.config), max_trials=None if args.resume else args.max_trials)
+
+
+def _sweep_folder(output_dir: Path):
+    """The folder the sweep in ``output_dir`` was read from (None, the output folder, when its
+    ``data.json`` is missing or damaged: it then names no relative data file)."""
+    try:
+        folder = read_json(output_dir / DATA_FILE)["sweep_folder"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return folder if isinstance(folder, str) else None
 
 
 def main(argv=None) -> int:

@@ -17,6 +17,11 @@ This module knows nothing of Ray: :mod:`sda.sweep` runs what it describes.  The 
     valid_size = 10000       # validation = the last this many training images
     verify = true            # check the MNIST checksums
     train_size = 5000        # optional: train on the first this many training images only
+    # or your own file instead of data_dir, as --data (sda.own_data), relative to this file's folder:
+    # data = "mine.npz"      # or "mine.csv"
+    # label_column = "y"     # a .csv file's label column (--label-column; default: the last)
+    # shuffle = false        # split the rows in the file's order (--no-shuffle; default: true)
+    # valid_size defaults to a sixth of the file's rows (at most 10,000), as on the command line
 
     [run]                    # how to compute, not part of the configuration
     mode = "JAX"             # a mode of sda.modes (default: AUTO)
@@ -71,16 +76,16 @@ from pathlib import Path
 import numpy as np
 import pytensor
 
-from sda.data import DEFAULT_DATA_DIR, VALID_SIZE
 from sda.hyperparameters import RENAMED, flags
 from sda.modes import MODES
 from sda.resources import shipped_sweeps
 from sda.run import PRESETS, TUTORIAL, validate_config
+from sda.sweep_data import DATA_KEYS, SweepConfigError, count, data_flags, data_source
 from sda.utils import read_bounded
-from sda.validation import MAX_COUNT, check_number, check_seed, shown
+from sda.validation import check_number, check_seed
 
 __all__ = ["SweepConfigError", "Sweep", "read_sweep", "parse_sweep", "LAYER_SHAPE_KEYS", "VARIANT", "rerun_command",
-           "MAX_TRIALS"]
+           "MAX_TRIALS", "validate_trials"]
 
 #: The trials a sweep file may ask for unless the command says more (``--max-trials``): a
 #: typo such as ``seeds = 1000000000`` is refused at once instead of filling the memory.
@@ -91,7 +96,6 @@ LAYER_SHAPE_KEYS = ("depth", "units", "corruption_level")
 _TOP_KEYS = {"preset", "seeds", "num_samples", "sample_seed", "config", "data", "run", "search", "scheduler",
              "variants"}
 VARIANT = "variant"  # the column naming a trial's variant
-_DATA_KEYS = {"data_dir", "valid_size", "verify", "train_size"}
 _RUN_KEYS = {"mode", "steps_per_call"}
 _SCHEDULER_KEYS = {"type", "grace_period", "reduction_factor", "max_t"}
 _RANDOM_KINDS = ("uniform", "loguniform")
@@ -99,10 +103,6 @@ _HYPERPARAMETERS = set(TUTORIAL) | set(LAYER_SHAPE_KEYS)
 #: each convenience key and the list it builds: the two may not both be given
 _CONFLICTS = {"units": "hidden_layer_sizes", "depth": "hidden_layer_sizes",
               "corruption_level": "corruption_levels"}
-
-
-class SweepConfigError(ValueError):
-    """The sweep's configuration file cannot be run as written."""
 
 
 @dataclass
@@ -123,6 +123,9 @@ class Sweep:
     scheduler: dict | None
     random_axes: dict = field(default_factory=dict)
     text: str = field(default="", compare=False)  # the file as written, saved beside the results
+    #: the hyperparameters the file sets ([config], [search], variants): the others are the preset's
+    given: frozenset = field(default=frozenset(), compare=False)
+    folder: str = field(default=".", compare=False)  # what a relative data = FILE is relative to
 
     @property
     def n_trials(self) -> int:
@@ -160,8 +163,9 @@ def toml_depth(text: str) -> int:
     return deepest
 
 
-def read_sweep(path, max_trials: int | None = MAX_TRIALS) -> Sweep:
-    """Read and check the sweep file ``path`` (at most :data:`MAX_SWEEP_BYTES`; see :func:`parse_sweep`)."""
+def read_sweep(path, max_trials: int | None = MAX_TRIALS, folder=None) -> Sweep:
+    """Read and check the sweep file ``path`` (at most :data:`MAX_SWEEP_BYTES`; see :func:`parse_sweep`);
+    a relative ``data = FILE`` lies in ``folder``, by default the file's own."""
     path = Path(path)
     try:
         # utf-8-sig: a byte-order mark, as some editors write, is not part of the TOML
@@ -175,13 +179,15 @@ def read_sweep(path, max_trials: int | None = MAX_TRIALS) -> Sweep:
         raise SweepConfigError(f"cannot read sweep file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except ValueError as exc:  # too large, or not a regular file
         raise SweepConfigError(f"sweep file {exc}") from None
-    return parse_sweep(text, str(path), max_trials)
+    return parse_sweep(text, str(path), max_trials, folder=path.parent if folder is None else folder)
 
 
-def parse_sweep(text: str, where: str = "sweep file", max_trials: int | None = MAX_TRIALS) -> Sweep:
+def parse_sweep(text: str, where: str = "sweep file", max_trials: int | None = MAX_TRIALS,
+                folder: str | Path = ".") -> Sweep:
     """Check the TOML ``text`` of a sweep and expand it; ``where`` names it in messages.  Its size
     and nesting are bounded before it is parsed, and a file asking for more than ``max_trials``
-    trials (None: no limit) is refused before any is made."""
+    trials (None: no limit) is refused before any is made.  ``folder`` is the file's: a relative
+    ``data = FILE`` lies there, whatever the current directory."""
     if len(text) > MAX_SWEEP_BYTES:
         raise SweepConfigError(f"{where} holds {len(text)} characters, more than a sweep file may ({MAX_SWEEP_BYTES})")
     depth = toml_depth(text)
@@ -195,16 +201,17 @@ def parse_sweep(text: str, where: str = "sweep file", max_trials: int | None = M
     except tomllib.TOMLDecodeError as exc:
         raise SweepConfigError(f"{where} is not valid TOML: {exc}") from None
     try:
-        sweep = _build(raw, max_trials)
+        sweep = _build(raw, max_trials, Path(folder))
     except SweepConfigError as exc:
         raise SweepConfigError(f"{where}: {exc}") from None
     except (ValueError, TypeError) as exc:  # validate_config's messages
         raise SweepConfigError(f"{where}: {' '.join(str(exc).split())}") from None
     sweep.text = text
+    sweep.folder = str(Path(folder).resolve())
     return sweep
 
 
-def _build(raw: dict, max_trials: int | None) -> Sweep:
+def _build(raw: dict, max_trials: int | None, folder: Path) -> Sweep:
     _refuse_unknown("the file's top level", raw, _TOP_KEYS)
     preset = raw.get("preset", "tutorial")
     if preset not in PRESETS:
@@ -220,22 +227,23 @@ def _build(raw: dict, max_trials: int | None) -> Sweep:
     grid, random_axes = _split_search(search)
     variants = _variants(raw, fixed, search)
     seeds = raw.get("seeds", 1)
-    n_trials = (math.prod(len(values) for values in grid.values()) * _count(raw, "num_samples", 1)
-                * max(1, len(variants)) * (len(seeds) if isinstance(seeds, list) else _count(raw, "seeds", 1)))
+    n_trials = (math.prod(len(values) for values in grid.values()) * count(raw, "num_samples", 1)
+                * max(1, len(variants)) * (len(seeds) if isinstance(seeds, list) else count(raw, "seeds", 1)))
     if max_trials is not None and n_trials > max_trials:
         raise SweepConfigError(f"the file asks for {n_trials:,} trials, more than the {max_trials:,} a sweep runs "
                                f"unless told (--max-trials N)")
     seeds = _seeds(raw, base)
-    configurations = _expand(grid, random_axes, _count(raw, "num_samples", 1), raw.get("sample_seed", 0))
+    configurations = _expand(grid, random_axes, count(raw, "num_samples", 1), raw.get("sample_seed", 0))
     axes = list(search)
     if variants:
         configurations = [{VARIANT: name, **copy.deepcopy(overrides), **point}
                           for name, overrides in variants.items() for point in configurations]
         axes = [VARIANT, *axes]
-    sweep = Sweep(preset=preset, base=base, data=_data(raw), run=_run(raw), axes=axes,
+    given = frozenset(fixed) | frozenset(search) | frozenset(key for v in variants.values() for key in v)
+    sweep = Sweep(preset=preset, base=base, data=_data(raw, folder), run=_run(raw), axes=axes,
                   configurations=configurations, seeds=seeds, scheduler=_scheduler(raw, base),
-                  random_axes=random_axes)
-    _validate_trials(sweep)
+                  random_axes=random_axes, given=given)
+    validate_trials(sweep)
     return sweep
 
 
@@ -327,15 +335,6 @@ def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _count(raw: dict, key: str, default: int) -> int:
-    value = raw.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SweepConfigError(f"{key} must be an integer >= 1, got {shown(value)}")
-    if value > MAX_COUNT:
-        raise SweepConfigError(f"{key} must be at most {MAX_COUNT:,}, got {shown(value)}")
-    return value
-
-
 def _seeds(raw: dict, base: dict) -> list[int]:
     """``seeds = N``: the base configuration's seed and the N - 1 after it (modulo 2**32);
     ``seeds = [s1, s2, ...]``: those.  Without ``seeds``, the base configuration's seed.
@@ -348,7 +347,7 @@ def _seeds(raw: dict, base: dict) -> list[int]:
         if not seeds or len(set(seeds)) != len(seeds):
             raise SweepConfigError(f"seeds must be a count or a list of distinct seeds, got {seeds!r}")
         return [check_seed("seeds", s) for s in seeds]
-    n = _count(raw, "seeds", 1)
+    n = count(raw, "seeds", 1)
     first = check_seed("seed", base["seed"])
     return [(first + i) % 2 ** 32 for i in range(n)]
 
@@ -397,20 +396,10 @@ def _repeated(value, preset_list: list, depth: int) -> list:
     return list(preset_list) if len(preset_list) == depth else [preset_list[0]] * depth
 
 
-def _data(raw: dict) -> dict:
+def _data(raw: dict, folder: Path) -> dict:
     data = _table(raw, "data")
-    _refuse_unknown("[data]", data, _DATA_KEYS)
-    data_dir = data.get("data_dir", str(DEFAULT_DATA_DIR))
-    if not isinstance(data_dir, str) or not data_dir:
-        raise SweepConfigError(f"data.data_dir must be a folder name, got {data_dir!r}")
-    verify = data.get("verify", True)
-    if not isinstance(verify, bool):
-        raise SweepConfigError(f"data.verify must be true or false, got {verify!r}")
-    train_size = data.get("train_size")
-    if train_size is not None:
-        train_size = _count(data, "train_size", 1)
-    return {"data_dir": str(Path(data_dir).resolve()), "valid_size": _count(data, "valid_size", VALID_SIZE),
-            "verify": verify, "train_size": train_size}
+    _refuse_unknown("[data]", data, DATA_KEYS)
+    return data_source(data, folder)
 
 
 def _run(raw: dict) -> dict:
@@ -421,7 +410,7 @@ def _run(raw: dict) -> dict:
         raise SweepConfigError(f"run.mode must be one of AUTO, {', '.join(MODES)}, got {mode!r}")
     steps = run.get("steps_per_call")
     if steps is not None:
-        steps = _count(run, "steps_per_call", 1)
+        steps = count(run, "steps_per_call", 1)
     return {"mode": None if mode is None or mode.upper() == "AUTO" else mode.upper(), "steps_per_call": steps}
 
 
@@ -435,12 +424,12 @@ def _scheduler(raw: dict, base: dict) -> dict | None:
     reduction = table.get("reduction_factor", 3)
     if not _is_number(reduction) or not 1 < reduction < math.inf:
         raise SweepConfigError(f"scheduler.reduction_factor must be a finite number > 1, got {reduction!r}")
-    max_t = _count(table, "max_t", base["training_epochs"])
-    return {"type": "asha", "grace_period": _count(table, "grace_period", 1), "reduction_factor": float(reduction),
+    max_t = count(table, "max_t", base["training_epochs"])
+    return {"type": "asha", "grace_period": count(table, "grace_period", 1), "reduction_factor": float(reduction),
             "max_t": max_t}
 
 
-def _validate_trials(sweep: Sweep) -> None:
+def validate_trials(sweep: Sweep) -> None:
     """Every configuration through :func:`sda.run.validate_config`, with every seed, in float32,
     which trials compute in (a rate of 1e39 is finite in float64, not there)."""
     with pytensor.config.change_flags(floatX="float32"):
@@ -459,13 +448,7 @@ def rerun_command(sweep: Sweep, config: dict) -> str:
             continue
         values = config[key] if isinstance(config[key], (list, tuple)) else [config[key]]
         args += [flag[key], *(repr(v) if isinstance(v, float) else str(v) for v in values)]
-    args += ["--data-dir", sweep.data["data_dir"]]
-    if sweep.data["train_size"] is not None:
-        args += ["--train-size", str(sweep.data["train_size"])]
-    if sweep.data["valid_size"] != VALID_SIZE:
-        args += ["--valid-size", str(sweep.data["valid_size"])]
-    if not sweep.data["verify"]:
-        args.append("--no-verify")
+    args += data_flags(sweep.data)
     if sweep.run["mode"] is not None:
         args += ["--mode", sweep.run["mode"]]
     if sweep.run["steps_per_call"] is not None:

@@ -103,9 +103,9 @@ def outcome_line(name: str, description: str, outcome: dict) -> str:
         return f"trial {name} ({description}) failed: {outcome['message']}"
     if outcome["best_validation_error"] is None:
         return f"trial {name} ({description}) {outcome['status']} before its first fine-tuning epoch"
+    test = "" if outcome["test_error"] is None else f", test error {outcome['test_error']:.2%}"  # a file without a test set
     return (f"trial {name} ({description}) {outcome['status']}: best validation error "
-            f"{outcome['best_validation_error']:.2%}, test error {outcome['test_error']:.2%}, "
-            f"{outcome['epochs']} epochs, {outcome['seconds']:.0f} s")
+            f"{outcome['best_validation_error']:.2%}{test}, {outcome['epochs']} epochs, {outcome['seconds']:.0f} s")
 
 
 def collect_rows(sweep: Sweep, result_grid, trials_dir: Path) -> list[dict]:

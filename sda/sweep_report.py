@@ -5,9 +5,13 @@
   (finished, stopped early by the scheduler, failed, unfinished), a one-line message and the
   command line that reruns it;
 * ``summary.csv``: per configuration, mean and sample standard deviation over its seeds of
-  the validation and test errors (trials that ran at least one fine-tuning epoch: finished
-  ones and those the scheduler stopped early; a failed trial counts in ``failed`` only);
-* ``results.png``: the validation error of every trial against each swept hyperparameter.
+  the validation and test errors of its finished trials, and ``over``, what they are the mean
+  of ("mean over 4 finished trials; 2 stopped early by ASHA").  A trial the scheduler stopped
+  early is counted, not averaged: its error is of fewer epochs than the others', and averaging
+  it in would mix two kinds of number; a failed trial counts in ``failed`` only;
+* ``results.png``: the validation error of every trial against each swept hyperparameter, or,
+  when only the seed varies, the validation and test errors of the seeds as points beside their
+  mean ± sd (a line through errors against seed numbers would draw a trend that is not there).
 
 Errors are fractions in the CSV files (0.0123 = 1.23 %), as in ``results.json``; the picture
 and the printed lines show percentages.  No Ray here: :mod:`sda.sweep` builds the rows.
@@ -29,7 +33,7 @@ __all__ = ["STATUSES", "write_results", "summarise", "best_configuration", "best
 
 #: A trial's status in ``results.csv``.
 STATUSES = ("finished", "stopped", "failed", "unfinished")
-_MEASURED = ("finished", "stopped")
+_MEASURED = ("finished", "stopped")  # ran a fine-tuning epoch at least: drawn, but only finished ones are averaged
 _OUTCOME_COLUMNS = ["best_validation_error", "test_error", "epochs", "seconds", "status", "message", "command"]
 
 
@@ -75,18 +79,25 @@ def _percent(mean: float | None, sd: float | None) -> str:
     return f"{mean:.2%}" if sd is None else f"{100 * mean:.2f} ± {100 * sd:.2f} %"
 
 
+def averaged_over(finished: int, stopped: int) -> str:
+    """What a configuration's means are of: "mean over 4 finished trials; 2 stopped early by ASHA"."""
+    text = f"mean over {finished} finished trial{'s' if finished != 1 else ''}" if finished else "no finished trial"
+    return text + (f"; {stopped} stopped early by ASHA" if stopped else "")
+
+
 def summarise(sweep: Sweep, rows: list[dict]) -> list[dict]:
     """Per configuration: its swept values, the count of trials in each status, and mean and
-    sample standard deviation of the validation and test errors over its measured seeds."""
+    sample standard deviation of the validation and test errors over its finished seeds."""
     summary = []
     for number, configuration in enumerate(sweep.configurations):
         trials = [row for row in rows if row["configuration"] == number]
-        measured = [row for row in trials if row["status"] in _MEASURED]
+        finished = [row for row in trials if row["status"] == "finished"]
         entry = {"configuration": number, **configuration, "trials": len(trials)}
         entry.update({status: sum(row["status"] == status for row in trials) for status in STATUSES})
+        entry["over"] = averaged_over(entry["finished"], entry["stopped"])
         for error in ("best_validation_error", "test_error"):
             name = "validation_error" if error == "best_validation_error" else error
-            values = [row[error] for row in measured if row[error] is not None]
+            values = [row[error] for row in finished if row[error] is not None]
             mean, sd = _mean_sd(values)
             entry.update({f"{name}_mean": mean, f"{name}_sd": sd, name: _percent(mean, sd)})
         summary.append(entry)
@@ -95,7 +106,7 @@ def summarise(sweep: Sweep, rows: list[dict]) -> list[dict]:
 
 def write_summary(path, sweep: Sweep, summary: list[dict]) -> Path:
     """``summary.csv``: one row per configuration (:func:`summarise`)."""
-    columns = ["configuration", *sweep.axes, "trials", *STATUSES, "validation_error", "test_error",
+    columns = ["configuration", *sweep.axes, "trials", *STATUSES, "over", "validation_error", "test_error",
                "validation_error_mean", "validation_error_sd", "test_error_mean", "test_error_sd"]
     return _write_csv(Path(path), columns, summary)
 
@@ -107,20 +118,22 @@ def best_configuration(summary: list[dict]) -> dict | None:
 
 
 def best_line(sweep: Sweep, summary: list[dict], rows: list[dict]) -> str:
-    """One line: the best configuration, its errors over seeds, and the command that reruns
-    its best seed."""
+    """One line: the best configuration (or, when only the seed varies, the one), its errors over
+    its finished seeds and how many were stopped early, and the command that reruns its best seed."""
     best = best_configuration(summary)
     if best is None:
-        return "no trial ran a fine-tuning epoch: no best configuration"
-    values = ", ".join(f"{axis}={_cell(best[axis])}" for axis in sweep.axes) or "the base configuration"
-    n_seeds = best["finished"] + best["stopped"]
+        return "no trial ran to its end: no best configuration"
     # the best seed that ran to its end: its command reproduces it (a stopped one would run longer)
-    candidates = [row for row in rows if row["configuration"] == best["configuration"] and row["status"] in _MEASURED]
-    trial = min(candidates, key=lambda row: (row["status"] != "finished", row["best_validation_error"]))
-    line = (f"best configuration {best['configuration']} ({values}): validation error {best['validation_error']}, "
-            f"test error {best['test_error']} over {n_seeds} seed{'s' if n_seeds != 1 else ''}; "
-            f"rerun (seed {trial['seed']}): {trial['command']}")
-    return line
+    trial = min((row for row in rows if row["configuration"] == best["configuration"] and row["status"] == "finished"),
+                key=lambda row: row["best_validation_error"])
+    errors = f"validation error {best['validation_error']}" + (f", test error {best['test_error']}"
+                                                               if best["test_error"] else "")
+    rerun = f"rerun (seed {trial['seed']}): {trial['command']}"
+    if not sweep.axes:
+        over = best["over"].replace("mean over", "mean ± sd over", 1) if best["validation_error_sd"] else best["over"]
+        return f"over the seeds: {errors} ({over}); {rerun}"
+    values = ", ".join(f"{axis}={_cell(best[axis])}" for axis in sweep.axes)
+    return f"best configuration {best['configuration']} ({values}): {errors} ({best['over']}); {rerun}"
 
 
 def _numeric(values: list) -> bool:
@@ -135,30 +148,64 @@ def _log_scale(sweep: Sweep, axis: str, values: list) -> bool:
 
 
 def plot_results(path, sweep: Sweep, rows: list[dict]) -> Path | None:
-    """``results.png``: validation error (%) against each swept hyperparameter, one panel each
-    (against the seed when nothing else varies).  None when matplotlib is not installed."""
+    """``results.png``: validation error (%) against each swept hyperparameter, one panel each,
+    or the seeds' errors when nothing else varies (:func:`_seeds_panel`).  None when matplotlib
+    is not installed."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
         return None
-    axes_names = sweep.axes or ["seed"]
     measured = [row for row in rows if row["status"] in _MEASURED and row["best_validation_error"] is not None]
-    n_cols = min(3, len(axes_names))
-    n_rows = math.ceil(len(axes_names) / n_cols)
-    figure = Figure(figsize=(4.5 * n_cols, 3.6 * n_rows + 0.6), layout="constrained")
-    for index, axis in enumerate(axes_names):
-        _panel(figure.add_subplot(n_rows, n_cols, index + 1), sweep, axis, measured)
     failed = sum(row["status"] == "failed" for row in rows)
-    figure.suptitle(f"sweep: best validation error of {len(measured)} trials"
-                    + (f" ({failed} failed, not shown)" if failed else ""))
+    if not sweep.axes:
+        figure = Figure(figsize=(5.5, 4.4), layout="constrained")
+        _seeds_panel(figure.add_subplot(1, 1, 1), measured)
+        title = f"{len(measured)} seeds of one configuration"
+    else:
+        n_cols = min(3, len(sweep.axes))
+        n_rows = math.ceil(len(sweep.axes) / n_cols)
+        figure = Figure(figsize=(4.5 * n_cols, 3.6 * n_rows + 0.6), layout="constrained")
+        for index, axis in enumerate(sweep.axes):
+            _panel(figure.add_subplot(n_rows, n_cols, index + 1), sweep, axis, measured)
+        title = f"sweep: best validation error of {len(measured)} trials"
+    figure.suptitle(title + (f" ({failed} failed, not shown)" if failed else ""))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     return atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
+def _seeds_panel(ax, rows: list[dict]) -> None:
+    """The seeds of one configuration: each one's validation and test error as a point (hollow:
+    stopped early), spread sideways so that equal errors stay apart, and the mean ± sd of the
+    finished ones as a bar beside them.  The seed is no axis: its number says nothing of the error."""
+    columns = [("validation", "best_validation_error")]
+    if any(row["test_error"] is not None for row in rows):
+        columns.append(("test", "test_error"))
+    for x, (_, key) in enumerate(columns):
+        points = [(100 * row[key], row["status"] == "stopped") for row in rows if row[key] is not None]
+        offsets = [0.0] if len(points) == 1 else [-0.15 + 0.3 * i / (len(points) - 1) for i in range(len(points))]
+        for (error, stopped), offset in zip(points, offsets):
+            ax.scatter(x - 0.1 + offset, error, zorder=3, **({"facecolors": "none", "edgecolors": "tab:orange"}
+                                                             if stopped else {"color": "tab:blue"}))
+        mean, sd = _mean_sd([error for error, stopped in points if not stopped])
+        if mean is not None:
+            ax.errorbar(x + 0.25, mean, yerr=sd or 0, fmt="D", color="black", capsize=6, zorder=4)
+            ax.annotate(_percent(mean / 100, None if sd is None else sd / 100), (x + 0.3, mean),
+                        textcoords="offset points", xytext=(6, 0), va="center", fontsize="small")
+    ax.scatter([], [], color="tab:blue", label="a seed")
+    if any(row["status"] == "stopped" for row in rows):
+        ax.scatter([], [], facecolors="none", edgecolors="tab:orange", label="stopped early (not averaged)")
+    ax.errorbar([], [], yerr=[], fmt="D", color="black", capsize=6, label="mean ± sd of the finished")
+    ax.set_xticks(range(len(columns)), [f"{label} error" for label, _ in columns])
+    ax.set_xlim(-0.6, len(columns) - 0.1)
+    ax.set_ylabel("error (%)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+
+
 def _panel(ax, sweep: Sweep, axis: str, rows: list[dict]) -> None:
     """One hyperparameter: every trial as a point (hollow: stopped early), and for a grid axis
-    the mean per value as a line, with a tick at each value."""
+    the mean per value of the finished trials as a line, with a tick at each value."""
     values = [row[axis] for row in rows]
     errors = [100 * row["best_validation_error"] for row in rows]
     numeric = _numeric(values)
@@ -174,9 +221,10 @@ def _panel(ax, sweep: Sweep, axis: str, rows: list[dict]) -> None:
     if any(stopped):
         ax.scatter([p for p, s in zip(positions, stopped) if s], [e for e, s in zip(errors, stopped) if s],
                    facecolors="none", edgecolors="tab:orange", label="stopped early", zorder=3)
-    if axis not in sweep.random_axes and positions:
-        means = {p: statistics.fmean(e for q, e in zip(positions, errors) if q == p) for p in sorted(set(positions))}
-        ax.plot(list(means), list(means.values()), color="tab:gray", linewidth=1, label="mean per value")
+    finished = [(p, e) for p, e, s in zip(positions, errors, stopped) if not s]
+    if axis not in sweep.random_axes and finished:
+        means = {p: statistics.fmean(e for q, e in finished if q == p) for p in sorted({p for p, _ in finished})}
+        ax.plot(list(means), list(means.values()), color="tab:gray", linewidth=1, label="mean of the finished")
         if numeric:
             ax.set_xticks(list(means), [_cell(p) for p in means])
     if numeric and values and _log_scale(sweep, axis, values):

@@ -34,7 +34,7 @@ from sda.sweep import _check_arguments
 from sda.sweep import build_parser as sweep_parser
 from sda.sweep import main as sweep_main
 from sda.sweep_config import SweepConfigError, parse_sweep, read_sweep, rerun_command
-from sda.sweep_report import summarise
+from sda.sweep_report import best_line, plot_results, summarise
 
 TRAINING_EPOCHS = 15
 
@@ -397,17 +397,40 @@ def test_rerun_command_gives_the_trial_configuration():
 
 
 def test_summary_of_failed_and_stopped_trials():
+    """Stopped trials are counted beside the mean of the finished ones, never averaged into it."""
     sweep = parse_sweep("seeds = 3\n[search]\nfinetune_lr = [0.1, 0.2]")
     rows = [{"configuration": 0, "status": "finished", "best_validation_error": 0.1, "test_error": 0.2},
-            {"configuration": 0, "status": "stopped", "best_validation_error": 0.3, "test_error": 0.4},
+            {"configuration": 0, "status": "finished", "best_validation_error": 0.3, "test_error": 0.4},
+            {"configuration": 0, "status": "stopped", "best_validation_error": 0.9, "test_error": 0.9},
+            {"configuration": 0, "status": "stopped", "best_validation_error": 0.8, "test_error": 0.8},
             {"configuration": 0, "status": "failed", "best_validation_error": None, "test_error": None},
             {"configuration": 1, "status": "failed", "best_validation_error": None, "test_error": None}]
     first, second = summarise(sweep, rows)
-    assert (first["finished"], first["stopped"], first["failed"]) == (1, 1, 1)
+    assert (first["finished"], first["stopped"], first["failed"]) == (2, 2, 1)
     assert first["validation_error_mean"] == pytest.approx(0.2)
     assert first["validation_error_sd"] == pytest.approx(0.1414214)  # sample sd of (0.1, 0.3)
     assert first["validation_error"] == "20.00 ± 14.14 %"
+    assert first["over"] == "mean over 2 finished trials; 2 stopped early by ASHA"
     assert second["validation_error_mean"] is None and second["validation_error"] == ""
+    assert second["over"] == "no finished trial"
+    line = best_line(sweep, [first, second], [{**row, "seed": 1, "command": "python -m sda.SdA"} for row in rows])
+    assert "(mean over 2 finished trials; 2 stopped early by ASHA)" in line
+
+
+def test_a_seed_only_summary_is_the_mean_and_sd_over_the_seeds(tmp_path, monkeypatch):
+    import sda.sweep_report
+
+    def no_curve(*args):
+        raise AssertionError("a seed-only sweep draws no error against seed")
+    monkeypatch.setattr(sda.sweep_report, "_panel", no_curve)
+    sweep = parse_sweep("seeds = 3")
+    rows = [{"configuration": 0, "seed": seed, "status": "finished", "best_validation_error": error,
+             "test_error": error + 0.01, "command": "python -m sda.SdA"} for seed, error in ((1, 0.1), (2, 0.2), (3, 0.3))]
+    summary = summarise(sweep, rows)
+    line = best_line(sweep, summary, rows)
+    assert line.startswith("over the seeds: validation error 20.00 ± 10.00 %, test error 21.00 ± 10.00 % "
+                           "(mean ± sd over 3 finished trials); rerun (seed 1): ")
+    assert plot_results(tmp_path / "results.png", sweep, rows).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_nothing_in_sda_imports_the_sweep():
