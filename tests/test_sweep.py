@@ -130,10 +130,13 @@ def test_sweep_writes_results_summary_and_picture(finished_sweep):
 def test_summary_is_the_mean_and_sd_over_seeds(finished_sweep):
     out, _, rows = finished_sweep
     good = [float(row["best_validation_error"]) for row in rows if row["configuration"] == "0"]
+    assert [row["status"] for row in rows if row["configuration"] == "0"] == ["finished", "finished"]
     summary = read_csv(out / "summary.csv")[0]
-    assert int(summary["trials"]) == 2
+    assert int(summary["trials"]) == 2 and summary["over"] == "mean over 2 finished trials"
     assert float(summary["validation_error_mean"]) == pytest.approx(sum(good) / 2)
     assert float(summary["validation_error_sd"]) == pytest.approx(abs(good[0] - good[1]) / 2 ** 0.5)
+    stopped = read_csv(out / "summary.csv")[1]  # the tiny rate's trials, stopped by ASHA, are counted apart
+    assert f"{stopped['stopped']} stopped early by ASHA" in stopped["over"]
 
 
 def test_diverging_trials_fail_while_the_others_go_on(finished_sweep):
