@@ -17,18 +17,16 @@ import shlex
 import sys
 import textwrap
 from pathlib import Path
-from types import EllipsisType
 
 import numpy as np
 import pytensor
 
 from sda.checkpoint import load_checkpoint
 from sda.data import DEFAULT_DATA_DIR, VALID_SIZE, DataError, class_count, load_mnist
-from sda.datasets import shared_split
 from sda.execution import limit_threads
 from sda.loggers import LOGGERS, EpochFeed, LoggerError, open_loggers
 from sda.modes import DEVICES, MODES, ModeError, describe_mode, resolve_mode, use_device
-from sda.own_data import evaluation_examples, load_own_data
+from sda.own_data import evaluation_examples, load_split
 from sda.persistence import load_model_and_scaler
 from sda.hyperparameters import HYPERPARAMETERS, MODEL, STOPPING, TRAINING, UFLDL, Values, flags
 from sda.run import (PRESETS, TUTORIAL, RunError, epoch_records, preset_settings, preset_summary, run_phases, train_SdA,
@@ -205,27 +203,6 @@ def _data_source(args: argparse.Namespace, saved: dict | None) -> dict:
             # a run recorded before rows were shuffled did not shuffle them
             "shuffle": bool(data_file) and given(args.shuffle, "shuffle", not saved),
             "label_column": given(args.label_column, "label_column", None)}
-
-
-def load_split(source: dict, download: bool = False, seed: int = 0):
-    """The data of ``source``: ``(datasets, scaler, image_shape)``, the datasets as shared
-    ``[train, valid, test]`` (test None when a file has none), the scaler that put a file's
-    features onto [0, 1] (None for MNIST, whose pixels are there already) and one example's
-    shape as an image (:func:`sda.run.train_SdA`'s).  Fills in ``source["valid_size"]`` when it
-    was left to the default, and ``source["scaled"]``."""
-    scaler = None
-    image_shape: tuple[int, int] | EllipsisType | None = ...  # MNIST's: unscaled, drawn as square images
-    if source["data_file"]:
-        data = load_own_data(source["data_file"], source["valid_size"], source["train_size"], source["shuffle"],
-                             seed, source["label_column"])
-        split, scaler, image_shape = data.split, data.scaler, data.image_shape
-    else:
-        n_valid = VALID_SIZE if source["valid_size"] is None else source["valid_size"]
-        split = load_mnist(source["data_dir"], n_valid=n_valid, verify=source["verify"],
-                           download=download).with_train_size(source["train_size"])
-    source["valid_size"] = len(split.valid[1])
-    source["scaled"] = scaler is not None and scaler.enabled
-    return shared_split(split), scaler, image_shape
 
 
 def _announce_preset(args: argparse.Namespace) -> None:

@@ -20,15 +20,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import EllipsisType
 
 import numpy as np
 
 from sda.csv_data import read_csv
-from sda.data import VALID_SIZE, DataError, Examples, Split
+from sda.data import VALID_SIZE, DataError, Examples, Split, load_mnist
+from sda.datasets import shared_split
 from sda.npz_data import read_npz
 from sda.scaling import UnitScaler
 
-__all__ = ["OwnData", "default_valid_size", "is_csv", "read_examples", "split_examples", "load_own_data",
+__all__ = ["OwnData", "default_valid_size", "is_csv", "read_examples", "split_examples", "load_own_data", "load_split",
            "evaluation_examples"]
 
 
@@ -111,3 +113,24 @@ def evaluation_examples(path: str | os.PathLike, label_column: str | None = None
     if examples.test is None:
         raise DataError(f"{path} has no test set (arrays X_test and y_test) to evaluate on")
     return examples.test
+
+
+def load_split(source: dict, download: bool = False, seed: int = 0):
+    """The data of ``source``: ``(datasets, scaler, image_shape)``, the datasets as shared
+    ``[train, valid, test]`` (test None when a file has none), the scaler that put a file's
+    features onto [0, 1] (None for MNIST, whose pixels are there already) and one example's
+    shape as an image (:func:`sda.run.train_SdA`'s).  Fills in ``source["valid_size"]`` when it
+    was left to the default, and ``source["scaled"]``."""
+    scaler = None
+    image_shape: tuple[int, int] | EllipsisType | None = ...  # MNIST's: unscaled, drawn as square images
+    if source["data_file"]:
+        data = load_own_data(source["data_file"], source["valid_size"], source["train_size"], source["shuffle"],
+                             seed, source["label_column"])
+        split, scaler, image_shape = data.split, data.scaler, data.image_shape
+    else:
+        n_valid = VALID_SIZE if source["valid_size"] is None else source["valid_size"]
+        split = load_mnist(source["data_dir"], n_valid=n_valid, verify=source["verify"],
+                           download=download).with_train_size(source["train_size"])
+    source["valid_size"] = len(split.valid[1])
+    source["scaled"] = scaler is not None and scaler.enabled
+    return shared_split(split), scaler, image_shape

@@ -57,7 +57,8 @@ from pathlib import Path
 
 import pytensor
 
-from sda.cli import OneLineParser, load_split
+from sda.cli import OneLineParser
+from sda.own_data import load_split
 from sda.data import DataError, class_count, load_mnist
 from sda.datasets import shared_dataset
 from sda.own_data import load_own_data
@@ -90,7 +91,7 @@ def load_sweep_data(sweep: Sweep) -> list | None:
 
     A file of one's own (``data = FILE``) is loaded here once only to check it (it reads, splits
     and has labels 0 .. k-1; a bad one is a :class:`~sda.data.DataError`, before Ray starts), and
-    None is returned: each trial loads it as the command line does (:func:`sda.cli.load_split`),
+    None is returned: each trial loads it as the command line does (:func:`sda.own_data.load_split`),
     since its rows are shuffled with the trial's seed.  As on the command line, the trials then
     have as many outputs as the labels have classes, unless the file sets ``n_outs``."""
     data = sweep.data
