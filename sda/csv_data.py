@@ -56,6 +56,9 @@ def _header(path: Path) -> list[str]:
     if header is None:
         raise DataError(f"{path}: empty file; expected a header row naming the columns, then one row per example")
     names = [name.strip() for name in header]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # --label-column and the model's features are named by column
+        raise DataError(f"{path}: the header names column {repeated[0]!r} more than once; every column needs its own name")
     try:
         [float(name) for name in names]
     except ValueError:

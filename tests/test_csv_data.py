@@ -120,6 +120,7 @@ def test_n_outs_of_mnist_files_is_counted_from_their_labels(tmp_path):
     ("a,b,label\n1,2,0\n3,4,cat\n", [], "'cat' is not a number (the labels must be integers 0 .. k-1)"),
     ("a,b,label\n1,inf,0\n", [], "line 2, column 'b': inf is not a finite number"),
     ("1,2,0\n3,4,1\n", [], "the first line must be a header"),
+    ("a,a,label\n" + "1,2,0\n3,4,1\n" * 10, [], "names column 'a' more than once"),
     ("a,b,label\n" + "1,2,0\n3,4,2\n" * 10, [], "the labels must be the integers 0 .. k-1, each present"),
     ("a,b,label\n" + "1,2,0\n3,4,1\n" * 10, ["--label-column", "a", "--no-shuffle"], "(missing: 0, 2)"),
 ])
