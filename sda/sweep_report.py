@@ -168,7 +168,7 @@ def plot_results(path, sweep: Sweep, rows: list[dict]) -> Path | None:
         for index, axis in enumerate(sweep.axes):
             _panel(figure.add_subplot(n_rows, n_cols, index + 1), sweep, axis, measured)
         title = f"sweep: best validation error of {len(measured)} trials"
-    figure.suptitle(title + (f" ({failed} failed, not shown)" if failed else ""))
+    figure.suptitle(title + (f"\n({failed} failed, not shown)" if failed else ""))  # one panel is narrow
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     return atomic_write(path, lambda f: f.write(buffer.getvalue()))
