@@ -58,10 +58,9 @@ from pathlib import Path
 import pytensor
 
 from sda.cli import OneLineParser
-from sda.own_data import load_split
 from sda.data import DataError, class_count, load_mnist
 from sda.datasets import shared_dataset
-from sda.own_data import load_own_data
+from sda.own_data import load_own_data, load_split
 from sda.ray_session import (SweepError, check_shared_folder, import_ray, ray_module, shut_down_ray_on_error,
                               start_ray, tune_module)
 from sda.resources import shipped_sweeps, sweep_path
