@@ -138,7 +138,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
     }
 
     # explicit, as scikit-learn requires; tests/test_hyperparameters.py holds it to the table
-    def __init__(self, hidden_layer_sizes=(500, 500), corruption_type="masking", corruption_levels=None,
+    def __init__(self, hidden_layer_sizes=(100, 100), corruption_type="masking", corruption_levels=None,
                  pretraining_epochs=5, pretrain_lr=0.05, pretrain_batch_size=None, training_epochs=200,
                  finetune_lr=0.1, finetune_batch_size=None, finetune_momentum=0.0, finetune_lr_decay=1.0,
                  finetune_lr_schedule="exponential", finetune_corruption=0.0, finetune_dropout_input=0.0,

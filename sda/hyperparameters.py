@@ -177,7 +177,7 @@ HYPERPARAMETERS = (
     _H("hidden_layer_sizes", [1000, 1000, 1000],
        Values(lambda name, value, config: check_layer_sizes(name, value), integer=True, low=1, high=MAX_COUNT,
               per_layer=True),
-       "units per hidden layer", MODEL, flag="--hidden-layers", estimator_default=(500, 500),
+       "units per hidden layer", MODEL, flag="--hidden-layers", estimator_default=(100, 100),
        model_argument="hidden_layers_sizes"),
     _H("corruption_type", "masking", _choice(CORRUPTION_TYPES),
        "the dAs' noise (Vincent et al. 2010)", MODEL, model_argument="corruption_type"),

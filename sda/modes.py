@@ -105,13 +105,20 @@ def _jax_has_gpu() -> bool:
     return any(d.platform == "gpu" for d in jax_devices())
 
 
-def available_modes() -> list[str]:
-    """The modes that can compile here: CVM only with a C compiler and a BLAS."""
+def _modes_without_jax() -> list[str]:
+    """CVM (with a C compiler and a BLAS) and NUMBA, where they can compile: known without
+    starting JAX, which takes about a second."""
     modes = []
     if pytensor.config.cxx and blas_available():
         modes.append("CVM")
     if importlib.util.find_spec("numba") is not None:
         modes.append("NUMBA")
+    return modes
+
+
+def available_modes() -> list[str]:
+    """The modes that can compile here: CVM only with a C compiler and a BLAS."""
+    modes = _modes_without_jax()
     if jax_devices():
         modes.append("JAX")
     modes.append("FAST_COMPILE")
@@ -181,11 +188,13 @@ def default_mode(phases: dict | None = None) -> str:
     (:func:`cpu_seconds`) is chosen; without them (None: an unknown, large run at a small batch)
     the small-batch order holds: CVM, JAX, NUMBA.  A run of fewer than :data:`JAX_MIN_FLOPS`
     operations spends more on compiling than JAX saves, so small data gets CVM or NUMBA, which
-    compile in a moment from PyTensor's cache.
+    compile in a moment from PyTensor's cache, even beside a GPU (and JAX is not started).
     """
     phases = phases or {}
     batch_size = min((batch for _, batch in phases.values()), default=1)
     small = bool(phases) and sum(flops for flops, _ in phases.values()) < JAX_MIN_FLOPS
+    if small and _device != "gpu" and _modes_without_jax():
+        return _modes_without_jax()[0]
     available = available_modes()
     if "JAX" in available and (_jax_has_gpu() or (batch_size >= JAX_FROM_BATCH_SIZE and not small)):
         return "JAX"

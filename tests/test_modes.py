@@ -1,5 +1,7 @@
 """Every installed compile mode computes the same numbers from the same graph code."""
 
+import subprocess
+import sys
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -136,3 +138,11 @@ def test_a_float64_jax_function_computes_in_float64_after_a_float32_one():
             np.testing.assert_array_equal(w.get_value(), np.full(3, 1.0 + 1e-10))  # 1.0 in float32
     finally:
         jax.config.update("jax_enable_x64", was)
+
+
+def test_a_small_fit_chooses_its_mode_without_starting_jax():
+    # starting JAX costs about a second, more than a small fit's whole compile
+    code = ("import sys; from sda.modes import default_mode, training_phases; "
+            "print(default_mode(training_phases(112, [4, 500, 500, 3], 5, 200, 2, 2)), 'jax' in sys.modules)")
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert printed[0] in ("CVM", "NUMBA") and printed[1] == "False"
