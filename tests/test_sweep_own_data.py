@@ -87,6 +87,11 @@ def test_a_sweep_on_an_npz_file_trains_every_trial_as_the_command_line_does(swee
     command = shlex.split(best.split("): ", 1)[1])
     assert command[command.index("--data") + 1] == data_file
     assert (out / "results.png").is_file()
+    # resumed from yet another folder, the relative file is still the one beside the sweep file
+    resumed = run_sweep("--resume", "--output-dir", out, cwd=sweep_folder.parent)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"data {data_file}" in resumed.stdout
+    assert len(list((out / "trials").glob("*/results.json"))) == 2
 
 
 @pytest.mark.parametrize("name, message", [
