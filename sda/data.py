@@ -378,6 +378,10 @@ def load_mnist(
         raise DataError(f"data directory {directory} is not readable")
     paths = {key: find_idx_file(directory, name) for key, name in MNIST_FILES.items()}
     missing = [MNIST_FILES[key] for key, p in paths.items() if p is None]
+    # there, but a folder, a device or a dangling link: named as what it is, not as missing
+    odd = [c for m in missing for c in (directory / f"{m}.gz", directory / m) if c.exists() or c.is_symlink()]
+    if odd:
+        raise DataError(f"{odd[0]} is not a regular file (the MNIST IDX files must be regular files)")
     if missing:
         raise DataError(
             f"missing in {directory}: {', '.join(m + '[.gz]' for m in missing)} "

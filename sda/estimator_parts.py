@@ -49,17 +49,17 @@ def epoch_log(verbose):
 #: commonest class's accuracy, a little above or below it.
 LEARNED = 0.1
 #: A fit that ran out of epochs while its error still fell by more than this (a point) over its
-#: last ``patience_epochs`` was still learning; a fall of a few examples' errors is not that.
+#: last patience window was still learning; a fall of a few examples' errors is not that.
 STILL_LEARNING = 0.01
 
 
 def convergence_problem(labels: np.ndarray, predicted: np.ndarray, errors: list, epochs: int,
-                        training_epochs: int, patience_epochs: int) -> str | None:
+                        training_epochs: int, patience: int) -> str | None:
     """Why a fit did not converge, or None: its model (``predicted``, on its training ``labels``)
     does not get :data:`LEARNED` of the way from the commonest class's accuracy to 1 (a model
     that predicts a single class never does), or it ran all ``training_epochs`` while its
     validation ``errors`` still fell by more than :data:`STILL_LEARNING` over the last
-    ``patience_epochs`` (at most half the fit)."""
+    ``patience`` epochs (at most half the fit)."""
     accuracy, commonest = float(np.mean(predicted == labels)), float(np.bincount(labels).max() / len(labels))
     advice = ("more training_epochs, a larger finetune_lr or a smaller finetune_batch_size may help; "
               "n_iter_ and loss_curve_ show how the fit went")
@@ -68,7 +68,7 @@ def convergence_problem(labels: np.ndarray, predicted: np.ndarray, errors: list,
         return (f"SdAClassifier did not learn: after {epochs} fine-tuning epochs its training accuracy "
                 f"{accuracy:.3f} is hardly better than predicting the commonest class ({commonest:.3f}){single}; "
                 f"{advice}")
-    window = max(1, min(int(patience_epochs), len(errors) // 2))
+    window = max(1, min(int(patience), len(errors) // 2))
     if epochs == training_epochs and len(errors) > window and min(errors[:-window]) - min(errors) > STILL_LEARNING:
         return (f"SdAClassifier ran all {training_epochs} training_epochs while its error still fell, from "
                 f"{min(errors[:-window]):.3f} to {min(errors):.3f} in the last {window}; {advice}")

@@ -28,7 +28,7 @@ except ImportError:
 import numpy as np
 import pytensor
 
-__all__ = ["MAX_COUNT", "GAUSSIAN_STD_LIMIT", "FLOATX", "shown", "check_number", "check_integers_fit", "check_positive_int",
+__all__ = ["MAX_COUNT", "MAX_LAYERS", "GAUSSIAN_STD_LIMIT", "FLOATX", "shown", "check_number", "check_integers_fit", "check_positive_int",
            "check_positive", "check_corruption", "check_layer_sizes", "check_unit_interval", "check_labels_in_range",
            "check_seed", "check_fits_in_memory", "check_noise_level", "check_open_unit_interval",
            "check_non_negative", "check_layer_index"]
@@ -37,6 +37,9 @@ __all__ = ["MAX_COUNT", "GAUSSIAN_STD_LIMIT", "FLOATX", "shown", "check_number",
 #: value.  The compiled graphs index minibatches and hold class labels as int32, and every
 #: count times a modest factor must stay an exact float.
 MAX_COUNT = int(np.iinfo(np.int32).max)
+#: The most hidden layers a network may have: far deeper than any stacked autoencoder trained
+#: greedily, and still quick to build; thousands would take hours to compile.
+MAX_LAYERS = 100
 
 #: The largest standard deviation of Gaussian noise: a few draws of it added to the inputs must
 #: stay finite in float32 (3e38 overflows, and the cost becomes NaN at any learning rate).
@@ -137,7 +140,8 @@ def check_corruption(name: str, value, dtype=FLOATX) -> float:
 
 
 def check_layer_sizes(name: str, sizes) -> list[int]:
-    """``sizes`` as a list of ints, if it is a non-empty sequence of positive integers."""
+    """``sizes`` as a list of ints, if it is a non-empty sequence of at most :data:`MAX_LAYERS`
+    positive integers."""
     try:
         if isinstance(sizes, (str, bytes)):  # a sequence, but of characters
             raise TypeError
@@ -146,6 +150,8 @@ def check_layer_sizes(name: str, sizes) -> list[int]:
         raise TypeError(f"{name} must be a sequence of layer sizes, got {sizes!r}") from None
     if not sizes:
         raise ValueError(f"{name} must not be empty")
+    if len(sizes) > MAX_LAYERS:
+        raise ValueError(f"{name} must have at most {MAX_LAYERS} hidden layers, got {len(sizes)}")
     return [check_positive_int(f"{name}[{i}]", s) for i, s in enumerate(sizes)]
 
 

@@ -46,6 +46,7 @@ def test_flags_override_the_preset(tiny_mnist_dir):
     (["--corruption", "0.1", "1.0"], "--corruption must be in [0, 1)"),
     (["--corruption", "0.1", "0.2", "0.3"], "--corruption needs one value per hidden layer"),
     (["--hidden-layers", "12", "0"], "--hidden-layers[1] must be >= 1"),
+    (["--hidden-layers", *["2"] * 101, "--corruption", "0.1"], "--hidden-layers must have at most 100 hidden layers"),
     (["--batch-size", "1000"], "--batch-size is 1000, more than the 250 training examples"),  # the flag given
     (["--training-epochs", "0"], "--training-epochs must be >= 1"),
 ])

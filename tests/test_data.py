@@ -217,3 +217,17 @@ def test_shared_dataset_refuses_labels_an_int32_cast_would_wrap(label):
     labels = np.array([0, 1, label], dtype=np.uint64 if label >= 2 ** 63 else np.int64)
     with pytest.raises(ValueError, match=str(label)):
         shared_dataset((np.zeros((3, 2)), labels))
+
+
+@pytest.mark.parametrize("replacement", ["device", "folder", "dangling link"])
+def test_an_mnist_file_that_is_not_a_regular_file_is_named_as_such(replacement, tiny_mnist_dir):
+    path = find_idx_file(tiny_mnist_dir, MNIST_FILES["test_images"])
+    path.unlink()
+    if replacement == "device":
+        path.symlink_to("/dev/zero")
+    elif replacement == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to(tiny_mnist_dir / "nowhere")
+    with pytest.raises(DataError, match=f"^{path} is not a regular file"):
+        load_mnist(tiny_mnist_dir, verify=False)
