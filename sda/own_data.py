@@ -83,6 +83,9 @@ def split_examples(examples: Examples, n_valid: int | None = None, train_size: i
                    shuffle: bool = True, seed: int = 0) -> OwnData:
     """``examples`` split and scaled as the module docstring says."""
     x, y = examples.x, examples.y
+    if len(y) < 2:
+        raise DataError(f"the data hold {len(y)} example: a run needs at least 2, one to train on and one to "
+                        f"validate on")
     n_valid = default_valid_size(len(y)) if n_valid is None else n_valid
     if not 0 < n_valid < len(y):
         raise DataError(f"--valid-size must be between 1 and the examples less one ({len(y) - 1}), got {n_valid}")

@@ -115,6 +115,7 @@ def test_n_outs_of_mnist_files_is_counted_from_their_labels(tmp_path):
     ("a,b,label\n1,2,0\n3,1,1,1\n", [], "line 3 has 4 cells, the header 3 columns"),
     ("", [], "empty file; expected a header row"),
     ("a,b,label\n", [], "has a header but no rows"),
+    ("a,b,label\n1,2,0\n", [], "the data hold 1 example: a run needs at least 2"),
     ("a,b,label\n1,2,0\n", ["--label-column", "class"], "has no column 'class' for --label-column (its columns: 'a'"),
     ("a,b,label\n1,2,0\n3,4,1.5\n", [], "line 3, label column 'label': 1.5 is not a class label"),
     ("a,b,label\n1,2,0\n3,4,cat\n", [], "'cat' is not a number (the labels must be integers 0 .. k-1)"),
