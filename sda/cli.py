@@ -8,7 +8,6 @@ only turns flags into its arguments, and errors into one line and an exit status
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import logging
 import os
@@ -22,6 +21,7 @@ import numpy as np
 import pytensor
 
 from sda.checkpoint import load_checkpoint
+from sda.config import preset_with
 from sda.data import DEFAULT_DATA_DIR, VALID_SIZE, DataError, class_count, load_mnist
 from sda.execution import limit_threads
 from sda.loggers import LOGGERS, EpochFeed, LoggerError, open_loggers
@@ -179,7 +179,7 @@ def given_config(args: argparse.Namespace) -> dict:
 
 def config_from_args(args: argparse.Namespace) -> dict:
     """The run's configuration: the preset, overridden by the flags that were given."""
-    return {**copy.deepcopy(PRESETS[args.preset or DEFAULT_PRESET]), **given_config(args)}
+    return preset_with(args.preset or DEFAULT_PRESET, given_config(args))
 
 
 def _data_source(args: argparse.Namespace, saved: dict | None) -> dict:

@@ -9,7 +9,7 @@ import copy
 
 from sda.hyperparameters import HYPERPARAMETERS, RENAMED, defaults
 
-__all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "validate_config", "finetune_learning_rate", "preset_summary",
+__all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "preset_with", "validate_config", "finetune_learning_rate", "preset_summary",
            "preset_settings", "display_names"]
 
 #: The Deep Learning Tutorials' protocol: every hyperparameter of a run (:data:`sda.hyperparameters.HYPERPARAMETERS`).
@@ -49,6 +49,18 @@ PRESET_NOTES = {
     "quick": "a first look: one epoch of each phase",
     "ufldl": "UFLDL's stacked sparse autoencoder, 784-200-200-10, trained by L-BFGS",
 }
+
+
+def preset_with(name: str, overrides: dict) -> dict:
+    """Preset ``name`` with ``overrides`` (a new dict).  Hidden layers of another depth than the
+    preset's, given without noise levels of their own, take the preset's first level for every
+    layer (as a sweep's ``depth`` does): ``--hidden-layers 8`` alone runs ``fast`` with one dA."""
+    config = {**copy.deepcopy(PRESETS[name]), **overrides}
+    sizes, levels = config["hidden_layer_sizes"], config["corruption_levels"]
+    if ("corruption_levels" not in overrides and isinstance(sizes, (list, tuple)) and isinstance(levels, list)
+            and levels and len(levels) != len(sizes)):
+        config["corruption_levels"] = levels[0]  # one level for all layers
+    return config
 
 
 def preset_settings(name: str, names: dict | None = None) -> str:

@@ -76,6 +76,7 @@ from pathlib import Path
 import numpy as np
 import pytensor
 
+from sda.config import preset_with
 from sda.hyperparameters import RENAMED, flags
 from sda.modes import MODES
 from sda.resources import shipped_sweeps
@@ -223,7 +224,7 @@ def _build(raw: dict, max_trials: int | None, folder: Path) -> Sweep:
     _refuse_conflicts(fixed, search)
     if "seed" in search:
         raise SweepConfigError("sweep seeds with seeds = N or seeds = [s1, s2, ...], not in [search]")
-    base = {**copy.deepcopy(PRESETS[preset]), **fixed}
+    base = preset_with(preset, fixed)
     grid, random_axes = _split_search(search)
     variants = _variants(raw, fixed, search)
     seeds = raw.get("seeds", 1)

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from support import CPU_MODE
@@ -38,6 +39,21 @@ def test_flags_override_the_preset(tiny_mnist_dir):
     assert config["finetune_lr"] == 0.3
     assert config["pretraining_epochs"] == PRESETS["quick"]["pretraining_epochs"]
     assert config_from_args(build_parser().parse_args([])) == PRESETS["tutorial"]
+
+
+@pytest.mark.parametrize("flags, levels", [
+    (["--hidden-layers", "8"], 0.1),                     # the preset's first level, for the one layer
+    (["--hidden-layers", "8", "6", "4", "2"], 0.1),      # ... and for each of four
+    (["--hidden-layers", "8", "6", "4"], [0.1, 0.2, 0.3]),  # the preset's depth: its own levels
+    (["--hidden-layers", "8", "--corruption", "0.4"], 0.4),
+    (["--preset", "ufldl", "--hidden-layers", "8", "6", "4"], 0.0),
+])
+def test_hidden_layers_of_another_depth_keep_the_presets_noise(flags, levels):
+    from sda.cli import build_parser, config_from_args
+    from sda.run import validate_config
+    config = config_from_args(build_parser().parse_args(["--preset", "fast", *flags]))
+    assert config["corruption_levels"] == levels
+    assert validate_config(config)["corruption_levels"] == np.broadcast_to(levels, len(config["hidden_layer_sizes"])).tolist()
 
 
 @pytest.mark.parametrize("flags, message", [

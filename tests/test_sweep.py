@@ -333,6 +333,9 @@ def test_depth_and_units_build_the_layers_from_two_axes():
     sweep = parse_sweep('[search]\ndepth = [2, 3]')
     levels = [sweep.trial_config(c, 1)["corruption_levels"] for c in sweep.configurations]
     assert levels == [[0.1, 0.1], [0.1, 0.2, 0.3]]
+    # so do fixed layers of another depth, as on the command line
+    sweep = parse_sweep('preset = "fast"\n[config]\nhidden_layer_sizes = [8]')
+    assert validate_config(sweep.trial_config(sweep.configurations[0], 1))["corruption_levels"] == [0.1]
 
 
 def test_list_valued_grid_entries():
