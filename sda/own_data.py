@@ -131,6 +131,6 @@ def load_split(source: dict, download: bool = False, seed: int = 0):
         n_valid = VALID_SIZE if source["valid_size"] is None else source["valid_size"]
         split = load_mnist(source["data_dir"], n_valid=n_valid, verify=source["verify"],
                            download=download).with_train_size(source["train_size"])
-    source["valid_size"] = len(split.valid[1])
+    source["valid_size"] = 0 if split.valid is None else len(split.valid[1])
     source["scaled"] = scaler is not None and scaler.enabled
     return shared_split(split), scaler, image_shape
