@@ -302,3 +302,26 @@ def test_a_run_stopped_in_the_softmax_phase_resumes_to_its_full_count(tmp_path, 
     run = train_SdA(tiny_data(), output_dir=tmp_path, resume=True, mode=MODE, progress=False, log=None)
     assert [len(c) for c in run.pretraining.costs] == [3, 3, 4]
     assert run.results["config"]["softmax_epochs"] == 4 and run.finetuning.epochs == 3
+
+
+def test_a_checkpoint_written_before_these_keys_existed_resumes_with_their_defaults(tmp_path, monkeypatch):
+    import sda.run
+    real = sda.run.save_checkpoint
+
+    def older(path, config, *args, **kwargs):
+        return real(path, {k: v for k, v in config.items() if k not in THE_FOUR}, *args, **kwargs)
+
+    class Stop(Exception):
+        pass
+
+    def stop(pretrain, state):
+        if state is not None and state.epoch == 1:
+            raise Stop
+    monkeypatch.setattr(sda.run, "LBFGS_SAVE_SECONDS", 0.0)
+    monkeypatch.setattr(sda.run, "save_checkpoint", older)
+    with pytest.raises(Stop):
+        tiny_run(output_dir=tmp_path, on_epoch_end=stop)
+    monkeypatch.setattr(sda.run, "save_checkpoint", real)
+    run = train_SdA(tiny_data(), output_dir=tmp_path, resume=True, mode=MODE, progress=False, log=None)
+    assert {k: run.results["config"][k] for k in THE_FOUR} == {k: TUTORIAL[k] for k in THE_FOUR}
+    assert run.finetuning.epochs == 3
