@@ -177,11 +177,11 @@ def rows_for(scale: Scale) -> list[Row]:
     return rows
 
 
-def _ufldl_protocol(scale: Scale) -> list[tuple[str, str, dict]]:
+def _ufldl_protocol(scale: Scale) -> list[tuple[str, str, dict[str, object]]]:
     """How UFLDL's exercise differs from the ``ufldl`` anchor, each alone, then all together
     (``--preset ufldl_published`` but for its data: a sweep's trials share theirs, here the
     50,000 training images and the validation set, which then chooses nothing)."""
-    differences = [("last_iterate", "the last iterate kept", {"keep_model": "last"}),
+    differences: list[tuple[str, str, dict[str, object]]] = [("last_iterate", "the last iterate kept", {"keep_model": "last"}),
                    ("softmax_first", f"the softmax alone first ({scale.softmax_iterations} iterations)",
                     {"softmax_epochs": scale.softmax_iterations}),
                    ("decay_softmax", "weight decay on the softmax only", {"finetune_weight_decay_on": "softmax"}),

@@ -131,8 +131,8 @@ def _plot(path: Path, entries: list[dict], other=None) -> None:
     if other is not None:
         widest += _draw_other(ax, positions, other[2], other[1])
     ax.set_yticks(positions, labels)
-    for position, mean, entry in zip(positions, means, entries):
-        position += shift
+    for row_position, mean, entry in zip(positions, means, entries):
+        position = row_position + shift
         if entry["test_error"][0] is not None:
             ax.text(mean, position, "  " + bar_label(mean, entry["n"], seeds), va="center", fontsize="small")
         else:  # an empty slot must not read as a zero error

@@ -201,7 +201,7 @@ def _data_source(args: argparse.Namespace, saved: dict | None) -> dict:
             "data_dir": None if data_file else str(given(args.data_dir, "data_dir", DEFAULT_DATA_DIR)),
             # a preset's data (ufldl_published: no validation set) are MNIST's
             "valid_size": given(args.valid_size, "valid_size", None if data_file else
-                                PRESET_DATA.get(getattr(args, "preset", None), {}).get("valid_size")),
+                                PRESET_DATA.get(getattr(args, "preset", None) or "", {}).get("valid_size")),
             "train_size": given(args.train_size, "train_size", None),
             "verify": given(args.verify, "verify", True),
             # a run recorded before rows were shuffled did not shuffle them

@@ -90,11 +90,11 @@ def split_examples(examples: Examples, n_valid: int | None = None, train_size: i
         train, valid = _shuffled_rows(y, n_valid, seed)
     else:
         train, valid = np.arange(len(y) - n_valid), np.arange(len(y) - n_valid, len(y))
-    split = Split(train=(x[train], y[train]), valid=(x[valid], y[valid]), test=examples.test)
-    split = split.with_train_size(train_size)
+    held_out = x[valid], y[valid]
+    split = Split(train=(x[train], y[train]), valid=held_out, test=examples.test).with_train_size(train_size)
     scaler = UnitScaler(split.train[0])
     test = None if split.test is None else (scaler(split.test[0]), split.test[1])
-    scaled = Split(train=(scaler(split.train[0]), split.train[1]), valid=(scaler(split.valid[0]), split.valid[1]),
+    scaled = Split(train=(scaler(split.train[0]), split.train[1]), valid=(scaler(held_out[0]), held_out[1]),
                    test=test)
     return OwnData(scaled, scaler, shuffle, examples.image_shape)
 

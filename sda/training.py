@@ -352,7 +352,7 @@ def _check_keep(keep: str, validate) -> None:
         raise ValueError("without a validation set the last parameters are kept: keep='last'")
 
 
-def _keep(state: FitState, params, test, loss: float | None = None, iteration: int | None = None) -> None:
+def _keep(state: FitState, params, test, loss: float | None = None, iteration: int = -1) -> None:
     """The parameters as they are now are the kept ones: copy them and measure their test
     error; ``loss`` and ``iteration`` (given): their validation error and iteration."""
     if loss is not None:
