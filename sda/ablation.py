@@ -31,14 +31,21 @@ weight decay 1e-4 on every weight matrix while fine-tuning (UFLDL's on the softm
 
 Every row runs with the same seeds, and each trial keeps the parameters of its best
 validation error, whose test error is reported: the same selection for every row, and the
-test set chooses nothing.  ``--quick`` runs the same rows on 5,000 training images with
+test set chooses nothing.  At the full scale five more rows switch on, from UFLDL's anchor,
+what UFLDL's exercise did otherwise, one at a time and then all four (``--preset
+ufldl_published`` on the sweep's data): the last iterate kept (which the validation set then
+does not choose), the softmax trained alone first, weight decay on the softmax only, and
+minFunc's 100 L-BFGS correction pairs.  ``--scale long`` re-runs the anchors' criterion, depth,
+width and pretraining-data rows with ``--preset best``'s protocol (SGD; 800 fine-tuning epochs
+with dropout and max-norm).  ``--quick`` runs the 16 main rows on 5,000 training images with
 fewer iterations and epochs and one seed (minutes on 2 CPU cores; its numbers only show that
 the machinery works).
 
 ``DIR`` receives what :mod:`sda.sweep` writes (``sweep.toml``, ``trials/``, ``results.csv``,
 ``summary.csv``, ``results.png``) and ``ablation.csv`` (one row per trial: row, anchor, factor,
 the value it takes, seed, errors, seconds, status) and ``ablation.png`` (mean ± sd of the test
-error of every row).  ``--resume`` continues an interrupted ablation.
+error of every row; ``--compare DIR``: beside each row, the result of another scale's ablation
+in ``DIR``).  ``--resume`` continues an interrupted ablation.
 """
 
 from __future__ import annotations

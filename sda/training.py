@@ -242,8 +242,7 @@ def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patien
     Returns
     -------
     FitResult
-        The test error in it is that of the kept parameters: measured when the validation error
-        was at its best, or after the last epoch.
+        The test error in it is that of the kept parameters (the best validation error's, or the last).
     """
     if n_epochs < 1:
         raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
@@ -353,8 +352,7 @@ def _check_keep(keep: str, validate) -> None:
 
 
 def _keep(state: FitState, params, test, loss: float | None = None, iteration: int = -1) -> None:
-    """The parameters as they are now are the kept ones: copy them and measure their test
-    error; ``loss`` and ``iteration`` (given): their validation error and iteration."""
+    """Keep the parameters as they are now, with their test error (and validation ``loss``, ``iteration``)."""
     if loss is not None:
         state.best_loss, state.best_iteration = loss, iteration
     state.best_params = [p.get_value() for p in params]
