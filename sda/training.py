@@ -279,7 +279,7 @@ def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patien
                   "test_error": state.test_error if improved else None,
                   "seconds": time.perf_counter() - epoch_start, "time": utc_now()}
         _end_epoch(state, record, improved, f"{name} epoch {epoch}/{n_epochs}", validation_name, log, on_epoch_end,
-                   lambda: _fit_time_left(state, n_epochs, rule, n_batches))
+                   lambda: _fit_time_left(state, n_epochs, rule, n_batches), keep)
     return _best_result(state, params)
 
 
@@ -314,7 +314,7 @@ def fit_lbfgs(objective, validate, test=None, *, n_iterations: int, params=(), l
                   "time": utc_now()}
         state.done = iteration >= n_iterations
         _end_epoch(state, record, improved, f"{name} iteration {iteration}/{n_iterations}", validation_name, log,
-                   on_epoch_end, lambda: _lbfgs_time_left(state, n_iterations))
+                   on_epoch_end, lambda: _lbfgs_time_left(state, n_iterations), keep)
         last_end[0] = time.perf_counter()
 
     if not state.done and state.epoch < n_iterations:
@@ -328,9 +328,9 @@ def fit_lbfgs(objective, validate, test=None, *, n_iterations: int, params=(), l
 
 
 def _end_epoch(state: FitState, record: dict, improved: bool, title: str, validation_name: str, log, on_epoch_end,
-               time_left_text) -> None:
+               time_left_text, keep: str = "best") -> None:
     """Record an epoch's ``record`` in ``state``, log its line (``title``: cost, errors, seconds,
-    ``time_left_text()``) and call ``on_epoch_end``."""
+    ``time_left_text()``; the test error of the ``keep`` model) and call ``on_epoch_end``."""
     state.epoch, state.seconds = record["epoch"], state.seconds + record["seconds"]
     state.history.append(record)
     if log:
@@ -338,7 +338,7 @@ def _end_epoch(state: FitState, record: dict, improved: bool, title: str, valida
         if record["validation_error"] is not None:
             line += f", {validation_name} {record['validation_error']:.2%}"
         if improved and state.test_error is not None:
-            line += f", test error of best model {state.test_error:.2%}"
+            line += f", test error of {keep} model {state.test_error:.2%}"
         log(line + f" ({record['seconds']:.1f} s{time_left_text()})")
     if on_epoch_end is not None:
         on_epoch_end(state)

@@ -85,10 +85,11 @@ def quadratic(float64=True):
 @pytest.mark.parametrize("keep", ["best", "last"])
 def test_lbfgs_keeps_the_best_validation_errors_parameters_or_the_last(keep, float64):
     w, objective = quadratic()
-    seen, errors = [], iter(ERRORS)
-    result = fit_lbfgs(objective, lambda: next(errors), n_iterations=4, params=[w], log=None, keep=keep,
-                       on_epoch_end=lambda state: seen.append(w.get_value().copy()))
+    seen, errors, lines = [], iter(ERRORS), []
+    result = fit_lbfgs(objective, lambda: next(errors), lambda: 0.25, n_iterations=4, params=[w], log=lines.append,
+                       keep=keep, on_epoch_end=lambda state: seen.append(w.get_value().copy()))
     assert len(seen) == 4 and not np.array_equal(seen[1], seen[3])
+    assert f"test error of {keep} model 25.00%" in lines[-1 if keep == "last" else 1]
     np.testing.assert_array_equal(w.get_value(), seen[1] if keep == "best" else seen[3])
     assert result.best_iteration == (2 if keep == "best" else 4)
 
