@@ -225,14 +225,26 @@ def test_valid_size_0_trains_on_every_training_image_without_a_validation_set(ti
     assert split.valid is None and len(split.train[1]) == 300
 
 
-def test_without_a_validation_set_the_run_keeps_the_last_model_or_is_refused():
+def test_without_a_validation_set_the_run_keeps_the_last_model_or_is_refused(tmp_path, monkeypatch):
+    import sda.run
     train, _, test = tiny_data()
     with pytest.raises(ValueError, match="without a validation set nothing chooses the best model: set keep_model "
                                          "last"):
         tiny_run([train, None, test])
-    run = tiny_run([train, None, test], keep_model="last")
+
+    class Stop(Exception):
+        pass
+
+    def stop(pretrain, state):
+        if state is not None and state.epoch == 2:
+            raise Stop
+    monkeypatch.setattr(sda.run, "LBFGS_SAVE_SECONDS", 0.0)
+    with pytest.raises(Stop):  # and resumed: a checkpoint without a validation error continues
+        tiny_run([train, None, test], keep_model="last", output_dir=tmp_path, on_epoch_end=stop)
+    run = train_SdA([train, None, test], output_dir=tmp_path, resume=True, mode=MODE, progress=False, log=None)
     assert run.finetuning.best_validation_error is None and run.finetuning.test_error is not None
-    assert all(record["validation_error"] is None for record in run.finetuning.history)
+    assert [record["validation_error"] for record in run.finetuning.history] == [None] * 3
+    assert json.loads((tmp_path / "results.json").read_text())["finetuning"]["best_validation_error"] is None
 
 
 def test_the_command_line_runs_ufldls_published_protocol(tiny_mnist_dir, tmp_path, capsys):
