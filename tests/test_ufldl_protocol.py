@@ -37,6 +37,26 @@ def tiny_run(datasets=None, **kwargs):
     return train_SdA(datasets or tiny_data(), mode=MODE, progress=False, log=None, **{**RUN, **kwargs})
 
 
+class Stop(Exception):
+    """Raised by :func:`stopped_then_resumed`'s callback: the run stops there, its checkpoint kept."""
+
+
+def stopped_then_resumed(tmp_path, monkeypatch, when, datasets=None, before_resume=None, **kwargs):
+    """A tiny run with a checkpoint after every iteration, stopped after the first epoch where
+    ``when(pretrain, state)`` holds, then resumed to its end."""
+    import sda.run
+    monkeypatch.setattr(sda.run, "LBFGS_SAVE_SECONDS", 0.0)
+
+    def stop(pretrain, state):
+        if when(pretrain, state):
+            raise Stop
+    with pytest.raises(Stop):
+        tiny_run(datasets, output_dir=tmp_path, on_epoch_end=stop, **kwargs)
+    if before_resume is not None:
+        before_resume()
+    return train_SdA(datasets or tiny_data(), output_dir=tmp_path, resume=True, mode=MODE, progress=False, log=None)
+
+
 # --- keep_model: the best validation error's parameters, or the last ---
 
 class FakeStep:
@@ -226,22 +246,13 @@ def test_valid_size_0_trains_on_every_training_image_without_a_validation_set(ti
 
 
 def test_without_a_validation_set_the_run_keeps_the_last_model_or_is_refused(tmp_path, monkeypatch):
-    import sda.run
     train, _, test = tiny_data()
     with pytest.raises(ValueError, match="without a validation set nothing chooses the best model: set keep_model "
                                          "last"):
         tiny_run([train, None, test])
-
-    class Stop(Exception):
-        pass
-
-    def stop(pretrain, state):
-        if state is not None and state.epoch == 2:
-            raise Stop
-    monkeypatch.setattr(sda.run, "LBFGS_SAVE_SECONDS", 0.0)
-    with pytest.raises(Stop):  # and resumed: a checkpoint without a validation error continues
-        tiny_run([train, None, test], keep_model="last", output_dir=tmp_path, on_epoch_end=stop)
-    run = train_SdA([train, None, test], output_dir=tmp_path, resume=True, mode=MODE, progress=False, log=None)
+    # and stopped, then resumed: a checkpoint without a validation error continues
+    run = stopped_then_resumed(tmp_path, monkeypatch, lambda pretrain, state: state is not None and state.epoch == 2,
+                               [train, None, test], keep_model="last")
     assert run.finetuning.best_validation_error is None and run.finetuning.test_error is not None
     assert [record["validation_error"] for record in run.finetuning.history] == [None] * 3
     assert json.loads((tmp_path / "results.json").read_text())["finetuning"]["best_validation_error"] is None
@@ -301,18 +312,9 @@ def test_keep_last_and_the_softmax_decay_work_under_sgd_too():
 # --- resume through the softmax phase ---
 
 def test_a_run_stopped_in_the_softmax_phase_resumes_to_its_full_count(tmp_path, monkeypatch):
-    import sda.run
-    monkeypatch.setattr(sda.run, "LBFGS_SAVE_SECONDS", 0.0)
-
-    class Stop(Exception):
-        pass
-
-    def stop(pretrain, state):
-        if state is None and [len(c) for c in pretrain.costs] == [3, 3, 2]:
-            raise Stop
-    with pytest.raises(Stop):
-        tiny_run(output_dir=tmp_path, softmax_epochs=4, on_epoch_end=stop)
-    run = train_SdA(tiny_data(), output_dir=tmp_path, resume=True, mode=MODE, progress=False, log=None)
+    run = stopped_then_resumed(tmp_path, monkeypatch,
+                               lambda pretrain, state: state is None and [len(c) for c in pretrain.costs] == [3, 3, 2],
+                               softmax_epochs=4)
     assert [len(c) for c in run.pretraining.costs] == [3, 3, 4]
     assert run.results["config"]["softmax_epochs"] == 4 and run.finetuning.epochs == 3
 
@@ -324,17 +326,8 @@ def test_a_checkpoint_written_before_these_keys_existed_resumes_with_their_defau
     def older(path, config, *args, **kwargs):
         return real(path, {k: v for k, v in config.items() if k not in THE_FOUR}, *args, **kwargs)
 
-    class Stop(Exception):
-        pass
-
-    def stop(pretrain, state):
-        if state is not None and state.epoch == 1:
-            raise Stop
-    monkeypatch.setattr(sda.run, "LBFGS_SAVE_SECONDS", 0.0)
     monkeypatch.setattr(sda.run, "save_checkpoint", older)
-    with pytest.raises(Stop):
-        tiny_run(output_dir=tmp_path, on_epoch_end=stop)
-    monkeypatch.setattr(sda.run, "save_checkpoint", real)
-    run = train_SdA(tiny_data(), output_dir=tmp_path, resume=True, mode=MODE, progress=False, log=None)
+    run = stopped_then_resumed(tmp_path, monkeypatch, lambda pretrain, state: state is not None and state.epoch == 1,
+                               before_resume=lambda: monkeypatch.setattr(sda.run, "save_checkpoint", real))
     assert {k: run.results["config"][k] for k in THE_FOUR} == {k: TUTORIAL[k] for k in THE_FOUR}
     assert run.finetuning.epochs == 3
