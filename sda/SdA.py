@@ -55,13 +55,15 @@ from sda.validation import (check_corruption, check_labels_in_range, check_layer
                             check_noise_level, check_non_negative, check_open_unit_interval, check_positive_int,
                             check_unit_interval)
 
-__all__ = ["SdA", "CRITERIA", "FINETUNE_LAYERS", "check_criteria"]
+__all__ = ["SdA", "CRITERIA", "FINETUNE_LAYERS", "DECAY_ON", "check_criteria"]
 
 #: What each layer's autoencoder minimises: the dA's reconstruction cross-entropy of corrupted
 #: inputs, or UFLDL's squared error with weight decay and a sparsity penalty.
 CRITERIA = ("denoising", "sparse")
 #: What fine-tuning trains: the whole network, or only the softmax layer on the frozen features.
 FINETUNE_LAYERS = ("all", "top")
+#: Which weight matrices fine-tuning's weight decay penalises: every layer's, or the softmax's only (UFLDL's).
+DECAY_ON = ("all", "softmax")
 
 
 class SdA(SaveLoadMixin):
@@ -226,26 +228,44 @@ class SdA(SaveLoadMixin):
             raise ValueError(f"layers must be one of {', '.join(FINETUNE_LAYERS)}, got {layers!r}")
         return list(self.params) if layers == "all" else list(self.logLayer.params)
 
-    def _decayed(self, cost, weight_decay: float, params: list):
-        """``cost`` plus :math:`\\tfrac{λ}{2}\\sum\\|W\\|^2` over the weight matrices among ``params``."""
+    def _decayed(self, cost, weight_decay: float, params: list, decay_on: str = "all"):
+        """``cost`` plus :math:`\\tfrac{λ}{2}\\sum\\|W\\|^2` over the weight matrices among ``params``
+        (``decay_on="softmax"``: the softmax layer's only, as UFLDL's fine-tuning)."""
+        if decay_on not in DECAY_ON:
+            raise ValueError(f"weight_decay_on must be one of {', '.join(DECAY_ON)}, got {decay_on!r}")
         if weight_decay == 0:
             return cost
-        weights = [p for p in params if p.ndim == 2]
+        weights = [p for p in params if p.ndim == 2 and (decay_on == "all" or p is self.logLayer.W)]
         return cost + pt.cast(weight_decay / 2, cost.dtype) * sum(pt.sum(pt.sqr(W)) for W in weights)
 
     def finetune_objective(self, datasets, mode: str | None = None, weight_decay: float = 0.0,
-                           layers: str = "all"):
+                           layers: str = "all", weight_decay_on: str = "all"):
         """``(objective, valid_score, test_score)`` for fine-tuning by L-BFGS on ``datasets`` (as
-        :meth:`build_finetune_functions`): ``objective`` is the negative log-likelihood of the
-        whole training set, plus weight decay, over the parameters ``layers`` names."""
+        :meth:`build_finetune_functions`; a missing validation or test pair scores None):
+        ``objective`` is the negative log-likelihood of the whole training set, plus weight decay
+        on the weights ``weight_decay_on`` names, over the parameters ``layers`` names."""
         mode = resolve_mode(mode)
         datasets = self._shared_datasets(datasets)
         params = self.trained_params(layers)
-        cost = self._decayed(self.finetune_cost, weight_decay, params)
+        cost = self._decayed(self.finetune_cost, weight_decay, params, weight_decay_on)
         (train_x, train_y), valid, test = datasets
         objective = FullBatchObjective(cost, params, {self.x: train_x, self.y: train_y}, mode)
-        return (objective, score_function(self.x, self.y, self.errors, valid, mode),
-                None if test is None else score_function(self.x, self.y, self.errors, test, mode))
+        return (objective, *(None if pair is None else score_function(self.x, self.y, self.errors, pair, mode)
+                             for pair in (valid, test)))
+
+    def softmax_objective(self, train_set, mode: str | None = None, weight_decay: float = 0.0):
+        """The softmax layer alone on the frozen features, for L-BFGS as UFLDL's ``softmaxTrain``:
+        a :class:`sda.full_batch.FullBatchObjective` over ``logLayer.params`` of
+        :math:`-\\tfrac1m \\sum_i \\log P(y_i \\mid h_i) + \\tfrac{λ}{2}\\|W\\|^2`, ``h_i`` the top hidden
+        layer's code of image ``i`` of ``train_set`` (a pair), computed once by its ``prepare()``
+        when the layers below are final."""
+        mode = resolve_mode(mode)
+        (train_x, train_y), = self._shared_datasets([train_set])
+        codes = pt.matrix("codes")
+        cache, prepare = input_cache(self.sigmoid_layers[-1].output, self.logLayer.n_in, self.x, train_x, mode)
+        top = LogisticRegression(codes, self.logLayer.n_in, self.n_outs, W=self.logLayer.W, b=self.logLayer.b)
+        cost = self._decayed(top.negative_log_likelihood(self.y), weight_decay, self.logLayer.params)
+        return FullBatchObjective(cost, self.logLayer.params, {codes: cache, self.y: train_y}, mode, prepare)
 
     def _shared_datasets(self, datasets) -> list:
         """``datasets`` as shared pairs, their labels checked against ``n_outs``."""
@@ -259,7 +279,8 @@ class SdA(SaveLoadMixin):
     def build_finetune_functions(self, datasets, batch_size: int, learning_rate, mode: str | None = None,
                                  momentum: float = 0.0, steps_per_call: int = 1, corruption: float = 0.0,
                                  dropout_input: float = 0.0, dropout_hidden: float = 0.0,
-                                 weight_decay: float = 0.0, max_norm: float = 0.0, layers: str = "all"):
+                                 weight_decay: float = 0.0, max_norm: float = 0.0, layers: str = "all",
+                                 weight_decay_on: str = "all"):
         """``(train_step, valid_score, test_score)`` for fine-tuning on ``datasets``
         ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]`` (shared variables or arrays;
         the test pair may be None).
@@ -270,7 +291,8 @@ class SdA(SaveLoadMixin):
         ``momentum`` > 0 adds classical momentum; ``steps_per_call > 1`` fuses minibatches.
         ``corruption > 0`` trains on inputs with the first dA's noise at that level, as the
         first dA saw them in pretraining; ``dropout_input`` and ``dropout_hidden`` drop units with
-        that probability; ``weight_decay`` (λ) adds :math:`\\tfrac{λ}{2}\\sum\\|W\\|^2`;
+        that probability; ``weight_decay`` (λ) adds :math:`\\tfrac{λ}{2}\\sum\\|W\\|^2` over every
+        weight matrix (``weight_decay_on="softmax"``: the softmax's only);
         ``max_norm`` > 0 bounds each unit's incoming weight norm.  Scores use the clean network.
         ``layers="top"`` trains only the softmax layer (the features below stay as pretrained).
         """
@@ -280,7 +302,7 @@ class SdA(SaveLoadMixin):
         for name, value in (("dropout_input", dropout_input), ("dropout_hidden", dropout_hidden)):
             check_corruption(name, value)  # a probability in [0, 1)
         cost, extra_updates = self._training_cost(corruption, dropout_input, dropout_hidden)
-        cost = self._decayed(cost, weight_decay, params)
+        cost = self._decayed(cost, weight_decay, params, weight_decay_on)
         constraint = None
         if max_norm > 0:
             constraint = lambda param, value: clip_norms(value, max_norm) if param.ndim == 2 else value

@@ -31,14 +31,21 @@ weight decay 1e-4 on every weight matrix while fine-tuning (UFLDL's on the softm
 
 Every row runs with the same seeds, and each trial keeps the parameters of its best
 validation error, whose test error is reported: the same selection for every row, and the
-test set chooses nothing.  ``--quick`` runs the same rows on 5,000 training images with
+test set chooses nothing.  At the full scale five more rows switch on, from UFLDL's anchor,
+what UFLDL's exercise did otherwise, one at a time and then all four (``--preset
+ufldl_published`` on the sweep's data): the last iterate kept (which the validation set then
+does not choose), the softmax trained alone first, weight decay on the softmax only, and
+minFunc's 100 L-BFGS correction pairs.  ``--scale long`` re-runs the anchors' criterion, depth,
+width and pretraining-data rows with ``--preset best``'s protocol (SGD; 800 fine-tuning epochs
+with dropout and max-norm).  ``--quick`` runs the 16 main rows on 5,000 training images with
 fewer iterations and epochs and one seed (minutes on 2 CPU cores; its numbers only show that
 the machinery works).
 
 ``DIR`` receives what :mod:`sda.sweep` writes (``sweep.toml``, ``trials/``, ``results.csv``,
 ``summary.csv``, ``results.png``) and ``ablation.csv`` (one row per trial: row, anchor, factor,
 the value it takes, seed, errors, seconds, status) and ``ablation.png`` (mean ± sd of the test
-error of every row).  ``--resume`` continues an interrupted ablation.
+error of every row; ``--compare DIR``: beside each row, the result of another scale's ablation
+in ``DIR``).  ``--resume`` continues an interrupted ablation.
 """
 
 from __future__ import annotations
@@ -54,11 +61,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sda.ablation_report import _labelled, ablation_rows, bar_label, write_ablation
+from sda.ablation_report import _labelled, ablation_rows, bar_label, read_ablation_csv, write_ablation
 from sda.checkpoint import CheckpointError, load_checkpoint
 from sda.cli import OneLineParser
 from sda.data import DataError
-from sda.run import LOCK_FILE, RunError, stored_config
+from sda.run import LOCK_FILE, PRESETS, RunError, stored_config
 from sda.sweep import SweepError, run_sweep
 from sda.sweep_outcomes import trial_outcome
 from sda.sweep_config import VARIANT, SweepConfigError, parse_sweep, rerun_command
@@ -91,16 +98,28 @@ class Scale:
     sgd_training_epochs: int
     narrow: int
     wide: int
+    softmax_iterations: int = 0  # > 0: the rows of UFLDL's protocol, the softmax alone first this long
+    long_finetuning: bool = False  # every row pretrains by SGD and fine-tunes as --preset best
 
 
 SCALES = {
     "full": Scale(seeds=3, train_size=None, pretrain_size=5000, lbfgs_iterations=400, sgd_pretraining_epochs=5,
-                  sgd_training_epochs=40, narrow=200, wide=1000),
+                  sgd_training_epochs=40, narrow=200, wide=1000, softmax_iterations=100),
+    "long": Scale(seeds=3, train_size=None, pretrain_size=5000, lbfgs_iterations=400, sgd_pretraining_epochs=5,
+                  sgd_training_epochs=PRESETS["best"]["training_epochs"], narrow=200, wide=1000, long_finetuning=True),
     "quick": Scale(seeds=1, train_size=5000, pretrain_size=500, lbfgs_iterations=25, sgd_pretraining_epochs=1,
                    sgd_training_epochs=4, narrow=200, wide=1000),
     "tiny": Scale(seeds=1, train_size=300, pretrain_size=100, lbfgs_iterations=2, sgd_pretraining_epochs=1,
                   sgd_training_epochs=1, narrow=8, wide=16),
 }
+
+#: What the long scale takes from ``--preset best``: its minibatch protocol, fine-tuning regularised by dropout
+#: and max-norm with a rate falling linearly to 0 (its epochs are the scale's ``sgd_training_epochs``).
+BEST_PROTOCOL = ("pretrain_lr", "pretrain_batch_size", "finetune_lr", "finetune_batch_size", "finetune_momentum",
+                 "finetune_lr_decay", "finetune_lr_schedule", "finetune_dropout_input", "finetune_dropout_hidden",
+                 "finetune_max_norm", "finetune_weight_decay", "patience_epochs")
+#: The rows of the long scale: the anchors and the factors the pretraining decides.
+LONG_FACTORS = ("anchor", "criterion", "depth", "width", "pretraining data")
 
 _NOISE = [0.1, 0.2, 0.3]  # the tutorial's masking levels, layer by layer
 
@@ -116,6 +135,11 @@ def _sgd(scale: Scale) -> dict:
             "patience_epochs": 100}
 
 
+def _best(scale: Scale) -> dict:
+    return {**{key: PRESETS["best"][key] for key in BEST_PROTOCOL}, "optimizer": "sgd",
+            "pretraining_epochs": scale.sgd_pretraining_epochs, "training_epochs": scale.sgd_training_epochs}
+
+
 def _lbfgs(scale: Scale) -> dict:
     return {"optimizer": "lbfgs", "pretraining_epochs": scale.lbfgs_iterations,
             "training_epochs": scale.lbfgs_iterations, "finetune_momentum": 0.0}
@@ -126,12 +150,16 @@ def _shape(depth: int, width: int, noisy: bool) -> dict:
 
 
 def rows_for(scale: Scale) -> list[Row]:
-    """The ablation's rows at ``scale``: each anchor, then one factor changed at a time."""
+    """The ablation's rows at ``scale``: each anchor, then one factor changed at a time; at the
+    full scale also UFLDL's protocol, one difference at a time and all together; at the long
+    scale only the rows of :data:`LONG_FACTORS`, every one trained as ``--preset best``."""
     ufldl = {**_shape(2, scale.narrow, False), "criteria": "sparse", **_lbfgs(scale), "finetune_weight_decay": 1e-4}
     tutorial = {**_shape(3, scale.wide, True), "criteria": "denoising", **_sgd(scale), "finetune_weight_decay": 0.0}
+    if scale.long_finetuning:
+        ufldl, tutorial = {**ufldl, **_best(scale)}, {**tutorial, **_best(scale)}
     less_data = ("pretraining data", f"{scale.pretrain_size} images", {"pretrain_size": scale.pretrain_size})
     no_finetuning = ("fine-tuning", "none (softmax only)", {"finetune_layers": "top"})
-    return [
+    rows = [
         *_anchor_rows("ufldl", "UFLDL", "UFLDL's configuration", ufldl, (
             ("criterion", "plain autoencoder", {"criteria": "denoising"}),
             ("criterion", "denoising", {"criteria": "denoising", **_shape(2, scale.narrow, True)}),
@@ -147,6 +175,26 @@ def rows_for(scale: Scale) -> list[Row]:
             ("optimiser", "full-batch L-BFGS", _lbfgs(scale)),
             less_data, no_finetuning)),
     ]
+    if scale.long_finetuning:
+        return [row for row in rows if row.factor in LONG_FACTORS]
+    if scale.softmax_iterations:
+        after_ufldl = sum(row.anchor == "UFLDL" for row in rows)
+        rows[after_ufldl:after_ufldl] = [Row(f"ufldl_{name}", "UFLDL", "UFLDL's protocol", value, {**ufldl, **change})
+                                         for name, value, change in _ufldl_protocol(scale)]
+    return rows
+
+
+def _ufldl_protocol(scale: Scale) -> list[tuple[str, str, dict[str, object]]]:
+    """How UFLDL's exercise differs from the ``ufldl`` anchor, each alone, then all together
+    (``--preset ufldl_published`` but for its data: a sweep's trials share theirs, here the
+    50,000 training images and the validation set, which then chooses nothing)."""
+    differences: list[tuple[str, str, dict[str, object]]] = [("last_iterate", "the last iterate kept", {"keep_model": "last"}),
+                   ("softmax_first", f"the softmax alone first ({scale.softmax_iterations} iterations)",
+                    {"softmax_epochs": scale.softmax_iterations}),
+                   ("decay_softmax", "weight decay on the softmax only", {"finetune_weight_decay_on": "softmax"}),
+                   ("memory_100", "100 L-BFGS correction pairs", {"lbfgs_memory": PRESETS["ufldl_published"]["lbfgs_memory"]})]
+    together = {key: value for _, _, change in differences for key, value in change.items()}
+    return [*differences, ("published", "all four (UFLDL's published protocol)", together)]
 
 
 def _anchor_rows(name: str, anchor: str, description: str, config: dict, changes) -> list[Row]:
@@ -332,6 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--quick", action="store_const", dest="scale", const="quick",
                        help="the same rows on 5,000 images, fewer iterations, one seed (minutes on 2 cores)")
     scale.add_argument("--tiny", action="store_const", dest="scale", const="tiny", help=argparse.SUPPRESS)
+    scale.add_argument("--scale", choices=("full", "long", "quick"),
+                       help="full (the default): every row on 50,000 images, 3 seeds, with UFLDL's protocol one "
+                            "difference at a time; long: the anchors' criterion, depth, width and pretraining-data "
+                            "rows, every one pretrained by SGD and fine-tuned as --preset best (800 epochs); quick: "
+                            "as --quick")
+    p.add_argument("--compare", type=Path, metavar="DIR",
+                   help="draw the ablation.csv of DIR (an ablation at another scale) beside this one's in "
+                        "ablation.png, each row's two budgets together")
     p.add_argument("--resume", action="store_true", help="continue the interrupted ablation in --output-dir")
     given_runs = p.add_mutually_exclusive_group()
     given_runs.add_argument("--commands", action="store_true",
@@ -353,7 +409,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     scale = args.scale or "full"
     rows, output_dir = rows_for(SCALES[scale]), args.output_dir.resolve()
-    problem = _without_ray_problem(args, rows, output_dir)
+    problem = _without_ray_problem(args, rows, output_dir) or _compare_problem(args.compare)
     if problem:
         print(f"sda-ablation: error: {problem}", file=sys.stderr)
         return 2
@@ -368,7 +424,7 @@ def main(argv=None) -> int:
         else:
             which = "the rows asked for" if args.rows else "the ablation"
             print(f"sda-ablation: every trial of {which} in {output_dir} has finished: python -m sda.ablation "
-                  f"--collect --output-dir {shlex.quote(str(output_dir))}" + (f" --{scale}" if scale != "full" else ""),
+                  f"--collect --output-dir {shlex.quote(str(output_dir))}" + _scale_flag(scale),
                   file=sys.stderr)
         return 0
     if args.collect:
@@ -376,7 +432,7 @@ def main(argv=None) -> int:
             print(f"sda-ablation: error: no run folders (<row>_s<seed>) in {output_dir} to collect", file=sys.stderr)
             return 2
         sweep = parse_sweep(ablation_toml(scale))
-        _print_table(write_ablation(output_dir, collect_runs(output_dir, rows, sweep), rows), output_dir)
+        _print_table(write_ablation(output_dir, collect_runs(output_dir, rows, sweep), rows, _compared(args, scale)), output_dir)
         return 0
     try:
         sweep = parse_sweep(ablation_toml(scale), f"the {scale} ablation")
@@ -389,7 +445,8 @@ def main(argv=None) -> int:
         print(f"sda-ablation: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     if (output_dir / "results.csv").is_file():
-        _print_table(write_ablation(output_dir, ablation_rows(output_dir / "results.csv", rows), rows), output_dir)
+        _print_table(write_ablation(output_dir, ablation_rows(output_dir / "results.csv", rows), rows, _compared(args, scale)),
+                     output_dir)
     return status
 
 
@@ -414,6 +471,24 @@ def _without_ray_problem(args, rows: list[Row], output_dir: Path) -> str | None:
         if args.collect and not output_dir.is_dir():
             return f"no run folders (<row>_s<seed>) in {output_dir} to collect"
     return None
+
+
+def _scale_flag(scale: str) -> str:
+    """The flag that names ``scale`` on this command line ("" for the default)."""
+    return {"full": "", "long": " --scale long"}.get(scale, f" --{scale}")
+
+
+def _compare_problem(compare: Path | None) -> str | None:
+    if compare is not None and not (compare / "ablation.csv").is_file():
+        return f"--compare {compare}: no ablation.csv there (collect that ablation first)"
+    return None
+
+
+def _compared(args, scale: str):
+    """``(this ablation's label, the other's, its table)`` for ``--compare``, or None."""
+    if args.compare is None:
+        return None
+    return f"scale {scale}", str(args.compare), read_ablation_csv(args.compare / "ablation.csv")
 
 
 def _print_table(lines: list[str], output_dir: Path) -> None:

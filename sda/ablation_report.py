@@ -1,6 +1,7 @@
 """The ablation's report: the sweep's ``results.csv`` labelled by row, ``ablation.csv``, the
-summary table (mean ± sd over seeds per row) and the figure ``ablation.png``.  ``rows`` are the
-ablation's :class:`sda.ablation.Row` entries (name, anchor, factor, value)."""
+summary table (mean ± sd over seeds per row) and the figure ``ablation.png``, which may show a
+second ablation (another budget: ``python -m sda.ablation --compare``) beside each row.  ``rows``
+are the ablation's :class:`sda.ablation.Row` entries (name, anchor, factor, value)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,17 @@ def _labelled(trials: list[dict], rows: list) -> list[dict]:
     return table
 
 
-def _float(text: str):
+def read_ablation_csv(path: Path) -> list[dict]:
+    """The trials of an ``ablation.csv`` that :func:`write_ablation` wrote, numbers as numbers."""
+    with open(path, newline="", encoding="utf-8") as f:
+        table = list(csv.DictReader(f))
+    for trial in table:
+        for key in ("validation_error", "test_error", "seconds"):
+            trial[key] = _float(trial.get(key))
+    return table
+
+
+def _float(text: str | None):
     return float(text) if text not in ("", None) else None
 
 
@@ -72,16 +83,18 @@ def summary_lines(entries: list[dict]) -> list[str]:
     return lines
 
 
-def write_ablation(output_dir: Path, table: list[dict], rows: list) -> list[str]:
+def write_ablation(output_dir: Path, table: list[dict], rows: list, compare=None) -> list[str]:
     """``ablation.csv`` and ``ablation.png`` of ``table`` (:func:`ablation_rows`); returns the
-    printed table."""
+    printed table.  ``compare``: ``(this table's label, the other's, the other table)`` (of
+    :func:`read_ablation_csv`): the figure shows the other's result of each row beside this one's."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, _COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(table)
     atomic_write(output_dir / "ablation.csv", lambda f: f.write(buffer.getvalue().encode("utf-8")))
     entries = summary(table, rows)
-    _plot(output_dir / "ablation.png", entries)
+    _plot(output_dir / "ablation.png", entries, None if compare is None else (
+        compare[0], compare[1], summary(compare[2], rows)))
     return summary_lines(entries)
 
 
@@ -91,8 +104,9 @@ def bar_label(percent: float, n: int, seeds: int) -> str:
     return f"{percent:.2f} %" + (f" ({n} seed{'s' if n > 1 else ''} of {seeds})" if n < seeds else "")
 
 
-def _plot(path: Path, entries: list[dict]) -> None:
-    """Test error (mean ± sd over seeds) of every row, the two anchors' groups apart."""
+def _plot(path: Path, entries: list[dict], other=None) -> None:
+    """Test error (mean ± sd over seeds) of every row, the two anchors' groups apart; ``other``:
+    ``(this budget's label, the other's, its entries)``, drawn as a grey bar under each row's."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -110,20 +124,40 @@ def _plot(path: Path, entries: list[dict]) -> None:
         colours.append(("tab:orange" if row.anchor == "UFLDL" else "tab:blue") if row.factor != "anchor" else
                        ("darkorange" if row.anchor == "UFLDL" else "navy"))
     positions = list(range(len(entries)))[::-1]
-    ax.barh(positions, means, xerr=sds, color=colours, capsize=3)
+    shift = 0.0 if other is None else 0.2  # two budgets: this one's bar above the other's
+    ax.barh([p + shift for p in positions], means, height=0.8 - 2 * shift, xerr=sds, color=colours, capsize=3,
+            label=None if other is None else other[0])
+    widest = [m + (0.0 if math.isnan(s) else s) for m, s in zip(means, sds)]
+    if other is not None:
+        widest += _draw_other(ax, positions, other[2], other[1])
     ax.set_yticks(positions, labels)
-    for position, mean, entry in zip(positions, means, entries):
+    for row_position, mean, entry in zip(positions, means, entries):
+        position = row_position + shift
         if entry["test_error"][0] is not None:
             ax.text(mean, position, "  " + bar_label(mean, entry["n"], seeds), va="center", fontsize="small")
         else:  # an empty slot must not read as a zero error
             ax.text(0, position, "  no run finished", va="center", fontsize="small", color="gray")
     ax.axvline(2.4, color="gray", linestyle="--", linewidth=1)
     ax.axvline(1.30, color="gray", linestyle=":", linewidth=1)
-    ax.set_xlim(0, 1.18 * max([m + (0.0 if math.isnan(s) else s) for m, s in zip(means, sds)] + [2.4]))  # labels
-    ax.set_xlabel("test error of the best-validation model (%), mean ± sd over seeds\n"
+    ax.set_xlim(0, 1.18 * max(widest + [2.4]))  # room for the labels
+    ax.set_xlabel("test error of the kept model (best validation, or the last iterate) (%), mean ± sd over seeds\n"
                   "dashed: UFLDL's 2.4 %; dotted: the tutorial's 1.30 %")
     ax.set_title("From each anchor, one factor changed at a time")
+    if other is not None:
+        ax.legend(loc="lower right", fontsize="small")
     ax.grid(True, axis="x", alpha=0.3)
-    buffer = io.BytesIO()
+    buffer = io.BytesIO()  # one write: a reader never sees half a picture
     figure.savefig(buffer, format="png", dpi=100)
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def _draw_other(ax, positions, entries: list[dict], label: str) -> list[float]:
+    """The other budget's bar (mean ± sd) under each row; returns their right ends, for the axis's width."""
+    means = [100 * e["test_error"][0] if e["test_error"][0] is not None else 0.0 for e in entries]
+    sds = [100 * e["test_error"][1] if e["test_error"][1] is not None else float("nan") for e in entries]
+    ax.barh([p - 0.2 for p in positions], means, height=0.4, xerr=sds, color="lightgray", edgecolor="gray",
+            capsize=2, label=label)
+    for position, mean, entry in zip(positions, means, entries):
+        text = f"  {mean:.2f} %" if entry["test_error"][0] is not None else "  not run at this budget"
+        ax.text(mean, position - 0.2, text, va="center", fontsize="x-small", color="dimgray")
+    return [m + (0.0 if math.isnan(s) else s) for m, s in zip(means, sds)]

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sda.hyperparameters import older_run_defaults
 from sda.persistence import ModelFileError, read_tensor_file, write_tensor_file
 from sda.training import PARAMETER_LIMIT, DivergenceError, FitState, PretrainResult
 
@@ -125,7 +126,7 @@ def load_checkpoint(path) -> Checkpoint:
             fit = FitState.from_scalars(header["fit"], [arrays[f"best_{i}"] for i in range(n_best)])
         if not isinstance(header["config"], dict) or not isinstance(header["rngs"], list):
             raise TypeError("config must be an object and rngs a list")
-        checkpoint = Checkpoint(config=dict(header["config"]), state=state, rng_states=list(header["rngs"]),
+        checkpoint = Checkpoint(config={**older_run_defaults(), **header["config"]}, state=state, rng_states=list(header["rngs"]),
                                 pretrain=PretrainResult(**header["pretrain"]), fit=fit,
                                 data=header.get("data"), data_source=header.get("data_source"),
                                 execution=header.get("execution"))

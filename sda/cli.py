@@ -21,7 +21,7 @@ import numpy as np
 import pytensor
 
 from sda.checkpoint import load_checkpoint
-from sda.config import preset_with
+from sda.config import PRESET_DATA, preset_with
 from sda.data import DEFAULT_DATA_DIR, VALID_SIZE, DataError, class_count, load_mnist
 from sda.execution import limit_threads
 from sda.loggers import LOGGERS, EpochFeed, LoggerError, open_loggers
@@ -97,7 +97,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="split a --data file as it is ordered (validation: its last rows) instead of "
                         "shuffling its rows, stratified by label with --seed, first")
     g.add_argument("--valid-size", type=int,
-                   help=f"validation = the last this many training images (default {VALID_SIZE}; "
+                   help=f"validation = the last this many training images (default {VALID_SIZE}; 0: none, all "
+                        f"train and the last model is kept, --keep-model last; "
                         f"for --data this many of its rows, by default a sixth, at most {VALID_SIZE})")
     g.add_argument("--train-size", type=int, metavar="N",
                    help="train on the first N training images only (default: all)")
@@ -197,7 +198,9 @@ def _data_source(args: argparse.Namespace, saved: dict | None) -> dict:
                          f"MNIST keeps the tutorial's split")
     return {"data_file": None if data_file is None else str(data_file),
             "data_dir": None if data_file else str(given(args.data_dir, "data_dir", DEFAULT_DATA_DIR)),
-            "valid_size": given(args.valid_size, "valid_size", None),
+            # a preset's data (ufldl_published: no validation set) are MNIST's
+            "valid_size": given(args.valid_size, "valid_size", None if data_file else
+                                PRESET_DATA.get(getattr(args, "preset", None) or "", {}).get("valid_size")),
             "train_size": given(args.train_size, "train_size", None),
             "verify": given(args.verify, "verify", True),
             # a run recorded before rows were shuffled did not shuffle them
@@ -274,8 +277,11 @@ def _summary(results: dict, output_dir) -> str:
     pretrain, finetune = results["pretraining"], results["finetuning"]
     test = finetune["test_error"]
     unit = "L-BFGS iteration" if results["config"]["optimizer"] == "lbfgs" else "epoch"
-    return (f"best validation error {finetune['best_validation_error']:.2%}, "
-            + (f"test error at that point {test:.2%}" if test is not None else "no test set") + "; "
+    kept = ("best validation error", "at that point") if results["config"]["keep_model"] == "best" else (
+        "last model's validation error", "of the last model")
+    return ((f"{kept[0]} {finetune['best_validation_error']:.2%}, " if finetune["best_validation_error"] is not None
+             else "no validation set, ")
+            + (f"test error {kept[1]} {test:.2%}" if test is not None else "no test set") + "; "
             f"compiling {format_duration(results['compile_seconds'])}, "
             f"pretraining {format_duration(pretrain['seconds'])}, "
             f"fine-tuning {format_duration(finetune['seconds'])} ({finetune['epochs']} {unit}"

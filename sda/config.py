@@ -9,8 +9,8 @@ import copy
 
 from sda.hyperparameters import HYPERPARAMETERS, RENAMED, defaults
 
-__all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "preset_with", "validate_config", "finetune_learning_rate", "preset_summary",
-           "preset_settings", "display_names"]
+__all__ = ["TUTORIAL", "PRESETS", "PRESET_DATA", "PRESET_NOTES", "preset_with", "validate_config", "finetune_learning_rate",
+           "preset_summary", "preset_settings", "display_names"]
 
 #: The Deep Learning Tutorials' protocol: every hyperparameter of a run (:data:`sda.hyperparameters.HYPERPARAMETERS`).
 TUTORIAL = defaults()
@@ -24,6 +24,9 @@ TUTORIAL = defaults()
 #: ``ufldl``: the stacked sparse autoencoder of UFLDL's exercise "Implement deep networks for digit
 #: classification": 784-200-200-10, sparse autoencoders (ρ 0.1, β 3, λ 3e-3) and fine-tuning
 #: (weight decay 1e-4) by full-batch L-BFGS, 400 iterations each ("epochs" are iterations).
+#: ``ufldl_published``: ``ufldl`` as UFLDL's exercise ran it: the softmax trained alone first (100
+#: iterations), weight decay on the softmax only, minFunc's 100 correction pairs, the last iterate
+#: kept, and (:data:`PRESET_DATA`) all 60,000 training images with no validation set.
 PRESETS = {
     "tutorial": TUTORIAL,
     "fast": {**TUTORIAL, "pretraining_epochs": 5, "pretrain_lr": 0.1, "pretrain_batch_size": 100,
@@ -40,6 +43,11 @@ PRESETS = {
               "optimizer": "lbfgs", "pretraining_epochs": 400, "training_epochs": 400,
               "finetune_weight_decay": 1e-4},
 }
+PRESETS["ufldl_published"] = {**PRESETS["ufldl"], "keep_model": "last", "softmax_epochs": 100,
+                              "finetune_weight_decay_on": "softmax", "lbfgs_memory": 100}
+
+#: What a preset changes in the data (the command line's defaults, which its flags override).
+PRESET_DATA = {"ufldl_published": {"valid_size": 0}}
 
 #: What each preset is for (docs/RESULTS.md says how long each takes): said before a run starts, and in ``--help``.
 PRESET_NOTES = {
@@ -48,6 +56,8 @@ PRESET_NOTES = {
     "best": "the lowest test error: 800 fine-tuning epochs with dropout and max-norm (a GPU run)",
     "quick": "a first look: one epoch of each phase",
     "ufldl": "UFLDL's stacked sparse autoencoder, 784-200-200-10, trained by L-BFGS",
+    "ufldl_published": "ufldl as UFLDL ran it: softmax first, its decay on the softmax only, 100 L-BFGS pairs, "
+                       "the last iterate, all 60,000 images and no validation set",
 }
 
 
@@ -120,4 +130,9 @@ def validate_config(config: dict, names: dict | None = None) -> dict:
         if minibatch_only:
             raise ValueError(f"{', '.join(minibatch_only)} belong to minibatch SGD, not to {name('optimizer')} lbfgs "
                              f"(full-batch, deterministic); set them to 0")
+    else:
+        full_batch_only = [name(h.name) for h in HYPERPARAMETERS if h.lbfgs_only and checked[h.name] != h.default]
+        if full_batch_only:
+            raise ValueError(f"{', '.join(full_batch_only)} belong to {name('optimizer')} lbfgs, not to sgd; leave "
+                             f"them at their defaults")
     return checked

@@ -290,7 +290,7 @@ class Split:
     pair may be None: data of one's own without a test set, :mod:`sda.npz_data`)."""
 
     train: tuple[np.ndarray, np.ndarray]
-    valid: tuple[np.ndarray, np.ndarray]
+    valid: tuple[np.ndarray, np.ndarray] | None  # None: MNIST's --valid-size 0, every image trains
     test: tuple[np.ndarray, np.ndarray] | None
 
     def __iter__(self):
@@ -357,7 +357,7 @@ def load_mnist(
         a folder holding the four IDX files, gzipped or not.
     n_valid
         the validation set is the *last* ``n_valid`` training images; the
-        training set is the rest (50,000 for MNIST).
+        training set is the rest (50,000 for MNIST); 0: no validation set (``valid`` None).
     verify
         check each file's sha256 against :data:`MNIST_SHA256`. Turn it off for
         another dataset of the same format (Fashion-MNIST, your own).
@@ -412,10 +412,10 @@ def load_mnist(
         _check_pixels(found[f"{part}_images"], sets[part][0])
     _check_same_image_shape(found, arrays)
     n_train_all = sets["train"][0].shape[0]
-    if not 0 < n_valid < n_train_all:
+    if not 0 <= n_valid < n_train_all:
         raise DataError(
-            f"n_valid (--valid-size) must be between 1 and the number of training images - 1 "
+            f"n_valid (--valid-size) must be between 0 (no validation set) and the number of training images - 1 "
             f"({n_train_all - 1}), got {n_valid}"
         )
     (x, y), cut = sets["train"], n_train_all - n_valid
-    return Split(train=(x[:cut], y[:cut]), valid=(x[cut:], y[cut:]), test=sets["test"])
+    return Split(train=(x[:cut], y[:cut]), valid=(x[cut:], y[cut:]) if n_valid else None, test=sets["test"])

@@ -144,8 +144,8 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
                  finetune_lr_schedule="exponential", finetune_corruption=0.0, finetune_dropout_input=0.0,
                  finetune_dropout_hidden=0.0, finetune_weight_decay=0.0, finetune_max_norm=0.0,
                  patience_epochs=50, criteria="denoising", sparsity_target=0.1, sparsity_weight=3.0,
-                 sparse_weight_decay=3e-3, optimizer="sgd", pretrain_size=0, finetune_layers="all",
-                 validation_fraction=0.0, scale_inputs=True, random_state=None, mode=None, verbose=0):
+                 sparse_weight_decay=3e-3, optimizer="sgd", pretrain_size=0, finetune_layers="all", keep_model="best",
+                 finetune_weight_decay_on="all", lbfgs_memory=10, validation_fraction=0.0, scale_inputs=True, random_state=None, mode=None, verbose=0):
         for name, value in locals().items():
             if name != "self":
                 setattr(self, name, value)

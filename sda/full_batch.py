@@ -7,10 +7,10 @@ respect to some shared parameters, seen as a function of one flat float64 vector
 :func:`minimize_lbfgs` runs scipy's L-BFGS on it; the parameters are left at the optimiser's
 point after every iteration, so a callback can validate, checkpoint or log the network as it is.
 
-L-BFGS keeps an estimate of the curvature from its last ``LBFGS_MEMORY`` steps: scipy's default
-of 10 here.  UFLDL used ``minFunc``'s 100, which costs scipy about 2.5 times as much per iteration
-for a 784-200 autoencoder (its bookkeeping runs on the CPU, whatever computes the cost), where the
-iteration count, the stopping rule and the objective are UFLDL's.  The objective must be
+L-BFGS keeps an estimate of the curvature from its last ``memory`` steps (scipy's ``maxcor``): by
+default scipy's 10 (:data:`LBFGS_MEMORY`).  UFLDL used ``minFunc``'s 100 (the hyperparameter
+``lbfgs_memory``), which costs scipy about 2.5 times as much per iteration for a 784-200
+autoencoder (its bookkeeping runs on the CPU, whatever computes the cost).  The objective must be
 deterministic for the line search: a noise in the cost (a dA's corruption) is drawn once and
 kept (the compiled function does not advance the generator).
 """
@@ -22,6 +22,7 @@ import scipy.optimize
 
 from sda.modes import compile_function, keep_on_device
 from sda.steps import gradients
+from sda.validation import check_positive_int
 
 __all__ = ["FullBatchObjective", "minimize_lbfgs", "LBFGS_MEMORY"]
 
@@ -45,14 +46,17 @@ class FullBatchObjective:
         a resolved compile mode.
     prepare
         called once before the first iteration (e.g. to fill an input cache).
+    memory
+        correction pairs L-BFGS keeps when it minimises this objective (scipy's ``maxcor``).
 
     Notes
     -----
     ``updated`` lists ``params`` (what a checkpoint saves, as for :class:`sda.steps.Step`).
     """
 
-    def __init__(self, cost, params, givens: dict, mode: str, prepare=None):
+    def __init__(self, cost, params, givens: dict, mode: str, prepare=None, memory: int = LBFGS_MEMORY):
         self.params = list(params)
+        self.memory = check_positive_int("memory", memory)
         self.updated = self.params
         keep_on_device(list(givens.values()), mode)
         self.function = compile_function([], [cost, *gradients(cost, self.params)], mode, givens=givens)
@@ -87,7 +91,8 @@ class FullBatchObjective:
 
 def minimize_lbfgs(objective: FullBatchObjective, max_iterations: int, on_iteration=None):
     """Minimise ``objective`` from its parameters' current values with scipy's L-BFGS (L-BFGS-B
-    without bounds) for at most ``max_iterations`` iterations; returns scipy's result.
+    without bounds) for at most ``max_iterations`` iterations, keeping ``objective.memory``
+    correction pairs; returns scipy's result.
 
     ``on_iteration(cost)`` is called after every iteration with the parameters set to the new
     point.  At the end the parameters hold the optimiser's final point.
@@ -98,6 +103,6 @@ def minimize_lbfgs(objective: FullBatchObjective, max_iterations: int, on_iterat
             on_iteration(float(intermediate_result.fun))
 
     result = scipy.optimize.minimize(objective, objective.get(), jac=True, method="L-BFGS-B", callback=callback,
-                                     options={"maxiter": int(max_iterations), "maxcor": LBFGS_MEMORY})
+                                     options={"maxiter": int(max_iterations), "maxcor": objective.memory})
     objective.set(result.x)
     return result

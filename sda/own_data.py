@@ -93,11 +93,11 @@ def split_examples(examples: Examples, n_valid: int | None = None, train_size: i
         train, valid = _shuffled_rows(y, n_valid, seed)
     else:
         train, valid = np.arange(len(y) - n_valid), np.arange(len(y) - n_valid, len(y))
-    split = Split(train=(x[train], y[train]), valid=(x[valid], y[valid]), test=examples.test)
-    split = split.with_train_size(train_size)
+    held_out = x[valid], y[valid]
+    split = Split(train=(x[train], y[train]), valid=held_out, test=examples.test).with_train_size(train_size)
     scaler = UnitScaler(split.train[0])
     test = None if split.test is None else (scaler(split.test[0]), split.test[1])
-    scaled = Split(train=(scaler(split.train[0]), split.train[1]), valid=(scaler(split.valid[0]), split.valid[1]),
+    scaled = Split(train=(scaler(split.train[0]), split.train[1]), valid=(scaler(held_out[0]), held_out[1]),
                    test=test)
     return OwnData(scaled, scaler, shuffle, examples.image_shape)
 
@@ -134,6 +134,6 @@ def load_split(source: dict, download: bool = False, seed: int = 0):
         n_valid = VALID_SIZE if source["valid_size"] is None else source["valid_size"]
         split = load_mnist(source["data_dir"], n_valid=n_valid, verify=source["verify"],
                            download=download).with_train_size(source["train_size"])
-    source["valid_size"] = len(split.valid[1])
+    source["valid_size"] = 0 if split.valid is None else len(split.valid[1])
     source["scaled"] = scaler is not None and scaler.enabled
     return shared_split(split), scaler, image_shape

@@ -91,6 +91,8 @@ def _check_datasets(datasets, config: dict, names: dict | None) -> int:
     if len(set(widths.values())) > 1:
         raise ValueError(f"the images of the sets differ in width: {widths}")
     n_train = datasets[0][0].get_value(borrow=True).shape[0]
+    if datasets[1] is None and config["keep_model"] != "last":
+        raise ValueError(f"without a validation set nothing chooses the best model: set {display_names(names)('keep_model')} last")
     if config["pretrain_size"] > n_train:
         raise ValueError(f"{display_names(names)('pretrain_size')} is {config['pretrain_size']}, more than the {n_train} "
                          f"training examples")
@@ -275,7 +277,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     if checkpoint is not None:  # the generators were restored before compiling
         restore_state(checkpoint, state_vars, model.trained_params(config["finetune_layers"]))
         pretrain_progress, fit_state = checkpoint.pretrain, checkpoint.fit
-        _check_progress(checkpoint, config, model.n_layers, lr, out.file("checkpoint.safetensors"))
+        _check_progress(checkpoint, config, len(pretraining_steps), lr, out.file("checkpoint.safetensors"))
         if log:
             log(f"resuming from {out.file('checkpoint.safetensors')}: pretraining epochs done per layer "
                 f"{[len(c) for c in pretrain_progress.costs]}, fine-tuning epochs done "
@@ -307,9 +309,13 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
         if on_epoch_end is not None:
             on_epoch_end(pretrain, None)
 
-    pretrain_result = pretrain_layers(pretraining_steps, config["pretraining_epochs"], model.corruption_levels,
-                                      config["pretrain_lr"], progress=progress, log=log,
-                                      on_epoch_end=pretraining_epoch_end, resume=pretrain_progress)
+    softmax_first = len(pretraining_steps) - model.n_layers  # the softmax alone on the features, after the layers
+    pretrain_result = pretrain_layers(pretraining_steps, [config["pretraining_epochs"]] * model.n_layers
+                                      + [config["softmax_epochs"]] * softmax_first,
+                                      [*model.corruption_levels, 0.0][:len(pretraining_steps)], config["pretrain_lr"],
+                                      progress=progress, log=log, on_epoch_end=pretraining_epoch_end,
+                                      resume=pretrain_progress, names=[f"pretraining layer {k}" for k in range(
+                                          model.n_layers)] + ["softmax alone"] * softmax_first)
     if save_every > 0:  # L-BFGS's last pretraining iterations may not be saved yet
         save(pretrain_result, fit_state, force=True)
     # JAX compiled the fine-tuning step before pretraining drew any noise: its copy of the first
@@ -339,14 +345,14 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
     if config["optimizer"] == "lbfgs":
         finetune_result = fit_lbfgs(train_step, validate, test, n_iterations=config["training_epochs"], params=trained,
                                     log=log, name="fine-tuning", on_epoch_end=finetuning_epoch_end, resume=fit_state,
-                                    validation_name=validation_name)
+                                    validation_name=validation_name, keep=config["keep_model"])
         save(pretrain_result, last_state[0] or fit_state, force=True)
     else:
         patience = max(1, int(config["patience_epochs"] * train_step.n_batches))
         finetune_result = fit_early_stopping(
             train_step, validate, test, n_epochs=config["training_epochs"], patience=patience, params=trained,
             learning_rate=lr, progress=progress, log=log, name="fine-tuning", on_epoch_end=finetuning_epoch_end,
-            resume=fit_state, validation_name=validation_name)
+            resume=fit_state, validation_name=validation_name, keep=config["keep_model"])
     write_back_compiled_noise([train_step.function])  # the model's generators hold where its noise stands
     results = _results(config, mode, data["source"], pretrain_result, finetune_result, time.perf_counter() - start)
     warm_up = sum(step.warm_up_seconds() for step in [*pretraining_steps, train_step])
@@ -380,14 +386,20 @@ def _check_progress(checkpoint, config: dict, n_layers: int, lr, path) -> None:
 def _training_functions(model: SdA, datasets, config: dict, mode: str, steps_per_call: int, lr):
     """``(pretraining steps, fine-tuning step, validate, test)`` of the run: minibatch SGD steps
     (:class:`sda.steps.Step`), or full-batch objectives for L-BFGS (``optimizer="lbfgs"``).
-    Pretraining sees the first ``pretrain_size`` training examples (0: all)."""
+    Pretraining sees the first ``pretrain_size`` training examples (0: all); with
+    ``softmax_epochs`` the softmax's objective on the frozen features follows the layers'."""
     train_x = datasets[0][0]
     if config["pretrain_size"]:
         train_x = pytensor.shared(train_x.get_value(borrow=True)[:config["pretrain_size"]], name="pretrain_x")
     if config["optimizer"] == "lbfgs":
         objective, validate, test = model.finetune_objective(datasets, mode, config["finetune_weight_decay"],
-                                                             config["finetune_layers"])
-        return model.pretraining_objectives(train_x, mode), objective, validate, test
+                                                             config["finetune_layers"], config["finetune_weight_decay_on"])
+        objectives = model.pretraining_objectives(train_x, mode)
+        if config["softmax_epochs"]:
+            objectives.append(model.softmax_objective(datasets[0], mode, config["finetune_weight_decay"]))
+        for each in [*objectives, objective]:
+            each.memory = config["lbfgs_memory"]
+        return objectives, objective, validate, test
     steps = model.pretraining_functions(train_x, config["pretrain_batch_size"], mode, steps_per_call=steps_per_call)
     train_step, validate, test = model.build_finetune_functions(
         datasets, config["finetune_batch_size"], lr, mode, steps_per_call=steps_per_call, **finetune_arguments(config))

@@ -227,5 +227,5 @@ def supervised_functions(x, y, cost, errors, params, datasets, batch_size: int, 
     updates = [*extra_updates, *sgd_updates(cost, params, learning_rate, momentum, constraint)]
     train_step = compile_step(index, [], cost, updates, {x: train_x, y: train_y}, batch_size, mode,
                               steps_per_call)
-    return (train_step, score_function(x, y, errors, valid, mode),
-            None if test is None else score_function(x, y, errors, test, mode))
+    return (train_step, *(None if pair is None else score_function(x, y, errors, pair, mode)
+                          for pair in (valid, test)))

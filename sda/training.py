@@ -9,7 +9,9 @@ Early stopping, as in the Deep Learning Tutorials: the model is validated every
 ``validation_frequency`` minibatches.  Training may run until iteration ``patience``;
 each time the validation error drops below ``improvement_threshold`` times the best so
 far, patience grows to ``max(patience, iteration * patience_increase)``.  The best
-parameters seen are kept and restored at the end.
+parameters seen are kept and restored at the end; or (``keep="last"``, UFLDL's way) every
+epoch runs and the last parameters are kept, the validation set (which may then be absent)
+choosing nothing.
 
 Every epoch's record carries the time it ended (:func:`utc_now`): the records of a run resumed
 from a checkpoint keep the times of the epochs the checkpoint holds.
@@ -186,9 +188,10 @@ class FitState:
 
 @dataclass
 class FitResult:
-    """Outcome of :func:`fit_early_stopping`; errors are fractions (0.013 = 1.3 %)."""
+    """Outcome of :func:`fit_early_stopping`; errors are fractions (0.013 = 1.3 %), of the kept
+    parameters (None without a validation set)."""
 
-    best_validation_error: float
+    best_validation_error: float | None
     best_iteration: int
     test_error: float | None
     epochs: int
@@ -200,7 +203,7 @@ def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patien
                        patience_increase: float = 2.0, improvement_threshold: float = 0.995, params=(),
                        learning_rate=None, progress: bool = True, log=print, name: str = "fine-tuning",
                        on_epoch_end=None, resume: FitState | None = None,
-                       validation_name: str = "validation error") -> FitResult:
+                       validation_name: str = "validation error", keep: str = "best") -> FitResult:
     """Minibatch training with early stopping: the one loop every model here uses.
 
     Parameters
@@ -208,7 +211,8 @@ def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patien
     train_step
         a :class:`sda.steps.Step`: ``train_step(index) -> cost`` updates the parameters.
     validate, test
-        ``() -> error`` on the whole validation / test set (``test`` may be None).
+        ``() -> error`` on the whole validation / test set (``test`` may be None, and
+        ``validate`` too when ``keep="last"``).
     n_epochs
         at most this many passes over the training minibatches.
     patience
@@ -231,14 +235,18 @@ def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patien
     validation_name
         what the log calls ``validate``'s error ("training error" when the
         caller validates on the training set).
+    keep
+        ``"best"``: the parameters of the best validation error, with early stopping;
+        ``"last"``: every epoch runs, and the last parameters are kept.
 
     Returns
     -------
     FitResult
-        The test error in it is the one measured when the validation error was at its best.
+        The test error in it is that of the kept parameters (the best validation error's, or the last).
     """
     if n_epochs < 1:
         raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
+    _check_keep(keep, validate)
     n_batches = train_step.n_batches
     rule = EarlyStopping(patience, n_batches, patience_increase, improvement_threshold)
     state = resume or FitState(patience=rule.patience, best_params=[p.get_value() for p in params])
@@ -252,61 +260,61 @@ def fit_early_stopping(train_step, validate, test=None, *, n_epochs: int, patien
                 costs.extend(chunk)
                 first_iteration = (epoch - 1) * n_batches + first
                 iteration = first_iteration + len(chunk) - 1
-                if rule.should_validate(first_iteration, iteration):
+                if validate is not None and rule.should_validate(first_iteration, iteration):
                     _check_cost(np.mean(costs), where, learning_rate)
                     val_error = float(validate())
-                    if rule.report(iteration, val_error):
+                    if rule.report(iteration, val_error) and keep == "best":
                         improved = True
-                        state.best_params = [p.get_value() for p in params]
-                        if test is not None:
-                            state.test_error = float(test())
-                if rule.should_stop(iteration):
+                        _keep(state, params, test)
+                if keep == "best" and rule.should_stop(iteration):
                     state.done = True
                     break
         mean_cost = _check_cost(np.mean(costs), where, learning_rate)
         _check_state(train_step, where, learning_rate)
+        state.patience, state.best_loss, state.best_iteration = rule.patience, rule.best_loss, rule.best_iteration
+        if keep == "last":
+            improved = True
+            _keep(state, params, test, math.inf if val_error is None else val_error, epoch * n_batches - 1)
         record = {"epoch": epoch, "cost": mean_cost, "validation_error": val_error,
                   "test_error": state.test_error if improved else None,
                   "seconds": time.perf_counter() - epoch_start, "time": utc_now()}
-        state.patience, state.best_loss, state.best_iteration = rule.patience, rule.best_loss, rule.best_iteration
         _end_epoch(state, record, improved, f"{name} epoch {epoch}/{n_epochs}", validation_name, log, on_epoch_end,
-                   lambda: _fit_time_left(state, n_epochs, rule, n_batches))
+                   lambda: _fit_time_left(state, n_epochs, rule, n_batches), keep)
     return _best_result(state, params)
 
 
 def fit_lbfgs(objective, validate, test=None, *, n_iterations: int, params=(), log=print, name: str = "fine-tuning",
               on_epoch_end=None, resume: FitState | None = None,
-              validation_name: str = "validation error") -> FitResult:
+              validation_name: str = "validation error", keep: str = "best") -> FitResult:
     """Full-batch training by L-BFGS (:func:`sda.full_batch.minimize_lbfgs`) with the selection
     :func:`fit_early_stopping` makes: the network is validated after every iteration (what the
     history calls an epoch here) and the parameters of the best validation error are kept, then
-    restored at the end.  It runs ``n_iterations`` iterations, or fewer when L-BFGS converges.
+    restored at the end (``keep="last"``: the last ones, as UFLDL; ``validate`` may then be
+    None).  It runs ``n_iterations`` iterations, or fewer when L-BFGS converges.
 
     ``objective`` is a :class:`sda.full_batch.FullBatchObjective` over ``params``; the other
     arguments are those of :func:`fit_early_stopping`.  A resumed fit continues from the
     parameters its caller restored, with a fresh curvature estimate.
     """
     n_iterations = check_positive_int("n_iterations", n_iterations)
+    _check_keep(keep, validate)
     state = resume or FitState(best_params=[p.get_value() for p in params])
     where, last_end = f"{name} (L-BFGS)", [time.perf_counter()]
 
     def iteration_end(cost):
         cost = _check_cost(cost, where, None)
         _check_state(objective, where, None)
-        val_error = float(validate())
-        improved = val_error < state.best_loss
+        val_error = None if validate is None else float(validate())
+        improved = keep == "last" or val_error < state.best_loss
         if improved:
-            state.best_loss, state.best_iteration = val_error, state.epoch + 1
-            state.best_params = [p.get_value() for p in params]
-            if test is not None:
-                state.test_error = float(test())
+            _keep(state, params, test, math.inf if val_error is None else val_error, state.epoch + 1)
         iteration = state.epoch + 1
         record = {"epoch": iteration, "cost": cost, "validation_error": val_error,
                   "test_error": state.test_error if improved else None, "seconds": time.perf_counter() - last_end[0],
                   "time": utc_now()}
         state.done = iteration >= n_iterations
         _end_epoch(state, record, improved, f"{name} iteration {iteration}/{n_iterations}", validation_name, log,
-                   on_epoch_end, lambda: _lbfgs_time_left(state, n_iterations))
+                   on_epoch_end, lambda: _lbfgs_time_left(state, n_iterations), keep)
         last_end[0] = time.perf_counter()
 
     if not state.done and state.epoch < n_iterations:
@@ -320,9 +328,9 @@ def fit_lbfgs(objective, validate, test=None, *, n_iterations: int, params=(), l
 
 
 def _end_epoch(state: FitState, record: dict, improved: bool, title: str, validation_name: str, log, on_epoch_end,
-               time_left_text) -> None:
+               time_left_text, keep: str = "best") -> None:
     """Record an epoch's ``record`` in ``state``, log its line (``title``: cost, errors, seconds,
-    ``time_left_text()``) and call ``on_epoch_end``."""
+    ``time_left_text()``; the test error of the ``keep`` model) and call ``on_epoch_end``."""
     state.epoch, state.seconds = record["epoch"], state.seconds + record["seconds"]
     state.history.append(record)
     if log:
@@ -330,17 +338,33 @@ def _end_epoch(state: FitState, record: dict, improved: bool, title: str, valida
         if record["validation_error"] is not None:
             line += f", {validation_name} {record['validation_error']:.2%}"
         if improved and state.test_error is not None:
-            line += f", test error of best model {state.test_error:.2%}"
+            line += f", test error of {keep} model {state.test_error:.2%}"
         log(line + f" ({record['seconds']:.1f} s{time_left_text()})")
     if on_epoch_end is not None:
         on_epoch_end(state)
 
 
+def _check_keep(keep: str, validate) -> None:
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be best or last, got {keep!r}")
+    if validate is None and keep == "best":
+        raise ValueError("without a validation set the last parameters are kept: keep='last'")
+
+
+def _keep(state: FitState, params, test, loss: float | None = None, iteration: int = -1) -> None:
+    """Keep the parameters as they are now, with their test error (and validation ``loss``, ``iteration``)."""
+    if loss is not None:
+        state.best_loss, state.best_iteration = loss, iteration
+    state.best_params = [p.get_value() for p in params]
+    if test is not None:
+        state.test_error = float(test())
+
+
 def _best_result(state: FitState, params) -> FitResult:
-    """Restore the best parameters; the :class:`FitResult` of ``state``."""
+    """Restore the kept parameters; the :class:`FitResult` of ``state``."""
     for p, value in zip(params, state.best_params):
         p.set_value(value)
-    return FitResult(state.best_loss, state.best_iteration, state.test_error, state.epoch,
+    return FitResult(None if math.isinf(state.best_loss) else state.best_loss, state.best_iteration, state.test_error, state.epoch,
                      state.seconds, state.history)
 
 
@@ -398,10 +422,12 @@ def train_epoch(step, args=(), where: str = "", learning_rate=None, progress: bo
     return mean_cost
 
 
-def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_rate: float,
+def pretrain_layers(pretraining_fns, n_epochs, corruption_levels, learning_rate: float,
                     progress: bool = True, log=print, on_epoch_end=None,
-                    resume: PretrainResult | None = None) -> PretrainResult:
-    """Greedy layer-wise pretraining: train each layer's autoencoder for ``n_epochs`` in turn.
+                    resume: PretrainResult | None = None, names=None) -> PretrainResult:
+    """Greedy layer-wise pretraining: train each layer's autoencoder for ``n_epochs`` in turn
+    (one count for every layer, or a list of one per layer; ``names``: what the log calls each,
+    by default ``pretraining layer k``).
 
     ``pretraining_fns[i]`` is layer ``i``'s :class:`sda.steps.Step`: ``step(index, corruption,
     lr)`` does one SGD step of its dA on minibatch ``index`` and returns the reconstruction
@@ -418,7 +444,8 @@ def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_
             f"need one corruption level per layer ({len(pretraining_fns)}), got {len(corruption_levels)}"
         )
     result = resume or PretrainResult()
-    n_layers = len(pretraining_fns)
+    epochs = list(n_epochs) if isinstance(n_epochs, (list, tuple)) else [n_epochs] * len(pretraining_fns)
+    names = names or [f"pretraining layer {k}" for k in range(len(pretraining_fns))]
     for layer, (step, corruption) in enumerate(zip(pretraining_fns, corruption_levels)):
         if layer == len(result.costs):
             result.costs.append([])
@@ -427,7 +454,7 @@ def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_
             result.epoch_seconds.append([])
         while len(result.epoch_times) <= layer:
             result.epoch_times.append([])
-        done = len(result.costs[layer])
+        done, n_epochs, name = len(result.costs[layer]), epochs[layer], names[layer]
         if done >= n_epochs or layer in result.converged:
             continue
         step.prepare()
@@ -443,15 +470,15 @@ def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_
             result.epoch_times[layer].append(utc_now())
             if log:
                 # the layers above are not timed yet: this layer's epochs stand in for theirs
-                left = time_left(result.epoch_seconds[layer], (n_epochs - epoch) + (n_layers - 1 - layer) * n_epochs)
+                left = time_left(result.epoch_seconds[layer], (n_epochs - epoch) + sum(epochs[layer + 1:]))
                 ends = f"; pretraining ends in about {format_duration(left)}" if left >= 1 else ""
-                log(f"pretraining layer {layer} {unit} {epoch}/{n_epochs}: cost {mean_cost:.4f} ({seconds:.1f} s{ends})")
+                log(f"{name} {unit} {epoch}/{n_epochs}: cost {mean_cost:.4f} ({seconds:.1f} s{ends})")
             if on_epoch_end is not None:
                 on_epoch_end(result)
             last_end[0] = time.perf_counter()  # the next epoch's time leaves out this one's checkpoint
 
         if unit == "iteration":
-            where = f"pretraining layer {layer} (L-BFGS)"
+            where = f"{name} (L-BFGS)"
 
             def iteration_end(cost):
                 _check_state(step, where, None)
@@ -462,10 +489,10 @@ def pretrain_layers(pretraining_fns, n_epochs: int, corruption_levels, learning_
             if len(result.costs[layer]) < n_epochs:
                 result.converged.append(layer)
                 if log:
-                    log(f"pretraining layer {layer}: L-BFGS stopped after {len(result.costs[layer])} iterations "
+                    log(f"{name}: L-BFGS stopped after {len(result.costs[layer])} iterations "
                         f"({outcome.message})")
             continue
         for epoch in range(done + 1, n_epochs + 1):
-            epoch_end(train_epoch(step, (corruption, learning_rate), f"pretraining layer {layer}, epoch {epoch}",
+            epoch_end(train_epoch(step, (corruption, learning_rate), f"{name}, epoch {epoch}",
                                   learning_rate, progress))
     return result

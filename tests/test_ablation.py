@@ -8,26 +8,80 @@ import sys
 
 import pytest
 
-from sda.ablation import SCALES, ablation_toml, rows_for, trial_commands
+from sda.ablation import SCALES, ablation_toml, rows_for, trial_commands, write_ablation
 from sda.cli import build_parser, config_from_args
-from sda.run import validate_config
+from sda.run import PRESETS, validate_config
 from sda.sweep_config import SweepConfigError, parse_sweep
 
 pytest.importorskip("ray")
 
 
+#: The rows of UFLDL's protocol (the full scale's only), each difference alone, then all together.
+PROTOCOL = {"ufldl_last_iterate": {"keep_model": "last"}, "ufldl_softmax_first": {"softmax_epochs": 100},
+            "ufldl_decay_softmax": {"finetune_weight_decay_on": "softmax"}, "ufldl_memory_100": {"lbfgs_memory": 100}}
+PROTOCOL["ufldl_published"] = {key: value for change in PROTOCOL.values() for key, value in change.items()}
+
+
 @pytest.mark.parametrize("scale", sorted(SCALES))
-def test_every_scale_has_the_same_rows_and_valid_trials(scale):
+def test_every_scale_has_the_main_rows_and_valid_trials(scale):
     sweep = parse_sweep(ablation_toml(scale))
     names = [row.name for row in rows_for(SCALES[scale])]
     assert [c["variant"] for c in sweep.configurations] == names
-    assert len(names) == 16 and len(sweep.seeds) == SCALES[scale].seeds
+    assert len(sweep.seeds) == SCALES[scale].seeds
+    # the quick scale stays as small as it was; the long one has the rows the pretraining decides
+    assert len(names) == {"full": 21, "long": 12, "quick": 16, "tiny": 16}[scale]
+    assert (set(PROTOCOL) <= set(names)) == (scale == "full")
     configs = {c["variant"]: validate_config(sweep.trial_config(c, 1)) for c in sweep.configurations}
     # the three criteria the question is about, from UFLDL's anchor
-    assert configs["ufldl"]["criteria"] == "sparse" and configs["ufldl"]["optimizer"] == "lbfgs"
+    assert configs["ufldl"]["criteria"] == "sparse"
+    assert configs["ufldl"]["optimizer"] == ("sgd" if scale == "long" else "lbfgs")
     assert configs["ufldl_criterion_plain"]["criteria"] == "denoising"
     assert set(configs["ufldl_criterion_plain"]["corruption_levels"]) == {0.0}
     assert min(configs["ufldl_criterion_denoising"]["corruption_levels"]) > 0
+
+
+def test_the_full_scale_switches_each_of_ufldls_differences_on_alone_then_all_together():
+    sweep = parse_sweep(ablation_toml("full"))
+    configs = {c["variant"]: validate_config(sweep.trial_config(c, 1)) for c in sweep.configurations}
+    anchor = configs["ufldl"]
+    for name, change in PROTOCOL.items():
+        assert {k: v for k, v in configs[name].items() if anchor[k] != v} == change, name
+    # the whole is the published preset's configuration (its data aside: a sweep's trials share theirs)
+    assert {k: v for k, v in validate_config(PRESETS["ufldl_published"]).items()
+            if k not in ("seed", "n_outs")} == {k: v for k, v in configs["ufldl_published"].items()
+                                                if k not in ("seed", "n_outs")}
+    assert len(sweep.seeds) == 3 and sweep.data["train_size"] is None
+
+
+def test_the_long_scale_fine_tunes_every_main_row_as_the_best_preset():
+    sweep = parse_sweep(ablation_toml("long"))
+    rows = {row.name: row for row in rows_for(SCALES["long"])}
+    configs = {c["variant"]: validate_config(sweep.trial_config(c, 1)) for c in sweep.configurations}
+    best = validate_config(PRESETS["best"])
+    assert {row.factor for row in rows.values()} == {"anchor", "criterion", "depth", "width", "pretraining data"}
+    assert {row.anchor for row in rows.values()} == {"UFLDL", "tutorial"}
+    protocol = [k for k in best if k.startswith("finetune_") or k in ("training_epochs", "patience_epochs",
+                                                                      "pretrain_lr", "pretrain_batch_size",
+                                                                      "pretraining_epochs", "optimizer")]
+    for name, config in configs.items():
+        assert {k: config[k] for k in protocol} == {k: best[k] for k in protocol}, name
+    assert best["training_epochs"] == 800 and best["finetune_dropout_hidden"] == 0.5
+    # the factors change as at the full scale
+    full = {row.name: row for row in rows_for(SCALES["full"])}
+    for name, row in rows.items():
+        assert {k: full[name].overrides[k] for k in ("hidden_layer_sizes", "corruption_levels", "criteria")} == {
+            k: row.overrides[k] for k in ("hidden_layer_sizes", "corruption_levels", "criteria")}
+
+
+def test_the_long_scale_is_planned_on_the_command_line(tmp_path, capsys):
+    from sda.ablation import main
+    assert main(["--scale", "long", "--commands", "--output-dir", str(tmp_path)]) == 0
+    commands = capsys.readouterr().out.splitlines()
+    assert len(commands) == 12 * 3 and all("--finetune-dropout-hidden 0.5" in c for c in commands)
+    args = build_parser().parse_args(shlex.split(commands[0])[3:])
+    assert validate_config(config_from_args(args))["training_epochs"] == 800
+    assert main(["--quick", "--commands", "--output-dir", str(tmp_path / "q")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 16
 
 
 def test_each_row_changes_one_factor_of_its_anchor():
@@ -46,6 +100,8 @@ def test_each_row_changes_one_factor_of_its_anchor():
             assert changed == {"finetune_layers"}
         elif row.factor == "criterion":
             assert changed <= {"criteria"} | shape_keys and changed
+        elif row.factor == "UFLDL's protocol":
+            assert changed == set(PROTOCOL[row.name])
         else:
             assert row.factor == "optimiser" and "optimizer" in changed
 
@@ -115,6 +171,26 @@ def test_the_commands_are_those_still_to_run_and_odd_folders_are_refused(tmp_pat
     captured = capsys.readouterr()
     assert captured.out == "" and "rows asked for" in captured.err and "--collect" in captured.err
     assert "--tiny" in captured.err
+
+
+def test_the_figure_draws_another_budget_beside_each_row(tmp_path, capsys):
+    from sda.ablation import main
+    from sda.ablation_report import read_ablation_csv
+    rows = rows_for(SCALES["tiny"])
+    table = [{"row": row.name, "anchor": row.anchor, "factor": row.factor, "value": row.value, "seed": 1,
+              "validation_error": 0.02, "test_error": 0.01 * (1 + k), "epochs": 3, "seconds": 1.0,
+              "status": "finished", "message": ""} for k, row in enumerate(rows)]
+    (tmp_path / "a").mkdir()
+    write_ablation(tmp_path / "a", table, rows)
+    other = read_ablation_csv(tmp_path / "a" / "ablation.csv")
+    assert [t["test_error"] for t in other] == [t["test_error"] for t in table]
+    single = (tmp_path / "a" / "ablation.png").read_bytes()
+    (tmp_path / "b").mkdir()
+    write_ablation(tmp_path / "b", table[:5], rows, ("scale long", "the full scale", other))
+    assert (tmp_path / "b" / "ablation.png").read_bytes() != single
+    assert main(["--tiny", "--collect", "--compare", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no ablation.csv there" in err and err.count("\n") == 1
 
 
 def test_the_figure_says_when_a_row_has_fewer_seeds():

@@ -106,8 +106,10 @@ def test_image_label_count_mismatch(tiny_mnist_dir):
 
 
 def test_valid_size_must_fit(tiny_mnist_dir):
-    with pytest.raises(DataError, match=r"n_valid \(--valid-size\) must be between 1 and .* \(299\), got 300"):
-        load_mnist(tiny_mnist_dir, n_valid=300, verify=False)
+    for n_valid in (300, -1):
+        with pytest.raises(DataError, match=rf"n_valid \(--valid-size\) must be between 0 \(no validation set\) and "
+                                            rf".* \(299\), got {n_valid}"):
+            load_mnist(tiny_mnist_dir, n_valid=n_valid, verify=False)
 
 
 def test_real_mnist_when_present():
