@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 
-from sda.hyperparameters import older_run_defaults
 from sda.persistence import ModelFileError, read_tensor_file, write_tensor_file
 from sda.training import PARAMETER_LIMIT, DivergenceError, FitState, PretrainResult
 
@@ -44,8 +43,10 @@ __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint"
            "checkpoint_digest", "CHECKPOINT_VERSION"]
 
 FORMAT = "sda-checkpoint"
-#: Version 4 is safetensors (3 and earlier were ``.npz``); older checkpoints are refused, naming their version.
-CHECKPOINT_VERSION = 4
+#: Version 5's configuration holds every key of :data:`sda.hyperparameters.HYPERPARAMETERS` (4 lacked
+#: those of UFLDL's protocol and of the update rules; 3 and earlier were ``.npz``): checkpoints of
+#: another version are refused, naming it.
+CHECKPOINT_VERSION = 5
 _HEADER_KEYS = {"format", "format_version", "config", "n_state", "rngs", "pretrain", "fit", "data", "data_source",
                 "execution", "digest"}
 _HISTORY_KEYS = {"epoch", "cost", "validation_error", "test_error", "seconds", "time"}
@@ -126,7 +127,7 @@ def load_checkpoint(path) -> Checkpoint:
             fit = FitState.from_scalars(header["fit"], [arrays[f"best_{i}"] for i in range(n_best)])
         if not isinstance(header["config"], dict) or not isinstance(header["rngs"], list):
             raise TypeError("config must be an object and rngs a list")
-        checkpoint = Checkpoint(config={**older_run_defaults(), **header["config"]}, state=state, rng_states=list(header["rngs"]),
+        checkpoint = Checkpoint(config=dict(header["config"]), state=state, rng_states=list(header["rngs"]),
                                 pretrain=PretrainResult(**header["pretrain"]), fit=fit,
                                 data=header.get("data"), data_source=header.get("data_source"),
                                 execution=header.get("execution"))

@@ -24,7 +24,7 @@ from sda.validation import (MAX_COUNT, check_corruption, check_layer_sizes, chec
                             check_open_unit_interval, check_positive, check_positive_int, check_seed)
 
 __all__ = ["Values", "Hyperparameter", "HYPERPARAMETERS", "RENAMED", "OPTIMIZERS", "KEEP_MODELS", "LR_SCHEDULES",
-           "FLOAT32_LIMIT", "older_run_defaults",
+           "FLOAT32_LIMIT",
            "COUNT", "BATCH_SIZE", "RATE", "PROBABILITY", "defaults", "flags", "model_arguments", "finetune_arguments", "estimator_hyperparameters",
            "default_noise_levels"]
 
@@ -151,8 +151,7 @@ class Hyperparameter:
     ``finetune_argument``: the parameter of :class:`sda.SdA.SdA` or of
     :meth:`sda.SdA.SdA.build_finetune_functions` that receives it.  ``sgd_only``: it belongs to
     minibatch SGD and must be 0 under L-BFGS; ``lbfgs_only``: it belongs to L-BFGS and must keep
-    its default under SGD.  ``added_later``: checkpoints written before the key existed lack it,
-    and their runs ran as its default does (:func:`older_run_defaults`).
+    its default under SGD.
     """
 
     name: str
@@ -167,7 +166,6 @@ class Hyperparameter:
     finetune_argument: str = ""
     sgd_only: bool = False
     lbfgs_only: bool = False
-    added_later: bool = False
 
     @property
     def cli_flag(self) -> str:
@@ -252,28 +250,23 @@ HYPERPARAMETERS = (
     # UFLDL's protocol as its exercise ran it (stackedAEExercise.m, minFunc): each difference alone
     _H("keep_model", "best", _choice(KEEP_MODELS),
        "best: keep the fine-tuned parameters of the best validation error (early stopping); last: run every "
-       "epoch and keep the last parameters (UFLDL's; no validation set needs it)", UFLDL, added_later=True),
+       "epoch and keep the last parameters (UFLDL's; no validation set needs it)", UFLDL),
     _H("softmax_epochs", 0, _count(0),
        "L-BFGS iterations training the softmax layer alone on the frozen pretrained features, with "
-       "finetune_weight_decay, before fine-tuning (UFLDL's 100; 0: off)", UFLDL, lbfgs_only=True, added_later=True,
+       "finetune_weight_decay, before fine-tuning (UFLDL's 100; 0: off)", UFLDL, lbfgs_only=True,
        # its phase is one more "layer" of a run's pretraining record, which a saved estimator's check does not take
        estimator_default=None, in_estimator=False),
     _H("finetune_weight_decay_on", "all", _choice(DECAY_ON),
        "the weight matrices fine-tuning's weight decay penalises: all layers', or the softmax's only (UFLDL's)",
-       UFLDL, finetune_argument="weight_decay_on", added_later=True),
+       UFLDL, finetune_argument="weight_decay_on"),
     _H("lbfgs_memory", 10, _count(1), "correction pairs L-BFGS keeps, scipy's maxcor (minFunc's, UFLDL's: 100)",
-       UFLDL, lbfgs_only=True, added_later=True),
+       UFLDL, lbfgs_only=True),
 )
 
 
 def defaults() -> dict:
     """The tutorial's value of every key (a fresh copy: lists may be changed)."""
     return {h.name: list(h.default) if isinstance(h.default, list) else h.default for h in HYPERPARAMETERS}
-
-
-def older_run_defaults() -> dict:
-    """What a run's checkpoint written before some keys existed ran with: those keys' defaults."""
-    return {h.name: h.default for h in HYPERPARAMETERS if h.added_later}
 
 
 def flags() -> dict[str, str]:

@@ -319,15 +319,17 @@ def test_a_run_stopped_in_the_softmax_phase_resumes_to_its_full_count(tmp_path, 
     assert run.results["config"]["softmax_epochs"] == 4 and run.finetuning.epochs == 3
 
 
-def test_a_checkpoint_written_before_these_keys_existed_resumes_with_their_defaults(tmp_path, monkeypatch):
-    import sda.run
-    real = sda.run.save_checkpoint
+def test_a_checkpoint_of_the_version_before_these_keys_is_refused_naming_it(tmp_path, monkeypatch, capsys):
+    import sda.checkpoint
+    from sda.cli import main
+    monkeypatch.setattr(sda.checkpoint, "CHECKPOINT_VERSION", 4)  # what a checkpoint of the last version wrote
 
-    def older(path, config, *args, **kwargs):
-        return real(path, {k: v for k, v in config.items() if k not in THE_FOUR}, *args, **kwargs)
+    def stop(pretrain, state):
+        raise Stop
 
-    monkeypatch.setattr(sda.run, "save_checkpoint", older)
-    run = stopped_then_resumed(tmp_path, monkeypatch, lambda pretrain, state: state is not None and state.epoch == 1,
-                               before_resume=lambda: monkeypatch.setattr(sda.run, "save_checkpoint", real))
-    assert {k: run.results["config"][k] for k in THE_FOUR} == {k: TUTORIAL[k] for k in THE_FOUR}
-    assert run.finetuning.epochs == 3
+    with pytest.raises(Stop):
+        tiny_run(None, output_dir=tmp_path, on_epoch_end=stop)
+    monkeypatch.undo()
+    assert main(["--resume", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "format version 4 is not supported (this sda reads version 5)" in err and len(err.splitlines()) == 1, err
