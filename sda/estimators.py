@@ -142,9 +142,9 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
                  pretraining_epochs=5, pretrain_lr=0.05, pretrain_batch_size=None, training_epochs=200,
                  finetune_lr=0.1, finetune_batch_size=None, finetune_momentum=0.0, finetune_lr_decay=1.0,
                  finetune_lr_schedule="exponential", finetune_corruption=0.0, finetune_dropout_input=0.0,
-                 finetune_dropout_hidden=0.0, finetune_weight_decay=0.0, finetune_max_norm=0.0,
-                 patience_epochs=50, criteria="denoising", sparsity_target=0.1, sparsity_weight=3.0,
-                 sparse_weight_decay=3e-3, optimizer="sgd", pretrain_size=0, finetune_layers="all",
+                 finetune_dropout_hidden=0.0, finetune_weight_decay=0.0, finetune_max_norm=0.0, finetune_update="sgd",
+                 finetune_warmup_epochs=0, patience_epochs=50, criteria="denoising", sparsity_target=0.1,
+                 sparsity_weight=3.0, sparse_weight_decay=3e-3, optimizer="sgd", pretrain_size=0, finetune_layers="all",
                  validation_fraction=0.0, scale_inputs=True, random_state=None, mode=None, verbose=0):
         for name, value in locals().items():
             if name != "self":
