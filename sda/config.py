@@ -88,7 +88,8 @@ def finetune_learning_rate(config: dict, epochs_done: int) -> float:
     schedule (Smith 2018).  (:math:`u_e = 0` throughout should the warm-up last all :math:`T`
     epochs, as when ``partial_fit`` runs past them.)"""
     rate = config["finetune_lr"] * config["finetune_lr_decay"] ** epochs_done
-    warmup, total = config["finetune_warmup_epochs"], config["training_epochs"]
+    # a configuration of the schedule's keys alone, as written before warm-up, has none
+    warmup, total = config.get("finetune_warmup_epochs", 0), config["training_epochs"]
     if warmup:
         rate *= min(1.0, (epochs_done + 1) / (warmup + 1))
     progress = min(1.0, max(0, epochs_done - warmup) / (total - warmup)) if total > warmup else 0.0
