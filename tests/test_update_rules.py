@@ -243,7 +243,7 @@ def test_a_run_stopped_in_adam_fine_tuning_resumes_bit_for_bit(mode, tmp_path):
     rng = np.random.RandomState(0)
     images, labels = rng.uniform(size=(80, 12)).astype("float32"), rng.randint(3, size=80).astype("int32")
     datasets = [(images[:60], labels[:60]), (images[60:], labels[60:]), None]
-    config = dict(hidden_layer_sizes=[7], corruption_levels=[0.2], n_outs=3, pretraining_epochs=1,
+    config = dict(hidden_layer_sizes=[7], corruption_levels=[0.2], n_outs=3, pretraining_epochs=0,
                   pretrain_batch_size=10, training_epochs=4, finetune_lr=0.01, finetune_batch_size=10,
                   finetune_update="adamw", finetune_weight_decay=1e-3, finetune_warmup_epochs=1,
                   finetune_lr_schedule="cosine", finetune_max_norm=1.5, patience_epochs=100, seed=4)
@@ -269,3 +269,21 @@ def test_a_run_stopped_in_adam_fine_tuning_resumes_bit_for_bit(mode, tmp_path):
     # the checkpoint holds Adam's beta powers after 2 epochs of 6 steps, beta ** 12, then the learning rate
     scalars = [float(a) for a in stopped.state[:-1] if a.shape == ()]
     assert scalars == pytest.approx([0.9 ** 12, 0.999 ** 12], rel=1e-5)
+
+
+def test_the_estimator_warms_up_adam_across_partial_fit_calls():
+    """``partial_fit``'s first call runs a one-epoch run, its later ones go on with the schedule of
+    ``training_epochs``: the warm-up carries over (lr / 4, then 2 lr / 4 with 3 warm-up epochs)."""
+    from sda.estimators import SdAClassifier
+
+    (images, labels), _, _ = tiny_data()
+    clf = SdAClassifier(hidden_layer_sizes=(6,), pretraining_epochs=1, training_epochs=10, finetune_lr=0.02,
+                        finetune_update="adam", finetune_warmup_epochs=3, finetune_lr_schedule="cosine",
+                        mode="FAST_COMPILE", random_state=0)
+    clf.partial_fit(images, labels, classes=[0, 1])
+    clf.partial_fit(images, labels)
+    assert clf.n_iter_ == 2
+    assert float(clf._continuation[1].get_value()) == pytest.approx(0.02 * 2 / 4, rel=1e-6)
+    assert clf.get_params()["finetune_update"] == "adam"
+    with pytest.raises(ValueError, match="finetune_update nesterov needs finetune_momentum > 0"):
+        SdAClassifier(finetune_update="nesterov").fit(images, labels)
