@@ -238,7 +238,7 @@ RESUME_MODES = [pytest.param(mode, marks=pytest.mark.skipif(
 @pytest.mark.parametrize("mode", RESUME_MODES)
 def test_a_run_stopped_in_adam_fine_tuning_resumes_bit_for_bit(mode, tmp_path):
     from sda.checkpoint import load_checkpoint
-    from sda.run import train_SdA
+    from sda.run import RunError, train_SdA
 
     rng = np.random.RandomState(0)
     images, labels = rng.uniform(size=(80, 12)).astype("float32"), rng.randint(3, size=80).astype("int32")
@@ -260,6 +260,8 @@ def test_a_run_stopped_in_adam_fine_tuning_resumes_bit_for_bit(mode, tmp_path):
     with pytest.raises(Stop):
         train_SdA(datasets, output_dir=tmp_path / "stopped", on_epoch_end=stop_after_two_epochs, **quiet, **config)
     stopped = load_checkpoint(tmp_path / "stopped" / "checkpoint.safetensors")
+    with pytest.raises(RunError, match=r"keeps its configuration; the checkpoint's differs in finetune_update"):
+        train_SdA(datasets, output_dir=tmp_path / "stopped", resume=True, finetune_update="adam", **quiet)
     resumed = train_SdA(datasets, output_dir=tmp_path / "stopped", resume=True, **quiet)
     assert [r["cost"] for r in resumed.finetuning.history] == [r["cost"] for r in fresh.finetuning.history]
     want, got = (load_checkpoint(tmp_path / name / "checkpoint.safetensors").state for name in ("fresh", "stopped"))
