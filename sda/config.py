@@ -85,8 +85,8 @@ def finetune_learning_rate(config: dict, epochs_done: int) -> float:
     :math:`s(u) = 1` (exponential), :math:`1 - u` (linear), :math:`\\tfrac12 (1 + \\cos \\pi u)`
     (cosine): the rate rises linearly over the first :math:`W` epochs from :math:`\\eta / (W + 1)`,
     then falls to 0 at epoch :math:`T`.  Warm-up and a linear fall make the triangular "one-cycle"
-    schedule (Smith 2018).  (:math:`u_e = 0` throughout should the warm-up last all :math:`T`
-    epochs, as when ``partial_fit`` runs past them.)"""
+    schedule (Smith 2018).  (:math:`u_e = 0` throughout when the warm-up lasts all :math:`T`
+    epochs, as in the one-epoch run of an estimator's first ``partial_fit``.)"""
     rate = config["finetune_lr"] * config["finetune_lr_decay"] ** epochs_done
     # a configuration of the schedule's keys alone, as written before warm-up, has none
     warmup, total = config.get("finetune_warmup_epochs", 0), config["training_epochs"]
