@@ -24,7 +24,7 @@ from sda.steps import UPDATE_RULES
 from sda.validation import (MAX_COUNT, check_corruption, check_layer_sizes, check_non_negative, check_noise_level,
                             check_open_unit_interval, check_positive, check_positive_int, check_seed)
 
-__all__ = ["Values", "Hyperparameter", "HYPERPARAMETERS", "RENAMED", "OPTIMIZERS", "LR_SCHEDULES", "FLOAT32_LIMIT",
+__all__ = ["Values", "Hyperparameter", "HYPERPARAMETERS", "RENAMED", "ADDED", "OPTIMIZERS", "LR_SCHEDULES", "FLOAT32_LIMIT",
            "COUNT", "BATCH_SIZE", "RATE", "PROBABILITY", "defaults", "flags", "model_arguments", "finetune_arguments", "estimator_hyperparameters",
            "default_noise_levels"]
 
@@ -42,6 +42,10 @@ LR_SCHEDULES = ("exponential", "linear", "cosine")
 #: Keys that were spelled otherwise, and their spelling now: a file using the old one is refused
 #: with a message naming the new one.
 RENAMED = {"hidden_layers_sizes": "hidden_layer_sizes"}
+
+#: Keys added since checkpoints of this format were first written, each with the value that
+#: trains as a run did before it: a checkpoint that lacks one resumes with that value.
+ADDED = {"finetune_update": "sgd", "finetune_warmup_epochs": 0}
 
 #: ``corruption_levels`` left to None: the tutorial's 0.1, 0.2, 0.3 continued, 0.1 more per layer up to this.
 MOST_DEFAULT_NOISE = 0.5

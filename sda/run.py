@@ -39,7 +39,7 @@ from sda.config import (PRESET_NOTES, PRESETS, TUTORIAL, display_names, finetune
                         preset_summary, validate_config)
 from sda.checkpoint import CheckpointError, load_checkpoint, restore_generators, restore_state, save_checkpoint
 from sda.datasets import shared_dataset
-from sda.hyperparameters import finetune_arguments, model_arguments
+from sda.hyperparameters import ADDED, finetune_arguments, model_arguments
 from sda.jax_noise import load_compiled_noise, write_back_compiled_noise
 from sda.modes import device_description, resolve_mode, training_phases
 from sda.persistence import model_parameters, save_model
@@ -215,8 +215,10 @@ def run_phases(n_train: int, n_ins: int, config: dict) -> dict:
 def _resumed_config(checkpoint, given: dict, names: dict | None) -> dict:
     """The checkpoint's configuration; a given value that contradicts it is refused (values are
     compared in the form :func:`validate_config` gives them)."""
-    # the checkpoint's own keys only: a run writes them all, and a missing one would take its default
-    saved, name = validate_config(checkpoint.config), display_names(names)
+    # the checkpoint's own keys only: a run writes them all, and a missing one would take its default;
+    # but one added since the checkpoint was written takes the value that trained as it did
+    older = {key: value for key, value in ADDED.items() if key not in checkpoint.config}
+    saved, name = validate_config({**checkpoint.config, **older}), display_names(names)
     asked = validate_config({**saved, **given}, names)
     conflicts = [k for k in given if _normal(asked[k]) != _normal(saved[k])]
     if conflicts:

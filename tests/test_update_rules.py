@@ -289,3 +289,55 @@ def test_the_estimator_warms_up_adam_across_partial_fit_calls():
     assert clf.get_params()["finetune_update"] == "adam"
     with pytest.raises(ValueError, match="finetune_update nesterov needs finetune_momentum > 0"):
         SdAClassifier(finetune_update="nesterov").fit(images, labels)
+
+
+class Held:
+    """A value where :func:`sda.checkpoint.save_checkpoint` expects a shared variable."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def get_value(self, borrow=False):
+        return self.value
+
+
+def test_a_checkpoint_written_before_the_update_rules_resumes_as_sgd_bit_for_bit(tmp_path):
+    """A checkpoint whose configuration lacks the keys added since (``ADDED``) resumes with the
+    values that trained as it did, and ends where the uninterrupted run ends."""
+    from sda.checkpoint import load_checkpoint, save_checkpoint
+    from sda.hyperparameters import ADDED
+    from sda.run import train_SdA
+
+    rng = np.random.RandomState(0)
+    images, labels = rng.uniform(size=(60, 12)).astype("float32"), rng.randint(3, size=60).astype("int32")
+    datasets = [(images[:40], labels[:40]), (images[40:], labels[40:]), None]
+    config = dict(hidden_layer_sizes=[7], corruption_levels=[0.2], n_outs=3, pretraining_epochs=0, training_epochs=4,
+                  finetune_lr=0.1, finetune_batch_size=10, finetune_momentum=0.5, patience_epochs=100, seed=4)
+    quiet = dict(mode=CPU_MODE, progress=False, log=None)
+    fresh = train_SdA(datasets, **quiet, **config)
+
+    class Stop(Exception):
+        pass
+
+    def stop(pretrain, state):
+        if state is not None and state.epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_SdA(datasets, output_dir=tmp_path, on_epoch_end=stop, **quiet, **config)
+    path = tmp_path / "checkpoint.safetensors"
+    written = load_checkpoint(path)
+    older = {key: value for key, value in written.config.items() if key not in ADDED}
+    generators = []
+    for state in written.rng_states:
+        generator = np.random.Generator(np.random.PCG64())
+        generator.bit_generator.state = state
+        generators.append(Held(generator))
+    save_checkpoint(path, older, [Held(a) for a in written.state], generators, written.pretrain, written.fit,
+                    written.data, written.data_source, written.execution)
+    assert set(ADDED) & set(load_checkpoint(path).config) == set()
+    resumed = train_SdA(datasets, output_dir=tmp_path, resume=True, **quiet)
+    assert resumed.results["config"]["finetune_update"] == "sgd"
+    assert [r["cost"] for r in resumed.finetuning.history] == [r["cost"] for r in fresh.finetuning.history]
+    for got, want in zip(resumed.model.params, fresh.model.params):
+        np.testing.assert_array_equal(got.get_value(), want.get_value())
