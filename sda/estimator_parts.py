@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sda.hyperparameters import Values
+from sda.hyperparameters import ADDED, Values
 from sda.modes import MODES
 from sda.persistence import (ModelFileError, build_model, check_model_layout, model_entry, model_tensors,
                              read_tensor_file, write_tensor_file)
@@ -243,10 +243,13 @@ class SavedEstimator:
         model = build_model(path, header["model"], model_tensors(path, header["model"], tensors, "model."))
         try:
             expected_params = set(cls().get_params(deep=False))
-            if set(header["params"]) != expected_params:  # a missing one would silently take its default
-                raise ValueError(f"params has unknown keys {sorted(set(header['params']) - expected_params)!r:.80} "
-                                 f"and lacks {sorted(expected_params - set(header['params']))!r:.80}")
-            estimator = cls(**header["params"])
+            # a missing one would silently take its default, but one added since the file was written
+            # takes the value that trained as it did
+            params = {**{key: value for key, value in ADDED.items() if key in expected_params}, **header["params"]}
+            if set(params) != expected_params:
+                raise ValueError(f"params has unknown keys {sorted(set(params) - expected_params)!r:.80} "
+                                 f"and lacks {sorted(expected_params - set(params))!r:.80}")
+            estimator = cls(**params)
             estimator._validate_params()  # scikit-learn's checks of every hyperparameter, as fit makes them
             fitted = header["fitted"]
             keys = {"n_features_in_", "mode", "scaled", *cls._fitted_keys}

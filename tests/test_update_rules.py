@@ -341,3 +341,21 @@ def test_a_checkpoint_written_before_the_update_rules_resumes_as_sgd_bit_for_bit
     assert [r["cost"] for r in resumed.finetuning.history] == [r["cost"] for r in fresh.finetuning.history]
     for got, want in zip(resumed.model.params, fresh.model.params):
         np.testing.assert_array_equal(got.get_value(), want.get_value())
+
+
+def test_an_estimator_file_written_before_the_update_rules_loads_with_them_off(tmp_path):
+    from forgery import put_together, take_apart
+    from sda.estimators import SdAClassifier
+    from sda.hyperparameters import ADDED
+
+    (images, labels), _, _ = tiny_data()
+    clf = SdAClassifier(hidden_layer_sizes=(6,), pretraining_epochs=1, training_epochs=2, mode="FAST_COMPILE",
+                        random_state=0).fit(images, labels)
+    path, older = tmp_path / "clf.safetensors", tmp_path / "older.safetensors"
+    clf.save(path)
+    entries, header, data = take_apart(path.read_bytes())
+    header["params"] = {key: value for key, value in header["params"].items() if key not in ADDED}
+    older.write_bytes(put_together(entries, header, data))
+    loaded = SdAClassifier.load(older)
+    assert {key: loaded.get_params()[key] for key in ADDED} == ADDED
+    np.testing.assert_array_equal(loaded.predict_proba(images), clf.predict_proba(images))
