@@ -235,30 +235,42 @@ RESUME_MODES = [pytest.param(mode, marks=pytest.mark.skipif(
     for mode in dict.fromkeys([CPU_MODE, "NUMBA", "JAX", "CVM"])]
 
 
+class Stop(Exception):
+    """Stops a run after an epoch, as a kill would."""
+
+
+def stop_after_two_epochs(datasets, output_dir, **settings):
+    """Run ``train_SdA`` into ``output_dir`` and stop it after its second fine-tuning epoch."""
+    from sda.run import train_SdA
+
+    def stop(pretrain, state):
+        if state is not None and state.epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_SdA(datasets, output_dir=output_dir, on_epoch_end=stop, **settings)
+
+
+def three_class_data(n_train, n_valid):
+    rng = np.random.RandomState(0)
+    n = n_train + n_valid
+    images, labels = rng.uniform(size=(n, 12)).astype("float32"), rng.randint(3, size=n).astype("int32")
+    return [(images[:n_train], labels[:n_train]), (images[n_train:], labels[n_train:]), None]
+
+
 @pytest.mark.parametrize("mode", RESUME_MODES)
 def test_a_run_stopped_in_adam_fine_tuning_resumes_bit_for_bit(mode, tmp_path):
     from sda.checkpoint import load_checkpoint
     from sda.run import RunError, train_SdA
 
-    rng = np.random.RandomState(0)
-    images, labels = rng.uniform(size=(80, 12)).astype("float32"), rng.randint(3, size=80).astype("int32")
-    datasets = [(images[:60], labels[:60]), (images[60:], labels[60:]), None]
+    datasets = three_class_data(60, 20)
     config = dict(hidden_layer_sizes=[7], corruption_levels=[0.2], n_outs=3, pretraining_epochs=0,
                   pretrain_batch_size=10, training_epochs=4, finetune_lr=0.01, finetune_batch_size=10,
                   finetune_update="adamw", finetune_weight_decay=1e-3, finetune_warmup_epochs=1,
                   finetune_lr_schedule="cosine", finetune_max_norm=1.5, patience_epochs=100, seed=4)
     quiet = dict(mode=mode, progress=False, log=None)
     fresh = train_SdA(datasets, output_dir=tmp_path / "fresh", **quiet, **config)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_two_epochs(pretrain, state):
-        if state is not None and state.epoch == 2:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_SdA(datasets, output_dir=tmp_path / "stopped", on_epoch_end=stop_after_two_epochs, **quiet, **config)
+    stop_after_two_epochs(datasets, tmp_path / "stopped", **quiet, **config)
     stopped = load_checkpoint(tmp_path / "stopped" / "checkpoint.safetensors")
     with pytest.raises(RunError, match=r"keeps its configuration; the checkpoint's differs in finetune_update"):
         train_SdA(datasets, output_dir=tmp_path / "stopped", resume=True, finetune_update="adam", **quiet)
@@ -308,23 +320,12 @@ def test_a_checkpoint_written_before_the_update_rules_resumes_as_sgd_bit_for_bit
     from sda.hyperparameters import ADDED
     from sda.run import train_SdA
 
-    rng = np.random.RandomState(0)
-    images, labels = rng.uniform(size=(60, 12)).astype("float32"), rng.randint(3, size=60).astype("int32")
-    datasets = [(images[:40], labels[:40]), (images[40:], labels[40:]), None]
+    datasets = three_class_data(40, 20)
     config = dict(hidden_layer_sizes=[7], corruption_levels=[0.2], n_outs=3, pretraining_epochs=0, training_epochs=4,
                   finetune_lr=0.1, finetune_batch_size=10, finetune_momentum=0.5, patience_epochs=100, seed=4)
     quiet = dict(mode=CPU_MODE, progress=False, log=None)
     fresh = train_SdA(datasets, **quiet, **config)
-
-    class Stop(Exception):
-        pass
-
-    def stop(pretrain, state):
-        if state is not None and state.epoch == 2:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_SdA(datasets, output_dir=tmp_path, on_epoch_end=stop, **quiet, **config)
+    stop_after_two_epochs(datasets, tmp_path, **quiet, **config)
     path = tmp_path / "checkpoint.safetensors"
     written = load_checkpoint(path)
     older = {key: value for key, value in written.config.items() if key not in ADDED}
@@ -343,6 +344,7 @@ def test_a_checkpoint_written_before_the_update_rules_resumes_as_sgd_bit_for_bit
         np.testing.assert_array_equal(got.get_value(), want.get_value())
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # two epochs: a file, not a fit
 def test_an_estimator_file_written_before_the_update_rules_loads_with_them_off(tmp_path):
     from forgery import put_together, take_apart
     from sda.estimators import SdAClassifier
