@@ -95,6 +95,13 @@ def test_each_rule_takes_the_numpy_steps(rule, settings):
         assert np.linalg.norm(got[0], axis=0).max() <= settings["limit"] + 1e-12
 
 
+@pytest.mark.parametrize("mode", [m for m in ("NUMBA", "JAX") if m in available_modes()])
+def test_adamw_takes_the_numpy_steps_in_the_compiled_modes(mode):
+    want = numpy_steps("adamw", 4, 0.05, decay=0.3, limit=0.9)
+    for g, w in zip(pytensor_steps("adamw", 4, 0.05, decay=0.3, limit=0.9, mode=mode), want):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9)
+
+
 def test_adams_state_is_shared_and_starts_at_step_one():
     """Adam's first step is ``lr * g / (|g| + eps)`` per coordinate (the bias correction undoes
     the moments' start at 0); its moments and beta powers are shared variables that the step updates."""
