@@ -43,10 +43,6 @@ LR_SCHEDULES = ("exponential", "linear", "cosine")
 #: with a message naming the new one.
 RENAMED = {"hidden_layers_sizes": "hidden_layer_sizes"}
 
-#: Keys added since checkpoints of this format were first written, each with the value that
-#: trains as a run did before it: a checkpoint that lacks one resumes with that value.
-ADDED = {"finetune_update": "sgd", "finetune_warmup_epochs": 0}
-
 #: ``corruption_levels`` left to None: the tutorial's 0.1, 0.2, 0.3 continued, 0.1 more per layer up to this.
 MOST_DEFAULT_NOISE = 0.5
 
@@ -166,7 +162,9 @@ class Hyperparameter:
     seed from ``random_state``, the classes from the labels).  ``model_argument`` and
     ``finetune_argument``: the parameter of :class:`sda.SdA.SdA` or of
     :meth:`sda.SdA.SdA.build_finetune_functions` that receives it.  ``sgd_only``: it belongs to
-    minibatch SGD and must be 0 under L-BFGS.
+    minibatch SGD and must be 0 under L-BFGS.  ``added``: added since checkpoints and estimator
+    files of their present formats were first written, with a default that trains as runs did
+    before it (:data:`ADDED`).
     """
 
     name: str
@@ -180,6 +178,7 @@ class Hyperparameter:
     model_argument: str = ""
     finetune_argument: str = ""
     sgd_only: bool = False
+    added: bool = False
 
     @property
     def cli_flag(self) -> str:
@@ -241,9 +240,9 @@ HYPERPARAMETERS = (
     _H("finetune_update", "sgd", Values(_update_rule, options=UPDATE_RULES),
        "fine-tuning's update rule: sgd (with finetune_momentum, classical), nesterov (Nesterov's momentum), "
        "adam, or adamw (adam with finetune_weight_decay decoupled from the gradient)", TRAINING,
-       finetune_argument="update", sgd_only=True),
+       finetune_argument="update", sgd_only=True, added=True),
     _H("finetune_warmup_epochs", 0, _count(0), "raise the fine-tuning learning rate linearly over this many first "
-       "epochs, from finetune_lr / (this + 1) (0: off)", TRAINING, sgd_only=True),
+       "epochs, from finetune_lr / (this + 1) (0: off)", TRAINING, sgd_only=True, added=True),
     _H("patience_epochs", 10, Values(lambda name, value, config: check_positive(name, value, MAX_COUNT), low=0,
                                      high=MAX_COUNT, closed="right"),
        # the estimators': no fit stops before epoch 50, so that one still at the commonest class's error
@@ -268,6 +267,10 @@ HYPERPARAMETERS = (
        "all: fine-tune the whole network; top: train only the softmax layer on the pretrained features",
        UFLDL, finetune_argument="layers"),
 )
+
+#: The keys a checkpoint or estimator file written before them lacks, each with its default: such
+#: a file resumes (or loads) with that value, which trains as the run that wrote it did.
+ADDED = {h.name: h.default for h in HYPERPARAMETERS if h.added}
 
 
 def defaults() -> dict:
