@@ -280,7 +280,7 @@ class SdA(SaveLoadMixin):
                                  momentum: float = 0.0, steps_per_call: int = 1, corruption: float = 0.0,
                                  dropout_input: float = 0.0, dropout_hidden: float = 0.0,
                                  weight_decay: float = 0.0, max_norm: float = 0.0, layers: str = "all",
-                                 weight_decay_on: str = "all"):
+                                 weight_decay_on: str = "all", update: str = "sgd"):
         """``(train_step, valid_score, test_score)`` for fine-tuning on ``datasets``
         ``[(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]`` (shared variables or arrays;
         the test pair may be None).
@@ -295,6 +295,8 @@ class SdA(SaveLoadMixin):
         weight matrix (``weight_decay_on="softmax"``: the softmax's only);
         ``max_norm`` > 0 bounds each unit's incoming weight norm.  Scores use the clean network.
         ``layers="top"`` trains only the softmax layer (the features below stay as pretrained).
+        ``update`` is the rule of each step, one of :data:`sda.steps.UPDATE_RULES` (``"adamw"``
+        takes ``weight_decay`` as its decoupled decay instead of a penalty in the cost).
         """
         datasets = self._shared_datasets(datasets)
         params = self.trained_params(layers)
@@ -302,13 +304,14 @@ class SdA(SaveLoadMixin):
         for name, value in (("dropout_input", dropout_input), ("dropout_hidden", dropout_hidden)):
             check_corruption(name, value)  # a probability in [0, 1)
         cost, extra_updates = self._training_cost(corruption, dropout_input, dropout_hidden)
-        cost = self._decayed(cost, weight_decay, params, weight_decay_on)
+        decoupled = weight_decay if update == "adamw" else 0.0
+        cost = self._decayed(cost, weight_decay - decoupled, params, weight_decay_on)
         constraint = None
         if max_norm > 0:
             constraint = lambda param, value: clip_norms(value, max_norm) if param.ndim == 2 else value
         return supervised_functions(self.x, self.y, cost, self.errors, params, datasets, batch_size,
                                     learning_rate, resolve_mode(mode), momentum, steps_per_call, extra_updates,
-                                    constraint)
+                                    constraint, update, decoupled)
 
     def _training_cost(self, corruption: float, dropout_input: float, dropout_hidden: float):
         """``(cost, noise updates)``: the fine-tuning cost of the network with its training noise."""

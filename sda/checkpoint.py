@@ -5,7 +5,8 @@ A checkpoint (``checkpoint.safetensors``) is a file in the same safe format as m
 never a pickle, checked before any tensor is read, written atomically) holding
 
 * ``state_<i>``: the values of the run's shared variables, in an order the run defines
-  (model parameters, then optimiser state such as momentum velocities and the learning rate);
+  (model parameters, then optimiser state such as momentum velocities or Adam's moments and
+  :math:`\\beta^t`, and the learning rate);
 * ``best_<i>``: the parameters at the best validation error so far (fine-tuning only);
 * the header: the run's configuration, the fingerprint of its data (shapes and sha256 of each
   array, so that a resume on other data is refused) and where they came from, the state of

@@ -6,6 +6,7 @@ estimators, sweeps, resumed checkpoints), as the table of :mod:`sda.hyperparamet
 from __future__ import annotations
 
 import copy
+import math
 
 from sda.hyperparameters import HYPERPARAMETERS, RENAMED, defaults
 
@@ -94,12 +95,30 @@ def preset_summary(name: str) -> str:
 
 
 def finetune_learning_rate(config: dict, epochs_done: int) -> float:
-    """The fine-tuning learning rate after ``epochs_done`` epochs: ``lr * decay ** epochs_done``
-    (exponential), or falling linearly from ``lr`` to 0 at ``training_epochs`` (linear, then
-    also times ``decay ** epochs_done``)."""
+    """The fine-tuning learning rate after :math:`e` = ``epochs_done`` epochs, of :math:`T` =
+    ``training_epochs`` with :math:`W` = ``finetune_warmup_epochs`` of warm-up:
+
+    .. math::
+        \\eta_e = \\eta\\, d^{\\,e}\\, w_e\\, s(u_e), \\qquad
+        w_e = \\min\\Bigl(1, \\frac{e + 1}{W + 1}\\Bigr), \\qquad
+        u_e = \\min\\Bigl(1, \\frac{\\max(0, e - W)}{T - W}\\Bigr)
+
+    with :math:`\\eta` = ``finetune_lr``, :math:`d` = ``finetune_lr_decay`` and the schedule's shape
+    :math:`s(u) = 1` (exponential), :math:`1 - u` (linear), :math:`\\tfrac12 (1 + \\cos \\pi u)`
+    (cosine): the rate rises linearly over the first :math:`W` epochs from :math:`\\eta / (W + 1)`,
+    then falls to 0 at epoch :math:`T`.  Warm-up and a linear fall make the triangular "one-cycle"
+    schedule (Smith 2018).  (:math:`u_e = 0` throughout when the warm-up lasts all :math:`T`
+    epochs, as in the one-epoch run of an estimator's first ``partial_fit``.)"""
     rate = config["finetune_lr"] * config["finetune_lr_decay"] ** epochs_done
+    # a configuration of the schedule's keys alone, without a warm-up key, has no warm-up
+    warmup, total = config.get("finetune_warmup_epochs", 0), config["training_epochs"]
+    if warmup:
+        rate *= min(1.0, (epochs_done + 1) / (warmup + 1))
+    progress = min(1.0, max(0, epochs_done - warmup) / (total - warmup)) if total > warmup else 0.0
     if config["finetune_lr_schedule"] == "linear":
-        rate *= max(0.0, 1 - epochs_done / config["training_epochs"])
+        rate *= 1 - progress
+    elif config["finetune_lr_schedule"] == "cosine":
+        rate *= 0.5 * (1 + math.cos(math.pi * progress))
     return rate
 
 
@@ -126,13 +145,17 @@ def validate_config(config: dict, names: dict | None = None) -> dict:
     for h in HYPERPARAMETERS:
         checked[h.name] = h.values.check(name(h.name), copy.deepcopy(config[h.name]), checked)
     if checked["optimizer"] == "lbfgs":
-        minibatch_only = [name(h.name) for h in HYPERPARAMETERS if h.sgd_only and checked[h.name] > 0]
+        minibatch_only = [name(h.name) for h in HYPERPARAMETERS if h.sgd_only and checked[h.name] != h.default]
         if minibatch_only:
             raise ValueError(f"{', '.join(minibatch_only)} belong to minibatch SGD, not to {name('optimizer')} lbfgs "
-                             f"(full-batch, deterministic); set them to 0")
+                             f"(full-batch, deterministic); leave them at their defaults")
     else:
         full_batch_only = [name(h.name) for h in HYPERPARAMETERS if h.lbfgs_only and checked[h.name] != h.default]
         if full_batch_only:
             raise ValueError(f"{', '.join(full_batch_only)} belong to {name('optimizer')} lbfgs, not to sgd; leave "
                              f"them at their defaults")
+    if checked["finetune_update"] == "adamw" and checked["finetune_weight_decay_on"] != "all":
+        raise ValueError(f"{name('finetune_update')} adamw decays every weight matrix (decoupled from the cost); "
+                         f"{name('finetune_weight_decay_on')} {checked['finetune_weight_decay_on']} goes with the "
+                         f"other rules")
     return checked

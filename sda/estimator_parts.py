@@ -77,11 +77,11 @@ def convergence_problem(labels: np.ndarray, predicted: np.ndarray, errors: list,
 
 def saved_curves(fitted: dict, n_layers: int) -> tuple[list, list | None, float | None]:
     """A saved classifier's ``loss_curve_``, ``validation_scores_`` and ``best_validation_score_``,
-    once they agree with its ``n_finetune_epochs_`` and training results (``n_layers`` layers)."""
-    epochs, scores, best = fitted["n_finetune_epochs_"], fitted["validation_scores_"], fitted["best_validation_score_"]
+    once they agree with its ``n_iter_`` and training results (``n_layers`` layers)."""
+    epochs, scores, best = fitted["n_iter_"], fitted["validation_scores_"], fitted["best_validation_score_"]
     if type(epochs) is not int or epochs < 0 or not isinstance(fitted["loss_curve_"], list) \
             or len(fitted["loss_curve_"]) != epochs:
-        raise ValueError("n_finetune_epochs_ must be a count, the length of loss_curve_")
+        raise ValueError("n_iter_ must be a count, the length of loss_curve_")
     if (scores is None) != (best is None):
         raise ValueError("validation_scores_ and best_validation_score_ are both None or both given")
     if scores is not None and (not isinstance(scores, list) or len(scores) != epochs):
@@ -167,7 +167,9 @@ def set_common_params(estimator, scale_inputs, random_state, mode, verbose) -> N
 
 
 ESTIMATOR_FORMAT = "sda-estimator"
-ESTIMATOR_VERSION = 1
+#: Version 2's parameters hold those of the update rules and of UFLDL's protocol; version 1 files
+#: are refused, naming their version.
+ESTIMATOR_VERSION = 2
 _CLASS_KINDS = "biufU"  # the dtypes of labels a file may give ``classes_`` (and object, for mixed ones)
 
 
@@ -243,10 +245,11 @@ class SavedEstimator:
         model = build_model(path, header["model"], model_tensors(path, header["model"], tensors, "model."))
         try:
             expected_params = set(cls().get_params(deep=False))
-            if set(header["params"]) != expected_params:  # a missing one would silently take its default
-                raise ValueError(f"params has unknown keys {sorted(set(header['params']) - expected_params)!r:.80} "
-                                 f"and lacks {sorted(expected_params - set(header['params']))!r:.80}")
-            estimator = cls(**header["params"])
+            params = header["params"]  # a missing one would silently take its default
+            if set(params) != expected_params:
+                raise ValueError(f"params has unknown keys {sorted(set(params) - expected_params)!r:.80} "
+                                 f"and lacks {sorted(expected_params - set(params))!r:.80}")
+            estimator = cls(**params)
             estimator._validate_params()  # scikit-learn's checks of every hyperparameter, as fit makes them
             fitted = header["fitted"]
             keys = {"n_features_in_", "mode", "scaled", *cls._fitted_keys}

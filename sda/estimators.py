@@ -117,8 +117,6 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
         What fine-tuning in ``fit`` (or the first ``partial_fit``) did, epoch by epoch.
     n_iter_ : int
         Fine-tuning epochs run so far, ``partial_fit``'s included (L-BFGS: its iterations).
-    n_finetune_epochs_ : int
-        The same number, by its earlier name.
     loss_curve_ : list of float
         The mean minibatch training cost of each of those epochs, oldest first (the cost
         fine-tuning minimises: cross-entropy, plus the weight decay when there is one).
@@ -142,10 +140,11 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
                  pretraining_epochs=5, pretrain_lr=0.05, pretrain_batch_size=None, training_epochs=200,
                  finetune_lr=0.1, finetune_batch_size=None, finetune_momentum=0.0, finetune_lr_decay=1.0,
                  finetune_lr_schedule="exponential", finetune_corruption=0.0, finetune_dropout_input=0.0,
-                 finetune_dropout_hidden=0.0, finetune_weight_decay=0.0, finetune_max_norm=0.0,
-                 patience_epochs=50, criteria="denoising", sparsity_target=0.1, sparsity_weight=3.0,
-                 sparse_weight_decay=3e-3, optimizer="sgd", pretrain_size=0, finetune_layers="all", keep_model="best",
-                 finetune_weight_decay_on="all", lbfgs_memory=10, validation_fraction=0.0, scale_inputs=True, random_state=None, mode=None, verbose=0):
+                 finetune_dropout_hidden=0.0, finetune_weight_decay=0.0, finetune_max_norm=0.0, finetune_update="sgd",
+                 finetune_warmup_epochs=0, patience_epochs=50, criteria="denoising", sparsity_target=0.1,
+                 sparsity_weight=3.0, sparse_weight_decay=3e-3, optimizer="sgd", pretrain_size=0, finetune_layers="all",
+                 keep_model="best", finetune_weight_decay_on="all", lbfgs_memory=10, validation_fraction=0.0,
+                 scale_inputs=True, random_state=None, mode=None, verbose=0):
         for name, value in locals().items():
             if name != "self":
                 setattr(self, name, value)
@@ -226,7 +225,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
             run = train_SdA([train, valid, None], mode=self.mode, progress=False, log=epoch_log(self.verbose),
                             **config)
         self.model_, self.pretrain_result_, self.fit_result_ = run.model, run.pretraining, run.finetuning
-        self.n_iter_ = self.n_finetune_epochs_ = run.finetuning.epochs
+        self.n_iter_ = run.finetuning.epochs
         self.loss_curve_ = [record["cost"] for record in run.finetuning.history]
         # scikit-learn's scores are higher-is-better; without a held-out split (none asked for, or
         # a share that rounds to no example) the loop validated on the training data, which is no
@@ -271,10 +270,10 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
                 [data, data, None], batch_size_for(self.finetune_batch_size, len(Xs)), rate, self._mode,
                 **finetune_arguments(self._config(self.training_epochs)))
             self._continuation = (step, rate, data)
-        rate.set_value(np.asarray(finetune_learning_rate(self._config(self.training_epochs), self.n_finetune_epochs_),
+        rate.set_value(np.asarray(finetune_learning_rate(self._config(self.training_epochs), self.n_iter_),
                                   dtype=rate.dtype))
-        self.n_iter_ = self.n_finetune_epochs_ = self.n_finetune_epochs_ + 1
-        self.loss_curve_.append(train_epoch(step, (), f"partial_fit, fine-tuning epoch {self.n_finetune_epochs_}",
+        self.n_iter_ += 1
+        self.loss_curve_.append(train_epoch(step, (), f"partial_fit, fine-tuning epoch {self.n_iter_}",
                                             rate, progress=False))
         # the model's generators hold where the noise stands (JAX draws from the step's copies), so
         # that a step compiled later, or in an unpickled estimator, goes on from there
@@ -294,11 +293,11 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
 
     # --- what a saved classifier holds besides its model and scaler (SavedEstimator) ---
     _model_class = "SdA"
-    _fitted_keys = frozenset({"classes", "classes_dtype", "n_finetune_epochs_", "loss_curve_", "validation_scores_",
+    _fitted_keys = frozenset({"classes", "classes_dtype", "n_iter_", "loss_curve_", "validation_scores_",
                               "best_validation_score_", "pretrain_result_", "fit_result_"})
 
     def _fitted_state(self) -> dict:
-        return {**saved_labels(self.classes_), "n_finetune_epochs_": self.n_finetune_epochs_,
+        return {**saved_labels(self.classes_), "n_iter_": self.n_iter_,
                 "loss_curve_": [float(c) for c in self.loss_curve_],
                 "validation_scores_": self.validation_scores_, "best_validation_score_": self.best_validation_score_,
                 "pretrain_result_": dataclasses.asdict(self.pretrain_result_),
@@ -318,7 +317,7 @@ class SdAClassifier(SavedEstimator, ClassifierMixin, TransformerMixin, ClassName
             raise ValueError(f"the model's {', '.join(differing)} are not those the parameters give")
         curves = saved_curves(fitted, model.n_layers)
         self.model_, self._scaler = model, scaler
-        self.n_iter_ = self.n_finetune_epochs_ = fitted["n_finetune_epochs_"]
+        self.n_iter_ = fitted["n_iter_"]
         self.loss_curve_, self.validation_scores_, self.best_validation_score_ = curves
         self.pretrain_result_ = PretrainResult(**fitted["pretrain_result_"])
         self.fit_result_ = FitResult(**fitted["fit_result_"])

@@ -20,6 +20,7 @@ import numpy as np
 
 from sda.dA import CORRUPTION_TYPES
 from sda.SdA import CRITERIA, DECAY_ON, FINETUNE_LAYERS, check_criteria
+from sda.steps import UPDATE_RULES
 from sda.validation import (MAX_COUNT, check_corruption, check_layer_sizes, check_non_negative, check_noise_level,
                             check_open_unit_interval, check_positive, check_positive_int, check_seed)
 
@@ -41,7 +42,7 @@ OPTIMIZERS = ("sgd", "lbfgs")
 KEEP_MODELS = ("best", "last")
 
 #: Fine-tuning learning-rate schedules (:func:`sda.config.finetune_learning_rate`).
-LR_SCHEDULES = ("exponential", "linear")
+LR_SCHEDULES = ("exponential", "linear", "cosine")
 
 #: Keys that were spelled otherwise, and their spelling now: a file using the old one is refused
 #: with a message naming the new one.
@@ -101,6 +102,22 @@ def _decay(name, value, config):
     if value > 1:
         raise ValueError(f"{name} must be in (0, 1] (the rate is multiplied by it after every epoch), got {value}")
     return value
+
+
+def _update_rule(name, rule, config):
+    """The fine-tuning update rule, checked against the momentum and weight decay it goes with."""
+    rule = _choice(UPDATE_RULES).check(name, rule, config)
+    # the other keys named as this one is: flags on the command line, keys elsewhere
+    momentum, decay = (("--finetune-momentum", "--finetune-weight-decay") if name.startswith("--")
+                       else ("finetune_momentum", "finetune_weight_decay"))
+    if rule == "nesterov" and config["finetune_momentum"] == 0:
+        raise ValueError(f"{name} nesterov needs {momentum} > 0 (at 0 it is sgd)")
+    if rule in ("adam", "adamw") and config["finetune_momentum"] > 0:
+        raise ValueError(f"{name} {rule} takes no {momentum} (its first moment, beta1 0.9, plays that part): "
+                         f"set it to 0")
+    if rule == "adamw" and config["finetune_weight_decay"] == 0:
+        raise ValueError(f"{name} adamw is adam with a decoupled {decay}, which is 0: set it > 0, or use adam")
+    return rule
 
 
 def default_noise_levels(n_layers: int) -> list[float]:
@@ -211,8 +228,8 @@ HYPERPARAMETERS = (
     _H("finetune_lr_decay", 1.0, Values(_decay, low=0, high=1, closed="right"),
        "multiply the fine-tuning learning rate by this, in (0, 1], after every epoch", TRAINING),
     _H("finetune_lr_schedule", "exponential", _choice(LR_SCHEDULES),
-       "exponential: times finetune_lr_decay each epoch; linear: also falling linearly to 0 at training_epochs",
-       TRAINING),
+       "exponential: times finetune_lr_decay each epoch; linear / cosine: also falling linearly / as a half "
+       "cosine to 0 at training_epochs (after any warm-up)", TRAINING),
     _H("finetune_corruption", 0.0, _NOISE, "the dAs' noise on the inputs while fine-tuning, at this level",
        TRAINING, finetune_argument="corruption", sgd_only=True),
     _H("finetune_dropout_input", 0.0, PROBABILITY, "dropout probability of each input while fine-tuning, in [0, 1)",
@@ -224,6 +241,12 @@ HYPERPARAMETERS = (
        "(0: off)", TRAINING, finetune_argument="weight_decay"),
     _H("finetune_max_norm", 0.0, _WEIGHT, "bound on the norm of each unit's incoming weights while fine-tuning "
        "(0: off)", TRAINING, finetune_argument="max_norm", sgd_only=True),
+    _H("finetune_update", "sgd", Values(_update_rule, options=UPDATE_RULES),
+       "fine-tuning's update rule: sgd (with finetune_momentum, classical), nesterov (Nesterov's momentum), "
+       "adam, or adamw (adam with finetune_weight_decay decoupled from the gradient)", TRAINING,
+       finetune_argument="update", sgd_only=True),
+    _H("finetune_warmup_epochs", 0, _count(0), "raise the fine-tuning learning rate linearly over this many first "
+       "epochs, from finetune_lr / (this + 1) (0: off)", TRAINING, sgd_only=True),
     _H("patience_epochs", 10, Values(lambda name, value, config: check_positive(name, value, MAX_COUNT), low=0,
                                      high=MAX_COUNT, closed="right"),
        # the estimators': no fit stops before epoch 50, so that one still at the commonest class's error
@@ -262,6 +285,7 @@ HYPERPARAMETERS = (
     _H("lbfgs_memory", 10, _count(1), "correction pairs L-BFGS keeps, scipy's maxcor (minFunc's, UFLDL's: 100)",
        UFLDL, lbfgs_only=True),
 )
+
 
 
 def defaults() -> dict:

@@ -7,11 +7,17 @@ with ``steps_per_call = K > 1`` one call runs minibatches ``index .. index + K -
 compiled ``scan`` loop and returns their K costs, so that JAX (above all on a GPU) does not
 wait on Python between minibatches.  The loops in :mod:`sda.training` need nothing else.
 
-SGD itself, with the classical momentum the fast presets use:
+The update rules (:data:`UPDATE_RULES`, :func:`update_rule`), with :math:`g = \\partial C/\\partial p`
+on the minibatch and :math:`\\eta` the learning rate:
 
-.. math::  v \\leftarrow \\mu v - \\eta\\,\\partial C/\\partial p, \\qquad p \\leftarrow p + v
-
-(:math:`\\mu = 0` is the tutorial's plain :math:`p \\leftarrow p - \\eta\\,\\partial C/\\partial p`).
+* ``"sgd"``, with the classical momentum the fast presets use:
+  :math:`v \\leftarrow \\mu v - \\eta g,\\; p \\leftarrow p + v` (:math:`\\mu = 0` is the tutorial's plain
+  :math:`p \\leftarrow p - \\eta g`);
+* ``"nesterov"``, Nesterov's accelerated gradient (Sutskever et al. 2013) with the gradient taken
+  at :math:`p` itself (Bengio, Boulanger-Lewandowski & Pascanu 2013):
+  :math:`v \\leftarrow \\mu v - \\eta g,\\; p \\leftarrow p + \\mu v - \\eta g`;
+* ``"adam"`` (Kingma & Ba 2015), bias-corrected: :func:`adam_updates`;
+* ``"adamw"``, Adam with decoupled weight decay (Loshchilov & Hutter 2019): :func:`adam_updates`.
 """
 
 from __future__ import annotations
@@ -34,21 +40,34 @@ def gradients(cost, params) -> list:
     """``d cost / d p`` for each ``p`` of the list ``params``, as a list (PyTensor's ``grad``)."""
     return list(pt.grad(cost, list(params)))  # type: ignore[arg-type]  # grad returns a list for a list
 
-__all__ = ["sgd_updates", "max_norm", "Step", "compile_step", "compile_cached_input_step", "input_cache",
+__all__ = ["UPDATE_RULES", "ADAM_DEFAULTS", "sgd_updates", "adam_updates", "update_rule", "max_norm", "Step", "compile_step", "compile_cached_input_step", "input_cache",
            "score_function", "supervised_functions", "steps_per_call_for"]
 
 
-def sgd_updates(cost, params, learning_rate, momentum: float = 0.0, constraint=None):
+#: The fine-tuning update rules (see the module docstring).
+UPDATE_RULES = ("sgd", "nesterov", "adam", "adamw")
+#: Adam's :math:`\\beta_1, \\beta_2, \\epsilon`: Kingma & Ba's defaults.
+ADAM_DEFAULTS = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+
+
+def _unconstrained(param, value):
+    return value
+
+
+def sgd_updates(cost, params, learning_rate, momentum: float = 0.0, constraint=None, nesterov: bool = False):
     """``[(shared, new value), ...]`` for one SGD step on ``cost`` (see the module docstring).
 
-    With momentum > 0 each parameter gets a velocity (a new shared variable, starting at 0).
+    With momentum > 0 each parameter gets a velocity (a new shared variable, starting at 0);
+    ``nesterov`` takes Nesterov's step instead of the classical one (it needs momentum > 0).
     ``learning_rate`` may be a number, a symbolic scalar or a shared variable (for a schedule).
     ``constraint(param, new_value)``, if given, maps each parameter's new value onto its
     allowed set (e.g. :func:`max_norm`), a projected gradient step.
     """
-    constrain = constraint or (lambda param, value: value)
+    constrain = constraint or _unconstrained
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    if nesterov and momentum == 0:
+        raise ValueError("Nesterov's momentum needs momentum > 0 (at 0 it is plain SGD)")
     updates = []
     for p, g in zip(params, gradients(cost, params)):
         step = pt.cast(learning_rate, p.dtype) * g
@@ -56,9 +75,71 @@ def sgd_updates(cost, params, learning_rate, momentum: float = 0.0, constraint=N
             updates.append((p, constrain(p, p - step)))
             continue
         velocity = pytensor.shared(np.zeros_like(p.get_value(borrow=True)), name=f"velocity_{p.name}")
-        new_velocity = pt.cast(momentum, p.dtype) * velocity - step
-        updates += [(velocity, new_velocity), (p, constrain(p, p + new_velocity))]
+        mu = pt.cast(momentum, p.dtype)
+        new_velocity = mu * velocity - step
+        new_p = p + mu * new_velocity - step if nesterov else p + new_velocity
+        updates += [(velocity, new_velocity), (p, constrain(p, new_p))]
     return updates
+
+
+def adam_updates(cost, params, learning_rate, beta1: float = ADAM_DEFAULTS["beta1"],
+                 beta2: float = ADAM_DEFAULTS["beta2"], epsilon: float = ADAM_DEFAULTS["epsilon"],
+                 weight_decay: float = 0.0, constraint=None):
+    """``[(shared, new value), ...]`` for one step of Adam (Kingma & Ba 2015, Algorithm 1) on ``cost``:
+
+    .. math::
+        m \\leftarrow \\beta_1 m + (1 - \\beta_1) g, \\qquad
+        v \\leftarrow \\beta_2 v + (1 - \\beta_2) g^2, \\qquad
+        p \\leftarrow p - \\eta \\left(\\frac{\\hat m}{\\sqrt{\\hat v} + \\epsilon} + \\lambda p\\right),
+
+    with the bias-corrected :math:`\\hat m = m / (1 - \\beta_1^t)`, :math:`\\hat v = v / (1 - \\beta_2^t)`
+    at step :math:`t = 1, 2, \\dots` and :math:`\\lambda` = ``weight_decay``: 0 is Adam; > 0 is AdamW's
+    decoupled weight decay (Loshchilov & Hutter 2019), applied to the weight matrices (the
+    parameters with two dimensions) as the L2 penalty of :meth:`sda.SdA.SdA.build_finetune_functions`
+    is, and scaled by the learning rate (and so by its schedule) as in PyTorch's ``AdamW``.
+
+    The moments :math:`m, v` of each parameter (starting at 0) and :math:`\\beta_1^t, \\beta_2^t` (shared
+    scalars starting at 1, the step counter in the form the step needs: bounded, where a count
+    would pass :data:`sda.training.PARAMETER_LIMIT`) are shared variables the step updates, so
+    that a checkpoint holds them.  ``constraint`` as for :func:`sgd_updates`.
+    """
+    constrain = constraint or _unconstrained
+    for name, value in (("beta1", beta1), ("beta2", beta2)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if not epsilon > 0 or not weight_decay >= 0:
+        raise ValueError(f"epsilon must be > 0 and weight_decay >= 0, got {epsilon} and {weight_decay}")
+    dtype = pytensor.config.floatX
+    powers = [pytensor.shared(np.asarray(1.0, dtype=dtype), name=f"adam_beta{k}_power") for k in (1, 2)]
+    new_powers = [power * pt.cast(beta, dtype) for power, beta in zip(powers, (beta1, beta2))]
+    updates = list(zip(powers, new_powers))
+    for p, g in zip(params, gradients(cost, params)):
+        cast = lambda value: pt.cast(value, p.dtype)
+        m, v = (pytensor.shared(np.zeros_like(p.get_value(borrow=True)), name=f"adam_{kind}_{p.name}")
+                for kind in ("m", "v"))
+        new_m = cast(beta1) * m + cast(1 - beta1) * g
+        new_v = cast(beta2) * v + cast(1 - beta2) * pt.sqr(g)
+        m_hat, v_hat = new_m / (1 - cast(new_powers[0])), new_v / (1 - cast(new_powers[1]))
+        direction = m_hat / (pt.sqrt(v_hat) + cast(epsilon))
+        if weight_decay > 0 and p.ndim == 2:
+            direction = direction + cast(weight_decay) * p
+        updates += [(m, new_m), (v, new_v), (p, constrain(p, p - cast(learning_rate) * direction))]
+    return updates
+
+
+def update_rule(rule: str, cost, params, learning_rate, momentum: float = 0.0, weight_decay: float = 0.0,
+                constraint=None) -> list:
+    """The updates of one step of ``rule`` (one of :data:`UPDATE_RULES`): ``momentum`` is that of
+    ``"sgd"`` and ``"nesterov"``, ``weight_decay`` the decoupled decay of ``"adamw"`` (the other
+    rules take weight decay as an L2 penalty in ``cost``); Adam's constants are :data:`ADAM_DEFAULTS`."""
+    if rule not in UPDATE_RULES:
+        raise ValueError(f"update rule must be one of {', '.join(UPDATE_RULES)}, got {rule!r}")
+    if rule in ("sgd", "nesterov"):
+        return sgd_updates(cost, params, learning_rate, momentum, constraint, nesterov=rule == "nesterov")
+    if momentum:
+        raise ValueError(f"momentum belongs to sgd and nesterov; {rule}'s first moment takes its place")
+    return adam_updates(cost, params, learning_rate, weight_decay=weight_decay if rule == "adamw" else 0.0,
+                        constraint=constraint)
 
 
 def max_norm(weights, limit: float):
@@ -213,18 +294,20 @@ def score_function(x, y, errors, dataset, mode: str):
 
 
 def supervised_functions(x, y, cost, errors, params, datasets, batch_size: int, learning_rate, mode: str,
-                         momentum: float = 0.0, steps_per_call: int = 1, extra_updates=(), constraint=None):
+                         momentum: float = 0.0, steps_per_call: int = 1, extra_updates=(), constraint=None,
+                         update: str = "sgd", decoupled_decay: float = 0.0):
     """``(train_step, validate, test)`` for a classifier with input ``x`` and labels ``y`` on
     shared ``datasets = [(train_x, train_y), (valid_x, valid_y), (test_x, test_y)]``.
 
-    ``train_step`` is a :class:`Step` minimising ``cost``; ``validate()`` and ``test()`` return
-    the error rate on their whole set (``test`` is None when there is no test set).
-    ``extra_updates`` (e.g. a noise generator's) are applied with each training step;
-    ``constraint`` goes to :func:`sgd_updates`.
+    ``train_step`` is a :class:`Step` minimising ``cost`` by the rule ``update`` (:func:`update_rule`,
+    with ``momentum``, ``constraint`` and ``decoupled_decay``, AdamW's weight decay);
+    ``validate()`` and ``test()`` return the error rate on their whole set (``test`` is None when
+    there is no test set).  ``extra_updates`` (e.g. a noise generator's) are applied with each
+    training step.
     """
     (train_x, train_y), valid, test = datasets
     index = pt.iscalar("index")
-    updates = [*extra_updates, *sgd_updates(cost, params, learning_rate, momentum, constraint)]
+    updates = [*extra_updates, *update_rule(update, cost, params, learning_rate, momentum, decoupled_decay, constraint)]
     train_step = compile_step(index, [], cost, updates, {x: train_x, y: train_y}, batch_size, mode,
                               steps_per_call)
     return (train_step, *(None if pair is None else score_function(x, y, errors, pair, mode)

@@ -16,6 +16,7 @@ from sklearn.linear_model import LogisticRegression as SkLogReg  # noqa: E402
 from sklearn.utils.estimator_checks import check_estimator, check_param_validation  # noqa: E402
 
 from support import CPU_MODE  # noqa: E402
+from sda.estimator_parts import ESTIMATOR_VERSION  # noqa: E402
 from sda.estimators import DenoisingAutoencoder, SdAClassifier  # noqa: E402
 
 # small but able to learn scikit-learn's test problems; FAST_COMPILE keeps ~100 fits quick
@@ -233,16 +234,16 @@ def test_partial_fit_pretrains_once_then_fine_tunes_batch_by_batch(digits):
     for _ in range(3):
         for batch in batches[1:]:
             clf.partial_fit(X_train[batch], y_train[batch])
-    assert clf.n_finetune_epochs_ == 1 + 3 * 3
+    assert clf.n_iter_ == 1 + 3 * 3
     assert [len(c) for c in clf.pretrain_result_.costs] == pretrained == [2]  # pretrained on the first call only
     assert clf.score(X_test, y_test) > max(first_score + 0.3, 0.75)  # 0.31 after the first call, 0.81 at the end
     clf.partial_fit(X_train[:37], y_train[:37])  # another size compiles its own step
-    assert clf.n_finetune_epochs_ == 11
+    assert clf.n_iter_ == 11
     with pytest.raises(ValueError, match="labels not in classes_"):
         clf.partial_fit(X_train[:10], y_train[:10] + 10)
     again = pickle.loads(pickle.dumps(clf))  # without compiled functions or the last batch
     np.testing.assert_array_equal(again.predict(X_test), clf.predict(X_test))
-    assert again.partial_fit(X_train[:37], y_train[:37]).n_finetune_epochs_ == 12
+    assert again.partial_fit(X_train[:37], y_train[:37]).n_iter_ == 12
 
 
 @pytest.mark.skipif("JAX" not in __import__("sda.modes").modes.available_modes(), reason="needs jax")
@@ -300,7 +301,7 @@ def test_an_lbfgs_fit_continues_by_sgd_partial_fit():
     with pytest.raises(ValueError, match="partial_fit trains by minibatch SGD"):
         clf.partial_fit(X[:200], y[:200])
     clf.set_params(optimizer="sgd").partial_fit(X[:200], y[:200])
-    assert clf.n_finetune_epochs_ == clf.fit_result_.epochs + 1
+    assert clf.n_iter_ == clf.fit_result_.epochs + 1
 
 
 @pytest.mark.parametrize("sizes, levels", [((20, 12), [0.1, 0.2]), ((9, 8, 7), [0.1, 0.2, 0.3]),
@@ -463,10 +464,10 @@ def test_a_loaded_estimator_is_a_fresh_object_that_predicts_and_trains_as_the_sa
     if kind == "SdAClassifier":
         np.testing.assert_array_equal(loaded.predict_proba(X_test), estimator.predict_proba(X_test))
         np.testing.assert_array_equal(loaded.transform(X_test), estimator.transform(X_test))
-        assert list(loaded.classes_) == list(estimator.classes_) and loaded.n_finetune_epochs_ == 3
+        assert list(loaded.classes_) == list(estimator.classes_) and loaded.n_iter_ == 3
         assert loaded.fit_result_ == estimator.fit_result_ and loaded.pretrain_result_ == estimator.pretrain_result_
         y = estimator.classes_[np.arange(37) % 10]
-        assert loaded.partial_fit(X_train[:37], y).n_finetune_epochs_ == 4
+        assert loaded.partial_fit(X_train[:37], y).n_iter_ == 4
     else:
         np.testing.assert_array_equal(loaded.transform(X_test), estimator.transform(X_test))
         np.testing.assert_array_equal(loaded.components_, estimator.components_)
@@ -492,7 +493,7 @@ def _fitted(header, **changes):
     ("SdAClassifier", lambda e, h, d: (e, _with(h, estimator="DenoisingAutoencoder"), d),
      "holds a DenoisingAutoencoder, not a SdAClassifier"),
     ("SdAClassifier", lambda e, h, d: (e, _with(h, model={**h["model"], "class": "dA"}), d), "lacks the SdA model"),
-    ("SdAClassifier", lambda e, h, d: (e, _with(h, format_version=2), d), "format version 2 is not supported"),
+    ("SdAClassifier", lambda e, h, d: (e, _with(h, format_version=3), d), "format version 3 is not supported"),
     ("SdAClassifier", lambda e, h, d: (e, _with(h, format="sda-model"), d), "not an sda-estimator file"),
     ("SdAClassifier", lambda e, h, d: (e, _fitted(h, scaled=False), d), "are not the scaler's"),
     ("SdAClassifier", lambda e, h, d: (e, _fitted(h, n_features_in_=65), d), "are not the scaler's"),
@@ -509,7 +510,7 @@ def _fitted(header, **changes):
      "does not classify 64 features into 11 classes"),
     ("SdAClassifier", lambda e, h, d: (e, _fitted(h, classes=["one", "one"]), d), "distinct labels"),
     ("SdAClassifier", lambda e, h, d: (e, _fitted(h, mode="os.system"), d), "mode a compile mode"),
-    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, n_finetune_epochs_=-1), d), "n_finetune_epochs_"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, n_iter_=-1), d), "n_iter_"),
     ("DenoisingAutoencoder", lambda e, h, d: (e, _with(h, params={**h["params"], "n_hidden": 5}), d),
      "is not this autoencoder's"),
     ("DenoisingAutoencoder", lambda e, h, d: (e, _fitted(h, costs_="many"), d), "costs_ must be a list"),
@@ -529,7 +530,7 @@ def _fitted(header, **changes):
                                                             if k != "finetune_lr"}), d), r"lacks \['finetune_lr'\]"),
     ("SdAClassifier", lambda e, h, d: (e, _fitted(h, evil=1), d), r"unknown keys \['evil'\]"),
     ("SdAClassifier", lambda e, h, d: (e, _fitted(h, scaled=1), d), "are not the scaler's"),
-    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, n_finetune_epochs_=10 ** 30), d), "the length of loss_curve_"),
+    ("SdAClassifier", lambda e, h, d: (e, _fitted(h, n_iter_=10 ** 30), d), "the length of loss_curve_"),
     ("SdAClassifier", lambda e, h, d: (e, _fitted(h, pretrain_result_={**h["fitted"]["pretrain_result_"],
                                                                         "costs": "abc"}), d), "pretrain_result_"),
     ("SdAClassifier", lambda e, h, d: (e, _fitted(h, fit_result_={**h["fitted"]["fit_result_"], "epochs": -3}), d),
@@ -558,7 +559,7 @@ def test_a_forged_estimator_file_is_refused_in_one_line(kind, forge, message, sa
                                    lambda t: t.update({"scaler.high": t["scaler.low"]})])
 def test_an_estimator_file_without_its_scaler_is_refused(forge, saved_estimators, tmp_path):
     from sda.persistence import ModelFileError, read_tensor_file, write_tensor_file
-    header, tensors = read_tensor_file(saved_estimators["SdAClassifier"][1], "sda-estimator", version=1)
+    header, tensors = read_tensor_file(saved_estimators["SdAClassifier"][1], "sda-estimator", version=ESTIMATOR_VERSION)
     forge(tensors)
     with pytest.raises(ModelFileError, match="are not the scaler's"):
         SdAClassifier.load(write_tensor_file(tmp_path / "forged.safetensors", header, tensors))

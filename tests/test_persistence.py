@@ -16,7 +16,7 @@ from support import CPU_MODE
 from sda.dA import dA
 from sda.logistic_sgd import LogisticRegression
 from sda.mlp import MLP
-from sda.checkpoint import CheckpointError, load_checkpoint
+from sda.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint
 from sda.persistence import (ModelFileError, load_model, read_model_file, read_tensor_file, save_model,
                              write_tensor_file)
 from sda.SdA import SdA
@@ -322,7 +322,7 @@ def test_full_size_model_and_checkpoint_load_within_the_size_limits(tmp_path, fl
 
 
 def test_checkpoints_refuse_forged_files_with_their_own_error(tmp_path):
-    header = {"format": "sda-checkpoint", "format_version": 4}
+    header = {"format": "sda-checkpoint", "format_version": CHECKPOINT_VERSION}
     (tmp_path / "c.safetensors").write_bytes(put_together({"state_0": entry(shape=(10 ** 9,))}, header, bytes(8)))
     refused(tmp_path / "c.safetensors", "claims shape", CheckpointError, load_checkpoint)
 
