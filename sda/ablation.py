@@ -65,6 +65,7 @@ from sda.ablation_report import _labelled, ablation_rows, bar_label, read_ablati
 from sda.checkpoint import CheckpointError, load_checkpoint
 from sda.cli import OneLineParser
 from sda.data import DataError
+from sda.hyperparameters import HYPERPARAMETERS, STOPPING, TRAINING
 from sda.run import LOCK_FILE, PRESETS, RunError, stored_config
 from sda.sweep import SweepError, run_sweep
 from sda.sweep_outcomes import trial_outcome
@@ -115,9 +116,8 @@ SCALES = {
 
 #: What the long scale takes from ``--preset best``: its minibatch protocol, fine-tuning regularised by dropout
 #: and max-norm with a rate falling linearly to 0 (its epochs are the scale's ``sgd_training_epochs``).
-BEST_PROTOCOL = ("pretrain_lr", "pretrain_batch_size", "finetune_lr", "finetune_batch_size", "finetune_momentum",
-                 "finetune_lr_decay", "finetune_lr_schedule", "finetune_dropout_input", "finetune_dropout_hidden",
-                 "finetune_max_norm", "finetune_weight_decay", "patience_epochs")
+BEST_PROTOCOL = tuple(h.name for h in HYPERPARAMETERS if h.group in (TRAINING, STOPPING)
+                      and h.name not in ("pretraining_epochs", "training_epochs"))
 #: The rows of the long scale: the anchors and the factors the pretraining decides.
 LONG_FACTORS = ("anchor", "criterion", "depth", "width", "pretraining data")
 
