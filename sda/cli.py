@@ -29,8 +29,9 @@ from sda.modes import DEVICES, MODES, ModeError, describe_mode, resolve_mode, us
 from sda.own_data import evaluation_examples, load_split
 from sda.persistence import load_model_and_scaler
 from sda.hyperparameters import HYPERPARAMETERS, MODEL, STOPPING, TRAINING, UFLDL, Values, flags
-from sda.run import (PRESETS, TUTORIAL, RunError, epoch_records, preset_settings, preset_summary, run_phases, train_SdA,
+from sda.run import (PRESETS, TUTORIAL, RunError, preset_settings, preset_summary, run_phases, train_SdA,
                      validate_config)
+from sda.run_record import epoch_records
 from sda.training import DivergenceError
 from sda.utils import format_duration
 from sda.version import __version__

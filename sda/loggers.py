@@ -6,7 +6,7 @@
   (``./mlflow.db`` in the working directory, or wherever ``MLFLOW_TRACKING_URI`` points;
   ``pip install -e .[mlflow]``, then ``mlflow ui``).
 
-Each gets the run's configuration once, then every epoch's record (:func:`sda.run.epoch_records`)
+Each gets the run's configuration once, then every epoch's record (:func:`sda.run_record.epoch_records`)
 as it is written: pretraining cost and seconds per layer, fine-tuning cost, validation error,
 test error (at a new best) and seconds, with the epoch as the step.
 """
@@ -20,7 +20,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from sda.run import epoch_records
+from sda.run_record import epoch_records
 from sda.run_folder import record_written
 
 __all__ = ["LOGGERS", "LoggerError", "TensorBoardLogger", "MLflowLogger", "EpochFeed", "open_loggers"]
@@ -33,7 +33,7 @@ class LoggerError(ValueError):
 
 
 def _scalars(record: dict) -> tuple[str, dict]:
-    """``(prefix, {name: value})`` of the numbers in one record of :func:`sda.run.epoch_records`."""
+    """``(prefix, {name: value})`` of the numbers in one record of :func:`sda.run_record.epoch_records`."""
     names: tuple[str, ...]
     if record["phase"] == "pretraining":
         prefix, names = f"pretraining/layer{record['layer']}", ("cost", "seconds")

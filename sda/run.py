@@ -8,8 +8,8 @@ directory it also makes the run safe to interrupt and to inspect:
   learning rate, noise generators, progress, the configuration and the data's fingerprint);
 * ``best_model.safetensors`` whenever the validation error improves;
 * ``metrics.jsonl``, one record per epoch appended as each epoch is saved
-  (:func:`epoch_records`; a resumed run first rewrites it from its checkpoint, so that it holds
-  each epoch once), ``results.json`` at the end, and optionally the pictures of :mod:`sda.plots`.
+  (:func:`sda.run_record.epoch_records`; a resumed run first rewrites it from its checkpoint, so
+  that it holds each epoch once), ``results.json`` at the end, and optionally the pictures of :mod:`sda.plots`.
 
 Nothing is lost or mixed: a directory holding another run's files is refused unless the run
 continues it (``resume``) or replaces it (``overwrite``); a lock keeps a second process out
@@ -25,11 +25,9 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytensor
@@ -37,23 +35,24 @@ from pytensor.tensor.random.type import RandomType
 
 from sda.config import (PRESET_NOTES, PRESETS, TUTORIAL, display_names, finetune_learning_rate, preset_settings,
                         preset_summary, validate_config)
-from sda.checkpoint import CheckpointError, load_checkpoint, restore_generators, restore_state, save_checkpoint
+from sda.checkpoint import CheckpointError, load_checkpoint, restore_generators, restore_state
 from sda.datasets import shared_dataset
 from sda.hyperparameters import finetune_arguments, model_arguments
 from sda.jax_noise import load_compiled_noise, write_back_compiled_noise
 from sda.modes import device_description, resolve_mode, training_phases
-from sda.persistence import model_parameters, save_model
+from sda.persistence import model_parameters
 from sda.plots import save_run_pictures
 from sda.run_folder import LOCK_FILE, RUN_FILES, OutputDir, RunError
+from sda.run_record import RunRecorder
 from sda.SdA import SdA
 from sda.training import FitResult, PretrainResult, fit_early_stopping, fit_lbfgs, pretrain_layers
-from sda.utils import atomic_write, write_json
+from sda.utils import write_json
 from sda.version import __version__
 from sda.validation import check_fits_in_memory, check_labels_in_range, check_positive_int, check_unit_interval
 
 __all__ = ["TUTORIAL", "PRESETS", "PRESET_NOTES", "RunError", "Run", "validate_config", "data_fingerprint",
-           "train_SdA", "RUN_FILES", "LOCK_FILE", "stored_config", "epoch_records", "finetune_learning_rate",
-           "preset_summary", "preset_settings", "run_phases", "MetricsFile", "versions"]
+           "train_SdA", "RUN_FILES", "LOCK_FILE", "stored_config", "finetune_learning_rate",
+           "preset_summary", "preset_settings", "run_phases", "versions"]
 
 #: Minibatches per compiled call under JAX, when the caller does not choose (a scan loop).
 DEFAULT_JAX_STEPS_PER_CALL = 250
@@ -283,30 +282,14 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
             log(f"resuming from {out.file('checkpoint.safetensors')}: pretraining epochs done per layer "
                 f"{[len(c) for c in pretrain_progress.costs]}, fine-tuning epochs done "
                 f"{0 if fit_state is None else fit_state.epoch}")
-    metrics = None if out is None else MetricsFile(out.file("metrics.jsonl"), pretrain_progress, fit_state)
-
     # an L-BFGS iteration can take milliseconds: its checkpoints and best models are written at most
     # every LBFGS_SAVE_SECONDS, and at the end of each phase
-    save_every = LBFGS_SAVE_SECONDS if config["optimizer"] == "lbfgs" else 0.0
-    last_save, unsaved_best, last_state = [-math.inf], [None], [None]
-
-    def save(pretrain, state=None, force=False):
-        if out is None or not (force or time.perf_counter() - last_save[0] >= save_every):
-            return
-        # the noise where the running phase's step has drawn it (JAX keeps it in a compiled copy),
-        # so that a resumed run continues it exactly
-        running = train_step if state is not None else pretraining_steps[max(0, len(pretrain.costs) - 1)]
-        write_back_compiled_noise([running.function])
-        if unsaved_best[0] is not None:
-            save_model(model, out.file("best_model.safetensors"), scaler=data["scaler"], **unsaved_best[0])
-            unsaved_best[0] = None
-        save_checkpoint(out.file("checkpoint.safetensors"), config, state_vars, rngs, pretrain, state,
-                        data["fingerprint"], data["source"], {"mode": mode, "steps_per_call": steps_per_call})
-        metrics.append(pretrain, state)  # after the checkpoint: the file never holds an epoch it lacks
-        last_save[0] = time.perf_counter()
+    recorder = RunRecorder(out, model, config, state_vars, rngs, data, {"mode": mode, "steps_per_call": steps_per_call},
+                           pretraining_steps, train_step, LBFGS_SAVE_SECONDS if config["optimizer"] == "lbfgs" else 0.0,
+                           pretrain_progress, fit_state)
 
     def pretraining_epoch_end(pretrain):
-        save(pretrain)
+        recorder.save(pretrain)
         if on_epoch_end is not None:
             on_epoch_end(pretrain, None)
 
@@ -317,26 +300,19 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
                                       progress=progress, log=log, on_epoch_end=pretraining_epoch_end,
                                       resume=pretrain_progress, names=[f"pretraining layer {k}" for k in range(
                                           model.n_layers)] + ["softmax alone"] * softmax_first)
-    if save_every > 0:  # L-BFGS's last pretraining iterations may not be saved yet
-        save(pretrain_result, fit_state, force=True)
+    if recorder.save_every > 0:  # L-BFGS's last pretraining iterations may not be saved yet
+        recorder.save(pretrain_result, fit_state, force=True)
     # JAX compiled the fine-tuning step before pretraining drew any noise: its copy of the first
     # dA's generator (finetune_corruption's noise) must start where pretraining left it, as the
     # generator itself does in the other modes, not draw from the keys of pretraining's first steps
     write_back_compiled_noise([step.function for step in pretraining_steps])
     load_compiled_noise([train_step.function])
     trained = model.trained_params(config["finetune_layers"])
-    best_iteration = [None if fit_state is None else fit_state.best_iteration]
 
     def finetuning_epoch_end(state):
         lr.set_value(np.asarray(finetune_learning_rate(config, state.epoch), dtype=lr.dtype))
-        if state.best_iteration != best_iteration[0]:  # improved in this epoch (with a test set or without)
-            best_iteration[0] = state.best_iteration
-            best = dict(zip(trained, state.best_params))
-            unsaved_best[0] = {"training_state": {"epoch": state.epoch, "validation_error": state.best_loss,
-                                                  "test_error": state.test_error, "config": config},
-                               "values": [best[v] if v in best else v.get_value() for v in model.saved_variables()]}
-        last_state[0] = state
-        save(pretrain_result, state)
+        recorder.finetuning_epoch(state, trained)
+        recorder.save(pretrain_result, state)
         if on_epoch_end is not None:
             on_epoch_end(pretrain_result, state)
 
@@ -347,7 +323,7 @@ def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, lo
         finetune_result = fit_lbfgs(train_step, validate, test, n_iterations=config["training_epochs"], params=trained,
                                     log=log, name="fine-tuning", on_epoch_end=finetuning_epoch_end, resume=fit_state,
                                     validation_name=validation_name, keep=config["keep_model"])
-        save(pretrain_result, last_state[0] or fit_state, force=True)
+        recorder.save(pretrain_result, recorder.fit_state, force=True)
     else:
         patience = max(1, int(config["patience_epochs"] * train_step.n_batches))
         finetune_result = fit_early_stopping(
@@ -405,59 +381,6 @@ def _training_functions(model: SdA, datasets, config: dict, mode: str, steps_per
     train_step, validate, test = model.build_finetune_functions(
         datasets, config["finetune_batch_size"], lr, mode, steps_per_call=steps_per_call, **finetune_arguments(config))
     return steps, train_step, validate, test
-
-
-def epoch_records(pretrain: PretrainResult, state=None) -> list[dict]:
-    """One JSON-ready record per epoch of either phase so far, oldest first: what ``metrics.jsonl``
-    holds and what the optional loggers (:mod:`sda.loggers`) receive.
-
-    Every record has a ``step``, the global step: the epoch's number in the whole run, counting
-    every epoch of every phase from 1 (pretraining layer 0's epochs, then layer 1's, ..., then
-    fine-tuning's; with L-BFGS an iteration is an epoch), so it rises by one from record to
-    record, across phases and across a resume; and a ``time``, when the epoch ended (UTC,
-    ISO 8601, :func:`sda.training.utc_now`).
-    Pretraining records also hold the layer, epoch, cost and seconds; fine-tuning records those
-    of :func:`fit_early_stopping`."""
-    records = []
-    for layer, (costs, seconds, times) in enumerate(zip(pretrain.costs, pretrain.epoch_seconds, pretrain.epoch_times)):
-        records += [{"phase": "pretraining", "layer": layer, "epoch": epoch, "cost": cost, "seconds": seconds[epoch - 1],
-                     "time": times[epoch - 1]}
-                    for epoch, cost in enumerate(costs, start=1)]
-    if state is not None:
-        records += [{"phase": "fine-tuning", **record} for record in state.history]
-    return [{"step": step, **record} for step, record in enumerate(records, start=1)]
-
-
-class MetricsFile:
-    """``metrics.jsonl``, one JSON record of :func:`epoch_records` per line, for any plotting tool.
-
-    Records are appended, so that a reader following the file (``tail -f``, a dashboard) sees
-    each epoch once and the earlier lines never change.  A new run's file appears with its first
-    saved epoch.  A resumed run (``pretrain``, ``state``: its checkpoint's progress) first
-    rewrites the file once, atomically, with the checkpoint's records: whatever the stopped
-    process left beyond its last checkpoint, an epoch the checkpoint lacks or a half-written
-    last line, is gone, and the resumed epochs follow the checkpoint's without a gap or a repeat.
-    """
-
-    def __init__(self, path, pretrain: PretrainResult | None = None, state=None):
-        self.path, self.written = Path(path), 0
-        if pretrain is not None:
-            records = epoch_records(pretrain, state)
-            text = "".join(json.dumps(record) + "\n" for record in records).encode()
-            atomic_write(self.path, lambda f: f.write(text))
-            self.written = len(records)
-
-    def append(self, pretrain: PretrainResult, state=None) -> None:
-        """Append the records of the epochs done since the last call (L-BFGS saves every few
-        seconds, so one call may bring several)."""
-        new = epoch_records(pretrain, state)[self.written:]
-        if not new:
-            return
-        # one write of whole lines; no fsync: the checkpoint is what must survive a crash, and
-        # a resume rebuilds this file from it
-        with open(self.path, "ab") as f:
-            f.write("".join(json.dumps(record) + "\n" for record in new).encode())
-        self.written += len(new)
 
 
 def _installed_version(distribution: str) -> str | None:

@@ -503,9 +503,12 @@ def test_an_overwrite_that_cannot_remove_a_file_leaves_the_earlier_run_whole(dat
     assert snapshot(out) == before
 
 
-def test_a_validation_size_of_zero_is_refused_as_given(data, tmp_path, capsys):
+def test_a_validation_size_of_zero_keeps_the_last_model_or_is_refused_as_given(data, tmp_path, capsys):
+    # no validation set: nothing can choose the best model, so only the last one may be kept
     status, err = run_cli(capsys, *data, "--output-dir", tmp_path / "out", "--valid-size", "0")
-    assert status == 2 and "(--valid-size)" in err and "got 0" in err
+    assert status == 2 and "set --keep-model last" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out" / "checkpoint.safetensors").exists()
+    assert run_cli(capsys, *data, "--output-dir", tmp_path / "last", "--valid-size", "0", "--keep-model", "last")[0] == 0
 
 
 @pytest.mark.parametrize("flags, message", [(["--mode", "JAXX"], "invalid choice: 'JAXX'"),
