@@ -22,6 +22,9 @@ import pytest
 
 pytest.importorskip("ray.tune")
 
+# one Ray at a time: under pytest-xdist the tests that start Ray run in one worker, one after another
+pytestmark = pytest.mark.xdist_group("ray")
+
 from conftest import synthetic_digits, write_idx
 from support import CPU_MODE
 from sda.checkpoint import CheckpointError, load_checkpoint

@@ -16,6 +16,8 @@ import pytest
 
 pytest.importorskip("ray.tune")
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray at a time under pytest-xdist
+
 from conftest import synthetic_digits
 from support import CPU_MODE
 from sda.cli import build_parser
