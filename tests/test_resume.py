@@ -282,6 +282,21 @@ def test_results_record_the_libraries_and_the_blas_that_computed(tmp_path):
     assert versions["blas"] == (ldflags or None) and versions["blas"] != ""
 
 
+def test_the_installed_versions_are_read_once_a_process(monkeypatch):
+    import importlib.metadata
+
+    from sda.run import _installed_version, versions
+    versions()
+    asked = []
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: asked.append(name) or "0")
+    assert versions() == versions() and asked == []  # every fit's results.json, without a scan of the metadata
+    _installed_version.cache_clear()
+    try:
+        assert versions()["scipy"] == "0" and sorted(asked) == ["jax", "jaxlib", "scipy"]
+    finally:
+        _installed_version.cache_clear()
+
+
 def test_a_pytensor_without_blas_is_recorded_as_none():
     import pytensor
 
