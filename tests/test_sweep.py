@@ -22,9 +22,6 @@ import pytest
 
 pytest.importorskip("ray.tune")
 
-# one Ray at a time: under pytest-xdist the tests that start Ray run in one worker, one after another
-pytestmark = pytest.mark.xdist_group("ray")
-
 from conftest import synthetic_digits, write_idx
 from support import CPU_MODE
 from sda.checkpoint import CheckpointError, load_checkpoint
@@ -38,6 +35,9 @@ from sda.sweep import build_parser as sweep_parser
 from sda.sweep import main as sweep_main
 from sda.sweep_config import SweepConfigError, parse_sweep, read_sweep, rerun_command
 from sda.sweep_report import best_line, plot_results, summarise
+
+# one Ray at a time: under pytest-xdist the tests that start Ray run in one worker, one after another
+pytestmark = pytest.mark.xdist_group("ray")
 
 TRAINING_EPOCHS = 15
 
