@@ -10,9 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import synthetic_digits, write_idx
+from conftest import write_tiny_mnist
 from support import CPU_MODE
-from sda.data import MNIST_FILES
 from sda.checkpoint import CheckpointError, load_checkpoint
 from sda.persistence import read_model_file
 from sda.SdA import SdA
@@ -41,10 +40,7 @@ def progress(path):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """(the data folder, the output folder of the run uninterrupted): one for both kills."""
-    folder = tmp_path_factory.mktemp("resume")
-    for key, (images, labels) in (("train", synthetic_digits(300, seed=1)), ("test", synthetic_digits(100, seed=2))):
-        write_idx(folder / MNIST_FILES[f"{key}_images"], images)
-        write_idx(folder / MNIST_FILES[f"{key}_labels"], labels)
+    folder = write_tiny_mnist(tmp_path_factory.mktemp("resume"))
     subprocess.run(sda_command("--data-dir", str(folder), "--output-dir", str(folder / "reference")), check=True,
                    timeout=300)
     return folder, folder / "reference"

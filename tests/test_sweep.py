@@ -22,12 +22,12 @@ import pytest
 
 pytest.importorskip("ray.tune")
 
-from conftest import synthetic_digits, write_idx
+from conftest import write_tiny_mnist
 from support import CPU_MODE
 from sda.checkpoint import CheckpointError, load_checkpoint
 from sda.cli import build_parser, config_from_args
 from sda.cli import main as sda_main
-from sda.data import MNIST_FILES, MNIST_SHA256
+from sda.data import MNIST_SHA256
 from sda.resources import shipped, shipped_sweeps, sweep_path
 from sda.run import validate_config
 from sda.sweep import _check_arguments
@@ -45,11 +45,7 @@ TRAINING_EPOCHS = 15
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """The four MNIST files of 300 training and 100 test 8x8 synthetic digits."""
-    path = tmp_path_factory.mktemp("tiny_mnist")
-    for key, (images, labels) in (("train", synthetic_digits(300, seed=1)), ("test", synthetic_digits(100, seed=2))):
-        write_idx(path / MNIST_FILES[f"{key}_images"], images)
-        write_idx(path / MNIST_FILES[f"{key}_labels"], labels)
-    return path
+    return write_tiny_mnist(tmp_path_factory.mktemp("tiny_mnist"))
 
 
 def sweep_file(path, data_dir, search: str, extra: str = "", layers=(12, 8), training_epochs=TRAINING_EPOCHS,
