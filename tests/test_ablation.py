@@ -130,7 +130,6 @@ def test_variants_need_distinct_names_and_known_keys():
         parse_sweep('[[variants]]\nname = "a"\nlearning_rate = 0.1\n')
 
 
-@pytest.mark.xdist_group("ray")  # one Ray at a time under pytest-xdist
 def test_a_tiny_ablation_runs_end_to_end(tmp_path):
     # in a process of its own, as a user runs it: Ray forks, which a process that has imported JAX must not
     run = subprocess.run([sys.executable, "-m", "sda.ablation", "--tiny", "--output-dir", str(tmp_path)],

@@ -36,9 +36,6 @@ from sda.sweep import main as sweep_main
 from sda.sweep_config import SweepConfigError, parse_sweep, read_sweep, rerun_command
 from sda.sweep_report import best_line, plot_results, summarise
 
-# one Ray at a time: under pytest-xdist the tests that start Ray run in one worker, one after another
-pytestmark = pytest.mark.xdist_group("ray")
-
 TRAINING_EPOCHS = 15
 
 

@@ -32,7 +32,7 @@ from sda.sweep_report import write_results, write_summary  # noqa: E402
 
 CLUSTER_SCRIPT = Path(__file__).with_name("ray_cluster.py")
 
-pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("ray")]  # one Ray at a time under pytest-xdist
+pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture

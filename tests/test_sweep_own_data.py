@@ -21,9 +21,6 @@ from support import CPU_MODE
 from sda.cli import build_parser
 from sda.sweep_config import SweepConfigError, parse_sweep, rerun_command
 
-# one Ray at a time: under pytest-xdist the tests that start Ray run in one worker, one after another
-pytestmark = pytest.mark.xdist_group("ray")
-
 REPO = Path(__file__).resolve().parents[1]
 
 
