@@ -22,6 +22,7 @@ sweeps all call :func:`train_SdA`; configurations are plain dictionaries (:data:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -383,9 +384,12 @@ def _training_functions(model: SdA, datasets, config: dict, mode: str, steps_per
     return steps, train_step, validate, test
 
 
+@functools.cache
 def _installed_version(distribution: str) -> str | None:
     """The installed version of ``distribution``, None when it is not installed (read from its
-    metadata: asking costs no import of jax)."""
+    metadata: asking costs no import of jax).  Kept for the process: finding the metadata scans
+    every installed distribution (about half a second in a large environment), which each fit
+    would otherwise pay again."""
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:

@@ -38,15 +38,20 @@ def synthetic_digits(n: int, side: int = 8, n_classes: int = 10, seed: int = 0):
     return images.reshape(n, side, side).astype(np.uint8), labels
 
 
-@pytest.fixture
-def tiny_mnist_dir(tmp_path):
-    """A folder with the four MNIST files: 300 training and 100 test 8x8 synthetic digits."""
+def write_tiny_mnist(folder):
+    """The four MNIST files in ``folder``: 300 training and 100 test 8x8 synthetic digits."""
     train_x, train_y = synthetic_digits(300, seed=1)
     test_x, test_y = synthetic_digits(100, seed=2)
     for key, array in (("train_images", train_x), ("train_labels", train_y),
                        ("test_images", test_x), ("test_labels", test_y)):
-        write_idx(tmp_path / MNIST_FILES[key], array)
-    return tmp_path
+        write_idx(folder / MNIST_FILES[key], array)
+    return folder
+
+
+@pytest.fixture
+def tiny_mnist_dir(tmp_path):
+    """A folder with the four MNIST files: 300 training and 100 test 8x8 synthetic digits."""
+    return write_tiny_mnist(tmp_path)
 
 
 @pytest.fixture

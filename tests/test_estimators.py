@@ -19,11 +19,17 @@ from support import CPU_MODE  # noqa: E402
 from sda.estimator_parts import ESTIMATOR_VERSION  # noqa: E402
 from sda.estimators import DenoisingAutoencoder, SdAClassifier  # noqa: E402
 
-# small but able to learn scikit-learn's test problems; FAST_COMPILE keeps ~100 fits quick
+# small but able to learn scikit-learn's test problems (fifteen epochs pass check_classifiers_train); FAST_COMPILE
+# keeps ~100 fits quick
 SMALL_CLASSIFIER = dict(hidden_layer_sizes=(16,), corruption_levels=0.1, pretraining_epochs=2,
-                        training_epochs=40, finetune_lr=0.5, finetune_batch_size=10,
+                        training_epochs=15, finetune_lr=0.5, finetune_batch_size=10,
                         mode="FAST_COMPILE", random_state=0)
 SMALL_AUTOENCODER = dict(n_hidden=4, n_epochs=1, mode="FAST_COMPILE", random_state=0)
+
+# fits kept a few epochs long on purpose, for tests of what a fit gives rather than of how well it
+# learns: the ConvergenceWarning each rightly gets says so, and is the only warning they may hide
+CUT_SHORT = pytest.mark.filterwarnings("ignore:SdAClassifier ran all:sklearn.exceptions.ConvergenceWarning")
+NOT_MEANT_TO_LEARN = pytest.mark.filterwarnings("ignore:SdAClassifier did not learn:sklearn.exceptions.ConvergenceWarning")
 
 
 @pytest.mark.parametrize("estimator", [SdAClassifier(**SMALL_CLASSIFIER), DenoisingAutoencoder(**SMALL_AUTOENCODER)],
@@ -57,6 +63,7 @@ def test_classifier_learns_digits_and_transforms(digits):
     assert clf.pretrain_result_.costs[0][-1] < clf.pretrain_result_.costs[0][0]
 
 
+@CUT_SHORT
 def test_string_labels_and_reproducibility(digits):
     X_train, X_test, y_train, _ = digits
     names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
@@ -201,6 +208,7 @@ def test_standard_scaled_digits_score_like_min_max_scaled_ones(digits):
     assert abs(scores["StandardScaler"] - scores["MinMaxScaler"]) <= 0.02, scores
 
 
+@CUT_SHORT
 def test_decision_function_log_proba_and_the_features_of_each_layer(digits):
     X_train, X_test, y_train, _ = digits
     clf = SdAClassifier(**dict(SMALL_CLASSIFIER, hidden_layer_sizes=(20, 12), corruption_levels=(0.1, 0.2),
@@ -264,6 +272,7 @@ def test_partial_fit_under_jax_keeps_the_models_noise_where_it_stands(digits):
     assert noise(pickle.loads(pickle.dumps(clf))) == states[-1]
 
 
+@CUT_SHORT
 def test_training_error_is_not_called_validation_error(digits, capsys):
     X_train, _, y_train, _ = digits
     SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=2, mode=CPU_MODE, verbose=1)).fit(X_train, y_train)
@@ -294,6 +303,7 @@ def test_partial_fit_of_a_top_only_classifier_never_trains_the_hidden_layers():
     np.testing.assert_array_equal(clf.model_.sigmoid_layers[0].W.get_value(), hidden)
 
 
+@CUT_SHORT
 def test_an_lbfgs_fit_continues_by_sgd_partial_fit():
     X, y = load_digits(return_X_y=True)
     clf = SdAClassifier(hidden_layer_sizes=(10,), optimizer="lbfgs", pretraining_epochs=3, training_epochs=3,
@@ -306,6 +316,7 @@ def test_an_lbfgs_fit_continues_by_sgd_partial_fit():
 
 @pytest.mark.parametrize("sizes, levels", [((20, 12), [0.1, 0.2]), ((9, 8, 7), [0.1, 0.2, 0.3]),
                                            ((6,) * 7, [0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.5])])
+@NOT_MEANT_TO_LEARN  # one epoch
 def test_the_default_corruption_rises_with_the_layers_the_estimator_has(digits, sizes, levels):
     X_train, _, y_train, _ = digits
     params = dict(SMALL_CLASSIFIER, hidden_layer_sizes=sizes, training_epochs=1, pretraining_epochs=1, mode=CPU_MODE)
@@ -320,6 +331,7 @@ def test_an_autoencoder_too_large_for_memory_is_refused_before_allocating():
         DenoisingAutoencoder(n_hidden=10 ** 9, mode="FAST_COMPILE").fit(np.zeros((4, 1000)))
 
 
+@CUT_SHORT
 @pytest.mark.parametrize("estimator", [SdAClassifier(**{**SMALL_CLASSIFIER, "training_epochs": 2}),
                                        DenoisingAutoencoder(**SMALL_AUTOENCODER)], ids=["SdAClassifier", "dA"])
 def test_features_up_to_the_float64_limits_are_scaled_not_called_nan(estimator, digits):
@@ -342,7 +354,9 @@ def test_examples_without_features_are_one_clear_error(estimator):
 def held_out_fit(digits):
     """A small classifier that holds out a fifth of its 200 examples (and so has validation scores)."""
     X, y = digits[0][:200], digits[2][:200]
-    clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=4, validation_fraction=0.2, mode=CPU_MODE)).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "SdAClassifier ran all", ConvergenceWarning)  # four epochs on purpose
+        clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=4, validation_fraction=0.2, mode=CPU_MODE)).fit(X, y)
     return clf, X, y
 
 
@@ -361,7 +375,8 @@ def test_loss_curve_is_the_mean_minibatch_cost_of_each_epoch(digits):
     """With a rate too small to move the weights, each epoch's mean minibatch cost is the model's
     cross-entropy on the training data, which predict_log_proba gives independently."""
     X, y = digits[0][:200], digits[2][:200]
-    clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=2, finetune_lr=1e-7, mode=CPU_MODE)).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="did not learn"):
+        clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=2, finetune_lr=1e-7, mode=CPU_MODE)).fit(X, y)
     cross_entropy = -np.mean(clf.predict_log_proba(X)[np.arange(len(y)), np.searchsorted(clf.classes_, y)])
     assert len(clf.loss_curve_) == clf.n_iter_ == 2
     np.testing.assert_allclose(clf.loss_curve_, cross_entropy, rtol=1e-4)
@@ -391,6 +406,7 @@ def test_best_validation_score_is_the_kept_models_accuracy_on_the_held_out_rows(
     assert clf.best_validation_score_ == max(clf.validation_scores_)
 
 
+@CUT_SHORT
 def test_without_a_held_out_split_there_are_no_validation_scores(digits):
     X, y = digits[0][:200], digits[2][:200]
     clf = SdAClassifier(**dict(SMALL_CLASSIFIER, training_epochs=2, mode=CPU_MODE)).fit(X, y)
@@ -403,6 +419,7 @@ def test_without_a_held_out_split_there_are_no_validation_scores(digits):
     assert started.validation_scores_ is None and started.best_validation_score_ is None
 
 
+@NOT_MEANT_TO_LEARN  # the deep classifier's one epoch
 def test_feature_names_out_name_what_transform_gives(held_out_fit, digits):
     clf, X, _ = held_out_fit
     names = clf.get_feature_names_out()
@@ -428,7 +445,10 @@ def saved_estimators(digits, tmp_path_factory):
     X_train, _, y_train, _ = digits
     folder = tmp_path_factory.mktemp("estimators")
     labels = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
-    clf = SdAClassifier(**{**SMALL_CLASSIFIER, "training_epochs": 3, "mode": CPU_MODE}).fit(X_train, labels[y_train])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "SdAClassifier ran all", ConvergenceWarning)  # three epochs on purpose
+        clf = SdAClassifier(**{**SMALL_CLASSIFIER, "training_epochs": 3, "mode": CPU_MODE}).fit(X_train,
+                                                                                                labels[y_train])
     dae = DenoisingAutoencoder(**{**SMALL_AUTOENCODER, "mode": CPU_MODE}).fit(X_train)
     return {"SdAClassifier": (clf, clf.save(folder / "clf.safetensors")),
             "DenoisingAutoencoder": (dae, dae.save(folder / "dae.safetensors"))}

@@ -90,6 +90,7 @@ def test_one_noise_level_serves_every_layer_and_none_rises_as_the_tutorials():
     assert validate_config(config_from_args(args))["corruption_levels"] == [0.2, 0.2]
 
 
+@pytest.mark.filterwarnings("ignore:SdAClassifier did not learn:sklearn.exceptions.ConvergenceWarning")  # one epoch
 def test_a_gaussian_noise_of_one_or_more_is_the_same_for_the_run_and_the_estimator():
     """The estimator's constraints come from the table, so they no longer cap every noise at 1."""
     import numpy as np

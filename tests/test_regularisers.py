@@ -128,6 +128,7 @@ def test_dropout_training_learns_a_separable_problem(float32):
     assert float(valid()) < min(before, 0.2)
 
 
+@pytest.mark.filterwarnings("ignore:SdAClassifier did not learn:sklearn.exceptions.ConvergenceWarning")  # 3 epochs
 def test_every_regulariser_reaches_the_run_from_the_estimator_and_the_command_line(tiny_mnist_dir, tmp_path):
     pytest.importorskip("sklearn")
     from sda.cli import main

@@ -10,13 +10,15 @@ import time
 import numpy as np
 import pytest
 
+from conftest import write_tiny_mnist
 from support import CPU_MODE
 from sda.checkpoint import CheckpointError, load_checkpoint
 from sda.persistence import read_model_file
 from sda.SdA import SdA
 
+TRAINING_EPOCHS = 60
 RUN = ["--hidden-layers", "300", "300", "--corruption", "0.1", "0.2", "--pretraining-epochs", "3",
-       "--pretrain-lr", "0.05", "--training-epochs", "120", "--finetune-lr", "0.1",
+       "--pretrain-lr", "0.05", "--training-epochs", str(TRAINING_EPOCHS), "--finetune-lr", "0.1",
        "--finetune-momentum", "0.5", "--finetune-lr-decay", "0.99", "--patience-epochs", "1000",
        "--batch-size", "10", "--valid-size", "50", "--no-verify", "--mode", CPU_MODE, "--quiet", "--seed", "7"]
 
@@ -35,11 +37,19 @@ def progress(path):
             0 if checkpoint.fit is None else checkpoint.fit.epoch)
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """(the data folder, the output folder of the run uninterrupted): one for both kills."""
+    folder = write_tiny_mnist(tmp_path_factory.mktemp("resume"))
+    subprocess.run(sda_command("--data-dir", str(folder), "--output-dir", str(folder / "reference")), check=True,
+                   timeout=300)
+    return folder, folder / "reference"
+
+
 @pytest.mark.parametrize("kill_at", [(2, 0), (6, 3)], ids=["during-pretraining", "during-finetuning"])
-def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, tiny_mnist_dir, tmp_path):
-    data = ["--data-dir", str(tiny_mnist_dir)]
-    reference = tmp_path / "reference"
-    subprocess.run(sda_command(*data, "--output-dir", str(reference)), check=True, timeout=300)
+def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, uninterrupted, tmp_path):
+    data_dir, reference = uninterrupted
+    data = ["--data-dir", str(data_dir)]
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(sda_command(*data, "--output-dir", str(killed)))
@@ -51,14 +61,14 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, tiny_mnist_dir, t
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     stopped_at = progress(killed / "checkpoint.safetensors")
-    assert kill_at <= stopped_at < (6, 120)
+    assert kill_at <= stopped_at < (6, TRAINING_EPOCHS)
     assert not (killed / "results.json").exists()
 
     subprocess.run([sys.executable, "-m", "sda.SdA", "--resume", str(killed), *data, "--no-verify",
                     "--valid-size", "50", "--mode", CPU_MODE, "--quiet"], check=True, timeout=300)
     want = json.loads((reference / "results.json").read_text())["finetuning"]
     got = json.loads((killed / "results.json").read_text())["finetuning"]
-    assert got["epochs"] == want["epochs"] == 120
+    assert got["epochs"] == want["epochs"] == TRAINING_EPOCHS
     assert got["best_validation_error"] == want["best_validation_error"]
     assert got["test_error"] == want["test_error"]
     _, want_params = read_model_file(reference / "best_model.safetensors")
@@ -72,8 +82,9 @@ def test_sigkill_then_resume_equals_uninterrupted_run(kill_at, tiny_mnist_dir, t
     # metrics.jsonl: every epoch once, in order, whatever the kill left in it
     records = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
     assert [(r["phase"], r.get("layer"), r["epoch"]) for r in records] == (
-        [("pretraining", k, e) for k in (0, 1) for e in (1, 2, 3)] + [("fine-tuning", None, e) for e in range(1, 121)])
-    assert [r["step"] for r in records] == list(range(1, 6 + 120 + 1))
+        [("pretraining", k, e) for k in (0, 1) for e in (1, 2, 3)]
+        + [("fine-tuning", None, e) for e in range(1, TRAINING_EPOCHS + 1)])
+    assert [r["step"] for r in records] == list(range(1, 6 + TRAINING_EPOCHS + 1))
 
 
 @pytest.mark.skipif("JAX" not in __import__("sda.modes").modes.available_modes(), reason="needs jax")
@@ -119,9 +130,34 @@ def test_resuming_a_run_of_sda_0_3_names_its_npz_checkpoint(tmp_path, capsys):
     assert len(err.splitlines()) == 1
 
 
+def _jax_noise_run():
+    """(the data, the settings) of a tiny JAX run whose costs show every epoch's noise."""
+    rng = np.random.RandomState(0)
+    images, labels = rng.uniform(size=(120, 20)).astype("float32"), rng.randint(3, size=120).astype("int32")
+    datasets = [(images[:80], labels[:80]), (images[80:], labels[80:]), None]
+    config = dict(hidden_layer_sizes=[12], corruption_levels=[0.3], n_outs=3, pretraining_epochs=3, pretrain_lr=1e-30,
+                  pretrain_batch_size=10, training_epochs=3, finetune_lr=0.1, finetune_batch_size=10,
+                  finetune_dropout_hidden=0.5, finetune_corruption=0.2, seed=5)
+    return datasets, config
+
+
+def _noise_costs(run):
+    return run.pretraining.costs[0], [r["cost"] for r in run.finetuning.history]
+
+
+@pytest.fixture(scope="module")
+def fresh_jax_costs(tmp_path_factory):
+    """The costs of the uninterrupted JAX run, which both stops below resume to."""
+    from sda.run import train_SdA
+    datasets, config = _jax_noise_run()
+    fresh = train_SdA(datasets, output_dir=tmp_path_factory.mktemp("jax") / "fresh", mode="JAX", progress=False,
+                      log=None, **config)
+    return _noise_costs(fresh)
+
+
 @pytest.mark.skipif("JAX" not in __import__("sda.modes").modes.available_modes(), reason="needs jax")
 @pytest.mark.parametrize("stop_in", ["pretraining", "fine-tuning"])
-def test_a_resumed_jax_run_continues_its_noise_exactly(stop_in, tmp_path):
+def test_a_resumed_jax_run_continues_its_noise_exactly(stop_in, fresh_jax_costs, tmp_path):
     """JAX compiles a copy of each noise generator that the generator itself never sees advance:
     without writing it back, a resumed run would draw its first epochs' masks again.  With a
     pretraining rate too small to move a float32 weight, a pretraining epoch's cost depends on its
@@ -130,16 +166,9 @@ def test_a_resumed_jax_run_continues_its_noise_exactly(stop_in, tmp_path):
     its parameters, all of which must continue exactly."""
     from sda.run import train_SdA
 
-    rng = np.random.RandomState(0)
-    images, labels = rng.uniform(size=(120, 20)).astype("float32"), rng.randint(3, size=120).astype("int32")
-    datasets = [(images[:80], labels[:80]), (images[80:], labels[80:]), None]
-    config = dict(hidden_layer_sizes=[12], corruption_levels=[0.3], n_outs=3, pretraining_epochs=3, pretrain_lr=1e-30,
-                  pretrain_batch_size=10, training_epochs=3, finetune_lr=0.1, finetune_batch_size=10,
-                  finetune_dropout_hidden=0.5, finetune_corruption=0.2, seed=5)
+    datasets, config = _jax_noise_run()
     quiet = dict(mode="JAX", progress=False, log=None)
-    fresh = train_SdA(datasets, output_dir=tmp_path / "fresh", **quiet, **config)
-    costs = lambda run: (run.pretraining.costs[0], [r["cost"] for r in run.finetuning.history])
-    assert all(len(set(epochs)) == 3 for epochs in costs(fresh))  # every epoch draws other masks
+    assert all(len(set(epochs)) == 3 for epochs in fresh_jax_costs)  # every epoch draws other masks
 
     class Stop(Exception):
         pass
@@ -151,8 +180,7 @@ def test_a_resumed_jax_run_continues_its_noise_exactly(stop_in, tmp_path):
     with pytest.raises(Stop):
         train_SdA(datasets, output_dir=tmp_path / "stopped", on_epoch_end=stop_after_one_epoch, **quiet, **config)
     resumed = train_SdA(datasets, output_dir=tmp_path / "stopped", resume=True, **quiet)
-    assert costs(resumed) == costs(fresh)
-
+    assert _noise_costs(resumed) == fresh_jax_costs
 
 
 # --- metrics.jsonl: appended epoch by epoch, and whole again after a resume ---
@@ -248,6 +276,21 @@ def test_results_record_the_libraries_and_the_blas_that_computed(tmp_path):
         assert versions["jax"] == __import__("jax").__version__
     ldflags = pytensor.config.blas__ldflags.strip()
     assert versions["blas"] == (ldflags or None) and versions["blas"] != ""
+
+
+def test_the_installed_versions_are_read_once_a_process(monkeypatch):
+    import importlib.metadata
+
+    from sda.run import _installed_version, versions
+    versions()
+    asked = []
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: asked.append(name) or "0")
+    assert versions() == versions() and asked == []  # every fit's results.json, without a scan of the metadata
+    _installed_version.cache_clear()
+    try:
+        assert versions()["scipy"] == "0" and sorted(asked) == ["jax", "jaxlib", "scipy"]
+    finally:
+        _installed_version.cache_clear()
 
 
 def test_a_pytensor_without_blas_is_recorded_as_none():
