@@ -92,7 +92,8 @@ class RunRecorder:
         self.save_every, self.last_save = save_every, -math.inf
         self.metrics = None if out is None else MetricsFile(out.file("metrics.jsonl"), pretrain, fit_state)
         #: fine-tuning's latest state, and the best model it has found that no save has written yet
-        self.fit_state, self.unsaved_best = fit_state, None
+        self.fit_state = fit_state
+        self.unsaved_best: dict | None = None
         self._best_iteration = None if fit_state is None else fit_state.best_iteration
 
     def finetuning_epoch(self, state, trained: list) -> None:
@@ -121,5 +122,6 @@ class RunRecorder:
             self.unsaved_best = None
         save_checkpoint(self.out.file("checkpoint.safetensors"), self.config, self.state_vars, self.rngs, pretrain,
                         state, self.data["fingerprint"], self.data["source"], self.execution)
-        self.metrics.append(pretrain, state)
+        if self.metrics is not None:  # there is one whenever there is a folder
+            self.metrics.append(pretrain, state)
         self.last_save = time.perf_counter()
