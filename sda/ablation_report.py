@@ -14,6 +14,9 @@ from pathlib import Path
 from sda.sweep_config import VARIANT
 from sda.utils import atomic_write
 
+#: The published test errors (%) the figure marks: UFLDL's exercise (97.6 % accuracy) and the
+#: Deep Learning Tutorials' SdA.
+PUBLISHED_ERRORS = {"UFLDL's": 2.4, "the tutorial's": 1.30}
 _COLUMNS = ["row", "anchor", "factor", "value", "seed", "validation_error", "test_error", "epochs", "seconds",
             "status", "message"]
 
@@ -111,7 +114,7 @@ def _plot(path: Path, entries: list[dict], other=None) -> None:
         from matplotlib.figure import Figure
     except ImportError:
         return
-    figure = Figure(figsize=(9, 0.42 * len(entries) + 1.6), layout="constrained")
+    figure = Figure(figsize=(11, 0.42 * len(entries) + 1.6), layout="constrained")
     ax = figure.add_subplot()
     labels, means, sds, colours = [], [], [], []
     seeds = max(entry["n"] for entry in entries)  # a row with fewer finished seeds says so beside its bar
@@ -131,17 +134,19 @@ def _plot(path: Path, entries: list[dict], other=None) -> None:
     if other is not None:
         widest += _draw_other(ax, positions, other[2], other[1])
     ax.set_yticks(positions, labels)
-    for row_position, mean, entry in zip(positions, means, entries):
+    for row_position, mean, end, entry in zip(positions, means, widest, entries):
         position = row_position + shift
-        if entry["test_error"][0] is not None:
-            ax.text(mean, position, "  " + bar_label(mean, entry["n"], seeds), va="center", fontsize="small")
+        if entry["test_error"][0] is not None:  # beyond the error bar
+            ax.text(end, position, "  " + bar_label(mean, entry["n"], seeds), va="center", fontsize="small")
         else:  # an empty slot must not read as a zero error
             ax.text(0, position, "  no run finished", va="center", fontsize="small", color="gray")
-    ax.axvline(2.4, color="gray", linestyle="--", linewidth=1)
-    ax.axvline(1.30, color="gray", linestyle=":", linewidth=1)
-    ax.set_xlim(0, 1.18 * max(widest + [2.4]))  # room for the labels
-    ax.set_xlabel("test error of the kept model (best validation, or the last iterate) (%), mean ± sd over seeds\n"
-                  "dashed: UFLDL's 2.4 %; dotted: the tutorial's 1.30 %")
+    marks = []
+    for (name, error), (style, word) in zip(PUBLISHED_ERRORS.items(), (("--", "dashed"), (":", "dotted"))):
+        ax.axvline(error, color="gray", linestyle=style, linewidth=1)
+        marks.append(f"{word}: {name} {error:.2f} %")
+    ax.set_xlim(0, 1.18 * max(widest + list(PUBLISHED_ERRORS.values())))  # room for the labels
+    ax.set_xlabel("test error (%) of the kept model (best validation, or the last iterate),\n"
+                  "mean ± sd over seeds; " + "; ".join(marks))
     ax.set_title("From each anchor, one factor changed at a time")
     if other is not None:
         ax.legend(loc="lower right", fontsize="small")
