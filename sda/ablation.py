@@ -66,9 +66,10 @@ from sda.checkpoint import CheckpointError, load_checkpoint
 from sda.cli import OneLineParser
 from sda.data import DataError
 from sda.hyperparameters import HYPERPARAMETERS, STOPPING, TRAINING
-from sda.run import LOCK_FILE, PRESETS, RunError, stored_config
+from sda.run import PRESETS, RunError, stored_config
 from sda.sweep import SweepError, run_sweep
-from sda.sweep_outcomes import trial_outcome
+from sda.sweep_outcomes import (FAILED, FINISHED, INTERRUPTED, NEW, STOPPED, STOPPED_EARLY, folder_state,
+                                 trial_outcome)
 from sda.sweep_config import VARIANT, SweepConfigError, parse_sweep, rerun_command
 from sda.utils import read_json, read_json_lines
 
@@ -240,8 +241,6 @@ def _toml(value) -> str:
 # ------------------------------------------------- the same trials, without Ray
 
 
-#: What a trial's folder holds (:func:`trial_folder_state`).
-NEW, DONE, INTERRUPTED, STOPPED_EARLY = "new", "done", "interrupted", "stopped before its first checkpoint"
 
 
 class TrialFolderError(ValueError):
@@ -282,13 +281,14 @@ def trial_commands(scale_name: str, runs_dir: Path, rows=None) -> list[str]:
 
 
 def trial_folder_state(folder: Path, config: dict, data: dict) -> str:
-    """What a trial's folder holds: ``"new"`` (nothing but perhaps a lock), ``"done"`` (its
-    results), ``"interrupted"`` (a checkpoint) or ``"stopped before its first checkpoint"``
-    (only the metrics of a run that cannot be continued).  Results or a checkpoint of another
-    configuration (``config``, the trial's) or of other data (``data``'s training and
+    """What a trial's folder holds (:func:`sda.sweep_outcomes.folder_state`): ``"new"``,
+    ``"finished"``, ``"interrupted"`` or ``"stopped before its first checkpoint"`` (so is a
+    sweep's failed or stopped trial: no command continues those).  Results or a checkpoint of
+    another configuration (``config``, the trial's) or of other data (``data``'s training and
     validation sizes, e.g. another scale's) raise :class:`TrialFolderError`, as do unreadable ones."""
-    if (folder / "results.json").is_file():
-        state, path = DONE, folder / "results.json"
+    state = folder_state(folder)
+    if state == FINISHED:
+        path = folder / "results.json"
         try:
             saved = read_json(path)
         except OSError as exc:
@@ -300,17 +300,15 @@ def trial_folder_state(folder: Path, config: dict, data: dict) -> str:
         except (KeyError, TypeError):
             raise TrialFolderError(f"{path} is not the results a run writes (an object with its config and "
                                    f"data)") from None
-    elif (folder / "checkpoint.safetensors").is_file():
-        state, path = INTERRUPTED, folder / "checkpoint.safetensors"
+    elif state == INTERRUPTED:
+        path = folder / "checkpoint.safetensors"
         try:
             checkpoint = load_checkpoint(path)
         except CheckpointError as exc:
             raise TrialFolderError(" ".join(str(exc).split())) from None
         saved_config, source = checkpoint.config, checkpoint.data_source
-    elif folder.is_dir() and any(entry.name != LOCK_FILE for entry in folder.iterdir()):
-        return STOPPED_EARLY
     else:
-        return NEW
+        return STOPPED_EARLY if state in (FAILED, STOPPED) else state
     try:
         same = (stored_config(saved_config) == stored_config(config)
                 and all(source.get(key) == data[key] for key in ("train_size", "valid_size")))

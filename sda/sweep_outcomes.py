@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from sda.run_folder import LOCK_FILE
 from sda.sweep_config import Sweep, rerun_command
 from sda.utils import read_json
 
@@ -26,6 +27,25 @@ def run_seconds(results: dict) -> float:
     return results["pretraining"]["seconds"] + results["finetuning"]["seconds"]
 
 
+#: What a trial's folder holds (:func:`folder_state`).
+NEW, FINISHED, FAILED, STOPPED, INTERRUPTED, STOPPED_EARLY = ("new", "finished", "failed", "stopped", "interrupted",
+                                                              "stopped before its first checkpoint")
+
+
+def folder_state(folder: Path) -> str:
+    """What a trial's folder holds, by the files a run and a sweep write there, the first that
+    is present: the run's results (finished), the sweep's note of its failure (failed) or of the
+    scheduler stopping it (stopped), the run's checkpoint (interrupted: it can be continued),
+    other files (stopped before its first checkpoint: it cannot), nothing but a lock (new)."""
+    for name, state in (("results.json", FINISHED), (FAILURE_FILE, FAILED), (STOPPED_FILE, STOPPED),
+                        ("checkpoint.safetensors", INTERRUPTED)):
+        if (folder / name).is_file():
+            return state
+    if folder.is_dir() and any(entry.name not in (LOCK_FILE, TRIAL_FILE) for entry in folder.iterdir()):
+        return STOPPED_EARLY
+    return NEW
+
+
 def trial_outcome(folder: Path | None, metrics: dict, error=None,
                   how_to_continue: str = "continue the sweep with --resume") -> dict:
     """Status, errors, epochs, seconds and message of a trial, from its own folder first (what
@@ -37,15 +57,16 @@ def trial_outcome(folder: Path | None, metrics: dict, error=None,
     outcome = {"best_validation_error": metrics.get("best_validation_error"), "test_error": metrics.get("test_error"),
                "epochs": metrics.get("epoch"), "seconds": metrics.get("seconds"), "message": ""}
     try:
-        if (folder / "results.json").is_file():
-            outcome.update(status="finished", **_finished_numbers(folder / "results.json"))
-        elif (folder / FAILURE_FILE).is_file():
-            outcome.update(status="failed", message=_message(folder / FAILURE_FILE))
+        state = folder_state(folder)
+        if state == FINISHED:
+            outcome.update(status=FINISHED, **_finished_numbers(folder / "results.json"))
+        elif state == FAILED:
+            outcome.update(status=FAILED, message=_message(folder / FAILURE_FILE))
         elif error is not None:
-            outcome.update(status="failed", message=one_line(str(error).strip().splitlines()[-1] if str(error).strip()
-                                                              else type(error).__name__))
-        elif (folder / STOPPED_FILE).is_file():
-            outcome.update(status="stopped", message=_message(folder / STOPPED_FILE))
+            outcome.update(status=FAILED, message=one_line(str(error).strip().splitlines()[-1] if str(error).strip()
+                                                            else type(error).__name__))
+        elif state == STOPPED:
+            outcome.update(status=STOPPED, message=_message(folder / STOPPED_FILE))
         else:
             outcome.update(status="unfinished", message=f"not run to its end: {how_to_continue}")
     except OSError as exc:

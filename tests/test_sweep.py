@@ -523,3 +523,20 @@ def test_forged_trial_files_name_no_trial_and_stop_nothing(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "trial.json").write_text(text)
     assert _trial_names(tmp_path, {}) == {(3, 7): "good"}
+
+
+def test_a_trial_folder_is_in_the_state_of_the_first_file_it_holds(tmp_path):
+    from sda.run import LOCK_FILE
+    from sda.sweep_outcomes import FAILURE_FILE, STOPPED_FILE, TRIAL_FILE, folder_state
+    folder = tmp_path / "trial"
+    assert folder_state(folder) == "new"
+    folder.mkdir()
+    for name in (LOCK_FILE, TRIAL_FILE):
+        (folder / name).write_text("{}")
+    assert folder_state(folder) == "new"
+    # each file that a run or a sweep writes later outranks those before it
+    for name, state in (("metrics.jsonl", "stopped before its first checkpoint"),
+                        ("checkpoint.safetensors", "interrupted"), (STOPPED_FILE, "stopped"),
+                        (FAILURE_FILE, "failed"), ("results.json", "finished")):
+        (folder / name).write_text("{}")
+        assert folder_state(folder) == state, name
