@@ -127,6 +127,18 @@ def display_names(names: dict | None):
     return lambda key: (names or {}).get(key, key)
 
 
+def _belong(names: list) -> str:
+    return "belongs" if len(names) == 1 else "belong"
+
+
+def _them(names: list) -> str:
+    return "it" if len(names) == 1 else "them"
+
+
+def _their(names: list) -> str:
+    return "its" if len(names) == 1 else "their"
+
+
 def validate_config(config: dict, names: dict | None = None) -> dict:
     """Check every hyperparameter of a run once, each as the table says, then what they must
     satisfy together; returns a normalised copy.
@@ -147,13 +159,14 @@ def validate_config(config: dict, names: dict | None = None) -> dict:
     if checked["optimizer"] == "lbfgs":
         minibatch_only = [name(h.name) for h in HYPERPARAMETERS if h.sgd_only and checked[h.name] != h.default]
         if minibatch_only:
-            raise ValueError(f"{', '.join(minibatch_only)} belong to minibatch SGD, not to {name('optimizer')} lbfgs "
-                             f"(full-batch, deterministic); leave them at their defaults")
+            raise ValueError(f"{', '.join(minibatch_only)} {_belong(minibatch_only)} to minibatch SGD, not to "
+                             f"{name('optimizer')} lbfgs (full-batch, deterministic); leave "
+                             f"{_them(minibatch_only)} at {_their(minibatch_only)} default")
     else:
         full_batch_only = [name(h.name) for h in HYPERPARAMETERS if h.lbfgs_only and checked[h.name] != h.default]
         if full_batch_only:
-            raise ValueError(f"{', '.join(full_batch_only)} belong to {name('optimizer')} lbfgs, not to sgd; leave "
-                             f"them at their defaults")
+            raise ValueError(f"{', '.join(full_batch_only)} {_belong(full_batch_only)} to {name('optimizer')} lbfgs, "
+                             f"not to sgd; leave {_them(full_batch_only)} at {_their(full_batch_only)} default")
     if checked["finetune_update"] == "adamw" and checked["finetune_weight_decay_on"] != "all":
         raise ValueError(f"{name('finetune_update')} adamw decays every weight matrix (decoupled from the cost); "
                          f"{name('finetune_weight_decay_on')} {checked['finetune_weight_decay_on']} goes with the "

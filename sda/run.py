@@ -244,11 +244,13 @@ def stored_config(config: dict) -> dict:
 def _parameter_bytes(n_ins: int, config: dict) -> int:
     """Memory the network's parameters take, with the momentum velocities (Adam's two moments),
     the best parameters kept by early stopping and the copy a checkpoint writes (four copies,
-    five with Adam), plus the float64 draw a layer's weights are initialised from."""
+    five with Adam), plus the float64 draw a layer's weights are initialised from, and under
+    L-BFGS its ``lbfgs_memory`` pairs of float64 correction vectors."""
     sizes = [n_ins, *config["hidden_layer_sizes"], config["n_outs"]]
     layers = [(a + 1) * b for a, b in zip(sizes, sizes[1:])]
     copies = 5 if config["finetune_update"] in ("adam", "adamw") else 4
-    return copies * sum(layers) * np.dtype(pytensor.config.floatX).itemsize + 8 * max(layers)
+    corrections = 2 * config["lbfgs_memory"] * sum(layers) * 8 if config["optimizer"] == "lbfgs" else 0
+    return copies * sum(layers) * np.dtype(pytensor.config.floatX).itemsize + 8 * max(layers) + corrections
 
 
 def _train(datasets, config, mode, steps_per_call, out, checkpoint, progress, log, pictures, data, on_epoch_end):

@@ -379,6 +379,7 @@ def test_the_python_api_refuses_what_the_command_line_refuses(tmp_path):
     (["--finetune-lr", "-inf"], "--finetune-lr must be a finite number > 0, got -inf"),
     (["--finetune-lr-decay", "1e10"], "--finetune-lr-decay must be in (0, 1]"),
     (["--hidden-layers", "1000000000", "10"], "GiB"),
+    (["--optimizer", "lbfgs", "--finetune-momentum", "0", "--lbfgs-memory", "2000000000"], "GiB"),  # its corrections
     (["--finetune-momentum", "1"], "--finetune-momentum must be in [0, 1)"),
 ])
 def test_impossible_values_are_one_line(flags, message, data, tmp_path, capsys):

@@ -425,11 +425,11 @@ def config(**changes):
 #: (changes to the tutorial's configuration, what the error says)
 REFUSALS = [
     (dict(optimizer="lbfgs", finetune_momentum=0.9),
-     "finetune_momentum belong to minibatch SGD, not to optimizer lbfgs"),
+     "finetune_momentum belongs to minibatch SGD, not to optimizer lbfgs"),
     (dict(optimizer="lbfgs", finetune_dropout_input=0.1, finetune_dropout_hidden=0.5),
      "finetune_dropout_input, finetune_dropout_hidden belong to minibatch SGD"),
-    (dict(optimizer="lbfgs", finetune_corruption=0.1), "finetune_corruption belong to minibatch SGD"),
-    (dict(optimizer="lbfgs", finetune_max_norm=3.0), "finetune_max_norm belong to minibatch SGD"),
+    (dict(optimizer="lbfgs", finetune_corruption=0.1), "finetune_corruption belongs to minibatch SGD"),
+    (dict(optimizer="lbfgs", finetune_max_norm=3.0), "finetune_max_norm belongs to minibatch SGD"),
     (dict(optimizer="adam"), "optimizer must be one of sgd, lbfgs, got 'adam'"),
     (dict(finetune_layers="middle"), "finetune_layers must be one of all, top"),
     (dict(criteria=["sparse", "sparse"]), "criteria must be one of denoising, sparse"),  # for three hidden layers

@@ -293,7 +293,7 @@ def test_the_published_preset_is_ufldl_with_the_four_differences_and_no_validati
     ({"finetune_weight_decay_on": "hidden"}, "finetune_weight_decay_on must be one of all, softmax"),
     ({**RUN, "lbfgs_memory": 0}, "lbfgs_memory must be >= 1"),
     ({**RUN, "softmax_epochs": -1}, "softmax_epochs must be >= 0"),
-    ({"softmax_epochs": 5}, "softmax_epochs belong to optimizer lbfgs, not to sgd"),
+    ({"softmax_epochs": 5}, "softmax_epochs belongs to optimizer lbfgs, not to sgd"),
     ({"lbfgs_memory": 100, "softmax_epochs": 5}, "softmax_epochs, lbfgs_memory belong to optimizer lbfgs"),
 ])
 def test_bad_values_and_combinations_are_refused_in_one_line(settings, message):

@@ -207,8 +207,8 @@ def test_without_warm_up_the_linear_and_exponential_rates_are_the_earlier_ones_b
     (dict(finetune_warmup_epochs=-1), "finetune_warmup_epochs must be >= 0"),
     (dict(finetune_warmup_epochs=1.5), "finetune_warmup_epochs"),
     (dict(finetune_lr_schedule="one-cycle"), "finetune_lr_schedule must be one of exponential, linear, cosine"),
-    (dict(optimizer="lbfgs", finetune_update="adam"), "finetune_update belong to minibatch SGD"),
-    (dict(optimizer="lbfgs", finetune_warmup_epochs=3), "finetune_warmup_epochs belong to minibatch SGD"),
+    (dict(optimizer="lbfgs", finetune_update="adam"), "finetune_update belongs to minibatch SGD"),
+    (dict(optimizer="lbfgs", finetune_warmup_epochs=3), "finetune_warmup_epochs belongs to minibatch SGD"),
 ])
 def test_settings_that_make_no_sense_are_refused(settings, message):
     with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(")):
