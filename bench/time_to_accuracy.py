@@ -17,7 +17,6 @@ seconds (600 by default).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -25,24 +24,25 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FormatStrFormatter, ScalarFormatter
+from matplotlib.ticker import FormatStrFormatter, LogLocator, ScalarFormatter
+
+from sda.utils import read_json, read_json_lines
 
 
 def curve(run_dir: Path) -> dict[str, list[float]]:
     """``{"seconds": ..., "validation": ..., "test": ...}`` of a run folder: at the end of each
     fine-tuning epoch that was validated, the seconds since the run started compiling, the best
     validation error so far and the test error of the model it chose (None without a test set)."""
-    results = json.loads((run_dir / "results.json").read_text())
-    clock = float(results.get("pytensor_compile_seconds", 0.0))
+    clock = float(read_json(run_dir / "results.json").get("pytensor_compile_seconds", 0.0))
     seconds, validation, test = [], [], []
     best, chosen_test = math.inf, None
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
+    for record in read_json_lines(run_dir / "metrics.jsonl"):
         clock += float(record["seconds"])
         if record["phase"] != "fine-tuning" or record.get("validation_error") is None:
             continue
-        if record["validation_error"] < best:
-            best, chosen_test = record["validation_error"], record.get("test_error")
+        best = min(best, record["validation_error"])
+        # a run records a test error exactly when the model it keeps changes
+        chosen_test = chosen_test if record.get("test_error") is None else record["test_error"]
         seconds.append(clock)
         validation.append(best)
         test.append(chosen_test)
@@ -74,6 +74,7 @@ def draw(groups: dict[str, list[tuple[str, dict]]], path: Path, target: float) -
              ylabel="error (%)", title=f"Time to accuracy (one line per seed; dotted: {100 * target:g} %)")
     for ticks in (axis.xaxis, axis.yaxis):  # plain numbers, not powers of ten, on both log axes
         ticks.set_major_formatter(ScalarFormatter())
+        ticks.set_minor_locator(LogLocator(subs=(2, 3, 5)))  # labels that never run into each other
         ticks.set_minor_formatter(FormatStrFormatter("%g"))
     axis.legend(fontsize=8)
     figure.savefig(path, dpi=120)

@@ -49,7 +49,7 @@ from sda.mlp import HiddenLayer
 from sda.modes import compile_function, resolve_mode
 from sda.persistence import SaveLoadMixin
 from sda.sparse_autoencoder import UFLDL, SparseAutoencoder, ufldl_weights
-from sda.steps import compile_cached_input_step, compile_step, input_cache, score_function, supervised_functions
+from sda.steps import compile_cached_input_step, compile_step, input_cache, score_functions, supervised_functions
 from sda.steps import max_norm as clip_norms
 from sda.validation import (check_corruption, check_labels_in_range, check_layer_index, check_layer_sizes,
                             check_noise_level, check_non_negative, check_open_unit_interval, check_positive_int,
@@ -250,8 +250,7 @@ class SdA(SaveLoadMixin):
         cost = self._decayed(self.finetune_cost, weight_decay, params, weight_decay_on)
         (train_x, train_y), valid, test = datasets
         objective = FullBatchObjective(cost, params, {self.x: train_x, self.y: train_y}, mode)
-        return (objective, *(None if pair is None else score_function(self.x, self.y, self.errors, pair, mode)
-                             for pair in (valid, test)))
+        return (objective, *score_functions(self.x, self.y, self.errors, (valid, test), mode))
 
     def softmax_objective(self, train_set, mode: str | None = None, weight_decay: float = 0.0):
         """The softmax layer alone on the frozen features, for L-BFGS as UFLDL's ``softmaxTrain``:

@@ -22,7 +22,6 @@ import scipy.optimize
 
 from sda.modes import compile_function, keep_on_device
 from sda.steps import gradients
-from sda.validation import check_positive_int
 
 __all__ = ["FullBatchObjective", "minimize_lbfgs", "LBFGS_MEMORY"]
 
@@ -46,17 +45,17 @@ class FullBatchObjective:
         a resolved compile mode.
     prepare
         called once before the first iteration (e.g. to fill an input cache).
-    memory
-        correction pairs L-BFGS keeps when it minimises this objective (scipy's ``maxcor``).
 
     Notes
     -----
-    ``updated`` lists ``params`` (what a checkpoint saves, as for :class:`sda.steps.Step`).
+    ``updated`` lists ``params`` (what a checkpoint saves, as for :class:`sda.steps.Step`);
+    ``memory`` is how many correction pairs L-BFGS keeps when it minimises this objective
+    (scipy's ``maxcor``): :data:`LBFGS_MEMORY`, or what a run's ``lbfgs_memory`` sets.
     """
 
-    def __init__(self, cost, params, givens: dict, mode: str, prepare=None, memory: int = LBFGS_MEMORY):
+    def __init__(self, cost, params, givens: dict, mode: str, prepare=None):
         self.params = list(params)
-        self.memory = check_positive_int("memory", memory)
+        self.memory = LBFGS_MEMORY
         self.updated = self.params
         keep_on_device(list(givens.values()), mode)
         self.function = compile_function([], [cost, *gradients(cost, self.params)], mode, givens=givens)

@@ -20,7 +20,9 @@ import numpy as np
 
 from sda.dA import CORRUPTION_TYPES
 from sda.SdA import CRITERIA, DECAY_ON, FINETUNE_LAYERS, check_criteria
+from sda.full_batch import LBFGS_MEMORY
 from sda.steps import UPDATE_RULES
+from sda.training import KEEP_MODELS
 from sda.validation import (MAX_COUNT, check_corruption, check_layer_sizes, check_non_negative, check_noise_level,
                             check_open_unit_interval, check_positive, check_positive_int, check_seed)
 
@@ -36,10 +38,6 @@ FLOAT32_LIMIT = 1e30
 #: "epoch" of the configuration is one L-BFGS iteration and learning rates and batch sizes do
 #: not apply.
 OPTIMIZERS = ("sgd", "lbfgs")
-
-#: Which fine-tuned parameters a run keeps: those of the best validation error (the tutorial's
-#: early stopping), or the last ones (UFLDL's: every iteration runs, the validation set chooses nothing).
-KEEP_MODELS = ("best", "last")
 
 #: Fine-tuning learning-rate schedules (:func:`sda.config.finetune_learning_rate`).
 LR_SCHEDULES = ("exponential", "linear", "cosine")
@@ -282,7 +280,7 @@ HYPERPARAMETERS = (
     _H("finetune_weight_decay_on", "all", _choice(DECAY_ON),
        "the weight matrices fine-tuning's weight decay penalises: all layers', or the softmax's only (UFLDL's)",
        UFLDL, finetune_argument="weight_decay_on"),
-    _H("lbfgs_memory", 10, _count(1), "correction pairs L-BFGS keeps, scipy's maxcor (minFunc's, UFLDL's: 100)",
+    _H("lbfgs_memory", LBFGS_MEMORY, _count(1), "correction pairs L-BFGS keeps, scipy's maxcor (minFunc's, UFLDL's: 100)",
        UFLDL, lbfgs_only=True),
 )
 

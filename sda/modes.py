@@ -193,8 +193,9 @@ def default_mode(phases: dict | None = None) -> str:
     phases = phases or {}
     batch_size = min((batch for _, batch in phases.values()), default=1)
     small = bool(phases) and sum(flops for flops, _ in phases.values()) < JAX_MIN_FLOPS
-    if small and _device != "gpu" and _modes_without_jax():
-        return _modes_without_jax()[0]
+    local = _modes_without_jax() if small and _device != "gpu" else []
+    if local:
+        return local[0]
     available = available_modes()
     if "JAX" in available and (_jax_has_gpu() or (batch_size >= JAX_FROM_BATCH_SIZE and not small)):
         return "JAX"

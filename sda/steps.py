@@ -41,7 +41,7 @@ def gradients(cost, params) -> list:
     return list(pt.grad(cost, list(params)))  # type: ignore[arg-type]  # grad returns a list for a list
 
 __all__ = ["UPDATE_RULES", "ADAM_DEFAULTS", "sgd_updates", "adam_updates", "update_rule", "max_norm", "Step", "compile_step", "compile_cached_input_step", "input_cache",
-           "score_function", "supervised_functions", "steps_per_call_for"]
+           "score_function", "score_functions", "supervised_functions", "steps_per_call_for"]
 
 
 #: The fine-tuning update rules (see the module docstring).
@@ -293,6 +293,12 @@ def score_function(x, y, errors, dataset, mode: str):
     return compile_function([], errors, mode, givens={x: images, y: labels})
 
 
+def score_functions(x, y, errors, datasets, mode: str) -> tuple:
+    """:func:`score_function` of each shared pair of ``datasets``, None for a missing one (no
+    validation or no test set)."""
+    return tuple(None if pair is None else score_function(x, y, errors, pair, mode) for pair in datasets)
+
+
 def supervised_functions(x, y, cost, errors, params, datasets, batch_size: int, learning_rate, mode: str,
                          momentum: float = 0.0, steps_per_call: int = 1, extra_updates=(), constraint=None,
                          update: str = "sgd", decoupled_decay: float = 0.0):
@@ -310,5 +316,4 @@ def supervised_functions(x, y, cost, errors, params, datasets, batch_size: int, 
     updates = [*extra_updates, *update_rule(update, cost, params, learning_rate, momentum, decoupled_decay, constraint)]
     train_step = compile_step(index, [], cost, updates, {x: train_x, y: train_y}, batch_size, mode,
                               steps_per_call)
-    return (train_step, *(None if pair is None else score_function(x, y, errors, pair, mode)
-                          for pair in (valid, test)))
+    return (train_step, *score_functions(x, y, errors, (valid, test), mode))

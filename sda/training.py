@@ -34,20 +34,12 @@ from sda.full_batch import FullBatchObjective, minimize_lbfgs
 from sda.utils import format_duration
 from sda.validation import check_positive_int
 
-__all__ = [
-    "DivergenceError",
-    "PARAMETER_LIMIT",
-    "EarlyStopping",
-    "FitState",
-    "FitResult",
-    "fit_early_stopping",
-    "fit_lbfgs",
-    "PretrainResult",
-    "pretrain_layers",
-    "train_epoch",
-    "time_left",
-    "utc_now",
-]
+__all__ = ["KEEP_MODELS", "DivergenceError", "PARAMETER_LIMIT", "EarlyStopping", "FitState", "FitResult",
+           "fit_early_stopping", "fit_lbfgs", "PretrainResult", "pretrain_layers", "train_epoch", "time_left", "utc_now"]
+
+#: Which fine-tuned parameters a run keeps: those of the best validation error (the tutorial's
+#: early stopping), or the last ones (UFLDL's: every iteration runs, the validation set chooses nothing).
+KEEP_MODELS = ("best", "last")
 
 #: No weight of a sigmoid or softmax layer trained on inputs in [0, 1] gets anywhere near this;
 #: a parameter beyond it means SGD is running away, even while the cost stays finite.
@@ -345,8 +337,8 @@ def _end_epoch(state: FitState, record: dict, improved: bool, title: str, valida
 
 
 def _check_keep(keep: str, validate) -> None:
-    if keep not in ("best", "last"):
-        raise ValueError(f"keep must be best or last, got {keep!r}")
+    if keep not in KEEP_MODELS:
+        raise ValueError(f"keep must be one of {', '.join(KEEP_MODELS)}, got {keep!r}")
     if validate is None and keep == "best":
         raise ValueError("without a validation set the last parameters are kept: keep='last'")
 
